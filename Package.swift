@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "mongoshift",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mongoshift", targets: ["mongoshift"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
+    targets: [
+        // C libraries from Debian, flags from pkg-config. Only the wrapper module beside each imports it.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CMongoC", pkgConfig: "libmongoc-1.0", providers: [.apt(["libmongoc-dev", "libbson-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        .target(name: "IOThread"),
+        .target(name: "PostgresClient", dependencies: ["CLibPQ", "IOThread"]),
+        .target(name: "MongoClient", dependencies: ["CMongoC", "IOThread"]),
+        .target(name: "Spool", dependencies: ["CZstd", "MongoClient"]),
+        .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
+        .target(name: "Replication", dependencies: [
+            "PostgresClient", "MongoClient", "Spool", "SQLiteStore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "mongoshift", dependencies: [
+            "Replication",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+
+        .testTarget(name: "MongoClientTests", dependencies: ["MongoClient"]),
+        .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient"]),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool", "MongoClient"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication"]),
+        .testTarget(name: "mongoshiftTests", dependencies: ["mongoshift", "Replication", "MongoClient", "PostgresClient"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

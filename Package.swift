@@ -20,9 +20,9 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
-        .target(name: "IOThread"),
-        .target(name: "PostgresClient", dependencies: ["CLibPQ", "IOThread"]),
-        .target(name: "MongoClient", dependencies: ["CMongoC", "IOThread"]),
+        .target(name: "ShiftCore"),
+        .target(name: "PostgresClient", dependencies: ["CLibPQ", "ShiftCore"]),
+        .target(name: "MongoClient", dependencies: ["CMongoC", "ShiftCore"]),
         .target(name: "Spool", dependencies: ["CZstd", "MongoClient"]),
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
         .target(name: "Replication", dependencies: [

@@ -1,0 +1,347 @@
+internal import CMongoC
+import Foundation
+import ShiftCore
+
+private let mongocReady: Void = {
+    mongoc_init()
+    mongoc_log_set_handler(nil, nil)  // libmongoc writes warnings to stderr otherwise; errors come back as values
+}()
+
+/// One write of an unordered bulk.
+public enum WriteOperation: Sendable {
+    case insert(Document)
+    case replace(filter: Document, replacement: Document, upsert: Bool)
+    case update(filter: Document, update: Document, upsert: Bool)
+    case delete(filter: Document)
+}
+
+public struct BulkWriteError: Sendable, Hashable {
+    /// Index into the operations passed to `bulkWrite`.
+    public var index: Int
+    public var code: Int
+    public var message: String
+}
+
+public struct BulkWriteResult: Sendable {
+    public var inserted = 0, matched = 0, modified = 0, upserted = 0, removed = 0
+    public var writeErrors: [BulkWriteError] = []
+}
+
+/// A libmongoc client. Its blocking calls run on the client's own thread, one at a time; use separate clients
+/// for work that must proceed in parallel (a tailer's change stream and an applier's writes).
+///
+/// `@unchecked Sendable`: `client` is only used on `io`'s thread; `deinit` runs when nothing else can reach it.
+public final class MongoClient: @unchecked Sendable {
+    private let io: IOThread
+    private let client: OpaquePointer
+    /// The URL with its password removed; safe to log.
+    public let redactedURL: String
+
+    /// Parses the URL and creates the client (libmongoc connects lazily, on the first operation).
+    /// `serverSelectionTimeoutMS` defaults to 5 s here so an unreachable server is reported promptly.
+    public init(url: String, appName: String = "mongoshift") throws {
+        _ = mongocReady
+        redactedURL = Redaction.redact(url)
+        var error = bson_error_t()
+        guard let uri = mongoc_uri_new_with_error(url, &error) else {
+            throw MongoError(code: .invalidURI, message: "\(Self.message(error)) [\(Redaction.redact(url))]")
+        }
+        defer { mongoc_uri_destroy(uri) }
+        if !mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS) {
+            mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000)
+        }
+        if !mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS) {
+            mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, 5000)
+        }
+        guard let client = mongoc_client_new_from_uri_with_error(uri, &error) else {
+            throw MongoError(code: .invalidURI, message: "\(Self.message(error)) [\(redactedURL)]")
+        }
+        mongoc_client_set_error_api(client, Int32(MONGOC_ERROR_API_VERSION_2))
+        mongoc_client_set_appname(client, appName)
+        self.client = client
+        self.io = IOThread(name: "libmongoc")
+    }
+
+    deinit {
+        let client = UnsafeClient(client)
+        let destroy: @Sendable () -> Void = { mongoc_client_destroy(client.pointer) }
+        if !io.submit(destroy) { destroy() }
+        io.shutdown()
+    }
+
+    // MARK: - commands
+
+    /// Runs a database command and returns the reply (`ok: 1`), or throws the server's error.
+    @discardableResult
+    public func command(_ command: Document, database: String) async throws -> Document {
+        try await io.run {
+            try withBSON(command) { cmd in
+                try withReply { reply, error in
+                    mongoc_client_command_with_opts(self.client, database, cmd, nil, nil, reply, &error)
+                }
+            }
+        }
+    }
+
+    public func ping() async throws {
+        try await command(["ping": 1], database: "admin")
+    }
+
+    /// Document count matching `filter` (the `count` command; exact, unlike estimatedDocumentCount).
+    public func count(database: String, collection: String, filter: Document = Document()) async throws -> Int {
+        let reply = try await command(Document(elements: [("count", .string(collection)), ("query", .document(filter))]), database: database)
+        return reply["n"]?.intValue ?? 0
+    }
+
+    public func drop(database: String, collection: String) async throws {
+        do {
+            try await command(["drop": .string(collection)], database: database)
+        } catch let error as MongoError where error.serverCode == 26 {
+            return  // NamespaceNotFound: already gone
+        }
+    }
+
+    // MARK: - writes
+
+    /// An unordered (or ordered) bulk write, split by libmongoc into server-sized batches.
+    /// Per-item failures come back in `writeErrors`; only whole-batch failures (network, no primary) throw.
+    public func bulkWrite(database: String, collection: String, _ operations: [WriteOperation],
+                          ordered: Bool = false, majority: Bool = true) async throws -> BulkWriteResult {
+        if operations.isEmpty { return BulkWriteResult() }
+        return try await io.run {
+            let coll = mongoc_client_get_collection(self.client, database, collection)!
+            defer { mongoc_collection_destroy(coll) }
+            var optsDoc = Document(["ordered": .bool(ordered)])
+            if majority { optsDoc.append("writeConcern", .document(["w": "majority"])) }
+            let bulk = withBSON(optsDoc) { mongoc_collection_create_bulk_operation_with_opts(coll, $0)! }
+            defer { mongoc_bulk_operation_destroy(bulk) }
+            var result = BulkWriteResult()
+            // Operations libmongoc refuses client-side (invalid keys) never reach the server: report them by index.
+            var serverIndex: [Int] = []
+            serverIndex.reserveCapacity(operations.count)
+            let upsertTrue = Document(["upsert": true])
+            for (index, operation) in operations.enumerated() {
+                var error = bson_error_t()
+                let added: Bool
+                switch operation {
+                case .insert(let doc):
+                    added = withBSON(doc) { mongoc_bulk_operation_insert_with_opts(bulk, $0, nil, &error) }
+                case .replace(let filter, let replacement, let upsert):
+                    added = withBSON(filter) { f in withBSON(replacement) { r in withBSON(upsert ? upsertTrue : Document()) { o in
+                        mongoc_bulk_operation_replace_one_with_opts(bulk, f, r, o, &error) } } }
+                case .update(let filter, let update, let upsert):
+                    added = withBSON(filter) { f in withBSON(update) { u in withBSON(upsert ? upsertTrue : Document()) { o in
+                        mongoc_bulk_operation_update_one_with_opts(bulk, f, u, o, &error) } } }
+                case .delete(let filter):
+                    added = withBSON(filter) { mongoc_bulk_operation_remove_one_with_opts(bulk, $0, nil, &error) }
+                }
+                if added { serverIndex.append(index) }
+                else { result.writeErrors.append(BulkWriteError(index: index, code: Int(error.code), message: Self.message(error))) }
+            }
+            if serverIndex.isEmpty { return result }
+            var error = bson_error_t()
+            var ok = false
+            let replyDoc = withReplyStorage { reply in ok = mongoc_bulk_operation_execute(bulk, reply, &error) != 0 }
+            result.inserted = replyDoc["nInserted"]?.intValue ?? 0
+            result.matched = replyDoc["nMatched"]?.intValue ?? 0
+            result.modified = replyDoc["nModified"]?.intValue ?? 0
+            result.upserted = replyDoc["nUpserted"]?.intValue ?? 0
+            result.removed = replyDoc["nRemoved"]?.intValue ?? 0
+            var itemErrors: [BulkWriteError] = []
+            if case .array(let errors)? = replyDoc["writeErrors"] {
+                for case .document(let e) in errors {
+                    let i = e["index"]?.intValue ?? 0
+                    itemErrors.append(BulkWriteError(index: i < serverIndex.count ? serverIndex[i] : i,
+                                                     code: e["code"]?.intValue ?? 0,
+                                                     message: e["errmsg"]?.stringValue ?? ""))
+                }
+            }
+            let writeConcernFailed: Bool = {
+                if case .array(let items)? = replyDoc["writeConcernErrors"] { return !items.isEmpty }
+                return false
+            }()
+            if !ok && (itemErrors.isEmpty || writeConcernFailed) {
+                throw Self.mongoError(error, reply: replyDoc)
+            }
+            result.writeErrors += itemErrors
+            result.writeErrors.sort { $0.index < $1.index }
+            return result
+        }
+    }
+
+    // MARK: - reads
+
+    /// Streams matching documents to `onDocument` (on the client's thread), batch by batch; memory stays one
+    /// server batch deep. Returns the number of documents.
+    @discardableResult
+    public func find(database: String, collection: String, filter: Document, sort: Document? = nil,
+                     projection: Document? = nil, limit: Int? = nil, batchSize: Int? = nil,
+                     onDocument: @escaping @Sendable (Document) throws -> Void) async throws -> Int {
+        var opts = Document()
+        if let sort { opts.append("sort", .document(sort)) }
+        if let projection { opts.append("projection", .document(projection)) }
+        if let limit { opts.append("limit", .int64(Int64(limit))) }
+        if let batchSize { opts.append("batchSize", .int32(Int32(batchSize))) }
+        return try await io.run { [opts] in
+            let coll = mongoc_client_get_collection(self.client, database, collection)!
+            defer { mongoc_collection_destroy(coll) }
+            let cursor = withBSON(filter) { f in withBSON(opts) { o in mongoc_collection_find_with_opts(coll, f, o, nil)! } }
+            defer { mongoc_cursor_destroy(cursor) }
+            var count = 0
+            var doc: OpaquePointer?
+            while mongoc_cursor_next(cursor, &doc) {
+                try onDocument(Self.document(doc!))
+                count += 1
+            }
+            var error = bson_error_t()
+            var replyPointer: OpaquePointer?
+            if mongoc_cursor_error_document(cursor, &error, &replyPointer) {
+                throw Self.mongoError(error, reply: replyPointer.map { Self.document($0) } ?? Document())
+            }
+            return count
+        }
+    }
+
+    /// `find` collected into an array, for small results.
+    public func findAll(database: String, collection: String, filter: Document = Document(), sort: Document? = nil,
+                        projection: Document? = nil, limit: Int? = nil) async throws -> [Document] {
+        let box = DocumentBox()
+        try await find(database: database, collection: collection, filter: filter, sort: sort, projection: projection,
+                       limit: limit) { box.append($0) }
+        return box.documents
+    }
+
+    // MARK: - change streams
+
+    /// Opens a change stream on a collection (or the whole database when `collection` is nil).
+    /// `options` are `$changeStream` options: fullDocument, resumeAfter, startAfter, startAtOperationTime,
+    /// maxAwaitTimeMS, batchSize. The stream shares this client's thread.
+    public func watch(database: String, collection: String?, pipeline: [Document] = [],
+                      options: Document) async throws -> ChangeStream {
+        let stream = try await io.run { () -> UnsafeClient in
+            let pipelineDoc = Document(["pipeline": .array(pipeline.map(BSON.document))])
+            let raw: OpaquePointer = try withBSON(pipelineDoc) { p in
+                try withBSON(options) { o in
+                    let stream: OpaquePointer
+                    if let collection {
+                        let coll = mongoc_client_get_collection(self.client, database, collection)!
+                        defer { mongoc_collection_destroy(coll) }
+                        stream = mongoc_collection_watch(coll, p, o)!
+                    } else {
+                        let db = mongoc_client_get_database(self.client, database)!
+                        defer { mongoc_database_destroy(db) }
+                        stream = mongoc_database_watch(db, p, o)!
+                    }
+                    var error = bson_error_t()
+                    var reply: OpaquePointer?
+                    if mongoc_change_stream_error_document(stream, &error, &reply) {
+                        let e = Self.mongoError(error, reply: reply.map { Self.document($0) } ?? Document())
+                        mongoc_change_stream_destroy(stream)
+                        throw e
+                    }
+                    return stream
+                }
+            }
+            return UnsafeClient(raw)
+        }
+        return ChangeStream(owner: self, stream: stream.pointer)
+    }
+
+    func nextBatch(_ stream: OpaquePointer, maxEvents: Int) async throws -> ChangeBatch {
+        let handle = UnsafeClient(stream)
+        return try await io.run {
+            var events: [Document] = []
+            var doc: OpaquePointer?
+            while events.count < maxEvents, mongoc_change_stream_next(handle.pointer, &doc) {
+                events.append(Self.document(doc!))
+            }
+            var error = bson_error_t()
+            var reply: OpaquePointer?
+            if mongoc_change_stream_error_document(handle.pointer, &error, &reply) {
+                throw Self.mongoError(error, reply: reply.map { Self.document($0) } ?? Document())
+            }
+            let token = mongoc_change_stream_get_resume_token(handle.pointer).map { Self.document($0) }
+            return ChangeBatch(events: events, resumeToken: token)
+        }
+    }
+
+    func destroy(_ stream: OpaquePointer) {
+        let handle = UnsafeClient(stream)
+        let destroy: @Sendable () -> Void = { mongoc_change_stream_destroy(handle.pointer) }
+        if !io.submit(destroy) { destroy() }
+    }
+
+    // MARK: - bson_t bridging (client thread only)
+
+    static func document(_ pointer: OpaquePointer) -> Document {
+        let data = bson_get_data(pointer)!
+        let length = Int(UInt32(data[0]) | UInt32(data[1]) << 8 | UInt32(data[2]) << 16 | UInt32(data[3]) << 24)
+        return Document(unchecked: Array(UnsafeBufferPointer(start: data, count: length)))
+    }
+
+    static func message(_ error: bson_error_t) -> String {
+        withUnsafeBytes(of: error.message) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+
+    static func mongoError(_ error: bson_error_t, reply: Document) -> MongoError {
+        var labels: [String] = []
+        if case .array(let items)? = reply["errorLabels"] { labels = items.compactMap(\.stringValue) }
+        let domain = error.domain
+        let kind: MongoError.Code
+        switch domain {
+        case MONGOC_ERROR_STREAM.rawValue, MONGOC_ERROR_SERVER_SELECTION.rawValue, MONGOC_ERROR_CLIENT.rawValue:
+            kind = domain == MONGOC_ERROR_CLIENT.rawValue ? .client : .connection
+        case MONGOC_ERROR_WRITE_CONCERN.rawValue: kind = .writeConcern
+        default: kind = .server
+        }
+        let serverCode = kind == .server || kind == .writeConcern ? Int(error.code) : 0
+        return MongoError(code: kind, serverCode: serverCode, message: Redaction.redact(message(error)), labels: labels)
+    }
+}
+
+/// Raw C handles carried to the client's thread.
+struct UnsafeClient: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+}
+
+/// Collects documents from a callback that runs on the client's thread while the caller awaits.
+final class DocumentBox: @unchecked Sendable {
+    // @unchecked: appended only on the client's thread, read after the awaited call returns.
+    var documents: [Document] = []
+    func append(_ d: Document) { documents.append(d) }
+}
+
+/// Lends a Document to libmongoc as a read-only `bson_t` for the duration of `body`.
+func withBSON<R>(_ document: Document, _ body: (OpaquePointer) throws -> R) rethrows -> R {
+    try document.bytes.withUnsafeBufferPointer { buffer in
+        let b = bson_new_from_data(buffer.baseAddress, buffer.count)!
+        defer { bson_destroy(b) }
+        return try body(b)
+    }
+}
+
+/// Calls a libmongoc function that fills a reply `bson_t`; throws its error when it returns false.
+func withReply(_ body: (OpaquePointer, inout bson_error_t) -> Bool) throws -> Document {
+    var error = bson_error_t()
+    var ok = false
+    let doc = withReplyStorage { reply in ok = body(reply, &error) }
+    if !ok { throw MongoClient.mongoError(error, reply: doc) }
+    return doc
+}
+
+/// Storage for a `bson_t` that libmongoc initialises (reply out-parameters). Swift sees `bson_t` as opaque
+/// (it is 128-byte aligned), so the struct is allocated here with libbson's size and alignment.
+func withReplyStorage(_ body: (OpaquePointer) -> Void) -> Document {
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
+    raw.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
+    let reply = OpaquePointer(raw)
+    bson_init(reply)
+    body(reply)
+    let doc = MongoClient.document(reply)
+    bson_destroy(reply)
+    raw.deallocate()
+    return doc
+}

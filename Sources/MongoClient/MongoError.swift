@@ -1,0 +1,39 @@
+/// An error from MongoDB or libmongoc: the kind, the server's error code when there is one, and its labels.
+public struct MongoError: Error, CustomStringConvertible, Sendable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        public static let invalidURI = Code(raw: "invalid URI")
+        public static let connection = Code(raw: "connection error")
+        public static let server = Code(raw: "server error")
+        public static let writeConcern = Code(raw: "write concern error")
+        public static let client = Code(raw: "client error")
+        public var description: String { raw }
+    }
+
+    public var code: Code
+    /// The server's numeric error code (11000 duplicate key, 286 ChangeStreamHistoryLost, ...), or libmongoc's.
+    public var serverCode: Int
+    public var message: String
+    public var labels: [String]
+
+    public init(code: Code, serverCode: Int = 0, message: String, labels: [String] = []) {
+        self.code = code
+        self.serverCode = serverCode
+        self.message = message
+        self.labels = labels
+    }
+
+    /// Network trouble, no primary, a stepping-down primary, shutdown: retry later.
+    public var isTransient: Bool {
+        if code == .connection { return true }
+        if labels.contains("RetryableWriteError") || labels.contains("ResumableChangeStreamError") { return true }
+        return [6, 7, 43, 63, 89, 91, 150, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436].contains(serverCode)
+    }
+
+    /// The change stream cannot resume from the saved token: the oplog no longer has it (or it is unusable).
+    public var isHistoryLost: Bool { [286, 280, 136].contains(serverCode) }
+
+    public var description: String {
+        "mongo \(code)\(serverCode != 0 ? " \(serverCode)" : ""): \(message)"
+    }
+}

@@ -1,0 +1,47 @@
+/// An error from PostgreSQL/Redshift or from libpq, with the server's SQLSTATE when there is one.
+/// Its description never contains a password (connection strings are redacted before they get here).
+public struct PostgresError: Error, CustomStringConvertible, Sendable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        public static let connectionFailed = Code(raw: "connection failed")
+        public static let connectionLost = Code(raw: "connection lost")
+        public static let server = Code(raw: "server error")
+        public static let copyFailed = Code(raw: "COPY failed")
+        public static let cancelled = Code(raw: "cancelled")
+        public static let unexpectedResult = Code(raw: "unexpected result")
+        public var description: String { raw }
+    }
+
+    public var code: Code
+    /// Five-character SQLSTATE (`23505`, `57014`, ...) when the server sent one.
+    public var sqlState: String?
+    public var message: String
+    public var detail: String?
+    /// The statement, shortened; values are bound separately and never appear here.
+    public var query: String?
+
+    public init(code: Code, sqlState: String? = nil, message: String, detail: String? = nil, query: String? = nil) {
+        self.code = code
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+        self.query = query.map { $0.count > 200 ? String($0.prefix(200)) + "…" : $0 }
+    }
+
+    /// Worth retrying on a fresh connection: connection trouble, admin shutdown/cancel, serialization failures,
+    /// deadlocks, too many connections, statement timeouts (Redshift WLM also cancels with 57014).
+    public var isTransient: Bool {
+        if code == .connectionFailed || code == .connectionLost { return true }
+        guard let state = sqlState else { return false }
+        return state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53")
+            || ["40001", "40P01", "57014", "55P03"].contains(state)
+    }
+
+    public var description: String {
+        var text = "postgres \(code)"
+        if let sqlState { text += " [\(sqlState)]" }
+        text += ": " + message
+        if let detail, !detail.isEmpty { text += " (\(detail))" }
+        return text
+    }
+}

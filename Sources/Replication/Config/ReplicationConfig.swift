@@ -1,0 +1,133 @@
+/// The whole configuration, as loaded by the executable (DESIGN §3). Plain values with documented defaults;
+/// the engine never reads files, arguments or the environment itself.
+public struct ReplicationConfig: Sendable {
+    /// State directory: `state.db`, `spool/`, `deadletter/`. Default `./.mongoshift`.
+    public var stateDirectory: String = "./.mongoshift"
+    public var redshift: RedshiftEndpoint?
+    public var mongo: MongoEndpoint?
+    public var defaults = StreamDefaults()
+    public var streams: [StreamConfig] = []
+
+    public init() {}
+
+    public func stream(named name: String) -> StreamConfig? { streams.first { $0.name == name } }
+}
+
+public enum SQLDialect: String, Sendable {
+    /// Only constructs Amazon Redshift accepts (no ON CONFLICT, no COPY FROM STDIN, SUPER for nested values).
+    case redshift
+    /// PostgreSQL: jsonb, COPY FROM STDIN.
+    case postgres
+}
+
+public struct RedshiftEndpoint: Sendable {
+    /// libpq URI or conninfo. May carry a password: never log it unredacted.
+    public var url: String
+    public var dialect: SQLDialect = .redshift
+    public init(url: String, dialect: SQLDialect = .redshift) {
+        self.url = url
+        self.dialect = dialect
+    }
+}
+
+public struct MongoEndpoint: Sendable {
+    public var url: String
+    public var database: String
+    public init(url: String, database: String) {
+        self.url = url
+        self.database = database
+    }
+}
+
+public struct StreamDefaults: Sendable {
+    /// Target uncompressed size of one page / spool segment / apply batch. Default 8 MiB.
+    public var batchBytes = 8 << 20
+    /// Upper bound on buffers held by one stream's pipeline. Default 256 MiB.
+    public var memoryBudget = 256 << 20
+    /// Pause between polls when the source had nothing new. Default 1 s.
+    public var pollInterval: Duration = .seconds(1)
+    /// Concurrent snapshot partitions (each one source connection). Default 2.
+    public var parallelism = 2
+    /// Spool size at which extraction pauses until the applier catches up. Default 10 GiB.
+    public var spoolMaxBytes = 10 << 30
+    public init() {}
+}
+
+public struct TableName: Sendable, Hashable, CustomStringConvertible {
+    public var schema: String?
+    public var name: String
+    public init(schema: String?, name: String) {
+        self.schema = schema
+        self.name = name
+    }
+    /// `public.orders` → schema `public`, name `orders`; a bare name has no schema.
+    public init(parsing text: String) {
+        if let dot = text.firstIndex(of: ".") {
+            schema = String(text[..<dot])
+            name = String(text[text.index(after: dot)...])
+        } else {
+            schema = nil
+            name = text
+        }
+    }
+    public var description: String { schema.map { "\($0).\(name)" } ?? name }
+}
+
+public enum OnHistoryLost: String, Sendable { case resnapshot, fail }
+public enum OnDrop: String, Sendable { case keep, truncate, fail }
+
+public struct StreamConfig: Sendable {
+    public enum Direction: String, Sendable {
+        case redshiftToMongo = "redshift_to_mongo"
+        case mongoToRedshift = "mongo_to_redshift"
+    }
+
+    public var name: String
+    public var direction: Direction
+    /// Redshift → Mongo: source table; Mongo → Redshift: target table.
+    public var table: TableName
+    /// Redshift → Mongo: target collection; Mongo → Redshift: source collection.
+    public var collection: String
+    /// Key columns; become `_id` (composite → subdocument). Required unless declared on the table.
+    public var key: [String] = []
+    /// Monotone-ish column polled incrementally (Redshift → Mongo).
+    public var watermark: String?
+    /// Never advance the watermark past `now() - safetyLag` (late commits). Default 60 s.
+    public var safetyLag: Duration = .seconds(60)
+    /// Re-scan this far behind the watermark every poll (0 = off).
+    public var lookback: Duration = .zero
+    /// Soft-delete column: a true value deletes the document.
+    public var deleteColumn: String?
+    /// Hard-delete reconcile period (0 = off). Default 1 h.
+    public var reconcileEvery: Duration = .seconds(3600)
+    /// Snapshot partitions. Default 8.
+    public var partitions = 8
+    /// Mongo → Redshift: flatten depth (top-level fields → columns). Default 1.
+    public var flatten = 1
+    public var onHistoryLost: OnHistoryLost = .resnapshot
+    public var onDrop: OnDrop = .keep
+    public var batchBytes: Int
+    public var pollInterval: Duration
+    public var parallelism: Int
+    public var memoryBudget: Int
+    public var spoolMaxBytes: Int
+
+    public init(name: String, direction: Direction, table: TableName, collection: String, defaults: StreamDefaults) {
+        self.name = name
+        self.direction = direction
+        self.table = table
+        self.collection = collection
+        batchBytes = defaults.batchBytes
+        pollInterval = defaults.pollInterval
+        parallelism = defaults.parallelism
+        memoryBudget = defaults.memoryBudget
+        spoolMaxBytes = defaults.spoolMaxBytes
+    }
+}
+
+extension Duration {
+    public var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}

@@ -1,0 +1,62 @@
+import PostgresClient
+
+/// What mongoshift needs to know about a Redshift/PostgreSQL source table, discovered from the server.
+public struct SourceTable: Sendable {
+    public var name: TableName
+    public var columns: [PostgresColumn]
+    public var keyIndexes: [Int]
+    public var watermarkIndex: Int?
+    public var deleteIndex: Int?
+
+    public var keyNames: [String] { keyIndexes.map { columns[$0].name } }
+    public var watermarkName: String? { watermarkIndex.map { columns[$0].name } }
+    public var qualifiedName: String { SQL.qualified(schema: name.schema, name: name.name) }
+    public var selectList: String { columns.map { SQL.identifier($0.name) }.joined(separator: ", ") }
+    /// The first key column is integer-typed: partitions split min…max arithmetically.
+    public var hasIntegerKey: Bool { keyIndexes.first.map { PostgresType.integers.contains(columns[$0].typeOID) } ?? false }
+
+    /// Reads the column list (`SELECT * … LIMIT 0`, which Redshift and PostgreSQL both answer from the catalog)
+    /// and resolves the key (configured, else the declared primary key), watermark and soft-delete columns.
+    public static func describe(_ connection: PostgresConnection, stream: StreamConfig) async throws -> SourceTable {
+        let qualified = SQL.qualified(schema: stream.table.schema, name: stream.table.name)
+        let probe: PostgresRows
+        do {
+            probe = try await connection.query("SELECT * FROM \(qualified) LIMIT 0")
+        } catch let error as PostgresError where error.sqlState == "42P01" {
+            throw ReplicationError(.configuration, stream: stream.name, "table \(stream.table) not found")
+        }
+        let columns = probe.columns
+        func index(of name: String, role: String) throws -> Int {
+            guard let i = columns.firstIndex(where: { $0.name == name }) ?? columns.firstIndex(where: { $0.name.lowercased() == name.lowercased() }) else {
+                throw ReplicationError(.configuration, stream: stream.name, "\(role) column \"\(name)\" not found in \(stream.table)")
+            }
+            return i
+        }
+        var keyNames = stream.key
+        if keyNames.isEmpty {
+            keyNames = try await declaredPrimaryKey(connection, table: stream.table)
+            if keyNames.isEmpty {
+                throw ReplicationError(.configuration, stream: stream.name,
+                                       "no key: set `key:` (Redshift does not enforce primary keys) or declare one on \(stream.table)")
+            }
+        }
+        let keyIndexes = try keyNames.map { try index(of: $0, role: "key") }
+        let watermarkIndex = try stream.watermark.map { try index(of: $0, role: "watermark") }
+        if let w = watermarkIndex, !PostgresType.temporal.contains(columns[w].typeOID) && !PostgresType.integers.contains(columns[w].typeOID) {
+            throw ReplicationError(.configuration, stream: stream.name, "watermark column \"\(columns[w].name)\" must be a timestamp, date or integer")
+        }
+        let deleteIndex = try stream.deleteColumn.map { try index(of: $0, role: "soft-delete") }
+        return SourceTable(name: stream.table, columns: columns, keyIndexes: keyIndexes, watermarkIndex: watermarkIndex, deleteIndex: deleteIndex)
+    }
+
+    static func declaredPrimaryKey(_ connection: PostgresConnection, table: TableName) async throws -> [String] {
+        let rows = try await connection.query("""
+            SELECT kcu.column_name FROM information_schema.table_constraints tc
+            JOIN information_schema.key_column_usage kcu
+              ON kcu.constraint_name = tc.constraint_name AND kcu.table_schema = tc.table_schema AND kcu.table_name = tc.table_name
+            WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = $1 AND tc.table_name = $2
+            ORDER BY kcu.ordinal_position
+            """, [table.schema ?? "public", table.name])
+        return rows.rows.compactMap { $0[0] }
+    }
+}

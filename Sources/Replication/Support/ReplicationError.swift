@@ -1,0 +1,28 @@
+/// An engine error: what kind, which stream, and a one-line reason (no secrets).
+public struct ReplicationError: Error, CustomStringConvertible, Sendable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        /// The configuration does not match the source or target (missing table/column/key).
+        public static let configuration = Code(raw: "configuration")
+        /// Source data mongoshift refuses to guess about (duplicate keys, NULL keys).
+        public static let sourceData = Code(raw: "source data")
+        /// The change stream cannot resume: history lost.
+        public static let historyLost = Code(raw: "history lost")
+        /// The source collection was dropped / renamed / invalidated.
+        public static let sourceDropped = Code(raw: "source dropped")
+        public static let spool = Code(raw: "spool")
+        public static let `internal` = Code(raw: "internal")
+        public var description: String { raw }
+    }
+    public var code: Code
+    public var stream: String
+    public var message: String
+
+    public init(_ code: Code, stream: String, _ message: String) {
+        self.code = code
+        self.stream = stream
+        self.message = message
+    }
+
+    public var description: String { "stream \(stream): \(message)" }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import MongoClient
+import Spool
+
+public struct ApplyOutcome: Sendable {
+    public var applied = 0
+    public var stale = 0
+    public var deadLetters: [DeadLetterFile.Entry] = []
+    public init(applied: Int = 0, stale: Int = 0, deadLetters: [DeadLetterFile.Entry] = []) {
+        self.applied = applied
+        self.stale = stale
+        self.deadLetters = deadLetters
+    }
+}
+
+/// A target that applies a segment's changes idempotently.
+public protocol ChangeTarget: Sendable {
+    func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome
+}
+
+/// Applies a stream's durable segments in sequence order: read (verified), apply, persist the applied position,
+/// then delete the file — in that order, so a crash anywhere replays at most one segment, idempotently.
+struct SegmentApplyLoop {
+    let context: StreamContext
+    let target: ChangeTarget
+
+    /// Applies every segment recorded now. Returns the number of segments applied.
+    @discardableResult
+    func applyPending(onApplied: (SegmentRecord, ApplyOutcome) async -> Void = { _, _ in }) async throws -> Int {
+        var count = 0
+        for segment in try await context.state.pendingSegments(context.name) {
+            try Task.checkCancellation()
+            try await apply(segment)
+            count += 1
+        }
+        return count
+    }
+
+    func apply(_ segment: SegmentRecord) async throws {
+        let path = context.spool.segmentPath(segment.seq)
+        let decoded: SpoolSegment
+        do {
+            decoded = try SpoolSegmentReader.read(path: path)
+        } catch let error as SpoolError {
+            // A torn or corrupt segment is never half-applied: forget it and re-extract its range.
+            context.logger.error("corrupt spool segment: re-extracting its range", metadata: ["segment": "\(path)", "reason": "\(error.reason)"])
+            try await context.state.discardSegment(segment)
+            context.spool.remove(segment.seq)
+            throw ReplicationError(.spool, stream: context.name, "segment \(segment.seq) was corrupt (\(error.reason)); its range will be re-extracted")
+        }
+        let outcome = try await target.apply(decoded.changes, segment: segment)
+        try await context.deadLetter(outcome.deadLetters)
+        try await context.state.markApplied(segment, applied: outcome.applied, staleSkipped: outcome.stale)
+        context.spool.remove(segment.seq)
+    }
+}
+
+/// Mongo as a change target: snapshot segments insert first; everything else goes through the version guard.
+struct MongoTarget: ChangeTarget {
+    let applier: MongoApplier
+
+    func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome {
+        let o = try await applier.apply(changes, insertFirst: segment.kind == .snapshot)
+        return ApplyOutcome(applied: o.applied, stale: o.stale, deadLetters: o.deadLetters)
+    }
+}

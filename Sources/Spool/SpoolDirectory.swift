@@ -1,0 +1,54 @@
+import Foundation
+
+/// `state/spool/<stream>/<seq:020>.seg`: where one stream's segments live.
+public struct SpoolDirectory: Sendable {
+    public let path: String
+
+    public init(root: String, stream: String) throws {
+        path = (root as NSString).appendingPathComponent(Self.safeName(stream))
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+    }
+
+    public func segmentPath(_ seq: Int64) -> String {
+        let digits = String(seq)
+        return (path as NSString).appendingPathComponent(String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".seg")
+    }
+
+    /// Sequence numbers of the segment files present (temp files excluded).
+    public func sequencesOnDisk() -> [Int64] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.compactMap { name in name.hasSuffix(".seg") ? Int64(name.dropLast(4)) : nil }.sorted()
+    }
+
+    /// Removes leftovers of interrupted writes and segments the state store does not know.
+    @discardableResult
+    public func removeUnknown(known: Set<Int64>) -> Int {
+        var removed = 0
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        for name in names {
+            let full = (path as NSString).appendingPathComponent(name)
+            if name.hasSuffix(".tmp") || (name.hasSuffix(".seg") && !(Int64(name.dropLast(4)).map(known.contains) ?? false)) {
+                try? FileManager.default.removeItem(atPath: full)
+                removed += 1
+            }
+        }
+        return removed
+    }
+
+    public func remove(_ seq: Int64) {
+        try? FileManager.default.removeItem(atPath: segmentPath(seq))
+    }
+
+    public func bytesOnDisk() -> Int {
+        sequencesOnDisk().reduce(0) { total, seq in
+            let size = (try? FileManager.default.attributesOfItem(atPath: segmentPath(seq))[.size] as? Int) ?? 0
+            return total + size
+        }
+    }
+
+    /// Stream names become directory names: keep them to a safe alphabet.
+    static func safeName(_ stream: String) -> String {
+        String(stream.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
+    }
+}

@@ -1,0 +1,20 @@
+/// A spool failure: the file it concerns and why.
+public struct SpoolError: Error, CustomStringConvertible, Sendable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        /// Truncated, bit-flipped, wrong magic/version, bad checksum: re-extract, never half-read.
+        public static let corrupt = Code(raw: "corrupt segment")
+        public static let io = Code(raw: "I/O error")
+        public static let compression = Code(raw: "compression error")
+        public var description: String { raw }
+    }
+    public var code: Code
+    public var path: String
+    public var reason: String
+    public init(code: Code, path: String, reason: String) {
+        self.code = code
+        self.path = path
+        self.reason = reason
+    }
+    public var description: String { "\(path): \(code): \(reason)" }
+}

@@ -1,0 +1,222 @@
+internal import CZstd
+import Foundation
+import MongoClient
+
+/// The header of a spool segment file (DESIGN §7).
+///
+/// Layout, little-endian: `MSPL` · u16 version · u16 flags · u32 records · u64 raw length · u64 payload length ·
+/// u16 stream-name length + UTF-8 · u32 + BSON first position · u32 + BSON last position · zstd payload ·
+/// u32 CRC-32C of everything before it.
+public struct SpoolSegmentHeader: Sendable, Equatable {
+    public static let magic: [UInt8] = Array("MSPL".utf8)
+    public static let version: UInt16 = 1
+
+    public var stream: String
+    public var firstPosition: Document
+    public var lastPosition: Document
+    public var recordCount: Int
+    public var rawLength: Int
+}
+
+/// A decoded, verified segment.
+public struct SpoolSegment: Sendable {
+    public var header: SpoolSegmentHeader
+    public var changes: [Change]
+}
+
+/// Accumulates changes in memory (bounded by the caller's batch size) and seals them into a durable segment file.
+public struct SpoolSegmentWriter: Sendable {
+    public let stream: String
+    private var raw: [UInt8] = []
+    public private(set) var count = 0
+
+    public init(stream: String, reserveBytes: Int = 0) {
+        self.stream = stream
+        raw.reserveCapacity(reserveBytes)
+    }
+
+    /// Uncompressed bytes buffered so far.
+    public var byteCount: Int { raw.count }
+
+    public mutating func append(_ change: Change) {
+        raw.append(contentsOf: change.record.bytes)
+        count += 1
+    }
+
+    /// Appends an already-encoded change record (hot path: the extractor builds records in place).
+    public mutating func append(record: Document) {
+        raw.append(contentsOf: record.bytes)
+        count += 1
+    }
+
+    public mutating func reset() {
+        raw.removeAll(keepingCapacity: true)
+        count = 0
+    }
+
+    /// Compresses and writes the segment: temp file, fsync, rename, directory fsync. After this returns the
+    /// segment survives a crash or power loss. Returns the file size.
+    @discardableResult
+    public func seal(to path: String, first: Document, last: Document, level: Int32 = 1) throws -> Int {
+        let bytes = try encode(first: first, last: last, level: level)
+        try DurableFile.write(bytes, to: path)
+        return bytes.count
+    }
+
+    /// The complete file image (exposed for tests and the fuzz corpus).
+    public func encode(first: Document, last: Document, level: Int32 = 1) throws -> [UInt8] {
+        let bound = ZSTD_compressBound(raw.count)
+        var payload = [UInt8](repeating: 0, count: bound)
+        let written = payload.withUnsafeMutableBytes { out in
+            raw.withUnsafeBytes { input in
+                ZSTD_compress(out.baseAddress, bound, input.baseAddress, input.count, level)
+            }
+        }
+        if ZSTD_isError(written) != 0 {
+            throw SpoolError(code: .compression, path: stream, reason: String(cString: ZSTD_getErrorName(written)))
+        }
+        payload.removeSubrange(written...)
+        var out: [UInt8] = []
+        out.reserveCapacity(payload.count + 256)
+        out += SpoolSegmentHeader.magic
+        append(&out, SpoolSegmentHeader.version)
+        append(&out, UInt16(0))
+        append(&out, UInt32(count))
+        append(&out, UInt64(raw.count))
+        append(&out, UInt64(payload.count))
+        let name = Array(stream.utf8)
+        append(&out, UInt16(name.count))
+        out += name
+        append(&out, UInt32(first.byteCount))
+        out += first.bytes
+        append(&out, UInt32(last.byteCount))
+        out += last.bytes
+        out += payload
+        append(&out, CRC32C.checksum(out))
+        return out
+    }
+
+    private func append<T: FixedWidthInteger>(_ out: inout [UInt8], _ value: T) {
+        withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+    }
+}
+
+/// Reads and verifies segment files. Any defect is a `.corrupt` error: a segment is used whole or not at all.
+public enum SpoolSegmentReader {
+    public static func read(path: String) throws -> SpoolSegment {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SpoolError(code: .io, path: path, reason: "cannot read file")
+        }
+        return try decode([UInt8](data), path: path)
+    }
+
+    /// Reads only the header (lag and recovery need counts and positions, not the changes).
+    public static func readHeader(path: String) throws -> SpoolSegmentHeader {
+        let segment = try read(path: path)
+        return segment.header
+    }
+
+    public static func decode(_ bytes: [UInt8], path: String) throws -> SpoolSegment {
+        func corrupt(_ reason: String) -> SpoolError { SpoolError(code: .corrupt, path: path, reason: reason) }
+        guard bytes.count >= 4 + 2 + 2 + 4 + 8 + 8 + 2 + 4 + 4 + 4 else { throw corrupt("file too short (\(bytes.count) bytes)") }
+        guard Array(bytes[0..<4]) == SpoolSegmentHeader.magic else { throw corrupt("bad magic") }
+        let stored: UInt32 = read(bytes, bytes.count - 4)
+        let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<(bytes.count - 4)])) }
+        guard stored == computed else { throw corrupt("checksum mismatch (torn write or flipped bits)") }
+        var p = 4
+        let version: UInt16 = read(bytes, p); p += 4
+        guard version == SpoolSegmentHeader.version else { throw corrupt("unsupported version \(version)") }
+        let records = Int(read(bytes, p) as UInt32); p += 4
+        let rawLength = Int(read(bytes, p) as UInt64); p += 8
+        let payloadLength = Int(read(bytes, p) as UInt64); p += 8
+        let nameLength = Int(read(bytes, p) as UInt16); p += 2
+        guard p + nameLength <= bytes.count - 4 else { throw corrupt("header overruns file") }
+        let stream = String(decoding: bytes[p..<(p + nameLength)], as: UTF8.self); p += nameLength
+        func position() throws -> Document {
+            guard p + 4 <= bytes.count - 4 else { throw corrupt("header overruns file") }
+            let n = Int(read(bytes, p) as UInt32); p += 4
+            guard n >= 5, p + n <= bytes.count - 4 else { throw corrupt("bad position length") }
+            defer { p += n }
+            do { return try Document(bytes: Array(bytes[p..<(p + n)])) } catch { throw corrupt("bad position: \(error)") }
+        }
+        let first = try position()
+        let last = try position()
+        guard p + payloadLength == bytes.count - 4 else { throw corrupt("payload length mismatch") }
+        guard rawLength <= 1 << 31 else { throw corrupt("implausible raw length") }
+        var raw = [UInt8](repeating: 0, count: rawLength)
+        let got = raw.withUnsafeMutableBytes { out in
+            bytes.withUnsafeBytes { input in
+                ZSTD_decompress(out.baseAddress, rawLength, input.baseAddress! + p, payloadLength)
+            }
+        }
+        if ZSTD_isError(got) != 0 { throw corrupt("zstd: \(String(cString: ZSTD_getErrorName(got)))") }
+        guard got == rawLength else { throw corrupt("decompressed \(got) bytes, header says \(rawLength)") }
+        var changes: [Change] = []
+        changes.reserveCapacity(records)
+        var q = 0
+        while q < raw.count {
+            guard q + 4 <= raw.count else { throw corrupt("truncated record") }
+            let n = Int(read(raw, q) as UInt32)
+            guard n >= 5, q + n <= raw.count else { throw corrupt("bad record length") }
+            let record: Document
+            do { record = try Document(bytes: Array(raw[q..<(q + n)])) } catch { throw corrupt("record \(changes.count): \(error)") }
+            do { changes.append(try Change(record: record)) } catch { throw corrupt("record \(changes.count): \(error)") }
+            q += n
+        }
+        guard changes.count == records else { throw corrupt("\(changes.count) records, header says \(records)") }
+        let header = SpoolSegmentHeader(stream: stream, firstPosition: first, lastPosition: last,
+                                        recordCount: records, rawLength: rawLength)
+        return SpoolSegment(header: header, changes: changes)
+    }
+
+    private static func read<T: FixedWidthInteger>(_ bytes: [UInt8], _ at: Int) -> T {
+        var value: T = 0
+        withUnsafeMutableBytes(of: &value) { raw in
+            for i in 0..<MemoryLayout<T>.size { raw[i] = bytes[at + i] }
+        }
+        return T(littleEndian: value)
+    }
+}
+
+/// Crash-safe file replacement.
+public enum DurableFile {
+    /// Writes `bytes` to `path.tmp`, fsyncs it, renames it over `path`, fsyncs the directory.
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError(code: .io, path: tmp, reason: String(cString: strerror(errno))) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                unlink(tmp)
+                throw SpoolError(code: .io, path: tmp, reason: reason)
+            }
+            offset += n
+        }
+        if fsync(fd) != 0 {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            unlink(tmp)
+            throw SpoolError(code: .io, path: tmp, reason: "fsync: \(reason)")
+        }
+        close(fd)
+        guard rename(tmp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp)
+            throw SpoolError(code: .io, path: path, reason: "rename: \(reason)")
+        }
+        try syncDirectory(of: path)
+    }
+
+    public static func syncDirectory(of path: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SpoolError(code: .io, path: dir, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw SpoolError(code: .io, path: dir, reason: "fsync: \(String(cString: strerror(errno)))") }
+    }
+}

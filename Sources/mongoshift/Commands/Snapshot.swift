@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MongoClient
+import Replication
+
+extension Mongoshift {
+    struct Snapshot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One-shot partitioned initial copy; resumes an interrupted one; exits when applied.",
+            discussion: "After it, `run` continues from the source position captured when the snapshot started.")
+
+        @OptionGroup var options: GlobalOptions
+
+        @Flag(help: "Stop once the snapshot is durable in the spool (stage now, apply later with `snapshot` or `run`).")
+        var spoolOnly = false
+
+        @Option(help: "Give up on a transient source/target error after this many attempts.")
+        var maxAttempts = 8
+
+        func run() async throws {
+            do {
+                let (config, streams, logger) = try options.prepare()
+                let state = try StateStore(directory: config.stateDirectory)
+                let mongo = try config.mongo.map { try MongoClient(url: $0.url) }
+                let policy = RetryPolicy(maxAttempts: maxAttempts)
+                for stream in streams {
+                    let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
+                    switch stream.direction {
+                    case .redshiftToMongo:
+                        let snapshot = RedshiftSnapshot(context: context, redshift: config.redshift!, mongo: spoolOnly ? nil : mongo,
+                                                        database: config.mongo!.database, policy: policy)
+                        let started = ContinuousClock.now
+                        let outcome = try await snapshot.run(spoolOnly: spoolOnly)
+                        let seconds = (ContinuousClock.now - started).seconds
+                        switch outcome {
+                        case .alreadyComplete(let rows):
+                            print("stream \(stream.name): snapshot already complete (\(rows) rows applied earlier); nothing to do")
+                        case .completed(let rows):
+                            print("stream \(stream.name): snapshot complete, \(rows) rows applied in \(String(format: "%.1f", seconds)) s")
+                        case .spooled(let segments):
+                            print("stream \(stream.name): snapshot spooled in \(segments) segments; apply with `snapshot` or `run`")
+                        }
+                    case .mongoToRedshift:
+                        print("stream \(stream.name): Mongo → Redshift snapshots are not implemented yet; skipped")
+                    }
+                }
+            } catch {
+                throw ErrorReporting.fail(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import Replication
+import Yams
+
+/// Reads the YAML configuration (DESIGN §3) into `ReplicationConfig`. Every problem is one line naming the file
+/// and line: unknown or duplicate keys, wrong types, bad durations and sizes, missing required keys, unset
+/// `${VAR}`s. Secrets only arrive through `${VAR}` and are never echoed in errors.
+struct ConfigLoader {
+    let file: String
+    let environment: [String: String]
+
+    init(file: String, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.file = file
+        self.environment = environment
+    }
+
+    func load() throws -> ReplicationConfig {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigError(file: file, line: nil, message: "cannot read the file")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: file, line: nil, message: "not valid UTF-8")
+        }
+        return try parse(text)
+    }
+
+    func parse(_ text: String) throws -> ReplicationConfig {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw ConfigError(file: file, line: nil, message: "the file is empty") }
+            root = node
+        } catch let error as YamlError {
+            throw yamlError(error)
+        }
+        let top = try mapping(root, "the top level", allowed: ["state", "redshift", "mongo", "defaults", "streams"])
+        var config = ReplicationConfig()
+        if let state = top["state"] { config.stateDirectory = try string(state, "state") }
+        if let node = top["redshift"] {
+            let m = try mapping(node, "redshift", allowed: ["url", "dialect"])
+            let url = try string(try require(m, "url", in: node, "redshift"), "redshift.url")
+            var endpoint = RedshiftEndpoint(url: url)
+            if let d = m["dialect"] {
+                guard let dialect = SQLDialect(rawValue: try string(d, "redshift.dialect")) else {
+                    throw located(d, "redshift.dialect must be redshift or postgres")
+                }
+                endpoint.dialect = dialect
+            }
+            config.redshift = endpoint
+        }
+        if let node = top["mongo"] {
+            let m = try mapping(node, "mongo", allowed: ["url", "database"])
+            config.mongo = MongoEndpoint(url: try string(try require(m, "url", in: node, "mongo"), "mongo.url"),
+                                         database: try string(try require(m, "database", in: node, "mongo"), "mongo.database"))
+        }
+        if let node = top["defaults"] {
+            let m = try mapping(node, "defaults", allowed: ["batch_bytes", "memory_budget", "poll_interval", "parallelism", "spool_max_bytes"])
+            if let v = m["batch_bytes"] { config.defaults.batchBytes = try size(v, "defaults.batch_bytes") }
+            if let v = m["memory_budget"] { config.defaults.memoryBudget = try size(v, "defaults.memory_budget") }
+            if let v = m["poll_interval"] { config.defaults.pollInterval = try duration(v, "defaults.poll_interval") }
+            if let v = m["parallelism"] { config.defaults.parallelism = try integer(v, "defaults.parallelism", min: 1, max: 64) }
+            if let v = m["spool_max_bytes"] { config.defaults.spoolMaxBytes = try size(v, "defaults.spool_max_bytes") }
+        }
+        if let node = top["streams"] {
+            guard case .sequence(let seq) = node else { throw located(node, "streams must be a list") }
+            var seen: [String: Int] = [:]
+            for item in seq {
+                let stream = try parseStream(item, config: config)
+                if let first = seen[stream.name] {
+                    throw located(item, "duplicate stream name \"\(stream.name)\" (first defined at line \(first))")
+                }
+                seen[stream.name] = (item.mark?.line ?? 0)
+                config.streams.append(stream)
+            }
+        }
+        for stream in config.streams {
+            if stream.direction == .redshiftToMongo || stream.direction == .mongoToRedshift {
+                if config.redshift == nil { throw ConfigError(file: file, line: nil, message: "stream \(stream.name) needs a `redshift:` section") }
+                if config.mongo == nil { throw ConfigError(file: file, line: nil, message: "stream \(stream.name) needs a `mongo:` section") }
+            }
+        }
+        return config
+    }
+
+    private func parseStream(_ node: Node, config: ReplicationConfig) throws -> StreamConfig {
+        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every",
+                                    "partitions", "flatten", "on_history_lost", "on_drop", "batch_bytes", "poll_interval",
+                                    "parallelism", "memory_budget", "spool_max_bytes"]
+        let m = try mapping(node, "a stream", allowed: allowed)
+        let name = try string(try require(m, "name", in: node, "stream"), "name")
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) else {
+            throw located(m["name"]!, "stream name \"\(name)\" may only contain letters, digits, '_', '-' and '.'")
+        }
+        let from = try mapping(try require(m, "from", in: node, "stream \(name)"), "stream \(name).from", allowed: ["table", "collection"])
+        let to = try mapping(try require(m, "to", in: node, "stream \(name)"), "stream \(name).to", allowed: ["table", "collection"])
+        var stream: StreamConfig
+        if let table = from["table"], let coll = to["collection"] {
+            stream = StreamConfig(name: name, direction: .redshiftToMongo, table: TableName(parsing: try string(table, "from.table")),
+                                  collection: try string(coll, "to.collection"), defaults: config.defaults)
+        } else if let coll = from["collection"], let table = to["table"] {
+            stream = StreamConfig(name: name, direction: .mongoToRedshift, table: TableName(parsing: try string(table, "to.table")),
+                                  collection: try string(coll, "from.collection"), defaults: config.defaults)
+        } else {
+            throw located(node, "stream \(name): use `from: {table}` with `to: {collection}`, or `from: {collection}` with `to: {table}`")
+        }
+        if let key = m["key"] {
+            switch key {
+            case .scalar: stream.key = [try string(key, "key")]
+            case .sequence(let items): stream.key = try items.map { try string($0, "key") }
+            default: throw located(key, "key must be a column name or a list of column names")
+            }
+            if stream.key.isEmpty { throw located(key, "key must name at least one column") }
+        }
+        if let v = m["watermark"] { stream.watermark = try string(v, "watermark") }
+        if let v = m["safety_lag"] { stream.safetyLag = try duration(v, "safety_lag") }
+        if let v = m["lookback"] { stream.lookback = try duration(v, "lookback") }
+        if let v = m["deletes"] {
+            let d = try mapping(v, "deletes", allowed: ["column"])
+            stream.deleteColumn = try string(try require(d, "column", in: v, "deletes"), "deletes.column")
+        }
+        if let v = m["reconcile_every"] { stream.reconcileEvery = try duration(v, "reconcile_every") }
+        if let v = m["partitions"] { stream.partitions = try integer(v, "partitions", min: 1, max: 10_000) }
+        if let v = m["flatten"] { stream.flatten = try integer(v, "flatten", min: 0, max: 8) }
+        if let v = m["on_history_lost"] {
+            guard let value = OnHistoryLost(rawValue: try string(v, "on_history_lost")) else { throw located(v, "on_history_lost must be resnapshot or fail") }
+            stream.onHistoryLost = value
+        }
+        if let v = m["on_drop"] {
+            guard let value = OnDrop(rawValue: try string(v, "on_drop")) else { throw located(v, "on_drop must be keep, truncate or fail") }
+            stream.onDrop = value
+        }
+        if let v = m["batch_bytes"] { stream.batchBytes = try size(v, "batch_bytes") }
+        if let v = m["poll_interval"] { stream.pollInterval = try duration(v, "poll_interval") }
+        if let v = m["parallelism"] { stream.parallelism = try integer(v, "parallelism", min: 1, max: 64) }
+        if let v = m["memory_budget"] { stream.memoryBudget = try size(v, "memory_budget") }
+        if let v = m["spool_max_bytes"] { stream.spoolMaxBytes = try size(v, "spool_max_bytes") }
+        if stream.direction == .redshiftToMongo, stream.deleteColumn != nil, stream.watermark == nil {
+            throw located(node, "stream \(name): soft deletes need a `watermark:` column to be noticed")
+        }
+        return stream
+    }
+
+    // MARK: - node helpers
+
+    private func mapping(_ node: Node, _ what: String, allowed: Set<String>) throws -> [String: Node] {
+        guard case .mapping(let mapping) = node else { throw located(node, "\(what) must be a mapping") }
+        var out: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard case .scalar(let key) = keyNode else { throw located(keyNode, "keys in \(what) must be plain names") }
+            guard allowed.contains(key.string) else {
+                let hint = allowed.sorted().joined(separator: ", ")
+                throw located(keyNode, "unknown key \"\(key.string)\" in \(what) (allowed: \(hint))")
+            }
+            if out[key.string] != nil { throw located(keyNode, "duplicate key \"\(key.string)\" in \(what)") }
+            out[key.string] = value
+        }
+        return out
+    }
+
+    private func require(_ m: [String: Node], _ key: String, in node: Node, _ what: String) throws -> Node {
+        guard let value = m[key] else { throw located(node, "\(what) is missing required key \"\(key)\"") }
+        return value
+    }
+
+    private func string(_ node: Node, _ what: String) throws -> String {
+        guard case .scalar(let s) = node else { throw located(node, "\(what) must be a single value") }
+        return try expand(s.string, node, what)
+    }
+
+    /// `${VAR}` from the environment; `$$` is a literal `$`. An unset variable is an error naming it.
+    private func expand(_ text: String, _ node: Node, _ what: String) throws -> String {
+        guard text.contains("$") else { return text }
+        var out = ""
+        var rest = Substring(text)
+        while let dollar = rest.firstIndex(of: "$") {
+            out += rest[..<dollar]
+            let after = rest[rest.index(after: dollar)...]
+            if after.first == "$" {
+                out += "$"
+                rest = after.dropFirst()
+            } else if after.first == "{", let close = after.firstIndex(of: "}") {
+                let name = String(after[after.index(after: after.startIndex)..<close])
+                guard let value = environment[name] else {
+                    throw located(node, "\(what): environment variable \(name) is not set")
+                }
+                out += value
+                rest = after[after.index(after: close)...]
+            } else {
+                out += "$"
+                rest = after
+            }
+        }
+        return out + rest
+    }
+
+    private func integer(_ node: Node, _ what: String, min: Int, max: Int) throws -> Int {
+        let text = try string(node, what)
+        guard let v = Int(text), v >= min, v <= max else { throw located(node, "\(what) must be an integer from \(min) to \(max), not \"\(text)\"") }
+        return v
+    }
+
+    private func duration(_ node: Node, _ what: String) throws -> Duration {
+        let text = try string(node, what)
+        guard let d = Self.parseDuration(text) else {
+            throw located(node, "\(what): \"\(text)\" is not a duration (use 500ms, 10s, 5m, 1h)")
+        }
+        return d
+    }
+
+    private func size(_ node: Node, _ what: String) throws -> Int {
+        let text = try string(node, what)
+        guard let s = Self.parseSize(text), s > 0 else {
+            throw located(node, "\(what): \"\(text)\" is not a size (use 512KiB, 8MiB, 2GiB)")
+        }
+        return s
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if t == "0" { return .zero }
+        for (suffix, unit) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)] where t.hasSuffix(suffix) {
+            guard let v = Double(t.dropLast(suffix.count)), v >= 0, v.isFinite else { return nil }
+            return .milliseconds(Int64((v * unit * 1000).rounded()))
+        }
+        return nil
+    }
+
+    static func parseSize(_ text: String) -> Int? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        for (suffix, unit) in [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40), ("B", 1)] where t.hasSuffix(suffix) {
+            guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v >= 0, v.isFinite else { return nil }
+            return Int(v * Double(unit))
+        }
+        return Int(t)
+    }
+
+    private func located(_ node: Node, _ message: String) -> ConfigError {
+        ConfigError(file: file, line: node.mark?.line, message: message)
+    }
+
+    private func yamlError(_ error: YamlError) -> ConfigError {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return ConfigError(file: file, line: mark.line, message: "invalid YAML: \(problem)")
+        case .reader(let problem, _, _, _):
+            return ConfigError(file: file, line: nil, message: "invalid YAML: \(problem)")
+        default:
+            return ConfigError(file: file, line: nil, message: "invalid YAML: \(error)")
+        }
+    }
+}

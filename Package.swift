@@ -38,11 +38,13 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
 
-        .testTarget(name: "MongoClientTests", dependencies: ["MongoClient"]),
-        .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient"]),
+        // Test helpers: the dev servers' URLs from the environment, unique names, running the built binary.
+        .target(name: "TestSupport", dependencies: ["MongoClient", "PostgresClient", "SQLiteStore"], path: "Tests/TestSupport"),
+        .testTarget(name: "MongoClientTests", dependencies: ["MongoClient", "TestSupport"]),
+        .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient", "TestSupport"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "MongoClient"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication"]),
-        .testTarget(name: "mongoshiftTests", dependencies: ["mongoshift", "Replication", "MongoClient", "PostgresClient"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "MongoClient", "Spool", "TestSupport"]),
+        .testTarget(name: "mongoshiftTests", dependencies: ["mongoshift", "Replication", "MongoClient", "PostgresClient", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

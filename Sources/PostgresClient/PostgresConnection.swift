@@ -7,6 +7,11 @@ public struct PostgresColumn: Sendable, Hashable {
     public var name: String
     public var typeOID: UInt32
     public var typeModifier: Int32
+    public init(name: String, typeOID: UInt32, typeModifier: Int32 = -1) {
+        self.name = name
+        self.typeOID = typeOID
+        self.typeModifier = typeModifier
+    }
 }
 
 /// A small, fully materialised result (catalog queries, counts). Bulk reads use `stream`.

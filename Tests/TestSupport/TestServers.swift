@@ -1,0 +1,44 @@
+import Foundation
+import MongoClient
+import PostgresClient
+import XCTest
+
+/// The dev servers integration tests run against. `.ci/run` always sets both variables; without them the
+/// integration suites skip with the reason printed.
+public enum TestServers {
+    public static var postgresURL: String? { ProcessInfo.processInfo.environment["MONGOSHIFT_TEST_PG"] }
+    public static var mongoURL: String? { ProcessInfo.processInfo.environment["MONGOSHIFT_TEST_MONGO"] }
+
+    public static func requirePostgres() throws -> String {
+        guard let url = postgresURL, !url.isEmpty else {
+            print("skipping: MONGOSHIFT_TEST_PG is not set (start ops/dev-postgres/start or run .ci/run)")
+            throw XCTSkip("MONGOSHIFT_TEST_PG is not set")
+        }
+        return url
+    }
+
+    public static func requireMongo() throws -> String {
+        guard let url = mongoURL, !url.isEmpty else {
+            print("skipping: MONGOSHIFT_TEST_MONGO is not set (start ops/dev-mongo/start or run .ci/run)")
+            throw XCTSkip("MONGOSHIFT_TEST_MONGO is not set")
+        }
+        return url
+    }
+
+    /// A name unique to this test run (tables, collections, databases, state directories).
+    public static func uniqueName(_ prefix: String) -> String {
+        "\(prefix)_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    public static var repositoryRoot: String {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }
+
+    public static func temporaryDirectory(_ prefix: String) throws -> String {
+        let path = NSTemporaryDirectory() + uniqueName(prefix)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}

@@ -1,0 +1,102 @@
+@testable import mongoshift
+import Replication
+import XCTest
+
+final class ConfigLoaderTests: XCTestCase {
+    let loader = ConfigLoader(file: "test.yaml", environment: ["PGPASS": "s3cret", "MONGO_URL": "mongodb://h/"])
+
+    let valid = """
+    state: ./st
+    redshift:
+      url: postgresql://etl:${PGPASS}@host:5439/dev
+      dialect: redshift
+    mongo:
+      url: ${MONGO_URL}
+      database: app
+    defaults: { batch_bytes: 4MiB, poll_interval: 500ms, parallelism: 3 }
+    streams:
+      - name: orders
+        from: { table: public.orders }
+        to: { collection: orders }
+        key: [id]
+        watermark: updated_at
+        safety_lag: 90s
+        deletes: { column: is_deleted }
+        partitions: 4
+      - name: apps
+        from: { collection: apps }
+        to: { table: analytics.apps }
+        on_history_lost: fail
+    """
+
+    func testValidConfig() throws {
+        let config = try loader.parse(valid)
+        XCTAssertEqual(config.stateDirectory, "./st")
+        XCTAssertEqual(config.redshift?.url, "postgresql://etl:s3cret@host:5439/dev")
+        XCTAssertEqual(config.defaults.batchBytes, 4 << 20)
+        XCTAssertEqual(config.defaults.pollInterval, .milliseconds(500))
+        XCTAssertEqual(config.streams.count, 2)
+        let orders = config.streams[0]
+        XCTAssertEqual(orders.direction, .redshiftToMongo)
+        XCTAssertEqual(orders.table, TableName(schema: "public", name: "orders"))
+        XCTAssertEqual(orders.key, ["id"])
+        XCTAssertEqual(orders.safetyLag, .seconds(90))
+        XCTAssertEqual(orders.parallelism, 3, "stream inherits defaults")
+        XCTAssertEqual(config.streams[1].direction, .mongoToRedshift)
+        XCTAssertEqual(config.streams[1].onHistoryLost, .fail)
+    }
+
+    func assertError(_ yaml: String, line: Int?, contains text: String, file: StaticString = #filePath, fileLine: UInt = #line) {
+        XCTAssertThrowsError(try loader.parse(yaml), file: file, line: fileLine) { error in
+            guard let error = error as? ConfigError else { return XCTFail("not a ConfigError: \(error)", file: file, line: fileLine) }
+            XCTAssertEqual(error.line, line, "\(error)", file: file, line: fileLine)
+            XCTAssertTrue(error.description.hasPrefix(line.map { "test.yaml:\($0): " } ?? "test.yaml: "), error.description, file: file, line: fileLine)
+            XCTAssertTrue(error.description.contains(text), error.description, file: file, line: fileLine)
+            XCTAssertFalse(error.description.contains("s3cret"), "secrets never appear in errors", file: file, line: fileLine)
+        }
+    }
+
+    func testUnknownKeyNamesFileAndLine() {
+        assertError(valid.replacingOccurrences(of: "    partitions: 4", with: "    partitons: 4"), line: 17, contains: "unknown key \"partitons\"")
+        assertError("state: x\nbogus: 1\n", line: 2, contains: "unknown key \"bogus\"")
+    }
+
+    func testBadDurationAndSize() {
+        assertError(valid.replacingOccurrences(of: "safety_lag: 90s", with: "safety_lag: 90 parsecs"), line: 15, contains: "not a duration")
+        assertError(valid.replacingOccurrences(of: "batch_bytes: 4MiB", with: "batch_bytes: lots"), line: 8, contains: "not a size")
+    }
+
+    func testMissingRequiredKey() {
+        assertError(valid.replacingOccurrences(of: "  database: app\n", with: ""), line: 6, contains: "missing required key \"database\"")
+        assertError(valid.replacingOccurrences(of: "    to: { collection: orders }\n", with: ""), line: 10, contains: "missing required key \"to\"")
+    }
+
+    func testDuplicateStreamName() {
+        assertError(valid.replacingOccurrences(of: "name: apps", with: "name: orders"), line: 18, contains: "duplicate stream name \"orders\"")
+    }
+
+    func testMissingEnvironmentVariable() {
+        assertError(valid.replacingOccurrences(of: "${MONGO_URL}", with: "${NOPE_NOT_SET}"), line: 6, contains: "NOPE_NOT_SET is not set")
+    }
+
+    func testMalformedYAML() {
+        assertError("state: ./x\nstreams:\n  - name: [unclosed\n", line: 4, contains: "invalid YAML")
+    }
+
+    func testWrongTypes() {
+        assertError(valid.replacingOccurrences(of: "partitions: 4", with: "partitions: many"), line: 17, contains: "must be an integer")
+        assertError("streams: {a: 1}\n", line: 1, contains: "streams must be a list")
+        assertError(valid.replacingOccurrences(of: "dialect: redshift", with: "dialect: oracle"), line: 4, contains: "redshift.dialect")
+    }
+
+    func testDurationAndSizeGrammar() {
+        XCTAssertEqual(ConfigLoader.parseDuration("500ms"), .milliseconds(500))
+        XCTAssertEqual(ConfigLoader.parseDuration("5m"), .seconds(300))
+        XCTAssertEqual(ConfigLoader.parseDuration("1h"), .seconds(3600))
+        XCTAssertNil(ConfigLoader.parseDuration("5 minutes"))
+        XCTAssertEqual(ConfigLoader.parseSize("8MiB"), 8 << 20)
+        XCTAssertEqual(ConfigLoader.parseSize("512KiB"), 512 << 10)
+        XCTAssertEqual(ConfigLoader.parseSize("2GiB"), 2 << 30)
+        XCTAssertNil(ConfigLoader.parseSize("8MB"))
+    }
+}

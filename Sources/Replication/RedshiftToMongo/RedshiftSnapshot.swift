@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MongoClient
 import PostgresClient
+import ServiceLifecycle
 import Spool
 
 /// The partitioned, resumable initial copy of a Redshift/PostgreSQL table into a Mongo collection (DESIGN §5).
@@ -19,6 +20,8 @@ public struct RedshiftSnapshot: Sendable {
         case completed(rowsCopied: Int)
         /// `--spool-only`: every page is durable in the spool; apply later with `snapshot` or `run`.
         case spooled(segments: Int)
+        /// Graceful shutdown arrived: progress is persisted and the next run resumes.
+        case interrupted
     }
 
     let context: StreamContext
@@ -54,10 +57,7 @@ public struct RedshiftSnapshot: Sendable {
                 "rows_spooled": "\(partitions.reduce(0) { $0 + $1.rows })"])
         }
         let startText = Position.watermarkText(state.snapshotStart) ?? ""
-        let fallbackVersion: BSON = startText.utf8CString.withUnsafeBufferPointer { buffer in
-            let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: UInt8.self), count: buffer.count - 1)
-            return TextValueDecoder.parseTimestamp(bytes, dateOnly: false).map(BSON.datetime) ?? .null
-        }
+        let fallbackVersion: BSON = TextValueDecoder.parseTimestampText(startText).map(BSON.datetime) ?? .null
         let encoder = RowEncoder(table: table, fallbackVersion: fallbackVersion)
         let total = try await source.run(policy, logger: context.logger) { c in
             Int(try await c.query("SELECT count(*) FROM \(table.qualifiedName)").rows.first?.first??.description ?? "0") ?? 0
@@ -92,6 +92,7 @@ public struct RedshiftSnapshot: Sendable {
                         let applied = try await policy.run({ try await loop.applyPending() }, onRetry: { error, attempt, wait in
                             context.logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                         })
+                        if Task.isShuttingDownGracefully && (finished || applied == 0) { break }
                         if finished && applied == 0 {
                             let pending = try await context.state.pendingSegments(name)
                             if pending.isEmpty { break }
@@ -103,6 +104,10 @@ public struct RedshiftSnapshot: Sendable {
             try await group.waitForAll()
         }
         context.progress?.finish(stream: name)
+        if Task.isShuttingDownGracefully {
+            context.logger.info("snapshot interrupted by shutdown; it resumes on the next run")
+            return .interrupted
+        }
         if spoolOnly {
             return .spooled(segments: try await context.state.spoolBacklog(name).segments)
         }
@@ -219,6 +224,7 @@ public struct RedshiftSnapshot: Sendable {
         var sizer = PageSizer(batchBytes: context.stream.batchBytes)
         while true {
             try Task.checkCancellation()
+            if Task.isShuttingDownGracefully { return }
             try await context.waitForSpoolSpace()
             let limit = sizer.rows
             let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: lower, upper: upper, limit: limit)

@@ -1,5 +1,6 @@
 import MongoClient
 import PostgresClient
+import ServiceLifecycle
 import SQLiteStore
 
 /// Capped exponential backoff with full jitter, and the rule for what is worth retrying.
@@ -42,7 +43,7 @@ public struct RetryPolicy: Sendable {
                 return try await body()
             } catch {
                 attempt += 1
-                if Task.isCancelled || !Self.isTransient(error) { throw error }
+                if Task.isCancelled || Task.isShuttingDownGracefully || !Self.isTransient(error) { throw error }
                 if let maxAttempts, attempt >= maxAttempts { throw error }
                 let wait = delay(attempt: attempt)
                 await onRetry(error, attempt, wait)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MongoClient
+import ServiceLifecycle
 import Spool
 
 public struct ApplyOutcome: Sendable {
@@ -31,6 +32,8 @@ struct SegmentApplyLoop {
         var count = 0
         for segment in try await context.state.pendingSegments(context.name) {
             try Task.checkCancellation()
+            // On SIGTERM: finish the segment in flight, then stop; the rest stays durable in the spool.
+            if Task.isShuttingDownGracefully { break }
             try await apply(segment)
             count += 1
         }

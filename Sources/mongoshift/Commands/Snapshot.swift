@@ -38,6 +38,8 @@ extension Mongoshift {
                             print("stream \(stream.name): snapshot already complete (\(rows) rows applied earlier); nothing to do")
                         case .completed(let rows):
                             print("stream \(stream.name): snapshot complete, \(rows) rows applied in \(String(format: "%.1f", seconds)) s")
+                        case .interrupted:
+                            print("stream \(stream.name): snapshot interrupted; run `snapshot` again to resume")
                         case .spooled(let segments):
                             print("stream \(stream.name): snapshot spooled in \(segments) segments; apply with `snapshot` or `run`")
                         }

@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import MongoClient
+import PostgresClient
+import ServiceLifecycle
+import Spool
+
+/// One Redshift → Mongo stream as a long-running service: snapshot if needed, then tail, apply and reconcile
+/// concurrently until graceful shutdown. Transient errors are retried forever with backoff; a permanent error
+/// marks this stream failed (with the reason in the state store) and leaves the other streams running.
+public struct RedshiftToMongoService: Service {
+    let context: StreamContext
+    let redshift: RedshiftEndpoint
+    let mongo: MongoEndpoint
+    let policy: RetryPolicy
+
+    public init(context: StreamContext, redshift: RedshiftEndpoint, mongo: MongoEndpoint,
+                policy: RetryPolicy = RetryPolicy(initialDelay: .milliseconds(200), maxDelay: .seconds(5))) {
+        self.context = context
+        self.redshift = redshift
+        self.mongo = mongo
+        self.policy = policy
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            do {
+                try await runOnce()
+                return
+            } catch let error as ReplicationError where error.code == .spool {
+                // A corrupt segment was discarded and its range rewound: restart the pipeline from the state store.
+                context.logger.warning("restarting stream after spool recovery", metadata: ["reason": "\(error.message)"])
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isShuttingDownGracefully && RetryPolicy.isTransient(error) { return }
+                context.logger.error("stream failed; other streams continue", metadata: ["error": "\(error)"])
+                try? await context.state.recordError(context.name, "\(error)")
+                try? await context.state.setPhase(context.name, .failed)
+                return
+            }
+        }
+    }
+
+    private func runOnce() async throws {
+        let client = try MongoClient(url: mongo.url)
+        let applier = MongoApplier(client: client, database: mongo.database, collection: context.stream.collection)
+        let snapshot = RedshiftSnapshot(context: context, redshift: redshift, mongo: client, database: mongo.database, policy: policy)
+        if try await snapshot.run(spoolOnly: false) == .interrupted { return }
+        let source = PostgresSource(url: redshift.url)
+        let table = try await source.run(policy, logger: context.logger) { [context] c in try await SourceTable.describe(c, stream: context.stream) }
+        let state = try await context.state.stream(context.name)
+        let start = Position.watermarkText(state?.snapshotStart) ?? ""
+        let fallback: BSON = TextValueDecoder.parseTimestampText(start).map(BSON.datetime) ?? .null
+        let encoder = RowEncoder(table: table, fallbackVersion: fallback)
+        context.logger.info("streaming", metadata: ["from": "\(Position.watermarkText(state?.extractPosition) ?? "-")"])
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if table.watermarkIndex != nil {
+                group.addTask {
+                    let tailer = WatermarkTailer(context: context, source: source, dialect: redshift.dialect, table: table,
+                                                 encoder: encoder, policy: policy)
+                    try await tailer.run()
+                }
+            }
+            group.addTask {
+                let loop = SegmentApplyLoop(context: context, target: MongoTarget(applier: applier))
+                while true {
+                    let applied = try await policy.run({ try await loop.applyPending() }, onRetry: { error, attempt, wait in
+                        context.logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)",
+                                                                                     "wait_s": "\(String(format: "%.1f", wait.seconds))"])
+                    })
+                    if Task.isShuttingDownGracefully { break }
+                    if applied == 0 { try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(100)) } }
+                }
+            }
+            if context.stream.reconcileEvery > .zero {
+                group.addTask {
+                    let reconciler = HardDeleteReconciler(context: context, source: PostgresSource(url: redshift.url), table: table,
+                                                          applier: applier, policy: policy)
+                    while !Task.isShuttingDownGracefully {
+                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: context.stream.reconcileEvery) }
+                        if Task.isShuttingDownGracefully { break }
+                        // Reconcile against a drained spool, so pending inserts are not counted as differences.
+                        guard try await context.state.spoolBacklog(context.name).segments == 0 else { continue }
+                        do {
+                            let r = try await reconciler.reconcile()
+                            context.logger.debug("reconcile done", metadata: ["ranges": "\(r.rangesChecked)", "mismatched": "\(r.rangesMismatched)",
+                                                                               "deleted": "\(r.deleted)"])
+                        } catch where RetryPolicy.isTransient(error) {
+                            context.logger.warning("reconcile failed, will retry next period", metadata: ["error": "\(error)"])
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        context.logger.info("stopped: positions persisted")
+    }
+}
+
+extension TextValueDecoder {
+    /// Parses source timestamp text (`2024-01-01 00:00:00.123456[+00]`) to epoch milliseconds.
+    public static func parseTimestampText(_ text: String) -> Int64? {
+        var copy = text
+        return copy.withUTF8 { parseTimestamp($0, dateOnly: false) }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Logging
+import MongoClient
+import PostgresClient
+import ServiceLifecycle
+import Spool
+
+/// Polls a Redshift/PostgreSQL table by its composite watermark `(wm, key)` and spools what changed.
+///
+/// Each poll is one indexed query: rows after the durable extract position, never past `now() - safety_lag` on
+/// the source's clock, in `(wm, key)` order, sized to `batch_bytes`. Ties on `wm` are broken by the key, so no
+/// row is skipped when many share a timestamp. A full page polls again at once; a short page waits
+/// `poll_interval`. With `lookback`, the window behind the watermark is re-read each cycle (late commits that
+/// slipped past `safety_lag`); the version guard makes the overlap harmless. Rows whose watermark is NULL can
+/// never be polled: they are counted and reported, never skipped silently.
+struct WatermarkTailer {
+    let context: StreamContext
+    let source: PostgresSource
+    let dialect: SQLDialect
+    let table: SourceTable
+    let encoder: RowEncoder
+    let policy: RetryPolicy
+
+    /// Runs until graceful shutdown. Throws only permanent errors.
+    func run() async throws {
+        var sizer = PageSizer(batchBytes: context.stream.batchBytes)
+        var lastNullCheck = ContinuousClock.now - .seconds(3600)
+        var lastLookback = ContinuousClock.now
+        var reportedNulls = 0
+        while !Task.isShuttingDownGracefully {
+            try await context.waitForSpoolSpace()
+            let (rows, limit) = try await pollOnce(sizer: &sizer)
+            let now = ContinuousClock.now
+            if context.stream.lookback > .zero && now - lastLookback >= context.stream.pollInterval {
+                lastLookback = now
+                try await rescanLookback()
+            }
+            if now - lastNullCheck >= .seconds(60) {
+                lastNullCheck = now
+                let nulls = try await countNullWatermarks()
+                if nulls != reportedNulls {
+                    reportedNulls = nulls
+                    if nulls > 0 {
+                        context.logger.error("rows with a NULL watermark cannot be tailed; set the column or they will not follow",
+                                             metadata: ["rows": "\(nulls)", "column": "\(table.watermarkName ?? "")"])
+                        try await context.state.recordError(context.name, "\(nulls) rows have a NULL \(table.watermarkName ?? "watermark") and are not tailed")
+                    }
+                }
+            }
+            if rows < limit {
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: context.stream.pollInterval) }
+            }
+        }
+    }
+
+    /// One poll from the durable extract position. Returns rows read and the page limit used.
+    func pollOnce(sizer: inout PageSizer) async throws -> (Int, Int) {
+        let position = try await context.state.stream(context.name)?.extractPosition
+        let afterWM = Position.watermarkText(position)
+        let afterKey = Position.keyText(position)
+        let limit = sizer.rows
+        let (sql, params) = KeysetQuery.tailPoll(table: table, dialect: dialect, afterWatermark: afterWM, afterKey: afterKey,
+                                                 safetyLagSeconds: Int(context.stream.safetyLag.seconds.rounded(.up)), limit: limit)
+        let page = try await read(sql, params)
+        guard page.rows > 0, let lastWM = page.lastWatermarkText else { return (0, limit) }
+        try await context.deadLetter(page.deadLetters)
+        let first = position ?? Document()
+        let last = Position.watermark(lastWM, key: page.lastKeyText)
+        try await seal(page, kind: .tail, first: first, last: last)
+        sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
+        return (page.rows, limit)
+    }
+
+    /// Re-reads `(wm - lookback, wm]` behind the extract position into repair segments (positions unchanged).
+    func rescanLookback() async throws {
+        guard let position = try await context.state.stream(context.name)?.extractPosition,
+              let wm = Position.watermarkText(position) else { return }
+        let seconds = Int(context.stream.lookback.seconds.rounded(.up))
+        let w = SQL.identifier(table.watermarkName!)
+        let keys = table.keyNames.map(SQL.identifier).joined(separator: ", ")
+        let lower: String = switch dialect {
+        case .redshift: "DATEADD(second, -\(seconds), $1::timestamp)"
+        case .postgres: "($1::timestamp - INTERVAL '\(seconds) seconds')"
+        }
+        var after: [String]? = nil
+        var afterWM: String? = nil
+        while !Task.isShuttingDownGracefully {
+            var params: [String?] = [wm]
+            var condition = "\(w) > \(lower) AND \(w) <= $1"
+            if let afterWM, let after {
+                params.append(afterWM)
+                let keyTerm = KeysetQuery.lexicographicAfter(columns: table.keyNames.map(SQL.identifier), values: after) { value in
+                    params.append(value)
+                    return "$\(params.count)"
+                }
+                condition += " AND (\(w) > $2 OR (\(w) = $2 AND \(keyTerm)))"
+            }
+            let limit = 10_000
+            let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(condition) ORDER BY \(w), \(keys) LIMIT \(limit)"
+            let page = try await read(sql, params)
+            if page.rows == 0 { return }
+            try await context.deadLetter(page.deadLetters)
+            try await seal(page, kind: .repair, first: position, last: position)
+            if page.rows < limit { return }
+            after = page.lastKeyText
+            afterWM = page.lastWatermarkText
+        }
+    }
+
+    func countNullWatermarks() async throws -> Int {
+        let sql = "SELECT count(*) FROM \(table.qualifiedName) WHERE \(SQL.identifier(table.watermarkName!)) IS NULL"
+        return try await source.run(policy, logger: context.logger) { c in
+            Int(try await c.query(sql).rows.first?.first??.description ?? "0") ?? 0
+        }
+    }
+
+    private func read(_ sql: String, _ params: [String?]) async throws -> PageResult {
+        try await source.run(policy, logger: context.logger) { [context, encoder] c in
+            try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
+                                      reserveBytes: min(context.stream.batchBytes + (1 << 20), 64 << 20), detectDuplicates: false)
+        }
+    }
+
+    private func seal(_ page: PageResult, kind: SegmentRecord.Kind, first: Document, last: Document) async throws {
+        let seq = try await context.state.allocateSequence(context.name)
+        let bytes = try page.writer.seal(to: context.spool.segmentPath(seq), first: first, last: last)
+        try await context.state.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: kind, partition: -1,
+                                                            records: page.writer.count, bytes: bytes, firstPosition: first, lastPosition: last))
+    }
+}

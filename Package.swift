@@ -39,7 +39,7 @@ let package = Package(
         ]),
 
         // Test helpers: the dev servers' URLs from the environment, unique names, running the built binary.
-        .target(name: "TestSupport", dependencies: ["MongoClient", "PostgresClient", "SQLiteStore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MongoClient", "PostgresClient", "SQLiteStore", "Replication"], path: "Tests/TestSupport"),
         .testTarget(name: "MongoClientTests", dependencies: ["MongoClient", "TestSupport"]),
         .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient", "TestSupport"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "MongoClient"]),

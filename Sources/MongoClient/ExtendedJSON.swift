@@ -84,7 +84,7 @@ public enum ExtendedJSON {
         out += "\""
     }
 
-    static func base64(_ data: [UInt8]) -> String {
+    public static func base64(_ data: [UInt8]) -> String {
         let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
         var out = ""
         var i = 0

@@ -42,7 +42,8 @@ public struct ObjectId: Sendable, Hashable, Comparable, CustomStringConvertible 
 }
 
 extension String {
-    init(format2 byte: UInt8) {
+    /// Two lower-case hex digits.
+    public init(format2 byte: UInt8) {
         let digits = Array("0123456789abcdef")
         self = String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
     }

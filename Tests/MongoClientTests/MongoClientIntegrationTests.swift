@@ -11,6 +11,10 @@ final class MongoClientIntegrationTests: XCTestCase {
         database = TestServers.uniqueName("client")
     }
 
+    override func tearDown() async throws {
+        _ = try? await client?.command(["dropDatabase": 1], database: database)
+    }
+
     func testEveryTypeRoundTripsThroughTheServer() async throws {
         var doc = Document()
         doc.append("_id", .int64(1))

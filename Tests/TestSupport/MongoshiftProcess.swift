@@ -48,9 +48,17 @@ public struct MongoshiftProcess {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        process.waitPolling()
         var result = output(base)
         result.status = process.terminationStatus
         return result
+    }
+}
+
+extension Process {
+    /// Waits for exit by polling (Foundation's waitUntilExit() can hang on Linux off the main thread).
+    public func waitPolling(timeout: TimeInterval = 120) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while isRunning && Date() < deadline { usleep(10_000) }
     }
 }

@@ -21,7 +21,8 @@ final class SnapshotIntegrationTests: XCTestCase {
     }
 
     override func tearDown() async throws {
-        try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)")
+        _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)")
+        _ = try? await mongo?.command(["dropDatabase": 1], database: database)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -94,7 +95,7 @@ final class SnapshotIntegrationTests: XCTestCase {
             }
             usleep(5_000)
         }
-        process.waitUntilExit()
+        process.waitPolling()
         let killed = try XCTUnwrap(killedAt, "the snapshot finished before it could be killed")
         print("killed mid-snapshot at extracted=\(killed.extracted) applied=\(killed.applied)")
         XCTAssertLessThan(killed.applied, 20_000)

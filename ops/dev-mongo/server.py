@@ -772,10 +772,12 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     query = f"?replicaSet={args.replset}" if args.replset else "?directConnection=true"
     print(f"ready mongodb://{args.host}:{port}/{query}", flush=True)
-    async with listener:
-        await stop.wait()
+    await stop.wait()
+    # Save before closing: Server.wait_closed() would wait for every client to hang up first.
     if args.data:
         server.save(args.data)
+    listener.close()
+    listener.close_clients()
     print("stopped", flush=True)
 
 

@@ -112,6 +112,12 @@ public struct StreamConfig: Sendable {
     public var memoryBudget: Int
     public var spoolMaxBytes: Int
 
+    /// The page / segment size actually used: `batch_bytes`, shrunk so that every buffer the stream holds at once
+    /// (a page and its compressed copy per snapshot worker, plus the segment being applied) fits `memory_budget`.
+    public var pageBytes: Int {
+        max(64 << 10, min(batchBytes, memoryBudget / (4 * (parallelism + 1))))
+    }
+
     public init(name: String, direction: Direction, table: TableName, collection: String, defaults: StreamDefaults) {
         self.name = name
         self.direction = direction

@@ -221,7 +221,7 @@ public struct RedshiftSnapshot: Sendable {
         var after = Position.keyText(partition.lastKey)
         let lower = Position.keyText(partition.lower)?.first
         let upper = Position.keyText(partition.upper)?.first
-        var sizer = PageSizer(batchBytes: context.stream.batchBytes)
+        var sizer = PageSizer(batchBytes: context.stream.pageBytes)
         while true {
             try Task.checkCancellation()
             if Task.isShuttingDownGracefully { return }
@@ -230,7 +230,7 @@ public struct RedshiftSnapshot: Sendable {
             let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: lower, upper: upper, limit: limit)
             let page = try await source.run(policy, logger: context.logger) { c in
                 try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
-                                          reserveBytes: min(context.stream.batchBytes + (1 << 20), 64 << 20), detectDuplicates: true)
+                                          reserveBytes: min(context.stream.pageBytes + (1 << 20), 64 << 20), detectDuplicates: true)
             }
             if page.rows == 0 { break }
             try await context.deadLetter(page.deadLetters)

@@ -23,7 +23,7 @@ struct WatermarkTailer {
 
     /// Runs until graceful shutdown. Throws only permanent errors.
     func run() async throws {
-        var sizer = PageSizer(batchBytes: context.stream.batchBytes)
+        var sizer = PageSizer(batchBytes: context.stream.pageBytes)
         var lastNullCheck = ContinuousClock.now - .seconds(3600)
         var lastLookback = ContinuousClock.now
         var reportedNulls = 0
@@ -117,7 +117,7 @@ struct WatermarkTailer {
     private func read(_ sql: String, _ params: [String?]) async throws -> PageResult {
         try await source.run(policy, logger: context.logger) { [context, encoder] c in
             try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
-                                      reserveBytes: min(context.stream.batchBytes + (1 << 20), 64 << 20), detectDuplicates: false)
+                                      reserveBytes: min(context.stream.pageBytes + (1 << 20), 64 << 20), detectDuplicates: false)
         }
     }
 

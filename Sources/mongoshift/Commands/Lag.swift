@@ -1,11 +1,80 @@
 import ArgumentParser
+import Foundation
+import Replication
+import ShiftCore
 
 extension Mongoshift {
     struct Lag: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "How far each stream is behind.")
+        static let configuration = CommandConfiguration(
+            abstract: "How far each stream is behind, for people and for alerting.",
+            discussion: """
+            Reads the state store without blocking a running `run`. Lag is computed from source-clock values only. \
+            A table on a terminal, JSON otherwise (or with --json). With --max-lag, exits 1 when any stream is over \
+            the threshold, failed, or cannot be measured.
+            """)
+
         @OptionGroup var options: GlobalOptions
+
+        @Flag(help: "Print JSON (the default when stdout is not a terminal).")
+        var json = false
+
+        @Option(help: "Exit 1 if any stream lags more than this (e.g. 5m).")
+        var maxLag: String?
+
+        func validate() throws {
+            if let maxLag, ConfigLoader.parseDuration(maxLag) == nil { throw ValidationError("--max-lag: \"\(maxLag)\" is not a duration (500ms, 10s, 5m, 1h)") }
+        }
+
         func run() async throws {
-            throw ValidationError("not implemented yet")
+            do {
+                let (config, streams, logger) = try options.prepare()
+                let report = await LagProbe.measure(config: config, streams: streams, logger: logger)
+                if json || isatty(STDOUT_FILENO) == 0 {
+                    print(Self.json(report))
+                } else {
+                    print(Self.table(report))
+                }
+                if let maxLag, let threshold = ConfigLoader.parseDuration(maxLag)?.seconds {
+                    let over = report.filter { $0.phase == "failed" || ($0.lagSeconds ?? .infinity) > threshold }
+                    if !over.isEmpty {
+                        FileHandle.standardError.write(Data("mongoshift: lag over \(maxLag) (or unknown/failed) for: \(over.map(\.name).joined(separator: ", "))\n".utf8))
+                        throw Exit.thresholdFailed
+                    }
+                }
+            } catch {
+                throw ErrorReporting.fail(error)
+            }
+        }
+
+        static func json(_ report: [StreamLag]) -> String {
+            let streams: [[String: Any]] = report.map { s in
+                var d: [String: Any] = [
+                    "name": s.name, "direction": s.direction, "phase": s.phase,
+                    "lag_seconds": s.lagSeconds ?? NSNull(), "applied_position": s.appliedPosition ?? NSNull(),
+                    "source_head": s.sourceHead ?? NSNull(), "spool_segments": s.spoolSegments, "spool_rows": s.spoolRows,
+                    "spool_bytes": s.spoolBytes, "deadletters": s.deadLetters, "rows_applied": s.rowsApplied,
+                    "last_error": s.lastError.map(Redaction.redact) ?? NSNull(), "last_error_at": s.lastErrorAt ?? NSNull(),
+                ]
+                if let e = s.probeError { d["probe_error"] = Redaction.redact(e) }
+                return d
+            }
+            let data = try! JSONSerialization.data(withJSONObject: ["streams": streams], options: [.sortedKeys])
+            return String(decoding: data, as: UTF8.self)
+        }
+
+        static func table(_ report: [StreamLag]) -> String {
+            let header = ["STREAM", "DIRECTION", "PHASE", "LAG", "APPLIED", "SOURCE HEAD", "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
+            var rows = [header]
+            for s in report {
+                rows.append([s.name, s.direction, s.phase, s.lagSeconds.map { String(format: "%.1fs", $0) } ?? "-",
+                             s.appliedPosition ?? "-", s.sourceHead ?? (s.probeError == nil ? "-" : "unreachable"),
+                             "\(s.spoolSegments)/\(s.spoolRows)/\(s.spoolBytes)", String(s.deadLetters),
+                             Redaction.redact(s.lastError ?? s.probeError ?? "-")])
+            }
+            let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
+            return rows.map { r in
+                r.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            }.joined(separator: "\n")
         }
     }
 }

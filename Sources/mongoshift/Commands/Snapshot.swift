@@ -37,11 +37,11 @@ extension Mongoshift {
                         case .alreadyComplete(let rows):
                             print("stream \(stream.name): snapshot already complete (\(rows) rows applied earlier); nothing to do")
                         case .completed(let rows):
-                            print("stream \(stream.name): snapshot complete, \(rows) rows applied in \(String(format: "%.1f", seconds)) s")
+                            print("stream \(stream.name): snapshot complete, \(rows) rows applied in \(String(format: "%.1f", seconds)) s (peak RSS \(PeakMemory.megabytes) MiB)")
                         case .interrupted:
                             print("stream \(stream.name): snapshot interrupted; run `snapshot` again to resume")
                         case .spooled(let segments):
-                            print("stream \(stream.name): snapshot spooled in \(segments) segments; apply with `snapshot` or `run`")
+                            print("stream \(stream.name): snapshot spooled in \(segments) segments in \(String(format: "%.1f", seconds)) s (peak RSS \(PeakMemory.megabytes) MiB); apply with `snapshot` or `run`")
                         }
                     case .mongoToRedshift:
                         print("stream \(stream.name): Mongo → Redshift snapshots are not implemented yet; skipped")

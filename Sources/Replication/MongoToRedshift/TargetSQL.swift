@@ -1,0 +1,132 @@
+import PostgresClient
+
+/// SQL for the Redshift/PostgreSQL target. The `redshift` dialect uses only what Redshift accepts: no
+/// ON CONFLICT, no COPY FROM STDIN, no FOR UPDATE; SUPER via JSON_PARSE, VARBYTE via FROM_HEX; column type
+/// changes other than VARCHAR growth as add/copy/drop/rename.
+public struct TargetSQL: Sendable {
+    public let dialect: SQLDialect
+    public let table: TableName
+
+    public init(dialect: SQLDialect, table: TableName) {
+        self.dialect = dialect
+        self.table = table
+    }
+
+    public var target: String { SQL.qualified(schema: table.schema, name: table.name) }
+    public var checkpoints: String { SQL.qualified(schema: table.schema, name: "mongoshift_checkpoints") }
+    public var stage: String { SQL.identifier("mongoshift_stage_" + ColumnNaming.sanitize(table.name)) }
+
+    public func createSchema() -> String? {
+        table.schema.map { "CREATE SCHEMA IF NOT EXISTS \(SQL.identifier($0))" }
+    }
+
+    public func createTable(_ schema: TableSchema) -> String {
+        let columns = schema.columns.map { c in
+            "\(SQL.identifier(c.name)) \(c.type.sql(dialect))\(c.name == "_id" ? " NOT NULL" : "")"
+        }
+        return "CREATE TABLE IF NOT EXISTS \(target) (\(columns.joined(separator: ", ")), PRIMARY KEY (\(SQL.identifier("_id"))))"
+    }
+
+    public func createCheckpoints() -> String {
+        "CREATE TABLE IF NOT EXISTS \(checkpoints) (stream varchar(127) NOT NULL PRIMARY KEY, seq bigint NOT NULL, position varchar(65535), updated_at timestamp)"
+    }
+
+    /// Creates the stream's checkpoint row if missing (no ON CONFLICT: Redshift has none).
+    public func seedCheckpoint() -> String {
+        "INSERT INTO \(checkpoints) (stream, seq, position, updated_at) SELECT $1, 0, NULL, \(now) WHERE NOT EXISTS (SELECT 1 FROM \(checkpoints) WHERE stream = $1)"
+    }
+
+    /// Inside the batch transaction: lock the stream's checkpoint and read its sequence (the fence).
+    public func lockCheckpoint() -> [String] {
+        switch dialect {
+        case .redshift: ["LOCK \(checkpoints)", "SELECT seq FROM \(checkpoints) WHERE stream = $1"]
+        case .postgres: ["SELECT seq FROM \(checkpoints) WHERE stream = $1 FOR UPDATE"]
+        }
+    }
+
+    public func advanceCheckpoint() -> String {
+        "UPDATE \(checkpoints) SET seq = $2, position = $3, updated_at = \(now) WHERE stream = $1"
+    }
+
+    var now: String { dialect == .redshift ? "GETDATE()" : "now()" }
+
+    /// DDL for a schema change. Redshift cannot change a column's type in place except VARCHAR growth, and cannot
+    /// run that ALTER inside a transaction: callers run DDL before the data transaction.
+    public func ddl(for change: SchemaChange) -> [String] {
+        switch change {
+        case .addColumn(let c):
+            return ["ALTER TABLE \(target) ADD COLUMN \(SQL.identifier(c.name)) \(c.type.sql(dialect))"]
+        case .widenColumn(let c, let old):
+            let column = SQL.identifier(c.name)
+            if dialect == .postgres {
+                let using: String = switch c.type {
+                case .nested: "to_jsonb(\(column))"
+                case .varchar: "\(column)::text"
+                default: "\(column)::\(c.type.sql(dialect))"
+                }
+                return ["ALTER TABLE \(target) ALTER COLUMN \(column) TYPE \(c.type.sql(dialect)) USING \(using)"]
+            }
+            if old.canAlterInPlace(to: c.type, dialect: dialect) {
+                return ["ALTER TABLE \(target) ALTER COLUMN \(column) TYPE \(c.type.sql(dialect))"]
+            }
+            let temporary = SQL.identifier(c.name + "__mongoshift_new")
+            let cast: String = switch c.type {
+            case .nested: "CAST(\(column) AS SUPER)"
+            case .varchar: old == .nested ? "JSON_SERIALIZE(\(column))" : "CAST(\(column) AS \(c.type.sql(dialect)))"
+            default: "CAST(\(column) AS \(c.type.sql(dialect)))"
+            }
+            return [
+                "ALTER TABLE \(target) ADD COLUMN \(temporary) \(c.type.sql(dialect))",
+                "UPDATE \(target) SET \(temporary) = \(cast)",
+                "ALTER TABLE \(target) DROP COLUMN \(column)",
+                "ALTER TABLE \(target) RENAME COLUMN \(temporary) TO \(column)",
+            ]
+        }
+    }
+
+    /// A session-local staging table: the target's columns plus `__op` ('u' upsert, 'd' delete).
+    public func createStage(_ schema: TableSchema) -> [String] {
+        let columns = schema.columns.map { "\(SQL.identifier($0.name)) \($0.type.sql(dialect))" } + ["\"__op\" char(1)"]
+        return ["DROP TABLE IF EXISTS \(stage)", "CREATE TEMP TABLE \(stage) (\(columns.joined(separator: ", ")))"]
+    }
+
+    /// PostgreSQL: `COPY stage FROM STDIN` (text format).
+    public func copyStage(_ schema: TableSchema) -> String {
+        "COPY \(stage) (\((schema.columns.map { SQL.identifier($0.name) } + ["\"__op\""]).joined(separator: ", "))) FROM STDIN"
+    }
+
+    /// Redshift: one multi-row INSERT for `rows` rows, every value a parameter (SUPER through JSON_PARSE,
+    /// VARBYTE through FROM_HEX).
+    public func insertStage(_ schema: TableSchema, rows: Int) -> String {
+        let width = schema.columns.count + 1
+        var tuples: [String] = []
+        tuples.reserveCapacity(rows)
+        for r in 0..<rows {
+            var values: [String] = []
+            for (c, column) in schema.columns.enumerated() {
+                let p = "$\(r * width + c + 1)"
+                let value: String = switch column.type {
+                case .nested: "JSON_PARSE(\(p))"
+                case .binary: "FROM_HEX(\(p))"
+                default: p
+                }
+                values.append(value)
+            }
+            values.append("$\(r * width + width)")
+            tuples.append("(" + values.joined(separator: ", ") + ")")
+        }
+        let columns = (schema.columns.map { SQL.identifier($0.name) } + ["\"__op\""]).joined(separator: ", ")
+        return "INSERT INTO \(stage) (\(columns)) VALUES " + tuples.joined(separator: ", ")
+    }
+
+    public func deleteChanged() -> String {
+        "DELETE FROM \(target) USING \(stage) WHERE \(target).\"_id\" = \(stage).\"_id\""
+    }
+
+    public func insertUpserts(_ schema: TableSchema) -> String {
+        let columns = schema.columns.map { SQL.identifier($0.name) }.joined(separator: ", ")
+        return "INSERT INTO \(target) (\(columns)) SELECT \(columns) FROM \(stage) WHERE \"__op\" = 'u'"
+    }
+
+    public func truncate() -> String { "TRUNCATE \(target)" }
+}

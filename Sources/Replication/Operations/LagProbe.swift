@@ -1,0 +1,70 @@
+import Foundation
+import Logging
+import MongoClient
+import PostgresClient
+
+/// How far one stream is behind, computed without comparing clocks of different machines (DESIGN §10):
+/// Redshift → Mongo compares the source's newest watermark with the applied watermark (both source values).
+public struct StreamLag: Sendable {
+    public var name: String
+    public var direction: String
+    /// `new`, `snapshotting n/m partitions`, `streaming`, `failed`.
+    public var phase: String
+    public var lagSeconds: Double?
+    public var appliedPosition: String?
+    public var sourceHead: String?
+    public var spoolSegments = 0
+    public var spoolRows = 0
+    public var spoolBytes = 0
+    public var deadLetters = 0
+    public var rowsApplied = 0
+    public var lastError: String?
+    public var lastErrorAt: Double?
+    /// Why the lag could not be measured (source unreachable, ...).
+    public var probeError: String?
+}
+
+public enum LagProbe {
+    /// Reads the state store (read-only: never blocks a running daemon) and asks the source for its head.
+    public static func measure(config: ReplicationConfig, streams: [StreamConfig], logger: Logger) async -> [StreamLag] {
+        let state = try? StateStore(directory: config.stateDirectory, readOnly: true)
+        var out: [StreamLag] = []
+        var source: PostgresConnection?
+        for stream in streams {
+            var lag = StreamLag(name: stream.name, direction: stream.direction.rawValue, phase: "new")
+            if let state, let s = try? await state.stream(stream.name) {
+                lag.phase = s.phase.rawValue
+                if s.phase == .snapshotting, let parts = try? await state.partitions(stream.name) {
+                    lag.phase = "snapshotting \(parts.filter { $0.status == .done }.count)/\(parts.count) partitions"
+                }
+                lag.rowsApplied = s.rowsApplied
+                lag.deadLetters = s.rowsDeadLettered
+                lag.lastError = s.lastError
+                lag.lastErrorAt = s.lastErrorAt
+                if let backlog = try? await state.spoolBacklog(stream.name) {
+                    (lag.spoolSegments, lag.spoolRows, lag.spoolBytes) = backlog
+                }
+                lag.appliedPosition = Position.watermarkText(s.appliedPosition)
+            }
+            guard stream.direction == .redshiftToMongo, let watermark = stream.watermark, let redshift = config.redshift else {
+                out.append(lag)
+                continue
+            }
+            do {
+                if source == nil { source = try await PostgresConnection.connect(redshift.url, connectTimeoutSeconds: 5) }
+                let sql = "SELECT max(\(SQL.identifier(watermark)))::text FROM \(SQL.qualified(schema: stream.table.schema, name: stream.table.name))"
+                lag.sourceHead = try await source!.query(sql).rows.first?.first ?? nil
+                if let head = lag.sourceHead.flatMap(TextValueDecoder.parseTimestampText),
+                   let applied = lag.appliedPosition.flatMap(TextValueDecoder.parseTimestampText), lag.phase == "streaming" {
+                    lag.lagSeconds = max(0, Double(head - applied) / 1000)
+                } else if let head = lag.sourceHead, let applied = lag.appliedPosition, let h = Int64(head), let a = Int64(applied), lag.phase == "streaming" {
+                    lag.lagSeconds = Double(max(0, h - a))  // integer watermarks: units behind
+                }
+            } catch {
+                lag.probeError = "\(error)"
+            }
+            out.append(lag)
+        }
+        return out
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import MongoClient
+import PostgresClient
+import Replication
+
+/// Compares a source table with its Mongo collection, every field of every document.
+public enum Convergence {
+    /// Differences between the live (not soft-deleted) source rows and the Mongo documents (`_mongoshift` ignored).
+    /// Empty when the target equals the source.
+    public static func differences(pg: PostgresConnection, table: String, mongo: MongoClient, database: String,
+                                   collection: String, deleteColumn: String? = "is_deleted", limit: Int = 10) async throws -> [String] {
+        let filter = deleteColumn.map { " WHERE NOT \"\($0)\"" } ?? ""
+        let rows = try await pg.query("SELECT * FROM public.\(table)\(filter) ORDER BY id")
+        var expected: [Int64: Document] = [:]
+        for row in rows.rows {
+            var doc = Document()
+            let id = Int64(row[0]!)!
+            doc.append("_id", .int64(id))
+            for (i, column) in rows.columns.enumerated() {
+                guard var text = row[i] else { doc.append(column.name, .null); continue }
+                let value = try text.withUTF8 { try TextValueDecoder.decode($0, type: column.typeOID, column: column.name) }
+                doc.append(column.name, value)
+            }
+            expected[id] = doc
+        }
+        var actual: [Int64: Document] = [:]
+        for doc in try await mongo.findAll(database: database, collection: collection) {
+            if case .int64(let id)? = doc["_id"] { actual[id] = doc.removing(["_mongoshift"]) }
+        }
+        var diffs: [String] = []
+        for (id, doc) in expected.sorted(by: { $0.key < $1.key }) where diffs.count < limit {
+            guard let got = actual[id] else { diffs.append("missing in Mongo: \(id)"); continue }
+            if got != doc { diffs.append("differs \(id): source \(doc) mongo \(got)") }
+        }
+        for id in actual.keys.sorted() where expected[id] == nil && diffs.count < limit {
+            diffs.append("extra in Mongo: \(id)")
+        }
+        if expected.count != actual.count { diffs.append("counts: source \(expected.count) mongo \(actual.count)") }
+        return diffs
+    }
+
+    /// Polls until the target equals the source or `timeout` passes; returns the last differences.
+    public static func wait(timeout: TimeInterval, pg: PostgresConnection, table: String, mongo: MongoClient, database: String,
+                            collection: String = "orders") async throws -> [String] {
+        let deadline = Date().addingTimeInterval(timeout)
+        var diffs: [String] = []
+        repeat {
+            diffs = try await differences(pg: pg, table: table, mongo: mongo, database: database, collection: collection)
+            if diffs.isEmpty { return [] }
+            try await Task.sleep(for: .milliseconds(500))
+        } while Date() < deadline
+        return diffs
+    }
+}
+
+/// The dev servers, for tests that take one down and bring it back.
+public enum DevServers {
+    /// Runs an ops script and waits for it alone (posix_spawn + waitpid): the servers it daemonizes keep running,
+    /// and none of this process's pipes leak into them.
+    static func script(_ relative: String, _ args: [String]) throws {
+        let path = (TestServers.repositoryRoot as NSString).appendingPathComponent(relative)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw NSError(domain: "DevServers", code: Int(rc)) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0 else { throw NSError(domain: "DevServers \(relative)", code: Int(status)) }
+    }
+
+    public static var mongoDirectory: String? { ProcessInfo.processInfo.environment["MONGOSHIFT_TEST_MONGO_DIR"] }
+    public static var postgresDirectory: String? { ProcessInfo.processInfo.environment["MONGOSHIFT_TEST_PG_DIR"] }
+
+    public static func stopMongo() throws { try script("ops/dev-mongo/stop", [mongoDirectory!]) }
+    public static func startMongo() throws {
+        try script("ops/dev-mongo/start", [mongoDirectory!, ProcessInfo.processInfo.environment["MONGOSHIFT_TEST_MONGO_PORT"]!])
+    }
+    public static func stopPostgres() throws { try script("ops/dev-postgres/stop", [postgresDirectory!]) }
+    public static func startPostgres() throws { try script("ops/dev-postgres/start", [postgresDirectory!]) }
+}

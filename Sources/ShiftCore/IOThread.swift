@@ -6,7 +6,7 @@ import Foundation
 /// `@unchecked Sendable`: the job queue and the `stopped` flag are only touched while holding `condition`.
 public final class IOThread: @unchecked Sendable {
     private let condition = NSCondition()
-    private var jobs: [@Sendable () -> Void] = []
+    private var jobs: [(@Sendable () -> Void)?] = []
     private var head = 0
     private var stopped = false
     private var finished = false
@@ -54,14 +54,18 @@ public final class IOThread: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let job = jobs[head]
+            // Take the job out of the queue: a finished job must not keep what it captured (page buffers) alive.
+            let job = jobs[head].take()
             head += 1
-            if head > 1024 && head * 2 > jobs.count {
+            if head == jobs.count {
+                jobs.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 1024 && head * 2 > jobs.count {
                 jobs.removeFirst(head)
                 head = 0
             }
             condition.unlock()
-            job()
+            job?()
         }
     }
 }

@@ -33,7 +33,7 @@ public struct TargetSQL: Sendable {
 
     /// Creates the stream's checkpoint row if missing (no ON CONFLICT: Redshift has none).
     public func seedCheckpoint() -> String {
-        "INSERT INTO \(checkpoints) (stream, seq, position, updated_at) SELECT $1, 0, NULL, \(now) WHERE NOT EXISTS (SELECT 1 FROM \(checkpoints) WHERE stream = $1)"
+        "INSERT INTO \(checkpoints) (stream, seq, position, updated_at) SELECT CAST($1 AS varchar(127)), 0, NULL, \(now) WHERE NOT EXISTS (SELECT 1 FROM \(checkpoints) WHERE stream = CAST($1 AS varchar(127)))"
     }
 
     /// Inside the batch transaction: lock the stream's checkpoint and read its sequence (the fence).

@@ -14,16 +14,6 @@ import Spool
 ///    last key is recorded with the segment, so a crash resumes at the page.
 /// 4. The applier drains segments into Mongo while extraction runs.
 public struct RedshiftSnapshot: Sendable {
-    public enum Outcome: Sendable, Equatable {
-        /// Nothing to do: the stream finished its snapshot earlier.
-        case alreadyComplete(rowsApplied: Int)
-        case completed(rowsCopied: Int)
-        /// `--spool-only`: every page is durable in the spool; apply later with `snapshot` or `run`.
-        case spooled(segments: Int)
-        /// Graceful shutdown arrived: progress is persisted and the next run resumes.
-        case interrupted
-    }
-
     let context: StreamContext
     let source: PostgresSource
     let dialect: SQLDialect
@@ -38,7 +28,7 @@ public struct RedshiftSnapshot: Sendable {
         self.policy = policy
     }
 
-    public func run(spoolOnly: Bool) async throws -> Outcome {
+    public func run(spoolOnly: Bool) async throws -> SnapshotOutcome {
         let name = context.name
         var state = try await context.state.ensureStream(name, direction: StreamConfig.Direction.redshiftToMongo.rawValue)
         if state.phase == .streaming || state.phase == .failed && state.snapshotCompletedAt != nil {

@@ -360,5 +360,31 @@ public final class StateStore: Sendable {
         }
     }
 
+    // MARK: target schema (Mongo → Redshift)
+
+    public func loadColumns(_ name: String) async throws -> [(name: String, path: String, type: String)] {
+        try await run { db in
+            try db.query("SELECT name, source_path, type FROM columns WHERE stream = ? ORDER BY position", [.text(name)]).map {
+                ($0[0].text ?? "", $0[1].text ?? "", $0[2].text ?? "")
+            }
+        }
+    }
+
+    public func saveColumns(_ name: String, _ columns: [(name: String, path: String, type: String)]) async throws {
+        try await run { db in
+            try db.transaction {
+                try db.query("DELETE FROM columns WHERE stream = ?", [.text(name)])
+                for (i, c) in columns.enumerated() {
+                    try db.query("INSERT INTO columns (stream, name, source_path, type, position) VALUES (?, ?, ?, ?, ?)",
+                                 [.text(name), .text(c.name), .text(c.path), .text(c.type), .integer(Int64(i))])
+                }
+            }
+        }
+    }
+
+    public func clearColumns(_ name: String) async throws {
+        try await run { db in try db.query("DELETE FROM columns WHERE stream = ?", [.text(name)]) }
+    }
+
     private static func blob(_ d: Document?) -> SQLiteValue { d.map { .blob($0.bytes) } ?? .null }
 }

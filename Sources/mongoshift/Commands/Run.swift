@@ -29,7 +29,9 @@ extension Mongoshift {
                         services.append(.init(service: service, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore,
                                               serviceName: "stream \(stream.name)"))
                     case .mongoToRedshift:
-                        logger.error("Mongo → Redshift streams are not implemented yet; skipped", metadata: ["stream": "\(stream.name)"])
+                        let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!)
+                        services.append(.init(service: service, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore,
+                                              serviceName: "stream \(stream.name)"))
                     }
                 }
                 guard !services.isEmpty else { throw ValidationError("no stream to run") }

@@ -26,25 +26,27 @@ extension Mongoshift {
                 let policy = RetryPolicy(maxAttempts: maxAttempts)
                 for stream in streams {
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
+                    let started = ContinuousClock.now
+                    let outcome: SnapshotOutcome
                     switch stream.direction {
                     case .redshiftToMongo:
                         let snapshot = RedshiftSnapshot(context: context, redshift: config.redshift!, mongo: spoolOnly ? nil : mongo,
                                                         database: config.mongo!.database, policy: policy)
-                        let started = ContinuousClock.now
-                        let outcome = try await snapshot.run(spoolOnly: spoolOnly)
-                        let seconds = (ContinuousClock.now - started).seconds
-                        switch outcome {
-                        case .alreadyComplete(let rows):
-                            print("stream \(stream.name): snapshot already complete (\(rows) rows applied earlier); nothing to do")
-                        case .completed(let rows):
-                            print("stream \(stream.name): snapshot complete, \(rows) rows applied in \(String(format: "%.1f", seconds)) s (peak RSS \(PeakMemory.megabytes) MiB)")
-                        case .interrupted:
-                            print("stream \(stream.name): snapshot interrupted; run `snapshot` again to resume")
-                        case .spooled(let segments):
-                            print("stream \(stream.name): snapshot spooled in \(segments) segments in \(String(format: "%.1f", seconds)) s (peak RSS \(PeakMemory.megabytes) MiB); apply with `snapshot` or `run`")
-                        }
+                        outcome = try await snapshot.run(spoolOnly: spoolOnly)
                     case .mongoToRedshift:
-                        print("stream \(stream.name): Mongo → Redshift snapshots are not implemented yet; skipped")
+                        let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
+                        outcome = try await service.snapshot(spoolOnly: spoolOnly)
+                    }
+                    let seconds = (ContinuousClock.now - started).seconds
+                    switch outcome {
+                    case .alreadyComplete(let rows):
+                        print("stream \(stream.name): snapshot already complete (\(rows) rows applied earlier); nothing to do")
+                    case .completed(let rows):
+                        print("stream \(stream.name): snapshot complete, \(rows) rows applied in \(String(format: "%.1f", seconds)) s (peak RSS \(PeakMemory.megabytes) MiB)")
+                    case .interrupted:
+                        print("stream \(stream.name): snapshot interrupted; run `snapshot` again to resume")
+                    case .spooled(let segments):
+                        print("stream \(stream.name): snapshot spooled in \(segments) segments in \(String(format: "%.1f", seconds)) s (peak RSS \(PeakMemory.megabytes) MiB); apply with `snapshot` or `run`")
                     }
                 }
             } catch {

@@ -1,0 +1,103 @@
+import Foundation
+import Logging
+import MongoClient
+import ServiceLifecycle
+
+/// One Mongo → Redshift stream as a long-running service: snapshot if needed, then tail the change stream and
+/// apply batches until graceful shutdown. When the resume token is no longer in the oplog, `on_history_lost`
+/// decides: `resnapshot` re-copies this stream only (logged as an error with the reason), `fail` stops it.
+public struct MongoToRedshiftService: Service {
+    let context: StreamContext
+    let redshift: RedshiftEndpoint
+    let mongo: MongoEndpoint
+    let policy: RetryPolicy
+
+    public init(context: StreamContext, redshift: RedshiftEndpoint, mongo: MongoEndpoint,
+                policy: RetryPolicy = RetryPolicy(initialDelay: .milliseconds(200), maxDelay: .seconds(5))) {
+        self.context = context
+        self.redshift = redshift
+        self.mongo = mongo
+        self.policy = policy
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            do {
+                try await runOnce()
+                return
+            } catch let error as ReplicationError where error.code == .spool {
+                context.logger.warning("restarting stream after spool recovery", metadata: ["reason": "\(error.message)"])
+            } catch where Self.isHistoryLost(error) {
+                guard context.stream.onHistoryLost == .resnapshot else {
+                    await fail("change stream history lost and on_history_lost is fail: \(error)")
+                    return
+                }
+                context.logger.error("change stream history lost: the resume token is no longer in the oplog; re-snapshotting this stream",
+                                     metadata: ["reason": "\(error)"])
+                try? await context.state.recordError(context.name, "history lost, re-snapshot started: \(error)")
+                try await context.state.resetStream(context.name)
+                for seq in context.spool.sequencesOnDisk() { context.spool.remove(seq) }
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isShuttingDownGracefully && RetryPolicy.isTransient(error) { return }
+                await fail("\(error)")
+                return
+            }
+        }
+    }
+
+    /// The one-shot snapshot of this stream (the `snapshot` command).
+    public func snapshot(spoolOnly: Bool) async throws -> SnapshotOutcome {
+        let reader = try MongoClient(url: mongo.url)
+        let applier: ChangeTarget? = spoolOnly ? nil : try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
+        return try await MongoSnapshot(context: context, client: reader, database: mongo.database, applier: applier, policy: policy).run(spoolOnly: spoolOnly)
+    }
+
+    static func isHistoryLost(_ error: Error) -> Bool {
+        if let e = error as? MongoError { return e.isHistoryLost }
+        if let e = error as? ReplicationError { return e.code == .historyLost }
+        return false
+    }
+
+    private func fail(_ message: String) async {
+        context.logger.error("stream failed; other streams continue", metadata: ["error": "\(message)"])
+        try? await context.state.recordError(context.name, message)
+        try? await context.state.setPhase(context.name, .failed)
+    }
+
+    private func runOnce() async throws {
+        let reader = try MongoClient(url: mongo.url)
+        let applier = try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
+        let snapshot = MongoSnapshot(context: context, client: reader, database: mongo.database, applier: applier, policy: policy)
+        if try await snapshot.run(spoolOnly: false) == .interrupted { return }
+        context.logger.info("streaming from the change stream")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                let tailer = ChangeStreamTailer(context: context, client: try MongoClient(url: mongo.url), database: mongo.database,
+                                                policy: policy, truncateTarget: { try await applier.truncate() })
+                try await tailer.run()
+            }
+            group.addTask {
+                let loop = SegmentApplyLoop(context: context, target: applier)
+                while true {
+                    let applied = try await policy.run({ try await loop.applyPending() }, onRetry: { error, attempt, wait in
+                        context.logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                    })
+                    if Task.isShuttingDownGracefully { break }
+                    if applied == 0 { try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(100)) } }
+                }
+            }
+            try await group.waitForAll()
+        }
+        context.logger.info("stopped: positions persisted")
+    }
+}
+
+extension RedshiftApplier {
+    /// `on_drop: truncate`.
+    func truncate() async throws {
+        let statement = sql.truncate()
+        _ = try await source.run(policy, logger: context.logger) { c in try await c.execute(statement) }
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import Logging
+import MongoClient
+import PostgresClient
+import Spool
+
+/// Applies change batches to a Redshift/PostgreSQL table (DESIGN §6). Per batch, in one transaction: the
+/// stream's checkpoint row is locked and compared with the batch's sequence (a replayed batch changes nothing),
+/// a staging table is loaded (COPY FROM STDIN on PostgreSQL, multi-row INSERTs on Redshift), target rows for the
+/// batch's keys are deleted, the surviving upserts inserted, and the checkpoint advanced. Schema changes (new
+/// columns, wider types) run as DDL just before, because Redshift cannot alter column types inside a transaction.
+public actor RedshiftApplier: ChangeTarget {
+    let context: StreamContext
+    let source: PostgresSource
+    let sql: TargetSQL
+    let policy: RetryPolicy
+    private var tracker: SchemaTracker
+    private var tableExists = false
+    private var prepared = false
+
+    public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
+        self.context = context
+        self.source = PostgresSource(url: endpoint.url)
+        self.sql = TargetSQL(dialect: endpoint.dialect, table: context.stream.table)
+        self.policy = policy
+        let saved = try await context.state.loadColumns(context.name)
+        let columns = saved.compactMap { c in ColumnType(persisted: c.type).map { TableSchema.Column(name: c.name, path: c.path, type: $0) } }
+        tracker = SchemaTracker(schema: TableSchema(columns: columns), flatten: context.stream.flatten)
+        tableExists = !columns.isEmpty
+    }
+
+    public var schema: TableSchema { tracker.schema }
+
+    /// Forgets the learned schema (re-snapshot after the target was truncated/recreated by the operator).
+    public func resetSchema() async throws {
+        tracker = SchemaTracker(flatten: context.stream.flatten)
+        tableExists = false
+        try await context.state.clearColumns(context.name)
+    }
+
+    private func prepare(_ c: PostgresConnection) async throws {
+        guard !prepared else { return }
+        if let schema = sql.createSchema() { try await c.execute(schema) }
+        try await c.execute(sql.createCheckpoints())
+        try await c.query(sql.seedCheckpoint(), [context.name])
+        prepared = true
+    }
+
+    public func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome {
+        let latest = MongoApplier.lastPerKey(changes)
+        var outcome = ApplyOutcome()
+        let documents = latest.compactMap { $0.operation == .upsert ? $0.document : nil }
+        let schemaChanges: [SchemaChange]
+        do {
+            schemaChanges = try tracker.observe(documents)
+        } catch {
+            throw ReplicationError(.sourceData, stream: context.name, "\(error)")
+        }
+        let schema = tracker.schema
+        guard !schema.columns.isEmpty else {
+            // Only deletes before any document was ever seen: nothing can be in the target yet.
+            try await fenceOnly(segment)
+            return outcome
+        }
+        // Rows as text, with oversized values dead-lettered (never truncated).
+        var rows: [[String?]] = []
+        rows.reserveCapacity(latest.count)
+        let idType = schema.columns[0].type
+        for change in latest {
+            if change.operation == .delete {
+                var row = [String?](repeating: nil, count: schema.columns.count)
+                row[0] = try? ValueText.text(change.key, as: idType, column: "_id")
+                rows.append(row + ["d"])
+                continue
+            }
+            guard let doc = change.document else { continue }
+            do {
+                var row: [String?] = []
+                for (value, column) in zip(tracker.row(of: doc), schema.columns) {
+                    var text = try value.map { v throws(ValueText.TooLarge) in try ValueText.text(v, as: column.type, column: column.name) }
+                    // bytea text input is `\x` + hex; Redshift's FROM_HEX takes the bare hex.
+                    if column.type == .binary, sql.dialect == .postgres, let hex = text, case .binary? = value { text = "\\x" + hex }
+                    row.append(text)
+                }
+                rows.append(row + ["u"])
+            } catch {
+                outcome.deadLetters.append(.init(key: change.key, reason: "\(error)"))
+            }
+        }
+        let sqlText = sql
+        let name = context.name
+        let loadRows = rows
+        let ddl: [String] = tableExists ? schemaChanges.flatMap { sqlText.ddl(for: $0) } : [sqlText.createTable(schema)]
+        let applied = try await source.run(policy, logger: context.logger) { [self] c in
+            try await self.prepare(c)
+            for statement in ddl {
+                do { try await c.execute(statement) } catch let e as PostgresError where e.sqlState == "42701" || e.sqlState == "42P07" {
+                    // Already there: the DDL ran before a crash, then the batch was replayed.
+                }
+            }
+            return try await self.load(c, rows: loadRows, schema: schema, segment: segment, stream: name)
+        }
+        if !tableExists || !schemaChanges.isEmpty {
+            tableExists = true
+            try await context.state.saveColumns(context.name, schema.columns.map { ($0.name, $0.path, $0.type.description) })
+            for change in schemaChanges where tableExists {
+                if case .widenColumn(let c, let old) = change {
+                    context.logger.info("widened column", metadata: ["column": "\(c.name)", "from": "\(old.sql(sqlText.dialect))", "to": "\(c.type.sql(sqlText.dialect))"])
+                } else if case .addColumn(let c) = change {
+                    context.logger.info("added column", metadata: ["column": "\(c.name)", "type": "\(c.type.sql(sqlText.dialect))"])
+                }
+            }
+        }
+        outcome.applied = applied ? rows.count : 0
+        return outcome
+    }
+
+    /// The transaction. Returns false when the checkpoint shows the batch was already applied (a replay).
+    private func load(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema, segment: SegmentRecord, stream: String) async throws -> Bool {
+        try await c.execute("BEGIN")
+        do {
+            let locks = sql.lockCheckpoint()
+            for statement in locks.dropLast() { try await c.execute(statement) }
+            let current = Int64(try await c.query(locks.last!, [stream]).rows.first?.first??.description ?? "0") ?? 0
+            if current >= segment.seq {
+                try await c.execute("ROLLBACK")
+                context.logger.info("batch already in the target (checkpoint fence); skipped", metadata: ["seq": "\(segment.seq)"])
+                return false
+            }
+            for statement in sql.createStage(schema) { try await c.execute(statement) }
+            switch sql.dialect {
+            case .postgres:
+                try await copy(c, rows: rows, schema: schema)
+            case .redshift:
+                try await insert(c, rows: rows, schema: schema)
+            }
+            try await c.execute(sql.deleteChanged())
+            try await c.execute(sql.insertUpserts(schema))
+            try await c.query(sql.advanceCheckpoint(), [stream, String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition)])
+            try await c.execute("COMMIT")
+            return true
+        } catch {
+            _ = try? await c.execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    private func fenceOnly(_ segment: SegmentRecord) async throws {
+        let name = context.name
+        try await source.run(policy, logger: context.logger) { [self] c in
+            try await self.prepare(c)
+            try await c.query(self.sql.advanceCheckpoint() + " AND seq < $2", [name, String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition)])
+        }
+    }
+
+    private func copy(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema) async throws {
+        final class Feed: @unchecked Sendable {
+            // @unchecked: consumed only on the connection's thread during one copyIn call.
+            var rows: ArraySlice<[String?]>
+            init(_ rows: [[String?]]) { self.rows = rows[...] }
+        }
+        let feed = Feed(rows)
+        try await c.copyIn(sql.copyStage(schema)) {
+            guard !feed.rows.isEmpty else { return nil }
+            var chunk: [UInt8] = []
+            while let row = feed.rows.first, chunk.count < 1 << 20 {
+                feed.rows = feed.rows.dropFirst()
+                CopyText.appendRow(row, to: &chunk)
+            }
+            return chunk
+        }
+    }
+
+    private func insert(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema) async throws {
+        let width = schema.columns.count + 1
+        let perStatement = max(1, min(1000, 32_000 / width))
+        var start = 0
+        while start < rows.count {
+            let end = min(rows.count, start + perStatement)
+            let params = rows[start..<end].flatMap { $0 }
+            try await c.query(sql.insertStage(schema, rows: end - start), params)
+            start = end
+        }
+    }
+}
+
+/// PostgreSQL COPY text format: tab-separated, `\N` for NULL, backslash escapes.
+enum CopyText {
+    static func appendRow(_ row: [String?], to out: inout [UInt8]) {
+        for (i, value) in row.enumerated() {
+            if i > 0 { out.append(0x09) }
+            guard let value else { out.append(contentsOf: [0x5C, 0x4E]); continue }
+            for byte in value.utf8 {
+                switch byte {
+                case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+                case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
+                case 0x0D: out.append(contentsOf: [0x5C, 0x72])
+                case 0x09: out.append(contentsOf: [0x5C, 0x74])
+                default: out.append(byte)
+                }
+            }
+        }
+        out.append(0x0A)
+    }
+}

@@ -31,7 +31,7 @@ struct ChangeStreamTailer {
                 try await context.state.setAppliedPosition(context.name, ["t": .document(token), "after_invalidate": true], alsoExtract: true)
             } catch let error as MongoError where error.isTransient && !error.isHistoryLost {
                 context.logger.warning("change stream interrupted, reopening from the durable token", metadata: ["error": "\(error)"])
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+                try await pause(.seconds(1))
             }
         }
     }

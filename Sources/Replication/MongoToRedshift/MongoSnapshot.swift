@@ -57,7 +57,7 @@ struct MongoSnapshot {
                     }
                 }
             }
-            try await group.waitForAll()
+            while try await group.next() != nil {}
         }
         context.progress?.finish(stream: name)
         if Task.isShuttingDownGracefully { return .interrupted }

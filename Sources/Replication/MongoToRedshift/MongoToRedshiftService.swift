@@ -85,10 +85,10 @@ public struct MongoToRedshiftService: Service {
                         context.logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                     })
                     if Task.isShuttingDownGracefully { break }
-                    if applied == 0 { try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(100)) } }
+                    if applied == 0 { try await pause(.milliseconds(100)) }
                 }
             }
-            try await group.waitForAll()
+            while try await group.next() != nil {}
         }
         context.logger.info("stopped: positions persisted")
     }

@@ -70,7 +70,7 @@ public struct RedshiftSnapshot: Sendable {
                             }
                         }
                     }
-                    try await extractors.waitForAll()
+                    while try await extractors.next() != nil {}
                 }
                 await counters.finishExtraction()
             }
@@ -91,7 +91,7 @@ public struct RedshiftSnapshot: Sendable {
                     }
                 }
             }
-            try await group.waitForAll()
+            while try await group.next() != nil {}
         }
         context.progress?.finish(stream: name)
         if Task.isShuttingDownGracefully {

@@ -30,7 +30,7 @@ public struct RedshiftToMongoService: Service {
             } catch let error as ReplicationError where error.code == .spool {
                 // A corrupt segment was discarded and its range rewound: restart the pipeline from the state store.
                 context.logger.warning("restarting stream after spool recovery", metadata: ["reason": "\(error.message)"])
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+                try await pause(.seconds(1))
             } catch is CancellationError {
                 return
             } catch {
@@ -72,7 +72,7 @@ public struct RedshiftToMongoService: Service {
                                                                                      "wait_s": "\(String(format: "%.1f", wait.seconds))"])
                     })
                     if Task.isShuttingDownGracefully { break }
-                    if applied == 0 { try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(100)) } }
+                    if applied == 0 { try await pause(.milliseconds(100)) }
                 }
             }
             if context.stream.reconcileEvery > .zero {
@@ -80,7 +80,7 @@ public struct RedshiftToMongoService: Service {
                     let reconciler = HardDeleteReconciler(context: context, source: PostgresSource(url: redshift.url), table: table,
                                                           applier: applier, policy: policy)
                     while !Task.isShuttingDownGracefully {
-                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: context.stream.reconcileEvery) }
+                        try await pause(context.stream.reconcileEvery)
                         if Task.isShuttingDownGracefully { break }
                         // Reconcile against a drained spool, so pending inserts are not counted as differences.
                         guard try await context.state.spoolBacklog(context.name).segments == 0 else { continue }
@@ -94,7 +94,7 @@ public struct RedshiftToMongoService: Service {
                     }
                 }
             }
-            try await group.waitForAll()
+            while try await group.next() != nil {}
         }
         context.logger.info("stopped: positions persisted")
     }

@@ -48,7 +48,7 @@ struct WatermarkTailer {
                 }
             }
             if rows < limit {
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: context.stream.pollInterval) }
+                try await pause(context.stream.pollInterval)
             }
         }
     }

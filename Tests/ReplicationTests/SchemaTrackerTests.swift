@@ -118,3 +118,17 @@ final class TargetSQLTests: XCTestCase {
                        #"COPY "mongoshift_stage_t" ("_id", "doc", "bin", "Select", "__op") FROM STDIN"#)
     }
 }
+
+final class RedshiftInsertBatchingTests: XCTestCase {
+    func testBatchesRespectStatementSizeAndParameterLimits() {
+        let big = String(repeating: "x", count: 60_000)
+        let rows = (0..<1000).map { _ in [big, "u"] as [String?] }
+        let batches = RedshiftApplier.insertBatches(rows, width: 2)
+        XCTAssertEqual(batches.reduce(0) { $0 + $1.count }, 1000, "every row once")
+        for b in batches {
+            XCTAssertLessThanOrEqual(b.reduce(0) { $0 + $1.reduce(0) { $0 + ($1?.utf8.count ?? 0) } }, 16 << 20)
+        }
+        let narrow = (0..<5000).map { _ in Array(repeating: "1", count: 100) as [String?] }
+        XCTAssertTrue(RedshiftApplier.insertBatches(narrow, width: 100).allSatisfy { $0.count * 100 <= 32_000 })
+    }
+}

@@ -43,18 +43,7 @@ struct MongoSnapshot {
             }
             if !spoolOnly, let applier {
                 group.addTask {
-                    let loop = SegmentApplyLoop(context: context, target: applier)
-                    while true {
-                        let finished = await counters.extractionFinished
-                        let applied = try await policy.run({ try await loop.applyPending() }, onRetry: { error, attempt, _ in
-                            context.logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                        })
-                        if Task.isShuttingDownGracefully && (finished || applied == 0) { break }
-                        if finished && applied == 0 {
-                            if try await context.state.pendingSegments(name).isEmpty { break }
-                        }
-                        if applied == 0 { try await Task.sleep(for: .milliseconds(50)) }
-                    }
+                    try await SegmentApplyLoop(context: context, target: applier).runDuringSnapshot(counters: counters, policy: policy)
                 }
             }
             while try await group.next() != nil {}

@@ -21,30 +21,18 @@ public struct MongoToRedshiftService: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully {
-            do {
-                try await runOnce()
-                return
-            } catch let error as ReplicationError where error.code == .spool {
-                context.logger.warning("restarting stream after spool recovery", metadata: ["reason": "\(error.message)"])
-            } catch where Self.isHistoryLost(error) {
-                guard context.stream.onHistoryLost == .resnapshot else {
-                    await fail("change stream history lost and on_history_lost is fail: \(error)")
-                    return
-                }
-                context.logger.error("change stream history lost: the resume token is no longer in the oplog; re-snapshotting this stream",
-                                     metadata: ["reason": "\(error)"])
-                try? await context.state.recordError(context.name, "history lost, re-snapshot started: \(error)")
-                try await context.state.resetStream(context.name)
-                for seq in context.spool.sequencesOnDisk() { context.spool.remove(seq) }
-            } catch is CancellationError {
-                return
-            } catch {
-                if Task.isShuttingDownGracefully && RetryPolicy.isTransient(error) { return }
-                await fail("\(error)")
-                return
+        try await StreamSupervisor(context: context).run(recover: { error in
+            guard Self.isHistoryLost(error) else { return nil }
+            guard context.stream.onHistoryLost == .resnapshot else {
+                return .fail("change stream history lost and on_history_lost is fail: \(error)")
             }
-        }
+            context.logger.error("change stream history lost: the resume token is no longer in the oplog; re-snapshotting this stream",
+                                 metadata: ["reason": "\(error)"])
+            try? await context.state.recordError(context.name, "history lost, re-snapshot started: \(error)")
+            try await context.state.resetStream(context.name)
+            for seq in context.spool.sequencesOnDisk() { context.spool.remove(seq) }
+            return .restart
+        }) { try await runOnce() }
     }
 
     /// The one-shot snapshot of this stream (the `snapshot` command).
@@ -60,12 +48,6 @@ public struct MongoToRedshiftService: Service {
         return false
     }
 
-    private func fail(_ message: String) async {
-        context.logger.error("stream failed; other streams continue", metadata: ["error": "\(message)"])
-        try? await context.state.recordError(context.name, message)
-        try? await context.state.setPhase(context.name, .failed)
-    }
-
     private func runOnce() async throws {
         let reader = try MongoClient(url: mongo.url)
         let applier = try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
@@ -79,14 +61,7 @@ public struct MongoToRedshiftService: Service {
                 try await tailer.run()
             }
             group.addTask {
-                let loop = SegmentApplyLoop(context: context, target: applier)
-                while true {
-                    let applied = try await policy.run({ try await loop.applyPending() }, onRetry: { error, attempt, wait in
-                        context.logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                    })
-                    if Task.isShuttingDownGracefully { break }
-                    if applied == 0 { try await pause(.milliseconds(100)) }
-                }
+                try await SegmentApplyLoop(context: context, target: applier).runUntilShutdown(policy: policy)
             }
             while try await group.next() != nil {}
         }

@@ -101,13 +101,20 @@ public actor RedshiftApplier: ChangeTarget {
             return try await self.load(c, rows: loadRows, schema: schema, segment: segment, stream: name)
         }
         if !tableExists || !schemaChanges.isEmpty {
+            let created = !tableExists
             tableExists = true
             try await context.state.saveColumns(context.name, schema.columns.map { ($0.name, $0.path, $0.type.description) })
-            for change in schemaChanges where tableExists {
-                if case .widenColumn(let c, let old) = change {
-                    context.logger.info("widened column", metadata: ["column": "\(c.name)", "from": "\(old.sql(sqlText.dialect))", "to": "\(c.type.sql(sqlText.dialect))"])
-                } else if case .addColumn(let c) = change {
-                    context.logger.info("added column", metadata: ["column": "\(c.name)", "type": "\(c.type.sql(sqlText.dialect))"])
+            if created {
+                context.logger.info("created target table", metadata: ["table": "\(sqlText.target)", "columns": "\(schema.columns.count)"])
+            } else {
+                for change in schemaChanges {
+                    switch change {
+                    case .widenColumn(let c, let old):
+                        context.logger.info("widened column", metadata: ["column": "\(c.name)", "from": "\(old.sql(sqlText.dialect))",
+                                                                      "to": "\(c.type.sql(sqlText.dialect))"])
+                    case .addColumn(let c):
+                        context.logger.info("added column", metadata: ["column": "\(c.name)", "type": "\(c.type.sql(sqlText.dialect))"])
+                    }
                 }
             }
         }
@@ -171,16 +178,32 @@ public actor RedshiftApplier: ChangeTarget {
         }
     }
 
+    /// Redshift: multi-row INSERTs, each under 16 MB of statement text and 32,000 parameters.
     private func insert(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema) async throws {
-        let width = schema.columns.count + 1
-        let perStatement = max(1, min(1000, 32_000 / width))
-        var start = 0
-        while start < rows.count {
-            let end = min(rows.count, start + perStatement)
-            let params = rows[start..<end].flatMap { $0 }
-            try await c.query(sql.insertStage(schema, rows: end - start), params)
-            start = end
+        for batch in Self.insertBatches(rows, width: schema.columns.count + 1) {
+            try await c.query(sql.insertStage(schema, rows: batch.count), batch.flatMap { $0 })
         }
+    }
+
+    static let maxStatementBytes = 15 << 20
+
+    /// Splits rows so that each INSERT stays under Redshift's 16 MB statement limit and 32,000 parameters.
+    static func insertBatches(_ rows: [[String?]], width: Int) -> [ArraySlice<[String?]>] {
+        let maxRows = max(1, min(1000, 32_000 / width))
+        var out: [ArraySlice<[String?]>] = []
+        var start = 0, bytes = 0
+        for (i, row) in rows.enumerated() {
+            // Placeholders and separators cost ~8 bytes a value besides the value itself.
+            let rowBytes = row.reduce(0) { $0 + ($1?.utf8.count ?? 0) + 8 }
+            if i > start && (i - start >= maxRows || bytes + rowBytes > maxStatementBytes) {
+                out.append(rows[start..<i])
+                start = i
+                bytes = 0
+            }
+            bytes += rowBytes
+        }
+        if start < rows.count { out.append(rows[start...]) }
+        return out
     }
 }
 

@@ -4,7 +4,9 @@ import MongoClient
 import PostgresClient
 
 /// How far one stream is behind, computed without comparing clocks of different machines (DESIGN §10):
-/// Redshift → Mongo compares the source's newest watermark with the applied watermark (both source values).
+/// Redshift → Mongo compares the source's newest watermark with the applied watermark (both source values);
+/// Mongo → Redshift compares the server's cluster time (`operationTime` of a ping) with the applied event's
+/// cluster time (both the server's clock).
 public struct StreamLag: Sendable {
     public var name: String
     public var direction: String
@@ -45,6 +47,10 @@ public enum LagProbe {
                     (lag.spoolSegments, lag.spoolRows, lag.spoolBytes) = backlog
                 }
                 lag.appliedPosition = Position.watermarkText(s.appliedPosition)
+                if case .timestamp(let ts)? = s.appliedPosition?["ts"] { lag.appliedPosition = "cluster time \(ts.seconds).\(ts.increment)" }
+                if stream.direction == .mongoToRedshift, let endpoint = config.mongo, s.phase == .streaming {
+                    await measureMongo(&lag, applied: s.appliedPosition, endpoint: endpoint)
+                }
             }
             guard stream.direction == .redshiftToMongo, let watermark = stream.watermark, let redshift = config.redshift else {
                 out.append(lag)
@@ -66,5 +72,22 @@ public enum LagProbe {
             out.append(lag)
         }
         return out
+    }
+
+    static func measureMongo(_ lag: inout StreamLag, applied: Document?, endpoint: MongoEndpoint) async {
+        do {
+            let client = try MongoClient(url: endpoint.url)
+            let reply = try await client.command(["ping": 1], database: endpoint.database)
+            guard case .timestamp(let now)? = reply["operationTime"] else {
+                lag.probeError = "the server reports no operationTime (not a replica set?)"
+                return
+            }
+            lag.sourceHead = "cluster time \(now.seconds).\(now.increment)"
+            if case .timestamp(let ts)? = applied?["ts"] {
+                lag.lagSeconds = Double(max(0, Int64(now.seconds) - Int64(ts.seconds)))
+            }
+        } catch {
+            lag.probeError = "\(error)"
+        }
     }
 }

@@ -76,19 +76,7 @@ public struct RedshiftSnapshot: Sendable {
             }
             if !spoolOnly, let applier {
                 group.addTask {
-                    let loop = SegmentApplyLoop(context: context, target: MongoTarget(applier: applier))
-                    while true {
-                        let finished = await counters.extractionFinished
-                        let applied = try await policy.run({ try await loop.applyPending() }, onRetry: { error, attempt, wait in
-                            context.logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                        })
-                        if Task.isShuttingDownGracefully && (finished || applied == 0) { break }
-                        if finished && applied == 0 {
-                            let pending = try await context.state.pendingSegments(name)
-                            if pending.isEmpty { break }
-                        }
-                        if applied == 0 { try await Task.sleep(for: .milliseconds(50)) }
-                    }
+                    try await SegmentApplyLoop(context: context, target: MongoTarget(applier: applier)).runDuringSnapshot(counters: counters, policy: policy)
                 }
             }
             while try await group.next() != nil {}

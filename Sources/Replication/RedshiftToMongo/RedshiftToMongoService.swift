@@ -23,24 +23,7 @@ public struct RedshiftToMongoService: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully {
-            do {
-                try await runOnce()
-                return
-            } catch let error as ReplicationError where error.code == .spool {
-                // A corrupt segment was discarded and its range rewound: restart the pipeline from the state store.
-                context.logger.warning("restarting stream after spool recovery", metadata: ["reason": "\(error.message)"])
-                try await pause(.seconds(1))
-            } catch is CancellationError {
-                return
-            } catch {
-                if Task.isShuttingDownGracefully && RetryPolicy.isTransient(error) { return }
-                context.logger.error("stream failed; other streams continue", metadata: ["error": "\(error)"])
-                try? await context.state.recordError(context.name, "\(error)")
-                try? await context.state.setPhase(context.name, .failed)
-                return
-            }
-        }
+        try await StreamSupervisor(context: context).run { try await runOnce() }
     }
 
     private func runOnce() async throws {
@@ -65,15 +48,7 @@ public struct RedshiftToMongoService: Service {
                 }
             }
             group.addTask {
-                let loop = SegmentApplyLoop(context: context, target: MongoTarget(applier: applier))
-                while true {
-                    let applied = try await policy.run({ try await loop.applyPending() }, onRetry: { error, attempt, wait in
-                        context.logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)",
-                                                                                     "wait_s": "\(String(format: "%.1f", wait.seconds))"])
-                    })
-                    if Task.isShuttingDownGracefully { break }
-                    if applied == 0 { try await pause(.milliseconds(100)) }
-                }
+                try await SegmentApplyLoop(context: context, target: MongoTarget(applier: applier)).runUntilShutdown(policy: policy)
             }
             if context.stream.reconcileEvery > .zero {
                 group.addTask {

@@ -54,6 +54,17 @@ public struct SegmentRecord: Sendable, Equatable {
     public var bytes: Int
     public var firstPosition: Document
     public var lastPosition: Document
+
+    public init(stream: String, seq: Int64, kind: Kind, partition: Int, records: Int, bytes: Int, firstPosition: Document, lastPosition: Document) {
+        self.stream = stream
+        self.seq = seq
+        self.kind = kind
+        self.partition = partition
+        self.records = records
+        self.bytes = bytes
+        self.firstPosition = firstPosition
+        self.lastPosition = lastPosition
+    }
 }
 
 /// The durable replication state (DESIGN §8): SQLite in WAL mode at `state/state.db`.

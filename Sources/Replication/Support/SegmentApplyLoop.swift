@@ -40,6 +40,34 @@ struct SegmentApplyLoop {
         return count
     }
 
+    /// The daemon's applier: applies segments as they appear until graceful shutdown, retrying transient
+    /// target errors forever (the spool holds the backlog meanwhile).
+    func runUntilShutdown(policy: RetryPolicy) async throws {
+        while true {
+            let applied = try await policy.run({ try await applyPending() }, onRetry: logRetry)
+            if Task.isShuttingDownGracefully { return }
+            if applied == 0 { try await pause(.milliseconds(100)) }
+        }
+    }
+
+    /// A snapshot's applier: drains segments while extraction runs, until extraction finished and the spool is empty.
+    func runDuringSnapshot(counters: SnapshotCounters, policy: RetryPolicy) async throws {
+        while true {
+            let finished = await counters.extractionFinished
+            let applied = try await policy.run({ try await applyPending() }, onRetry: logRetry)
+            if Task.isShuttingDownGracefully && (finished || applied == 0) { return }
+            if finished && applied == 0, try await context.state.pendingSegments(context.name).isEmpty { return }
+            if applied == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+    }
+
+    private var logRetry: @Sendable (Error, Int, Duration) async -> Void {
+        { [logger = context.logger] error, attempt, wait in
+            logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)",
+                                                                 "wait_s": "\(String(format: "%.1f", wait.seconds))"])
+        }
+    }
+
     func apply(_ segment: SegmentRecord) async throws {
         let path = context.spool.segmentPath(segment.seq)
         let decoded: SpoolSegment

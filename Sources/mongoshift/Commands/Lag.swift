@@ -18,6 +18,9 @@ extension Mongoshift {
         @Flag(help: "Print JSON (the default when stdout is not a terminal).")
         var json = false
 
+        @Flag(help: "Print the human table even when stdout is not a terminal.")
+        var table = false
+
         @Option(help: "Exit 1 if any stream lags more than this (e.g. 5m).")
         var maxLag: String?
 
@@ -29,7 +32,7 @@ extension Mongoshift {
             do {
                 let (config, streams, logger) = try options.prepare()
                 let report = await LagProbe.measure(config: config, streams: streams, logger: logger)
-                if json || isatty(STDOUT_FILENO) == 0 {
+                if json || (!table && isatty(STDOUT_FILENO) == 0) {
                     print(Self.json(report))
                 } else {
                     print(Self.table(report))

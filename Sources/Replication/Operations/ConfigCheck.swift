@@ -1,0 +1,156 @@
+import Foundation
+import Logging
+import MongoClient
+import PostgresClient
+
+/// `mongoshift check`: every problem in one pass, one line each, naming the stream (or server) it concerns.
+public struct ConfigCheck: Sendable {
+    public struct Problem: Sendable, CustomStringConvertible {
+        /// A stream name, or `redshift` / `mongo` for server-wide problems.
+        public var subject: String
+        public var message: String
+        public var description: String { "\(subject): \(message)" }
+    }
+
+    let config: ReplicationConfig
+    let streams: [StreamConfig]
+    /// The oplog window below which a Mongo → Redshift stream is at risk after an outage.
+    var minimumOplogWindow: Duration = .seconds(24 * 3600)
+
+    public init(config: ReplicationConfig, streams: [StreamConfig]) {
+        self.config = config
+        self.streams = streams
+    }
+
+    public func run() async -> [Problem] {
+        var problems: [Problem] = []
+        var pg: PostgresConnection?
+        var mongo: MongoClient?
+        if let redshift = config.redshift {
+            do { pg = try await PostgresConnection.connect(redshift.url, connectTimeoutSeconds: 5) } catch {
+                problems.append(Problem(subject: "redshift", message: "cannot connect: \(error)"))
+            }
+        }
+        if let endpoint = config.mongo {
+            do {
+                let client = try MongoClient(url: endpoint.url)
+                let hello = try await client.command(["hello": 1], database: "admin")
+                mongo = client
+                if streams.contains(where: { $0.direction == .mongoToRedshift }) {
+                    if hello["setName"] == nil {
+                        problems.append(Problem(subject: "mongo", message: "not a replica set: change streams need one (Mongo → Redshift streams cannot run)"))
+                    } else if let window = try await oplogWindow(client), window < minimumOplogWindow {
+                        problems.append(Problem(subject: "mongo", message: "oplog window is \(Int(window.seconds)) s, shorter than \(Int(minimumOplogWindow.seconds / 3600)) h: an outage longer than that loses change-stream history"))
+                    }
+                }
+            } catch {
+                problems.append(Problem(subject: "mongo", message: "cannot connect: \(error)"))
+            }
+        }
+        for stream in streams {
+            switch stream.direction {
+            case .redshiftToMongo:
+                if let pg { problems += await checkSourceTable(stream, pg) }
+            case .mongoToRedshift:
+                if let mongo, let database = config.mongo?.database { problems += await checkCollection(stream, mongo, database) }
+                if let pg { problems += await checkTargetTable(stream, pg) }
+            }
+        }
+        return problems
+    }
+
+    /// first/last entry of local.oplog.rs (readable with clusterMonitor-like privileges; nil when not).
+    func oplogWindow(_ client: MongoClient) async throws -> Duration? {
+        func edge(_ order: Int32) async throws -> UInt32? {
+            let docs = try? await client.findAll(database: "local", collection: "oplog.rs", sort: ["$natural": .int32(order)], projection: ["ts": 1], limit: 1)
+            if case .timestamp(let t)? = docs?.first?["ts"] { return t.seconds }
+            return nil
+        }
+        guard let first = try await edge(1), let last = try await edge(-1) else { return nil }
+        return .seconds(Int64(last) - Int64(first))
+    }
+
+    func checkSourceTable(_ stream: StreamConfig, _ pg: PostgresConnection) async -> [Problem] {
+        var problems: [Problem] = []
+        func problem(_ message: String) { problems.append(Problem(subject: stream.name, message: message)) }
+        let table: SourceTable
+        do {
+            table = try await SourceTable.describe(pg, stream: stream)
+        } catch let error as ReplicationError {
+            problem(error.message)
+            // Keep checking the columns we can still see.
+            if let columns = try? await pg.query("SELECT * FROM \(SQL.qualified(schema: stream.table.schema, name: stream.table.name)) LIMIT 0").columns {
+                let names = Set(columns.map(\.name))
+                if let w = stream.watermark, !names.contains(w), !error.message.contains("\"\(w)\"") { problem("watermark column \"\(w)\" not found in \(stream.table)") }
+            }
+            return problems
+        } catch {
+            problem("cannot read \(stream.table): \(error)")
+            return problems
+        }
+        let qualified = table.qualifiedName
+        if let r = try? await pg.query("SELECT has_table_privilege($1, 'SELECT')", [stream.table.description]).rows.first?.first, r == "f" {
+            problem("no SELECT privilege on \(stream.table)")
+        }
+        let keys = table.keyNames.map(SQL.identifier).joined(separator: ", ")
+        if let dup = try? await pg.query("SELECT count(*) FROM (SELECT \(keys) FROM (SELECT \(keys) FROM \(qualified) LIMIT 100000) s GROUP BY \(keys) HAVING count(*) > 1) d").rows.first?.first,
+           let n = Int(dup ?? "0"), n > 0 {
+            problem("key (\(table.keyNames.joined(separator: ", "))) is not unique: \(n) duplicated values in a 100,000-row sample")
+        }
+        if let w = table.watermarkName, !(await isIndexedOrSorted(pg, table: stream.table, column: w)) {
+            problem("watermark column \"\(w)\" has no index / sort key: every poll scans the table")
+        }
+        if let w = table.watermarkName,
+           let nulls = try? await pg.query("SELECT count(*) FROM \(qualified) WHERE \(SQL.identifier(w)) IS NULL").rows.first?.first, let n = Int(nulls ?? "0"), n > 0 {
+            problem("\(n) rows have a NULL watermark (\(w)): they are copied by the snapshot but never tailed")
+        }
+        return problems
+    }
+
+    /// PostgreSQL: an index whose first column is it; Redshift: a sort key on it (pg_table_def.sortkey).
+    func isIndexedOrSorted(_ pg: PostgresConnection, table: TableName, column: String) async -> Bool {
+        let schema = table.schema ?? "public"
+        let dialect = config.redshift?.dialect ?? .postgres
+        let sql: String = switch dialect {
+        case .postgres: """
+            SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+            WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
+            """
+        case .redshift: "SELECT count(*) FROM pg_table_def WHERE schemaname = $1 AND tablename = $2 AND \"column\" = $3 AND sortkey <> 0"
+        }
+        guard let n = try? await pg.query(sql, [schema, table.name, column]).rows.first?.first else { return true }
+        return (Int(n ?? "0") ?? 0) > 0
+    }
+
+    func checkCollection(_ stream: StreamConfig, _ mongo: MongoClient, _ database: String) async -> [Problem] {
+        do {
+            let reply = try await mongo.command(["listCollections": 1, "filter": .document(["name": .string(stream.collection)])], database: database)
+            if case .array(let batch)? = reply.value(at: "cursor.firstBatch"), batch.isEmpty {
+                return [Problem(subject: stream.name, message: "collection \(database).\(stream.collection) not found")]
+            }
+        } catch {
+            return [Problem(subject: stream.name, message: "cannot list collections of \(database): \(error)")]
+        }
+        return []
+    }
+
+    func checkTargetTable(_ stream: StreamConfig, _ pg: PostgresConnection) async -> [Problem] {
+        let schema = stream.table.schema ?? "public"
+        let exists = (try? await pg.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
+                                          [schema, stream.table.name]).rows.first?.first ?? "0") ?? "0"
+        if exists != "0" {
+            if let ok = try? await pg.query("SELECT has_table_privilege($1, 'INSERT') AND has_table_privilege($1, 'DELETE')", [stream.table.description]).rows.first?.first, ok == "f" {
+                return [Problem(subject: stream.name, message: "no INSERT/DELETE privilege on target \(stream.table)")]
+            }
+            return []
+        }
+        let schemaExists = (try? await pg.query("SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", [schema]).rows.first?.first ?? "0") ?? "0"
+        let privilege = schemaExists == "0" ? "SELECT has_database_privilege(current_database(), 'CREATE')" : "SELECT has_schema_privilege($1, 'CREATE')"
+        let params: [String?] = schemaExists == "0" ? [] : [schema]
+        if let ok = try? await pg.query(privilege, params).rows.first?.first, ok == "f" {
+            return [Problem(subject: stream.name, message: "cannot create target \(stream.table): no CREATE privilege on \(schemaExists == "0" ? "the database" : "schema \(schema)")")]
+        }
+        return []
+    }
+}

@@ -84,6 +84,8 @@ public final class PostgresConnection: @unchecked Sendable {
                     PQfinish(conn)
                     throw PostgresError(code: .connectionFailed, message: "\(Redaction.redact(message)) [\(redacted)]")
                 }
+                // Server NOTICEs ("relation already exists, skipping") would go straight to stderr, past the logger.
+                PQsetNoticeProcessor(conn, { _, _ in }, nil)
                 return UnsafeSendable(conn)
             }
             let connection = PostgresConnection(io: io, conn: conn.value, redacted: redacted)

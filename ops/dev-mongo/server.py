@@ -518,7 +518,12 @@ class Server:
             if new != doc:
                 coll.docs[id_key(doc["_id"])] = new
                 op = "replace" if is_replace else "update"
-                self.publish(db, name, {"operationType": op, "documentKey": {"_id": doc["_id"]}, "pre": doc, "post": new})
+                event = {"operationType": op, "documentKey": {"_id": doc["_id"]}, "post": new}
+                if op == "update":
+                    # Computed now, so the event log keeps no pre-image (memory).
+                    event["desc"] = {"updatedFields": {k: v for k, v in new.items() if k not in doc or doc[k] != v},
+                                     "removedFields": [k for k in doc if k not in new], "truncatedArrays": []}
+                self.publish(db, name, event)
                 changed += 1
         if targets or not spec.get("upsert"):
             return len(targets), changed, None
@@ -731,10 +736,7 @@ class Server:
         if op in ("insert", "replace"):
             base["fullDocument"] = event.doc["post"]
         elif op == "update":
-            pre, post = event.doc["pre"], event.doc["post"]
-            base["updateDescription"] = {
-                "updatedFields": {k: v for k, v in post.items() if k not in pre or pre[k] != v},
-                "removedFields": [k for k in pre if k not in post], "truncatedArrays": []}
+            base["updateDescription"] = event.doc["desc"]
             if cursor.full_document in ("updateLookup", "whenAvailable", "required"):
                 base["fullDocument"] = self.lookup(event)
         return [base]

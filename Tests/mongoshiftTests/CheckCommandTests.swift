@@ -1,4 +1,5 @@
 import Foundation
+import MongoClient
 import PostgresClient
 import TestSupport
 import XCTest
@@ -14,7 +15,6 @@ final class CheckCommandTests: XCTestCase {
             CREATE TABLE \(dups) (id int, updated_at timestamptz); INSERT INTO \(dups) VALUES (1, now()), (1, now()), (2, NULL);
             CREATE TABLE \(ok) (id int PRIMARY KEY, updated_at timestamptz); CREATE INDEX ON \(ok) (updated_at);
             """)
-        defer { Task { _ = try? await connection.execute("DROP TABLE IF EXISTS \(dups), \(ok)") } }
         let directory = try TestServers.temporaryDirectory("check")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let yaml = """
@@ -72,5 +72,41 @@ final class CheckCommandTests: XCTestCase {
         try good.write(toFile: directory + "/good.yaml", atomically: true, encoding: .utf8)
         let passed = try MongoshiftProcess.run(["check", "--config", directory + "/good.yaml"])
         XCTAssertEqual(passed.status, 0, passed.stdout + passed.stderr)
+        try await connection.execute("DROP TABLE IF EXISTS \(dups), \(ok)")
+    }
+
+    func testDiscoverEmitsAConfigThatCheckAcceptsAndSnapshotRuns() async throws {
+        let pg = try TestServers.requirePostgres()
+        let mongoURL = try TestServers.requireMongo()
+        let connection = try await PostgresConnection.connect(pg)
+        let schema = TestServers.uniqueName("disc"), database = TestServers.uniqueName("disc")
+        try await connection.execute("CREATE SCHEMA \(schema)")
+        try await Fixtures.createOrders(connection, table: "orders_src", rows: 300)
+        try await connection.execute("ALTER TABLE public.orders_src SET SCHEMA \(schema)")
+        let mongo = try MongoClient(url: mongoURL)
+        _ = try await mongo.bulkWrite(database: database, collection: "events", (1...50).map { .insert(["_id": .int32(Int32($0)), "kind": "click"]) })
+        let directory = try TestServers.temporaryDirectory("discover")
+        let base = """
+        state: \(directory)/state
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        streams: []
+        """
+        try base.write(toFile: directory + "/base.yaml", atomically: true, encoding: .utf8)
+        let emitted = try MongoshiftProcess.run(["discover", "--config", directory + "/base.yaml", "--emit-config"])
+        XCTAssertEqual(emitted.status, 0, emitted.stderr)
+        XCTAssertTrue(emitted.stdout.contains("from: { table: \(schema).orders_src }") && emitted.stdout.contains("watermark: updated_at")
+                      && emitted.stdout.contains("deletes: { column: is_deleted }") && emitted.stdout.contains("from: { collection: events }"), emitted.stdout)
+        try emitted.stdout.write(toFile: directory + "/emitted.yaml", atomically: true, encoding: .utf8)
+        // Other tests' tables may exist in the same database: check and snapshot the discovered fixture streams.
+        let streams = ["--stream", "orders_src", "--stream", "events_to_redshift"]
+        let check = try MongoshiftProcess.run(["check", "--config", directory + "/emitted.yaml", "--min-oplog-window", "1s"] + streams)
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+        let snapshot = try MongoshiftProcess.run(["snapshot", "--config", directory + "/emitted.yaml"] + streams)
+        XCTAssertEqual(snapshot.status, 0, snapshot.stderr)
+        XCTAssertTrue(snapshot.stdout.contains("stream orders_src: snapshot complete, 300 rows") && snapshot.stdout.contains("stream events_to_redshift: snapshot complete, 50 rows"), snapshot.stdout)
+        try await connection.execute("DROP SCHEMA \(schema) CASCADE; DROP SCHEMA IF EXISTS mongo CASCADE")
+        try await mongo.command(["dropDatabase": 1], database: database)
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -15,7 +15,7 @@ public struct ConfigCheck: Sendable {
     let config: ReplicationConfig
     let streams: [StreamConfig]
     /// The oplog window below which a Mongo → Redshift stream is at risk after an outage.
-    var minimumOplogWindow: Duration = .seconds(24 * 3600)
+    public var minimumOplogWindow: Duration = .seconds(24 * 3600)
 
     public init(config: ReplicationConfig, streams: [StreamConfig]) {
         self.config = config
@@ -40,7 +40,7 @@ public struct ConfigCheck: Sendable {
                     if hello["setName"] == nil {
                         problems.append(Problem(subject: "mongo", message: "not a replica set: change streams need one (Mongo → Redshift streams cannot run)"))
                     } else if let window = try await oplogWindow(client), window < minimumOplogWindow {
-                        problems.append(Problem(subject: "mongo", message: "oplog window is \(Int(window.seconds)) s, shorter than \(Int(minimumOplogWindow.seconds / 3600)) h: an outage longer than that loses change-stream history"))
+                        problems.append(Problem(subject: "mongo", message: "oplog window is \(Int(window.seconds)) s, shorter than \(Int(minimumOplogWindow.seconds)) s: an outage longer than that loses change-stream history"))
                     }
                 }
             } catch {

@@ -10,10 +10,19 @@ extension Mongoshift {
 
         @OptionGroup var options: GlobalOptions
 
+        @Option(help: "Report Mongo oplog windows shorter than this (change-stream history an outage may consume).")
+        var minOplogWindow = "24h"
+
+        func validate() throws {
+            if ConfigLoader.parseDuration(minOplogWindow) == nil { throw ValidationError("--min-oplog-window: \"\(minOplogWindow)\" is not a duration") }
+        }
+
         func run() async throws {
             do {
                 let (config, streams, _) = try options.prepare()
-                let problems = await ConfigCheck(config: config, streams: streams).run()
+                var check = ConfigCheck(config: config, streams: streams)
+                check.minimumOplogWindow = ConfigLoader.parseDuration(minOplogWindow) ?? .seconds(86_400)
+                let problems = await check.run()
                 for problem in problems { print(problem) }
                 if problems.isEmpty {
                     print("ok: \(streams.count) stream(s) checked, no problem found")

@@ -1,0 +1,92 @@
+import Foundation
+import MongoClient
+import PostgresClient
+
+/// `mongoshift discover`: what could be replicated, with the facts a stream needs.
+public struct Discovery: Sendable {
+    public struct Table: Sendable {
+        public var name: TableName
+        public var estimatedRows: Int?
+        public var key: [String]
+        /// Temporal/integer columns that look like "last modified", best first.
+        public var watermarkCandidates: [String]
+        public var hasSoftDeleteColumn: String?
+    }
+
+    public struct Collection: Sendable {
+        public var name: String
+        public var count: Int
+        /// Top-level fields of a sample with their inferred column types.
+        public var fields: [(String, String)]
+    }
+
+    let config: ReplicationConfig
+
+    public init(config: ReplicationConfig) { self.config = config }
+
+    public func tables() async throws -> [Table] {
+        guard let redshift = config.redshift else { return [] }
+        let pg = try await PostgresConnection.connect(redshift.url)
+        let rows = try await pg.query("""
+            SELECT c.table_schema, c.table_name, c.column_name, c.data_type
+            FROM information_schema.columns c JOIN information_schema.tables t
+              ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
+            WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema', 'pg_internal') AND c.table_name NOT LIKE 'mongoshift%'
+            ORDER BY c.table_schema, c.table_name, c.ordinal_position
+            """).rows
+        var order: [TableName] = []
+        var columns: [TableName: [(String, String)]] = [:]
+        for r in rows {
+            let name = TableName(schema: r[0], name: r[1] ?? "")
+            if columns[name] == nil { order.append(name) }
+            columns[name, default: []].append((r[2] ?? "", r[3] ?? ""))
+        }
+        var out: [Table] = []
+        for name in order {
+            let cols = columns[name] ?? []
+            var key = (try? await SourceTable.declaredPrimaryKey(pg, table: name)) ?? []
+            if key.isEmpty, let id = cols.first(where: { $0.0.lowercased() == "id" }) { key = [id.0] }
+            let estimate = try? await estimateRows(pg, name, dialect: redshift.dialect)
+            out.append(Table(name: name, estimatedRows: estimate, key: key, watermarkCandidates: Self.rankWatermarks(cols),
+                             hasSoftDeleteColumn: cols.first { ["is_deleted", "deleted", "_deleted", "is_removed"].contains($0.0.lowercased()) && $0.1 == "boolean" }?.0))
+        }
+        return out
+    }
+
+    /// Temporal columns whose names suggest "last changed" rank first; other timestamps follow.
+    static func rankWatermarks(_ columns: [(String, String)]) -> [String] {
+        let temporal = columns.filter { $0.1.hasPrefix("timestamp") || $0.1 == "date" }
+        func score(_ name: String) -> Int {
+            let n = name.lowercased()
+            for (i, hint) in ["updated", "modified", "changed", "last_", "_ts", "_at"].enumerated() where n.contains(hint) { return i }
+            return 10
+        }
+        return temporal.map(\.0).sorted { (score($0), $0) < (score($1), $1) }
+    }
+
+    func estimateRows(_ pg: PostgresConnection, _ name: TableName, dialect: SQLDialect) async throws -> Int? {
+        let sql: String = switch dialect {
+        case .postgres: "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"
+        case .redshift: "SELECT tbl_rows::bigint FROM svv_table_info WHERE \"schema\" = $1 AND \"table\" = $2"
+        }
+        guard let text = try await pg.query(sql, [name.schema ?? "public", name.name]).rows.first?.first ?? nil else { return nil }
+        return Int(text)
+    }
+
+    public func collections() async throws -> [Collection] {
+        guard let endpoint = config.mongo else { return [] }
+        let client = try MongoClient(url: endpoint.url)
+        let reply = try await client.command(["listCollections": 1, "nameOnly": true], database: endpoint.database)
+        guard case .array(let batch)? = reply.value(at: "cursor.firstBatch") else { return [] }
+        var out: [Collection] = []
+        for case .document(let info) in batch {
+            guard let name = info["name"]?.stringValue, !name.hasPrefix("system.") else { continue }
+            let count = try await client.count(database: endpoint.database, collection: name)
+            let sample = try await client.findAll(database: endpoint.database, collection: name, limit: 100)
+            var tracker = SchemaTracker(flatten: 1)
+            _ = try? tracker.observe(sample)
+            out.append(Collection(name: name, count: count, fields: tracker.schema.columns.map { ($0.path, $0.type.sql(config.redshift?.dialect ?? .redshift)) }))
+        }
+        return out.sorted { $0.name < $1.name }
+    }
+}

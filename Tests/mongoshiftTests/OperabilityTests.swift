@@ -1,0 +1,94 @@
+import Foundation
+import MongoClient
+import PostgresClient
+import TestSupport
+import XCTest
+
+/// `lag` while `run` is live, `--max-lag` exit codes, and the snapshot progress line on a terminal.
+final class OperabilityTests: XCTestCase {
+    var pg = "", mongoURL = "", database = "", table = "", directory = ""
+    var connection: PostgresConnection!
+
+    override func setUp() async throws {
+        pg = try TestServers.requirePostgres()
+        mongoURL = try TestServers.requireMongo()
+        table = TestServers.uniqueName("orders")
+        database = TestServers.uniqueName("ops")
+        directory = try TestServers.temporaryDirectory("ops")
+        connection = try await PostgresConnection.connect(pg)
+    }
+
+    override func tearDown() async throws {
+        _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)")
+        _ = try? await MongoClient(url: mongoURL).command(["dropDatabase": 1], database: database)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func lagSeconds(_ config: String) throws -> Double? {
+        let result = try MongoshiftProcess.run(["lag", "--config", config, "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let streams = json?["streams"] as? [[String: Any]]
+        XCTAssertEqual(streams?.first?["name"] as? String, "orders")
+        for key in ["direction", "phase", "lag_seconds", "applied_position", "source_head", "spool_segments", "spool_bytes", "deadletters", "last_error"] {
+            XCTAssertTrue(streams?.first?.keys.contains(key) ?? false, "lag --json has \(key)")
+        }
+        return streams?.first?["lag_seconds"] as? Double
+    }
+
+    func testLagRisesWhileTargetIsDownAndFallsAfter() async throws {
+        guard DevServers.mongoDirectory != nil else { throw XCTSkip("needs MONGOSHIFT_TEST_MONGO_DIR (set by ops/test)") }
+        try await Fixtures.createOrders(connection, table: table, rows: 2_000)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        let (process, _) = try MongoshiftProcess.start(["run", "--config", config])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(60)
+        while Fixtures.streamCounters(stateDirectory: directory + "/state", stream: "orders")?.phase != "streaming" && Date() < deadline {
+            usleep(100_000)
+        }
+        try await connection.execute("UPDATE public.\(table) SET note = 'a', updated_at = now() WHERE id <= 10")
+        try await Task.sleep(for: .seconds(3))
+        let before = try XCTUnwrap(lagSeconds(config))
+        XCTAssertLessThan(before, 3, "caught up")
+        XCTAssertEqual(try MongoshiftProcess.run(["lag", "--config", config, "--max-lag", "1m"]).status, 0)
+
+        try DevServers.stopMongo()
+        for round in 0..<3 {
+            try await connection.execute("UPDATE public.\(table) SET note = 'down \(round)', updated_at = now() WHERE id <= 20")
+            try await Task.sleep(for: .seconds(2))
+        }
+        let during = try XCTUnwrap(lagSeconds(config))
+        XCTAssertGreaterThan(during, before + 3, "lag rises while the target is down")
+        XCTAssertEqual(try MongoshiftProcess.run(["lag", "--config", config, "--max-lag", "2s"]).status, 1, "--max-lag exceeded → exit 1")
+
+        try DevServers.startMongo()
+        var after = during
+        let recover = Date().addingTimeInterval(60)
+        while after >= 3 && Date() < recover {
+            try await Task.sleep(for: .seconds(1))
+            after = try XCTUnwrap(lagSeconds(config))
+        }
+        XCTAssertLessThan(after, 3, "lag falls after the target returns")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitPolling()
+    }
+
+    func testSnapshotProgressIsRedrawnOnATerminal() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 20_000)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
+                                              defaults: "batch_bytes: 64KiB")
+        // `script` gives the process a pseudo-terminal, as an operator's shell would.
+        let command = "\(MongoshiftProcess.binary) snapshot --spool-only --config \(config)"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        p.arguments = ["-qec", command, directory + "/typescript"]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitPolling()
+        let raw = try String(contentsOfFile: directory + "/typescript", encoding: .utf8)
+        let redraws = raw.components(separatedBy: "\u{1B}[2K").count - 1
+        XCTAssertGreaterThan(redraws, 3, "the progress line is redrawn in place")
+        XCTAssertNotNil(raw.firstMatch(of: /orders: \d+\/20000 rows \([\d.]+%\), \d+ rows\/s, ETA \w+, partitions \d\/4/), raw)
+        XCTAssertTrue(raw.contains("orders: 20000/20000 rows (100.0%)"), "the final line shows completion")
+        XCTAssertFalse(raw.contains("{\"time\""), "human logs on a terminal, not JSON")
+    }
+}

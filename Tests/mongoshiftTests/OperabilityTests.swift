@@ -92,3 +92,33 @@ final class OperabilityTests: XCTestCase {
         XCTAssertFalse(raw.contains("{\"time\""), "human logs on a terminal, not JSON")
     }
 }
+
+extension OperabilityTests {
+    func testVerifyFindsHandMadeDifferencesAndRepairFixesThem() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 5_000)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        let clean = try MongoshiftProcess.run(["verify", "--config", config])
+        XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)
+        XCTAssertTrue(clean.stdout.contains("orders: 5000 rows checked, 0 differences"), clean.stdout)
+
+        let mongo = try MongoClient(url: mongoURL)
+        _ = try await mongo.bulkWrite(database: database, collection: "orders", [
+            .update(filter: ["_id": .int64(10)], update: ["$set": .document(["note": "tampered"])], upsert: false),  // changed value
+            .delete(filter: ["_id": .int64(20)]),                                                                      // missing row
+            .insert(["_id": .int64(999_999), "note": "not in the source"]),                                           // extra row
+        ])
+        let found = try MongoshiftProcess.run(["verify", "--config", config])
+        XCTAssertEqual(found.status, 1, "differences → exit 1")
+        XCTAssertTrue(found.stdout.contains("3 differences (changed 1, missing 1, extra 1)"), found.stdout)
+        XCTAssertTrue(found.stdout.contains("changed: 10") && found.stdout.contains("missing: 20") && found.stdout.contains("extra: 999999"), found.stdout)
+
+        let repaired = try MongoshiftProcess.run(["verify", "--config", config, "--repair"])
+        XCTAssertEqual(repaired.status, 0, repaired.stdout + repaired.stderr)
+        XCTAssertTrue(repaired.stdout.contains("3 repaired"), repaired.stdout)
+        let after = try MongoshiftProcess.run(["verify", "--config", config])
+        XCTAssertEqual(after.status, 0, after.stdout)
+        let diffs = try await Convergence.differences(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
+        XCTAssertEqual(diffs, [])
+    }
+}

@@ -94,16 +94,18 @@ def id_key(value):
     return ("r", repr(value))
 
 
-def plain_id_filter(filter_spec: dict):
-    """The _id value of a filter that pins one document by equality, else None."""
+def id_candidates(filter_spec: dict):
+    """The _id values a filter pins by equality or `$in` (a hash lookup each), else None (scan)."""
     if "_id" not in filter_spec:
         return None
     value = filter_spec["_id"]
     if isinstance(value, dict) and value and all(k.startswith("$") for k in value):
         if set(value) == {"$eq"}:
-            return ("hit", value["$eq"])
+            return [value["$eq"]]
+        if set(value) == {"$in"} and isinstance(value["$in"], list):
+            return value["$in"]
         return None
-    return ("hit", value)
+    return [value]
 
 
 class Event:
@@ -315,13 +317,20 @@ class Server:
     def matching(self, coll: Collection | None, filter_spec: dict):
         if coll is None:
             return []
-        pinned = plain_id_filter(filter_spec)
+        pinned = id_candidates(filter_spec)
         if pinned is not None:
-            doc = coll.docs.get(id_key(decode_wire_value(pinned[1])))
-            candidates = [doc] if doc is not None else []
+            seen, candidates = set(), []
+            for value in pinned:
+                key = id_key(decode_wire_value(value))
+                doc = coll.docs.get(key)
+                if doc is not None and key not in seen:
+                    seen.add(key)
+                    candidates.append(doc)
         else:
             candidates = list(coll.docs.values())
         if not filter_spec:
+            return candidates
+        if pinned is not None and set(filter_spec) == {"_id"}:
             return candidates
         spec = decode_wire_value(filter_spec)
         return [d for d in candidates if QueryEngine.match(d, spec)]

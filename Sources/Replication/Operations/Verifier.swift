@@ -1,0 +1,125 @@
+import Foundation
+import Logging
+import MongoClient
+import PostgresClient
+import Spool
+
+/// `mongoshift verify` for Redshift → Mongo streams: the source is read in keyset pages; for each page the count
+/// and an order-independent hash (sum of per-document CRC-32C) of the source rows, encoded exactly as the
+/// replicator encodes them, are compared with the Mongo documents of those keys; only mismatching pages are
+/// drilled into, key by key. A second pass over Mongo's `_id`s finds documents whose rows are gone.
+/// `repair` re-copies exactly the differing keys (source wins) and deletes the extra documents.
+public struct Verifier: Sendable {
+    public struct Report: Sendable {
+        public var stream: String
+        public var rowsChecked = 0
+        public var changed: [BSON] = []
+        public var missing: [BSON] = []
+        public var extra: [BSON] = []
+        public var repaired = 0
+        public var differences: Int { changed.count + missing.count + extra.count }
+    }
+
+    let context: StreamContext
+    let redshift: RedshiftEndpoint
+    let mongo: MongoEndpoint
+    var pageRows = 5_000
+
+    public init(context: StreamContext, redshift: RedshiftEndpoint, mongo: MongoEndpoint) {
+        self.context = context
+        self.redshift = redshift
+        self.mongo = mongo
+    }
+
+    public func run(repair: Bool) async throws -> Report {
+        var report = Report(stream: context.name)
+        let pg = try await PostgresConnection.connect(redshift.url)
+        let client = try MongoClient(url: mongo.url)
+        let applier = MongoApplier(client: client, database: mongo.database, collection: context.stream.collection)
+        let table = try await SourceTable.describe(pg, stream: context.stream)
+        let encoder = RowEncoder(table: table, fallbackVersion: .null)
+        var fixes: [Change] = []
+        var after: [String]?
+        // Pass 1: every source page against Mongo.
+        while true {
+            let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: nil, upper: nil, limit: pageRows)
+            let page = try await PageReader.read(pg, sql: sql, params: params, encoder: encoder, stream: context.name,
+                                                 reserveBytes: 0, detectDuplicates: false)
+            if page.rows == 0 { break }
+            let decoded = try SpoolSegmentReader.decode(try page.writer.encode(first: [:], last: [:]), path: "verify").changes
+            var source: [BSON: Change] = [:]
+            for change in decoded { source[change.key] = change }
+            let live = decoded.filter { $0.operation == .upsert }
+            let keys = decoded.map(\.key)
+            let docs = try await client.findAll(database: mongo.database, collection: context.stream.collection,
+                                                filter: ["_id": .document(["$in": .array(keys)])])
+            var target: [BSON: Document] = [:]
+            for doc in docs { if let id = doc["_id"] { target[id] = doc.removing(["_mongoshift"]) } }
+            report.rowsChecked += page.rows
+            let sourceSummary = (live.count, live.reduce(UInt64(0)) { $0 &+ Self.hash($1.document!.removing(["_mongoshift"])) })
+            let targetSummary = (target.count, target.values.reduce(UInt64(0)) { $0 &+ Self.hash($1) })
+            if sourceSummary != targetSummary {
+                // Drill into this page only.
+                for change in decoded {
+                    let mine = target[change.key]
+                    switch change.operation {
+                    case .upsert:
+                        guard let mine else { report.missing.append(change.key); fixes.append(change); continue }
+                        if mine != change.document!.removing(["_mongoshift"]) { report.changed.append(change.key); fixes.append(change) }
+                    case .delete:
+                        if mine != nil { report.extra.append(change.key); fixes.append(change) }
+                    }
+                }
+            }
+            if repair && fixes.count >= 1000 { report.repaired += try await apply(fixes, applier); fixes = [] }
+            after = page.lastKeyText
+            if page.rows < pageRows { break }
+        }
+        // Pass 2: Mongo documents whose source rows are gone (hard deletes not reconciled yet).
+        var lastId: BSON?
+        while true {
+            let filter: Document = lastId.map { ["_id": .document(["$gt": $0])] } ?? [:]
+            let ids = try await client.findAll(database: mongo.database, collection: context.stream.collection, filter: filter,
+                                               sort: ["_id": 1], projection: ["_id": 1], limit: pageRows).compactMap { $0["_id"] }
+            if ids.isEmpty { break }
+            let present = try await sourceKeys(pg, table: table, ids: ids)
+            for id in ids where !present.contains(id) {
+                report.extra.append(id)
+                fixes.append(Change(operation: .delete, key: id))
+            }
+            lastId = ids.last
+            if ids.count < pageRows { break }
+        }
+        if repair && !fixes.isEmpty { report.repaired += try await apply(fixes, applier) }
+        return report
+    }
+
+    /// The keys among `ids` that exist in the source (bound IN list: Redshift has no array parameters).
+    private func sourceKeys(_ pg: PostgresConnection, table: SourceTable, ids: [BSON]) async throws -> Set<BSON> {
+        guard table.keyIndexes.count == 1 else { return Set(ids) }  // composite keys: pass 1 covers them
+        let column = table.columns[table.keyIndexes[0]]
+        var present = Set<BSON>()
+        for chunk in stride(from: 0, to: ids.count, by: 1000).map({ Array(ids[$0..<min($0 + 1000, ids.count)]) }) {
+            let texts = chunk.map { ValueText.scalarText($0) }
+            let placeholders = (1...texts.count).map { "$\($0)" }.joined(separator: ", ")
+            let rows = try await pg.query("SELECT \(SQL.identifier(column.name))::text FROM \(table.qualifiedName) WHERE \(SQL.identifier(column.name)) IN (\(placeholders))", texts).rows
+            for r in rows {
+                guard var text = r[0] else { continue }
+                if let v = try? text.withUTF8({ try TextValueDecoder.decode($0, type: column.typeOID, column: column.name) }) { present.insert(v) }
+            }
+        }
+        return present
+    }
+
+    /// Source wins: unconditional replace-upserts and deletes.
+    private func apply(_ fixes: [Change], _ applier: MongoApplier) async throws -> Int {
+        let ops: [WriteOperation] = fixes.map { change in
+            change.operation == .delete ? .delete(filter: ["_id": change.key])
+                : .replace(filter: ["_id": change.key], replacement: change.document!, upsert: true)
+        }
+        let result = try await applier.client.bulkWrite(database: applier.database, collection: applier.collection, ops)
+        return fixes.count - result.writeErrors.count
+    }
+
+    static func hash(_ doc: Document) -> UInt64 { UInt64(CRC32C.checksum(doc.bytes)) &* 0x9E37_79B9_7F4A_7C15 }
+}

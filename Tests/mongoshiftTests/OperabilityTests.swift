@@ -122,3 +122,62 @@ extension OperabilityTests {
         XCTAssertEqual(diffs, [])
     }
 }
+
+extension OperabilityTests {
+    func scrape(_ url: String) throws -> (Int, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", """
+            import sys, urllib.request, urllib.error
+            try:
+                r = urllib.request.urlopen(sys.argv[1], timeout=5); print(r.status); print(r.read().decode())
+            except urllib.error.HTTPError as e:
+                print(e.code); print(e.read().decode())
+            """, url]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitPolling()
+        let text = String(decoding: data, as: UTF8.self)
+        let status = Int(text.split(separator: "\n").first ?? "") ?? 0
+        return (status, text)
+    }
+
+    func counter(_ text: String, _ name: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(name + "{") && line.contains("stream=\"orders\"") {
+            return Double(line.split(separator: " ").last ?? "")
+        }
+        return nil
+    }
+
+    func testMetricsEndpointCountersMoveAndHealthz() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 1_000)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        let port = Int.random(in: 20_000...30_000)
+        let (process, _) = try MongoshiftProcess.start(["run", "--config", config, "--metrics-addr", "127.0.0.1:\(port)"])
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(60)
+        while Fixtures.streamCounters(stateDirectory: directory + "/state", stream: "orders")?.phase != "streaming" && Date() < deadline {
+            usleep(100_000)
+        }
+        let (status, first) = try scrape("http://127.0.0.1:\(port)/metrics")
+        XCTAssertEqual(status, 200)
+        let appliedBefore = try XCTUnwrap(counter(first, "mongoshift_rows_applied_total"), first)
+        XCTAssertGreaterThanOrEqual(appliedBefore, 1_000)
+        XCTAssertNotNil(counter(first, "mongoshift_rows_extracted_total"))
+        XCTAssertTrue(first.contains("mongoshift_batch_apply_seconds"), "batch latency histogram")
+        try await connection.execute("UPDATE public.\(table) SET note = 'm', updated_at = now() WHERE id <= 50")
+        var appliedAfter = appliedBefore
+        let moved = Date().addingTimeInterval(30)
+        while appliedAfter < appliedBefore + 50 && Date() < moved {
+            try await Task.sleep(for: .milliseconds(300))
+            appliedAfter = counter(try scrape("http://127.0.0.1:\(port)/metrics").1, "mongoshift_rows_applied_total") ?? 0
+        }
+        XCTAssertGreaterThanOrEqual(appliedAfter, appliedBefore + 50, "counters move")
+        let (healthStatus, _) = try scrape("http://127.0.0.1:\(port)/healthz")
+        XCTAssertEqual(healthStatus, 200)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitPolling()
+    }
+}

@@ -147,7 +147,7 @@ struct MongoSnapshot {
             let last: Document = ["k": lastKey]
             let seq = try await context.state.allocateSequence(context.name)
             let bytes = try writer.seal(to: context.spool.segmentPath(seq), first: first, last: last)
-            try await context.state.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: .snapshot, partition: partition.index,
+            try await context.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: .snapshot, partition: partition.index,
                                                                 records: docs.count, bytes: bytes, firstPosition: first, lastPosition: last))
             after = lastKey
             let width = max(64, writer.byteCount / docs.count)

@@ -55,6 +55,7 @@ public struct MongoToRedshiftService: Service {
         if try await snapshot.run(spoolOnly: false) == .interrupted { return }
         context.logger.info("streaming from the change stream")
         try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await StreamSupervisor.monitorLag(context) }
             group.addTask {
                 let tailer = ChangeStreamTailer(context: context, client: try MongoClient(url: mongo.url), database: mongo.database,
                                                 policy: policy, truncateTarget: { try await applier.truncate() })

@@ -216,7 +216,7 @@ public struct RedshiftSnapshot: Sendable {
             let first = after.map { Position.key($0) } ?? Position.key(lower.map { [$0] })
             let last = Position.key(page.lastKeyText)
             let bytes = try page.writer.seal(to: context.spool.segmentPath(seq), first: first, last: last)
-            try await context.state.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: .snapshot, partition: partition.index,
+            try await context.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: .snapshot, partition: partition.index,
                                                                 records: page.writer.count, bytes: bytes, firstPosition: first, lastPosition: last))
             after = page.lastKeyText
             sizer.observe(rows: page.rows, bytes: page.writer.byteCount)

@@ -40,6 +40,7 @@ public struct RedshiftToMongoService: Service {
         context.logger.info("streaming", metadata: ["from": "\(Position.watermarkText(state?.extractPosition) ?? "-")"])
 
         try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await StreamSupervisor.monitorLag(context) }
             if table.watermarkIndex != nil {
                 group.addTask {
                     let tailer = WatermarkTailer(context: context, source: source, dialect: redshift.dialect, table: table,

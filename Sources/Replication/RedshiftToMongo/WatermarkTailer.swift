@@ -124,7 +124,7 @@ struct WatermarkTailer {
     private func seal(_ page: PageResult, kind: SegmentRecord.Kind, first: Document, last: Document) async throws {
         let seq = try await context.state.allocateSequence(context.name)
         let bytes = try page.writer.seal(to: context.spool.segmentPath(seq), first: first, last: last)
-        try await context.state.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: kind, partition: -1,
+        try await context.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: kind, partition: -1,
                                                             records: page.writer.count, bytes: bytes, firstPosition: first, lastPosition: last))
     }
 }

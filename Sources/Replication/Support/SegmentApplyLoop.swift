@@ -62,7 +62,8 @@ struct SegmentApplyLoop {
     }
 
     private var logRetry: @Sendable (Error, Int, Duration) async -> Void {
-        { [logger = context.logger] error, attempt, wait in
+        { [logger = context.logger, retries = context.metrics.retries] error, attempt, wait in
+            retries.increment()
             logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)",
                                                                  "wait_s": "\(String(format: "%.1f", wait.seconds))"])
         }
@@ -80,10 +81,15 @@ struct SegmentApplyLoop {
             context.spool.remove(segment.seq)
             throw ReplicationError(.spool, stream: context.name, "segment \(segment.seq) was corrupt (\(error.reason)); its range will be re-extracted")
         }
+        let started = ContinuousClock.now
         let outcome = try await target.apply(decoded.changes, segment: segment)
         try await context.deadLetter(outcome.deadLetters)
         try await context.state.markApplied(segment, applied: outcome.applied, staleSkipped: outcome.stale)
         context.spool.remove(segment.seq)
+        context.metrics.applyLatency.record(duration: ContinuousClock.now - started)
+        context.metrics.rowsApplied.increment(by: Int64(outcome.applied))
+        context.metrics.staleSkipped.increment(by: Int64(outcome.stale))
+        await context.updateSpoolGauge()
     }
 }
 

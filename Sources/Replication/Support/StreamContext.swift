@@ -12,6 +12,7 @@ public struct StreamContext: Sendable {
     public let deadLetters: DeadLetterFile
     public let logger: Logger
     public let progress: ProgressReporter?
+    public let metrics: StreamMetrics
 
     public init(config: ReplicationConfig, stream: StreamConfig, state: StateStore, logger: Logger, progress: ProgressReporter?) throws {
         self.config = config
@@ -23,6 +24,18 @@ public struct StreamContext: Sendable {
         logger[metadataKey: "stream"] = "\(stream.name)"
         self.logger = logger
         self.progress = progress
+        self.metrics = StreamMetrics(stream: stream.name)
+    }
+
+    /// Records a durable segment (and the extract position it carries), and counts it.
+    func recordSegment(_ segment: SegmentRecord) async throws {
+        try await state.recordSegment(segment)
+        metrics.rowsExtracted.increment(by: Int64(segment.records))
+        await updateSpoolGauge()
+    }
+
+    func updateSpoolGauge() async {
+        if let backlog = try? await state.spoolBacklog(stream.name) { metrics.spoolBytes.record(backlog.bytes) }
     }
 
     public var name: String { stream.name }
@@ -32,6 +45,7 @@ public struct StreamContext: Sendable {
         guard !entries.isEmpty else { return }
         try deadLetters.append(stream: stream.name, entries)
         try await state.addDeadLetters(stream.name, count: entries.count)
+        metrics.rowsDeadLettered.increment(by: Int64(entries.count))
         for entry in entries.prefix(3) {
             logger.warning("dead-lettered a row", metadata: ["key": "\(entry.key)", "reason": "\(entry.reason)"])
         }

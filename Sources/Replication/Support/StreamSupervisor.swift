@@ -8,6 +8,15 @@ import ServiceLifecycle
 struct StreamSupervisor {
     let context: StreamContext
 
+    /// Keeps `mongoshift_lag_seconds` current (the same skew-free measure as `mongoshift lag`) until shutdown.
+    static func monitorLag(_ context: StreamContext, every period: Duration = .seconds(10)) async throws {
+        while !Task.isShuttingDownGracefully {
+            let report = await LagProbe.measure(config: context.config, streams: [context.stream], logger: context.logger)
+            if let lag = report.first?.lagSeconds { context.metrics.lagSeconds.record(lag) }
+            try await pause(period)
+        }
+    }
+
     enum Recovery {
         /// Handled: run the pipeline again.
         case restart
@@ -40,6 +49,7 @@ struct StreamSupervisor {
     }
 
     func fail(_ message: String) async {
+        context.metrics.errors.increment()
         context.logger.error("stream failed; other streams continue", metadata: ["error": "\(message)"])
         try? await context.state.recordError(context.name, message)
         try? await context.state.setPhase(context.name, .failed)

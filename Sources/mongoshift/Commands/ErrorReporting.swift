@@ -11,6 +11,7 @@ enum ErrorReporting {
     static func exitCode(for error: Error) -> ExitCode {
         switch error {
         case is ConfigError: return Exit.usage
+        case is MetricsServerError: return Exit.usage
         case let e as ReplicationError where e.code == .configuration: return Exit.usage
         case let e as PostgresError where e.code == .connectionFailed: return Exit.cannotConnect
         case let e as MongoError where e.code == .invalidURI: return Exit.usage

@@ -4,6 +4,12 @@ import Logging
 import Replication
 import ServiceLifecycle
 
+/// Carries a result from a task to the metrics thread that waits for it.
+final class HealthBox: @unchecked Sendable {
+    // @unchecked: written by one task before the semaphore is signalled, read after.
+    var failed = false
+}
+
 extension Mongoshift {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -15,10 +21,38 @@ extension Mongoshift {
 
         @OptionGroup var options: GlobalOptions
 
+        @Option(help: "Serve Prometheus /metrics and /healthz here (HOST:PORT; default 127.0.0.1:9187; 'off' disables).")
+        var metricsAddr: String?
+
+        static let defaultMetricsAddress = "127.0.0.1:9187"
+
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
                 let state = try StateStore(directory: config.stateDirectory)
+                if metricsAddr != "off" {
+                    let address = metricsAddr ?? Self.defaultMetricsAddress
+                    let names = streams.map(\.name)
+                    let server = MetricsServer(registry: MetricsServer.bootstrap()) {
+                        // Healthy while no stream has failed (idle streams are healthy).
+                        let store = try? StateStore(directory: config.stateDirectory, readOnly: true)
+                        let failed = names.filter { name in
+                            let box = HealthBox()
+                            let done = DispatchSemaphore(value: 0)
+                            Task { box.failed = (try? await store?.stream(name))??.phase == .failed; done.signal() }
+                            done.wait()
+                            return box.failed
+                        }
+                        return failed.isEmpty ? (true, "ok") : (false, "failed streams: \(failed.joined(separator: ", "))")
+                    }
+                    do {
+                        try server.start(address: address)
+                        logger.info("serving metrics", metadata: ["address": "http://\(address)/metrics"])
+                    } catch where metricsAddr == nil {
+                        // The default port is taken (another replicator on this host): replicate anyway.
+                        logger.warning("metrics not served", metadata: ["reason": "\(error)"])
+                    }
+                }
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
                 for stream in streams {
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)

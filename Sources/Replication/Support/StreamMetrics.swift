@@ -1,0 +1,28 @@
+import Metrics
+
+/// One stream's metrics, named `mongoshift_*` with a `stream` label. Recorded through swift-metrics; the
+/// executable decides where they go (Prometheus at `/metrics`).
+public struct StreamMetrics: Sendable {
+    let rowsExtracted: Counter
+    let rowsApplied: Counter
+    let rowsDeadLettered: Counter
+    let staleSkipped: Counter
+    let retries: Counter
+    let errors: Counter
+    let applyLatency: Timer
+    let spoolBytes: Gauge
+    let lagSeconds: Gauge
+
+    public init(stream: String) {
+        let labels = [("stream", stream)]
+        rowsExtracted = Counter(label: "mongoshift_rows_extracted_total", dimensions: labels)
+        rowsApplied = Counter(label: "mongoshift_rows_applied_total", dimensions: labels)
+        rowsDeadLettered = Counter(label: "mongoshift_rows_deadlettered_total", dimensions: labels)
+        staleSkipped = Counter(label: "mongoshift_stale_skipped_total", dimensions: labels)
+        retries = Counter(label: "mongoshift_retries_total", dimensions: labels)
+        errors = Counter(label: "mongoshift_errors_total", dimensions: labels)
+        applyLatency = Timer(label: "mongoshift_batch_apply_seconds", dimensions: labels, preferredDisplayUnit: .seconds)
+        spoolBytes = Gauge(label: "mongoshift_spool_bytes", dimensions: labels)
+        lagSeconds = Gauge(label: "mongoshift_lag_seconds", dimensions: labels)
+    }
+}

@@ -24,6 +24,10 @@ public struct StreamLag: Sendable {
     public var lastErrorAt: Double?
     /// Why the lag could not be measured (source unreachable, ...).
     public var probeError: String?
+    /// Mongo → Redshift: how old the applied resume token is, and how much history the oplog holds (when the
+    /// server lets us read local.oplog.rs). A token older than the window cannot resume.
+    public var resumeTokenAgeSeconds: Double?
+    public var oplogWindowSeconds: Double?
 }
 
 public enum LagProbe {
@@ -85,7 +89,11 @@ public enum LagProbe {
             lag.sourceHead = "cluster time \(now.seconds).\(now.increment)"
             if case .timestamp(let ts)? = applied?["ts"] {
                 lag.lagSeconds = Double(max(0, Int64(now.seconds) - Int64(ts.seconds)))
+                lag.resumeTokenAgeSeconds = lag.lagSeconds
             }
+            var check = ConfigCheck(config: ReplicationConfig(), streams: [])
+            check.minimumOplogWindow = .zero
+            if let window = try? await check.oplogWindow(client) { lag.oplogWindowSeconds = window.seconds }
         } catch {
             lag.probeError = "\(error)"
         }

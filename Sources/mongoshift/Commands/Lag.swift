@@ -59,6 +59,8 @@ extension Mongoshift {
                     "last_error": s.lastError.map(Redaction.redact) ?? NSNull(), "last_error_at": s.lastErrorAt ?? NSNull(),
                 ]
                 if let e = s.probeError { d["probe_error"] = Redaction.redact(e) }
+                if let age = s.resumeTokenAgeSeconds { d["resume_token_age_seconds"] = age }
+                if let window = s.oplogWindowSeconds { d["oplog_window_seconds"] = window }
                 return d
             }
             let data = try! JSONSerialization.data(withJSONObject: ["streams": streams], options: [.sortedKeys])

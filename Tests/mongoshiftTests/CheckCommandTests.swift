@@ -100,7 +100,7 @@ final class CheckCommandTests: XCTestCase {
         try emitted.stdout.write(toFile: directory + "/emitted.yaml", atomically: true, encoding: .utf8)
         // Other tests' tables may exist in the same database: check and snapshot the discovered fixture streams.
         let streams = ["--stream", "orders_src", "--stream", "events_to_redshift"]
-        let check = try MongoshiftProcess.run(["check", "--config", directory + "/emitted.yaml", "--min-oplog-window", "1s"] + streams)
+        let check = try MongoshiftProcess.run(["check", "--config", directory + "/emitted.yaml", "--min-oplog-window", "0s"] + streams)
         XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
         let snapshot = try MongoshiftProcess.run(["snapshot", "--config", directory + "/emitted.yaml"] + streams)
         XCTAssertEqual(snapshot.status, 0, snapshot.stderr)

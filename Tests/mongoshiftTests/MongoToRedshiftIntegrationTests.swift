@@ -254,4 +254,21 @@ final class MongoToRedshiftIntegrationTests: XCTestCase {
         }
         stop(process)
     }
+
+    func testVerifyFindsTableDifferencesAndRepairFixesThem() async throws {
+        let ids = try await seed(mongo, count: 100)
+        let config = try writeConfig()
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        XCTAssertEqual(try MongoshiftProcess.run(["verify", "--config", config]).status, 0)
+        try await connection.execute("UPDATE \(table) SET name = 'tampered' WHERE _id = '\(ids[0])'")
+        try await connection.execute("DELETE FROM \(table) WHERE _id = '\(ids[1])'")
+        try await connection.execute("INSERT INTO \(table) (_id, name) VALUES ('\(ObjectId.generate())', 'extra')")
+        let found = try MongoshiftProcess.run(["verify", "--config", config])
+        XCTAssertEqual(found.status, 1)
+        XCTAssertTrue(found.stdout.contains("3 differences (changed 1, missing 1, extra 1)"), found.stdout)
+        let repaired = try MongoshiftProcess.run(["verify", "--config", config, "--repair"])
+        XCTAssertEqual(repaired.status, 0, repaired.stdout + repaired.stderr)
+        XCTAssertEqual(try MongoshiftProcess.run(["verify", "--config", config]).status, 0)
+        try await assertConverged()
+    }
 }

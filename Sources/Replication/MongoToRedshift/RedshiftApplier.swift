@@ -47,6 +47,16 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     public func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome {
+        try await applyBatch(changes, fence: segment)
+    }
+
+    /// `verify --repair`: the same load, without the checkpoint fence — a repair must not advance the
+    /// checkpoint past segments a running daemon has not applied yet.
+    public func repair(_ changes: [Change]) async throws -> ApplyOutcome {
+        try await applyBatch(changes, fence: nil)
+    }
+
+    private func applyBatch(_ changes: [Change], fence segment: SegmentRecord?) async throws -> ApplyOutcome {
         let latest = MongoApplier.lastPerKey(changes)
         var outcome = ApplyOutcome()
         let documents = latest.compactMap { $0.operation == .upsert ? $0.document : nil }
@@ -59,7 +69,7 @@ public actor RedshiftApplier: ChangeTarget {
         let schema = tracker.schema
         guard !schema.columns.isEmpty else {
             // Only deletes before any document was ever seen: nothing can be in the target yet.
-            try await fenceOnly(segment)
+            if let segment { try await fenceOnly(segment) }
             return outcome
         }
         // Rows as text, with oversized values dead-lettered (never truncated).
@@ -123,16 +133,18 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     /// The transaction. Returns false when the checkpoint shows the batch was already applied (a replay).
-    private func load(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema, segment: SegmentRecord, stream: String) async throws -> Bool {
+    private func load(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema, segment: SegmentRecord?, stream: String) async throws -> Bool {
         try await c.execute("BEGIN")
         do {
-            let locks = sql.lockCheckpoint()
-            for statement in locks.dropLast() { try await c.execute(statement) }
-            let current = Int64(try await c.query(locks.last!, [stream]).rows.first?.first??.description ?? "0") ?? 0
-            if current >= segment.seq {
-                try await c.execute("ROLLBACK")
-                context.logger.info("batch already in the target (checkpoint fence); skipped", metadata: ["seq": "\(segment.seq)"])
-                return false
+            if let segment {
+                let locks = sql.lockCheckpoint()
+                for statement in locks.dropLast() { try await c.execute(statement) }
+                let current = Int64(try await c.query(locks.last!, [stream]).rows.first?.first??.description ?? "0") ?? 0
+                if current >= segment.seq {
+                    try await c.execute("ROLLBACK")
+                    context.logger.info("batch already in the target (checkpoint fence); skipped", metadata: ["seq": "\(segment.seq)"])
+                    return false
+                }
             }
             for statement in sql.createStage(schema) { try await c.execute(statement) }
             switch sql.dialect {
@@ -143,7 +155,9 @@ public actor RedshiftApplier: ChangeTarget {
             }
             try await c.execute(sql.deleteChanged())
             try await c.execute(sql.insertUpserts(schema))
-            try await c.query(sql.advanceCheckpoint(), [stream, String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition)])
+            if let segment {
+                try await c.query(sql.advanceCheckpoint(), [stream, String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition)])
+            }
             try await c.execute("COMMIT")
             return true
         } catch {

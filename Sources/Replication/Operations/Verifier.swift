@@ -4,7 +4,7 @@ import MongoClient
 import PostgresClient
 import Spool
 
-/// `mongoshift verify` for Redshift → Mongo streams: the source is read in keyset pages; for each page the count
+/// `mongoshift verify`. Redshift → Mongo: the source is read in keyset pages; for each page the count
 /// and an order-independent hash (sum of per-document CRC-32C) of the source rows, encoded exactly as the
 /// replicator encodes them, are compared with the Mongo documents of those keys; only mismatching pages are
 /// drilled into, key by key. A second pass over Mongo's `_id`s finds documents whose rows are gone.
@@ -32,6 +32,49 @@ public struct Verifier: Sendable {
     }
 
     public func run(repair: Bool) async throws -> Report {
+        context.stream.direction == .mongoToRedshift ? try await runMongoToRedshift(repair: repair) : try await runRedshiftToMongo(repair: repair)
+    }
+
+    /// Mongo → Redshift: every document against its row, value by value; repair re-loads the differing documents
+    /// and deletes rows whose documents are gone (without touching the checkpoint).
+    func runMongoToRedshift(repair: Bool) async throws -> Report {
+        var report = Report(stream: context.name)
+        let pg = try await PostgresConnection.connect(redshift.url)
+        let client = try MongoClient(url: mongo.url)
+        let target = SQL.qualified(schema: context.stream.table.schema, name: context.stream.table.name)
+        let result = try await TableComparison.compare(mongo: client, database: mongo.database, collection: context.stream.collection,
+                                                       pg: pg, table: target)
+        report.rowsChecked = result.checked
+        report.changed = result.changed
+        report.missing = result.missing
+        report.extra = result.extra.map(BSON.string)
+        guard repair, result.differences > 0 else { return report }
+        let applier = try await RedshiftApplier(context: context, endpoint: redshift, policy: RetryPolicy(maxAttempts: 3))
+        let ids = result.changed + result.missing
+        var fixes: [Change] = []
+        if !ids.isEmpty {
+            let docs = try await client.findAll(database: mongo.database, collection: context.stream.collection,
+                                                filter: ["_id": .document(["$in": .array(ids)])])
+            fixes += docs.map { Change(operation: .upsert, key: $0["_id"] ?? .null, document: $0) }
+        }
+        if !result.extra.isEmpty {
+            // Extra rows are named by their _id text; the column type turns the text back into the key.
+            let idType = await applier.schema.columns.first?.type ?? .varchar(64)
+            for text in result.extra {
+                let key: BSON = switch idType {
+                case .char24: ObjectId(hex: text).map(BSON.objectId) ?? .string(text)
+                case .integer, .bigint: Int64(text).map(BSON.int64) ?? .string(text)
+                default: .string(text)
+                }
+                fixes.append(Change(operation: .delete, key: key))
+            }
+        }
+        let outcome = try await applier.repair(fixes)
+        report.repaired = outcome.applied
+        return report
+    }
+
+    func runRedshiftToMongo(repair: Bool) async throws -> Report {
         var report = Report(stream: context.name)
         let pg = try await PostgresConnection.connect(redshift.url)
         let client = try MongoClient(url: mongo.url)

@@ -7,7 +7,7 @@ extension Mongoshift {
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Compares source and target per key range (count + hash) and lists the differing keys; --repair fixes them.",
-            discussion: "Exit 1 when differences remain (found and not repaired). Redshift → Mongo streams.")
+            discussion: "Exit 1 when differences remain (found and not repaired). Both directions.")
 
         @OptionGroup var options: GlobalOptions
 
@@ -23,10 +23,6 @@ extension Mongoshift {
                 let state = try StateStore(directory: config.stateDirectory)
                 var remaining = 0
                 for stream in streams {
-                    guard stream.direction == .redshiftToMongo else {
-                        print("\(stream.name): verify supports Redshift → Mongo streams for now; skipped")
-                        continue
-                    }
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: nil)
                     let report = try await Verifier(context: context, redshift: config.redshift!, mongo: config.mongo!).run(repair: repair)
                     print("\(stream.name): \(report.rowsChecked) rows checked, \(report.differences) differences "

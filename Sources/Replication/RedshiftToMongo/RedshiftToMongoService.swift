@@ -15,7 +15,7 @@ public struct RedshiftToMongoService: Service {
     let policy: RetryPolicy
 
     public init(context: StreamContext, redshift: RedshiftEndpoint, mongo: MongoEndpoint,
-                policy: RetryPolicy = RetryPolicy(initialDelay: .milliseconds(200), maxDelay: .seconds(5))) {
+                policy: RetryPolicy = .daemon) {
         self.context = context
         self.redshift = redshift
         self.mongo = mongo

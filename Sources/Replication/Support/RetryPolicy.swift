@@ -10,6 +10,9 @@ public struct RetryPolicy: Sendable {
     /// nil: retry forever (the daemon); a number: give up after that many attempts (one-shot commands).
     public var maxAttempts: Int?
 
+    /// The daemon's policy: retry forever, never waiting more than 5 s (a returning server is noticed quickly).
+    public static let daemon = RetryPolicy(initialDelay: .milliseconds(200), maxDelay: .seconds(5))
+
     public init(initialDelay: Duration = .milliseconds(200), maxDelay: Duration = .seconds(30), maxAttempts: Int? = nil) {
         self.initialDelay = initialDelay
         self.maxDelay = maxDelay

@@ -49,6 +49,9 @@ public struct MongoToRedshiftService: Service {
     }
 
     private func runOnce() async throws {
+        // Segment files written but never recorded (a crash between the two) are removed, whatever the phase.
+        _ = try await context.state.ensureStream(context.name, direction: context.stream.direction.rawValue)
+        try await context.recoverSpool()
         let reader = try MongoClient(url: mongo.url)
         let applier = try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
         let snapshot = MongoSnapshot(context: context, client: reader, database: mongo.database, applier: applier, policy: policy)

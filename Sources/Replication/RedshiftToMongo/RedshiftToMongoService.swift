@@ -27,6 +27,9 @@ public struct RedshiftToMongoService: Service {
     }
 
     private func runOnce() async throws {
+        // Segment files written but never recorded (a crash between the two) are removed, whatever the phase.
+        _ = try await context.state.ensureStream(context.name, direction: context.stream.direction.rawValue)
+        try await context.recoverSpool()
         let client = try MongoClient(url: mongo.url)
         let applier = MongoApplier(client: client, database: mongo.database, collection: context.stream.collection)
         let snapshot = RedshiftSnapshot(context: context, redshift: redshift, mongo: client, database: mongo.database, policy: policy)

@@ -120,9 +120,15 @@ final class RunIntegrationTests: XCTestCase {
         process.waitPolling()
         try await connection.execute("UPDATE \(t) SET note = 'tail 2', updated_at = now() WHERE id % 11 = 0")
         try await connection.execute("DELETE FROM \(t) WHERE id % 13 = 0")
+        // What a crash between writing a segment and recording it leaves behind: removed at the next start.
+        let orphan = state + "/spool/orders/00000000000099999999.seg"
+        FileManager.default.createFile(atPath: orphan, contents: Data("torn".utf8))
+        FileManager.default.createFile(atPath: orphan + ".tmp", contents: Data("torn".utf8))
 
         process = try startRun(cfg)
         try await assertConverged()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: orphan), "unrecorded segment removed at start")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: orphan + ".tmp"))
         try stop(process)
     }
 

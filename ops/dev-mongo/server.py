@@ -193,32 +193,36 @@ class Server:
 
     # ---- persistence ------------------------------------------------------------------------------------------
     def save(self, path: str):
-        body = {
-            "dbs": {db: {name: list(c.docs.values()) for name, c in colls.items()} for db, colls in self.dbs.items()},
-            "events": [{"seq": e.seq, "ts": WireTimestamp(*e.ts), "wall": e.wall, "db": e.db, "coll": e.coll,
-                        "doc": e.doc} for e in self.log.events],
-            "last_seq": self.log.last_seq, "last_ts": WireTimestamp(*self.log.last_ts),
-        }
+        """One BSON record per document and per event, streamed: no single record approaches BSON's size limit."""
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
-            for key, value in body.items():
-                f.write(bson.encode({"k": key, "v": encode_wire_value(value)}))
+            f.write(bson.encode({"t": "meta", "last_seq": self.log.last_seq, "last_ts": WireTimestamp(*self.log.last_ts)}))
+            for db, colls in self.dbs.items():
+                for name, coll in colls.items():
+                    f.write(bson.encode({"t": "coll", "db": db, "c": name}))
+                    for doc in coll.docs.values():
+                        f.write(bson.encode({"t": "doc", "db": db, "c": name, "d": encode_wire_value(doc)}))
+            for e in self.log.events:
+                f.write(bson.encode({"t": "event", "seq": e.seq, "ts": WireTimestamp(*e.ts), "wall": e.wall, "db": e.db,
+                                     "c": e.coll, "d": encode_wire_value(e.doc)}))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
     def load(self, path: str):
         with open(path, "rb") as f:
-            parts = {d["k"]: decode_wire_value(d["v"]) for d in bson.decode_all(f.read(), CODEC)}
-        for db, colls in parts["dbs"].items():
-            for name, docs in colls.items():
-                coll = self.dbs[db].setdefault(name, Collection())
-                for doc in docs:
-                    coll.docs[id_key(doc["_id"])] = doc
-        for e in parts["events"]:
-            self.log.events.append(Event(e["seq"], (e["ts"].time, e["ts"].inc), e["wall"], e["db"], e["coll"], e["doc"]))
-        self.log.last_seq = parts["last_seq"]
-        self.log.last_ts = (parts["last_ts"].time, parts["last_ts"].inc)
+            for r in bson.decode_file_iter(f, CODEC):
+                kind = r["t"]
+                if kind == "doc":
+                    doc = decode_wire_value(r["d"])
+                    self.dbs[r["db"]].setdefault(r["c"], Collection()).docs[id_key(doc["_id"])] = doc
+                elif kind == "coll":
+                    self.dbs[r["db"]].setdefault(r["c"], Collection())
+                elif kind == "event":
+                    self.log.events.append(Event(r["seq"], (r["ts"].time, r["ts"].inc), r["wall"], r["db"], r["c"], decode_wire_value(r["d"])))
+                elif kind == "meta":
+                    self.log.last_seq = r["last_seq"]
+                    self.log.last_ts = (r["last_ts"].time, r["last_ts"].inc)
 
     # ---- wire -------------------------------------------------------------------------------------------------
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
@@ -786,7 +790,13 @@ async def main() -> None:
     await stop.wait()
     # Save before closing: Server.wait_closed() would wait for every client to hang up first.
     if args.data:
-        server.save(args.data)
+        started = time.monotonic()
+        try:
+            server.save(args.data)
+            print(f"saved {args.data} in {time.monotonic() - started:.1f} s", flush=True)
+        except Exception as err:  # the log says why a restart came back empty
+            print(f"save failed: {type(err).__name__}: {err}", flush=True)
+            raise
     listener.close()
     listener.close_clients()
     print("stopped", flush=True)

@@ -68,7 +68,9 @@ public enum DevServers {
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        var attributes = Spawn.cleanSignalAttributes()
+        defer { posix_spawnattr_destroy(&attributes) }
+        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard rc == 0 else { throw NSError(domain: "DevServers", code: Int(rc)) }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -84,4 +86,23 @@ public enum DevServers {
     }
     public static func stopPostgres() throws { try script("ops/dev-postgres/stop", [postgresDirectory!]) }
     public static func startPostgres() throws { try script("ops/dev-postgres/start", [postgresDirectory!]) }
+}
+
+/// Spawning from a Swift concurrency (libdispatch) thread inherits its signal mask, which blocks SIGTERM: a
+/// server started that way would never see SIGTERM and would be SIGKILLed before it saves. Start children
+/// with an empty mask and default dispositions.
+public enum Spawn {
+    public static func cleanSignalAttributes() -> posix_spawnattr_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        return attributes
+    }
 }

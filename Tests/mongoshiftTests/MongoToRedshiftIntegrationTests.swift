@@ -181,7 +181,9 @@ final class MongoToRedshiftIntegrationTests: XCTestCase {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        XCTAssertEqual(posix_spawn(&pid, python, &actions, nil, argv, environ), 0)
+        var attributes = Spawn.cleanSignalAttributes()
+        XCTAssertEqual(posix_spawn(&pid, python, &actions, &attributes, argv, environ), 0)
+        posix_spawnattr_destroy(&attributes)
         posix_spawn_file_actions_destroy(&actions)
         extraServer = pid
         let url = "mongodb://127.0.0.1:\(port)/?replicaSet=rs0"

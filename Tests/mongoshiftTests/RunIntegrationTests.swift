@@ -153,6 +153,8 @@ final class RunIntegrationTests: XCTestCase {
         XCTAssertEqual(during.applied, before.applied, "nothing applied while Mongo was down")
         try DevServers.startMongo()
         mongo = try MongoClient(url: mongoURL)
+        let serverLog = (try? String(contentsOfFile: DevServers.mongoDirectory! + "/mongo.log.prev", encoding: .utf8)) ?? "(none)"
+        XCTAssertTrue(serverLog.contains("saved "), "the dev server saved its data on SIGTERM:\n\(serverLog)")
         try await assertConverged()
 
         // Source down: the tailer retries; changes made after it returns arrive.

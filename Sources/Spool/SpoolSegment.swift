@@ -110,12 +110,6 @@ public enum SpoolSegmentReader {
         return try decode([UInt8](data), path: path)
     }
 
-    /// Reads only the header (lag and recovery need counts and positions, not the changes).
-    public static func readHeader(path: String) throws -> SpoolSegmentHeader {
-        let segment = try read(path: path)
-        return segment.header
-    }
-
     public static func decode(_ bytes: [UInt8], path: String) throws -> SpoolSegment {
         func corrupt(_ reason: String) -> SpoolError { SpoolError(code: .corrupt, path: path, reason: reason) }
         guard bytes.count >= 4 + 2 + 2 + 4 + 8 + 8 + 2 + 4 + 4 + 4 else { throw corrupt("file too short (\(bytes.count) bytes)") }

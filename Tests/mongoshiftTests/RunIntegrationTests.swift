@@ -122,8 +122,8 @@ final class RunIntegrationTests: XCTestCase {
         try await connection.execute("DELETE FROM \(t) WHERE id % 13 = 0")
         // What a crash between writing a segment and recording it leaves behind: removed at the next start.
         let orphan = state + "/spool/orders/00000000000099999999.seg"
-        FileManager.default.createFile(atPath: orphan, contents: Data("torn".utf8))
-        FileManager.default.createFile(atPath: orphan + ".tmp", contents: Data("torn".utf8))
+        _ = FileManager.default.createFile(atPath: orphan, contents: Data("torn".utf8))
+        _ = FileManager.default.createFile(atPath: orphan + ".tmp", contents: Data("torn".utf8))
 
         process = try startRun(cfg)
         try await assertConverged()

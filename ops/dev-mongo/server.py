@@ -403,10 +403,6 @@ class Server:
         return {"set": self.args.replset, "myState": 1,
                 "members": [{"_id": 0, "name": self.host, "stateStr": "PRIMARY", "health": 1.0}]}
 
-    def cmd_getreplicationinfo(self, body, conn_id):
-        # Not a MongoDB command; the oplog window is read from local.oplog.rs below, like on a real server.
-        raise CommandError(59, "no such command: 'getReplicationInfo'", "CommandNotFound")
-
     def cmd_listdatabases(self, body, conn_id):
         return {"databases": [{"name": n, "sizeOnDisk": 0, "empty": not c} for n, c in self.dbs.items()],
                 "totalSize": 0}

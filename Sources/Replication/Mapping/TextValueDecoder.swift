@@ -134,6 +134,12 @@ public enum TextValueDecoder {
         return ms
     }
 
+    /// Source timestamp text (`2024-01-01 00:00:00.123456[+00]`) → epoch milliseconds.
+    public static func parseTimestampText(_ text: String) -> Int64? {
+        var copy = text
+        return copy.withUTF8 { parseTimestamp($0, dateOnly: false) }
+    }
+
     /// `\x0a0b` (PostgreSQL bytea hex) or `0a0b` (Redshift VARBYTE).
     static func parseHex(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         var start = 0

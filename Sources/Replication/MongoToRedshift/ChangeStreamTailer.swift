@@ -83,7 +83,7 @@ struct ChangeStreamTailer {
             } else if newToken != lastToken, try await context.state.spoolBacklog(context.name).segments == 0 {
                 // Idle: persist the advancing token (and the server's cluster time, for lag) so it never ages out.
                 var idle: Document = ["t": .document(newToken)]
-                if let now = try? await operationTime() { idle.append("ts", .timestamp(now)); lastClusterTime = now }
+                if let now = try? await ClusterClock.now(client, database: database) { idle.append("ts", .timestamp(now)); lastClusterTime = now }
                 try await context.state.setAppliedPosition(context.name, idle, alsoExtract: true)
             }
             lastToken = newToken
@@ -111,9 +111,4 @@ struct ChangeStreamTailer {
         throw Stop.reopen(after: token)
     }
 
-    func operationTime() async throws -> BSONTimestamp? {
-        let reply = try await client.command(["ping": 1], database: database)
-        if case .timestamp(let t)? = reply["operationTime"] { return t }
-        return nil
-    }
 }

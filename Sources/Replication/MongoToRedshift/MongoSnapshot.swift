@@ -67,7 +67,7 @@ struct MongoSnapshot {
         guard let token = opened.resumeToken else {
             throw ReplicationError(.configuration, stream: context.name, "the server gave no resume token (change streams need a replica set)")
         }
-        let clusterTime = try await operationTime()
+        let clusterTime = try await ClusterClock.now(client, database: database)
         var seed: Document = ["t": .document(token)]
         if let clusterTime { seed.append("ts", .timestamp(clusterTime)) }
         // 2. Partitions over _id.
@@ -77,13 +77,6 @@ struct MongoSnapshot {
         }
         try await context.state.beginSnapshot(context.name, snapshotStart: seed, tailSeed: seed, partitions: partitions)
         context.logger.info("snapshot planned", metadata: ["partitions": "\(partitions.count)"])
-    }
-
-    /// The server's current cluster time (`operationTime` of a cheap command), for skew-free lag.
-    func operationTime() async throws -> BSONTimestamp? {
-        let reply = try await client.command(["ping": 1], database: database)
-        if case .timestamp(let t)? = reply["operationTime"] { return t }
-        return nil
     }
 
     private func partitionBounds() async throws -> [(BSON?, BSON?)] {

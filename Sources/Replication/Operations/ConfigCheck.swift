@@ -39,7 +39,7 @@ public struct ConfigCheck: Sendable {
                 if streams.contains(where: { $0.direction == .mongoToRedshift }) {
                     if hello["setName"] == nil {
                         problems.append(Problem(subject: "mongo", message: "not a replica set: change streams need one (Mongo → Redshift streams cannot run)"))
-                    } else if let window = try await oplogWindow(client), window < minimumOplogWindow {
+                    } else if let window = await ClusterClock.oplogWindow(client), window < minimumOplogWindow {
                         problems.append(Problem(subject: "mongo", message: "oplog window is \(Int(window.seconds)) s, shorter than \(Int(minimumOplogWindow.seconds)) s: an outage longer than that loses change-stream history"))
                     }
                 }
@@ -57,17 +57,6 @@ public struct ConfigCheck: Sendable {
             }
         }
         return problems
-    }
-
-    /// first/last entry of local.oplog.rs (readable with clusterMonitor-like privileges; nil when not).
-    func oplogWindow(_ client: MongoClient) async throws -> Duration? {
-        func edge(_ order: Int32) async throws -> UInt32? {
-            let docs = try? await client.findAll(database: "local", collection: "oplog.rs", sort: ["$natural": .int32(order)], projection: ["ts": 1], limit: 1)
-            if case .timestamp(let t)? = docs?.first?["ts"] { return t.seconds }
-            return nil
-        }
-        guard let first = try await edge(1), let last = try await edge(-1) else { return nil }
-        return .seconds(Int64(last) - Int64(first))
     }
 
     func checkSourceTable(_ stream: StreamConfig, _ pg: PostgresConnection) async -> [Problem] {

@@ -81,8 +81,7 @@ public enum LagProbe {
     static func measureMongo(_ lag: inout StreamLag, applied: Document?, endpoint: MongoEndpoint) async {
         do {
             let client = try MongoClient(url: endpoint.url)
-            let reply = try await client.command(["ping": 1], database: endpoint.database)
-            guard case .timestamp(let now)? = reply["operationTime"] else {
+            guard let now = try await ClusterClock.now(client, database: endpoint.database) else {
                 lag.probeError = "the server reports no operationTime (not a replica set?)"
                 return
             }
@@ -91,9 +90,7 @@ public enum LagProbe {
                 lag.lagSeconds = Double(max(0, Int64(now.seconds) - Int64(ts.seconds)))
                 lag.resumeTokenAgeSeconds = lag.lagSeconds
             }
-            var check = ConfigCheck(config: ReplicationConfig(), streams: [])
-            check.minimumOplogWindow = .zero
-            if let window = try? await check.oplogWindow(client) { lag.oplogWindowSeconds = window.seconds }
+            if let window = await ClusterClock.oplogWindow(client) { lag.oplogWindowSeconds = window.seconds }
         } catch {
             lag.probeError = "\(error)"
         }

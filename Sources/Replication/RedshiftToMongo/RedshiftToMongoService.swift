@@ -78,11 +78,3 @@ public struct RedshiftToMongoService: Service {
         context.logger.info("stopped: positions persisted")
     }
 }
-
-extension TextValueDecoder {
-    /// Parses source timestamp text (`2024-01-01 00:00:00.123456[+00]`) to epoch milliseconds.
-    public static func parseTimestampText(_ text: String) -> Int64? {
-        var copy = text
-        return copy.withUTF8 { parseTimestamp($0, dateOnly: false) }
-    }
-}

@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "mongoshift",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "mongoshift", targets: ["mongoshift"]),
     ],
@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "ShiftCore"),
         .target(name: "PostgresClient", dependencies: ["CLibPQ", "ShiftCore"]),
         .target(name: "MongoClient", dependencies: ["CMongoC", "ShiftCore"]),
-        .target(name: "Spool", dependencies: ["CZstd", "MongoClient"]),
+        .target(name: "Spool", dependencies: ["CZstd", "MongoClient", "ShiftCore"]),
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
         .target(name: "Replication", dependencies: [
             "PostgresClient", "MongoClient", "Spool", "SQLiteStore",
@@ -44,7 +44,7 @@ let package = Package(
         ]),
 
         // Test helpers: the dev servers' URLs from the environment, unique names, running the built binary.
-        .target(name: "TestSupport", dependencies: ["MongoClient", "PostgresClient", "SQLiteStore", "Replication"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MongoClient", "PostgresClient", "SQLiteStore", "Replication", "ShiftCore"], path: "Tests/TestSupport"),
         .testTarget(name: "MongoClientTests", dependencies: ["MongoClient", "TestSupport"]),
         .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient", "TestSupport"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "MongoClient"]),

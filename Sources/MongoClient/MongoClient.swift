@@ -106,7 +106,7 @@ public final class MongoClient: @unchecked Sendable {
     /// An unordered (or ordered) bulk write, split by libmongoc into server-sized batches.
     /// Per-item failures come back in `writeErrors`; only whole-batch failures (network, no primary) throw.
     public func bulkWrite(database: String, collection: String, _ operations: [WriteOperation],
-                          ordered: Bool = false, majority: Bool = true) async throws -> BulkWriteResult {
+                          ordered: Bool = false, majority: Bool = true, validateKeys: Bool = true) async throws -> BulkWriteResult {
         if operations.isEmpty { return BulkWriteResult() }
         return try await io.run {
             let coll = mongoc_client_get_collection(self.client, database, collection)!
@@ -120,12 +120,14 @@ public final class MongoClient: @unchecked Sendable {
             var serverIndex: [Int] = []
             serverIndex.reserveCapacity(operations.count)
             let upsertTrue = Document(["upsert": true])
+            // MongoDB 5.0+ stores '.'/'$' field names that libmongoc refuses by default; tools may need to write them.
+            let insertOptions = validateKeys ? Document() : Document(["validate": false])
             for (index, operation) in operations.enumerated() {
                 var error = bson_error_t()
                 let added: Bool
                 switch operation {
                 case .insert(let doc):
-                    added = withBSON(doc) { mongoc_bulk_operation_insert_with_opts(bulk, $0, nil, &error) }
+                    added = withBSON(doc) { d in withBSON(insertOptions) { o in mongoc_bulk_operation_insert_with_opts(bulk, d, o, &error) } }
                 case .replace(let filter, let replacement, let upsert):
                     added = withBSON(filter) { f in withBSON(replacement) { r in withBSON(upsert ? upsertTrue : Document()) { o in
                         mongoc_bulk_operation_replace_one_with_opts(bulk, f, r, o, &error) } } }

@@ -30,8 +30,9 @@ public struct MongoError: Error, CustomStringConvertible, Sendable {
         return [6, 7, 43, 63, 89, 91, 150, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436].contains(serverCode)
     }
 
-    /// The change stream cannot resume from the saved token: the oplog no longer has it (or it is unusable).
-    public var isHistoryLost: Bool { [286, 280, 136].contains(serverCode) }
+    /// ChangeStreamHistoryLost, ChangeStreamFatalError, CappedPositionLost, InvalidResumeToken: the stored token
+    /// cannot resume this stream (aged out of the oplog, or not a token of this server).
+    public var isHistoryLost: Bool { [286, 280, 136, 260].contains(serverCode) }
 
     public var description: String {
         "mongo \(code)\(serverCode != 0 ? " \(serverCode)" : ""): \(message)"

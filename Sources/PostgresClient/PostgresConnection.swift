@@ -84,6 +84,12 @@ public final class PostgresConnection: @unchecked Sendable {
                     PQfinish(conn)
                     throw PostgresError(code: .connectionFailed, message: "\(Redaction.redact(message)) [\(redacted)]")
                 }
+                // A SQL_ASCII database stores bytes in no particular encoding, and the server refuses to convert them to
+                // UTF-8 (failing the whole query). Take them as they are: values that are not UTF-8 are then refused one
+                // row at a time (dead-lettered) instead of stopping the stream.
+                if let encoding = PQparameterStatus(conn, "server_encoding"), String(cString: encoding) == "SQL_ASCII" {
+                    _ = PQsetClientEncoding(conn, "SQL_ASCII")
+                }
                 // Server NOTICEs ("relation already exists, skipping") would go straight to stderr, past the logger.
                 PQsetNoticeProcessor(conn, { _, _ in }, nil)
                 return UnsafeSendable(conn)

@@ -5,6 +5,8 @@ public struct SpoolError: Error, CustomStringConvertible, Sendable {
         /// Truncated, bit-flipped, wrong magic/version, bad checksum: re-extract, never half-read.
         public static let corrupt = Code(raw: "corrupt segment")
         public static let io = Code(raw: "I/O error")
+        /// The spool's filesystem is full (ENOSPC/EDQUOT): back-pressure, not failure — wait for space.
+        public static let noSpace = Code(raw: "no space left on the spool's disk")
         public static let compression = Code(raw: "compression error")
         public var description: String { raw }
     }

@@ -1,5 +1,6 @@
 internal import CZstd
 import Foundation
+import ShiftCore
 import MongoClient
 
 /// The header of a spool segment file (DESIGN §7).
@@ -178,32 +179,40 @@ public enum DurableFile {
     public static func write(_ bytes: [UInt8], to path: String) throws {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SpoolError(code: .io, path: tmp, reason: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw failure(tmp, "open") }
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
             if n < 0 {
                 if errno == EINTR { continue }
-                let reason = String(cString: strerror(errno))
+                let error = failure(tmp, "write")
                 close(fd)
                 unlink(tmp)
-                throw SpoolError(code: .io, path: tmp, reason: reason)
+                throw error
             }
             offset += n
         }
         if fsync(fd) != 0 {
-            let reason = String(cString: strerror(errno))
+            let error = failure(tmp, "fsync")
             close(fd)
             unlink(tmp)
-            throw SpoolError(code: .io, path: tmp, reason: "fsync: \(reason)")
+            throw error
         }
         close(fd)
+        CrashPoint.hit(CrashPoint.spoolBeforeRename)
         guard rename(tmp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let error = failure(path, "rename")
             unlink(tmp)
-            throw SpoolError(code: .io, path: path, reason: "rename: \(reason)")
+            throw error
         }
         try syncDirectory(of: path)
+    }
+
+    /// The error for the current `errno`; a full disk gets its own code so callers can wait instead of fail.
+    private static func failure(_ path: String, _ call: String) -> SpoolError {
+        let code = errno
+        let full = code == ENOSPC || code == EDQUOT
+        return SpoolError(code: full ? .noSpace : .io, path: path, reason: "\(call): \(String(cString: strerror(code)))")
     }
 
     public static func syncDirectory(of path: String) throws {

@@ -1,7 +1,23 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Mongoshift: AsyncParsableCommand {
+    /// Everything mongoshift writes (state db, spool, dead letters) holds positions and row data: owner only.
+    static func main() async {
+        umask(0o077)
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "mongoshift",
         abstract: "Change-data-capture replication between Amazon Redshift (or PostgreSQL) and MongoDB.",

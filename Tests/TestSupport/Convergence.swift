@@ -5,10 +5,31 @@ import Replication
 
 /// Compares a source table with its Mongo collection, every field of every document.
 public enum Convergence {
+    /// How a target compares with its source, key by key.
+    public struct Tally: Sendable, Equatable {
+        /// Live source rows compared.
+        public var checked = 0
+        /// Source rows the target lacks.
+        public var lost = 0
+        /// Keys the target holds more than once.
+        public var duplicated = 0
+        /// Target rows that differ from the source (an older version) or that the source deleted.
+        public var regressed = 0
+        public var isExact: Bool { lost == 0 && duplicated == 0 && regressed == 0 }
+        public init() {}
+    }
+
     /// Differences between the live (not soft-deleted) source rows and the Mongo documents (`_mongoshift` ignored).
     /// Empty when the target equals the source.
     public static func differences(pg: PostgresConnection, table: String, mongo: MongoClient, database: String,
                                    collection: String, deleteColumn: String? = "is_deleted", limit: Int = 10) async throws -> [String] {
+        try await compare(pg: pg, table: table, mongo: mongo, database: database, collection: collection,
+                          deleteColumn: deleteColumn, limit: limit).reasons
+    }
+
+    /// Compares every field of every live source row with the Mongo documents: counts and the first few reasons.
+    public static func compare(pg: PostgresConnection, table: String, mongo: MongoClient, database: String,
+                               collection: String, deleteColumn: String? = "is_deleted", limit: Int = 10) async throws -> (tally: Tally, reasons: [String]) {
         let filter = deleteColumn.map { " WHERE NOT \"\($0)\"" } ?? ""
         let rows = try await pg.query("SELECT * FROM public.\(table)\(filter) ORDER BY id")
         var expected: [Int64: Document] = [:]
@@ -24,19 +45,33 @@ public enum Convergence {
             expected[id] = doc
         }
         var actual: [Int64: Document] = [:]
+        var tally = Tally()
         for doc in try await mongo.findAll(database: database, collection: collection) {
-            if case .int64(let id)? = doc["_id"] { actual[id] = doc.removing(["_mongoshift"]) }
+            if case .int64(let id)? = doc["_id"] {
+                if actual[id] != nil { tally.duplicated += 1 }
+                actual[id] = doc.removing(["_mongoshift"])
+            }
         }
         var diffs: [String] = []
-        for (id, doc) in expected.sorted(by: { $0.key < $1.key }) where diffs.count < limit {
-            guard let got = actual[id] else { diffs.append("missing in Mongo: \(id)"); continue }
-            if got != doc { diffs.append("differs \(id): source \(doc) mongo \(got)") }
+        tally.checked = expected.count
+        for (id, doc) in expected.sorted(by: { $0.key < $1.key }) {
+            guard let got = actual[id] else {
+                tally.lost += 1
+                if diffs.count < limit { diffs.append("missing in Mongo: \(id)") }
+                continue
+            }
+            if got != doc {
+                tally.regressed += 1
+                if diffs.count < limit { diffs.append("differs \(id): source \(doc) mongo \(got)") }
+            }
         }
-        for id in actual.keys.sorted() where expected[id] == nil && diffs.count < limit {
-            diffs.append("extra in Mongo: \(id)")
+        for id in actual.keys.sorted() where expected[id] == nil {
+            tally.regressed += 1
+            if diffs.count < limit { diffs.append("extra in Mongo: \(id)") }
         }
         if expected.count != actual.count { diffs.append("counts: source \(expected.count) mongo \(actual.count)") }
-        return diffs
+        if tally.duplicated > 0 { diffs.append("duplicated _ids: \(tally.duplicated)") }
+        return (tally, diffs)
     }
 
     /// Polls until the target equals the source or `timeout` passes; returns the last differences.

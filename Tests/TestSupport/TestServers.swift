@@ -42,3 +42,19 @@ public enum TestServers {
         return path
     }
 }
+
+extension TestServers {
+    /// A login role the dev server makes give its password (ops/dev-postgres: members of mongoshift_pw use scram),
+    /// with read access to the public schema's tables.
+    public static func createPasswordRole(_ connection: PostgresConnection, _ name: String, password: String) async throws {
+        try await connection.execute("""
+            DO $$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mongoshift_pw') THEN CREATE ROLE mongoshift_pw NOLOGIN; END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '\(name)') THEN CREATE ROLE \(name) LOGIN IN ROLE mongoshift_pw; END IF;
+            END $$;
+            ALTER ROLE \(name) PASSWORD '\(password)';
+            GRANT mongoshift_pw TO \(name);
+            GRANT SELECT ON ALL TABLES IN SCHEMA public TO \(name);
+            """)
+    }
+}

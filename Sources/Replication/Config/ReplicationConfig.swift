@@ -60,14 +60,37 @@ public struct TableName: Sendable, Hashable, CustomStringConvertible {
         self.schema = schema
         self.name = name
     }
-    /// `public.orders` → schema `public`, name `orders`; a bare name has no schema.
+    /// `public.orders` → schema `public`, name `orders`; a bare name has no schema. Names are taken exactly as
+    /// written (case kept); a part that holds a dot is written in double quotes, `""` standing for a quote:
+    /// `"sales.eu"."Order ""Items"""`.
     public init(parsing text: String) {
-        if let dot = text.firstIndex(of: ".") {
-            schema = String(text[..<dot])
-            name = String(text[text.index(after: dot)...])
+        var parts: [String] = []
+        var current = ""
+        var quoted = false
+        var chars = Array(text)[...]
+        while let c = chars.popFirst() {
+            if quoted {
+                if c == "\"" {
+                    if chars.first == "\"" { current.append("\""); chars = chars.dropFirst() } else { quoted = false }
+                } else {
+                    current.append(c)
+                }
+            } else if c == "\"" && current.isEmpty {
+                quoted = true
+            } else if c == "." && parts.isEmpty {
+                parts.append(current)
+                current = ""
+            } else {
+                current.append(c)
+            }
+        }
+        parts.append(current)
+        if parts.count == 2 {
+            schema = parts[0]
+            name = parts[1]
         } else {
             schema = nil
-            name = text
+            name = parts[0]
         }
     }
     public var description: String { schema.map { "\($0).\(name)" } ?? name }

@@ -76,10 +76,7 @@ struct ChangeStreamTailer {
             if let lastClusterTime { last.append("ts", .timestamp(lastClusterTime)) }
             if writer.count > 0 {
                 let first: Document = ["t": .document(lastToken)]
-                let seq = try await context.state.allocateSequence(context.name)
-                let bytes = try writer.seal(to: context.spool.segmentPath(seq), first: first, last: last)
-                try await context.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: .tail, partition: -1,
-                                                                    records: writer.count, bytes: bytes, firstPosition: first, lastPosition: last))
+                try await context.spool(writer, kind: .tail, partition: -1, first: first, last: last)
             } else if newToken != lastToken, try await context.state.spoolBacklog(context.name).segments == 0 {
                 // Idle: persist the advancing token (and the server's cluster time, for lag) so it never ages out.
                 var idle: Document = ["t": .document(newToken)]

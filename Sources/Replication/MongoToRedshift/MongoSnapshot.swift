@@ -138,10 +138,7 @@ struct MongoSnapshot {
             let first: Document = after.map { ["k": $0] } ?? [:]
             let lastKey = docs.last!["_id"] ?? .null
             let last: Document = ["k": lastKey]
-            let seq = try await context.state.allocateSequence(context.name)
-            let bytes = try writer.seal(to: context.spool.segmentPath(seq), first: first, last: last)
-            try await context.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: .snapshot, partition: partition.index,
-                                                                records: docs.count, bytes: bytes, firstPosition: first, lastPosition: last))
+            try await context.spool(writer, kind: .snapshot, partition: partition.index, first: first, last: last)
             after = lastKey
             let width = max(64, writer.byteCount / docs.count)
             let done = await counters.add(rows: docs.count)

@@ -42,7 +42,7 @@ public actor RedshiftApplier: ChangeTarget {
         guard !prepared else { return }
         if let schema = sql.createSchema() { try await c.execute(schema) }
         try await c.execute(sql.createCheckpoints())
-        try await c.query(sql.seedCheckpoint(), [context.name])
+        try await c.query(sql.seedCheckpoint(), [context.checkpointKey])
         prepared = true
     }
 
@@ -98,7 +98,7 @@ public actor RedshiftApplier: ChangeTarget {
             }
         }
         let sqlText = sql
-        let name = context.name
+        let name = context.checkpointKey
         let loadRows = rows
         let ddl: [String] = tableExists ? schemaChanges.flatMap { sqlText.ddl(for: $0) } : [sqlText.createTable(schema)]
         let applied = try await source.run(policy, logger: context.logger) { [self] c in
@@ -167,7 +167,7 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     private func fenceOnly(_ segment: SegmentRecord) async throws {
-        let name = context.name
+        let name = context.checkpointKey
         try await source.run(policy, logger: context.logger) { [self] c in
             try await self.prepare(c)
             try await c.query(self.sql.advanceCheckpoint() + " AND seq < $2", [name, String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition)])

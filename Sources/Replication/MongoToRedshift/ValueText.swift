@@ -2,12 +2,26 @@ import MongoClient
 
 /// BSON values as the text a PostgreSQL/Redshift column of a given type accepts (bound parameters, COPY).
 public enum ValueText {
+    /// A value the target column cannot hold: too many bytes, or (`reason`) out of the type's range.
     public struct TooLarge: Error, CustomStringConvertible, Sendable {
         public var column: String
         public var bytes: Int
         public var limit: Int
-        public var description: String { "column \(column): value of \(bytes) bytes exceeds the \(limit)-byte limit" }
+        public var reason: String?
+        public init(column: String, bytes: Int, limit: Int, reason: String? = nil) {
+            self.column = column
+            self.bytes = bytes
+            self.limit = limit
+            self.reason = reason
+        }
+        public var description: String {
+            if let reason { return "column \(column): \(reason)" }
+            return "column \(column): value of \(bytes) bytes exceeds the \(limit)-byte limit"
+        }
     }
+
+    /// TIMESTAMP's range on PostgreSQL and Redshift: 4714-11-24 BC to 294276-12-31 AD, in ms since the epoch.
+    public static let timestampRange: ClosedRange<Int64> = -210_866_803_200_000...9_224_318_015_999_999 / 1000
 
     /// Redshift limits: VARCHAR 65,535 bytes; SUPER 16 MiB per value; VARBYTE 1,024,000 bytes.
     public static let superLimit = 16 * 1024 * 1024
@@ -31,6 +45,11 @@ public enum ValueText {
             return s
         case .boolean:
             if case .bool(let b) = value { return b ? "true" : "false" }
+            return scalarText(value)
+        case .timestamp:
+            if case .datetime(let ms) = value, !timestampRange.contains(ms) {
+                throw TooLarge(column: column, bytes: 0, limit: 0, reason: "date \(ms) ms since 1970 is out of TIMESTAMP's range (4714 BC to 294276 AD)")
+            }
             return scalarText(value)
         default:
             return scalarText(value)

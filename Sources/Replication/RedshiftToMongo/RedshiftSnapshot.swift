@@ -212,12 +212,9 @@ public struct RedshiftSnapshot: Sendable {
             }
             if page.rows == 0 { break }
             try await context.deadLetter(page.deadLetters)
-            let seq = try await context.state.allocateSequence(context.name)
             let first = after.map { Position.key($0) } ?? Position.key(lower.map { [$0] })
             let last = Position.key(page.lastKeyText)
-            let bytes = try page.writer.seal(to: context.spool.segmentPath(seq), first: first, last: last)
-            try await context.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: .snapshot, partition: partition.index,
-                                                                records: page.writer.count, bytes: bytes, firstPosition: first, lastPosition: last))
+            try await context.spool(page.writer, kind: .snapshot, partition: partition.index, first: first, last: last)
             after = page.lastKeyText
             sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
             let done = await counters.add(rows: page.rows)

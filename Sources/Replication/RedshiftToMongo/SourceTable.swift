@@ -26,6 +26,12 @@ public struct SourceTable: Sendable {
             throw ReplicationError(.configuration, stream: stream.name, "table \(stream.table) not found")
         }
         let columns = probe.columns
+        // Column names become field names of replacement documents, which drivers refuse (and MongoDB's
+        // update paths misread) when they start with '$' or contain '.': say so now, not once per row.
+        if let bad = columns.first(where: { $0.name.hasPrefix("$") || $0.name.contains(".") || $0.name.isEmpty }) {
+            throw ReplicationError(.configuration, stream: stream.name,
+                                   "column \"\(bad.name)\" of \(stream.table) cannot be a MongoDB field name ('$' prefix or '.'); select it under another name in a view")
+        }
         func index(of name: String, role: String) throws -> Int {
             guard let i = columns.firstIndex(where: { $0.name == name }) ?? columns.firstIndex(where: { $0.name.lowercased() == name.lowercased() }) else {
                 throw ReplicationError(.configuration, stream: stream.name, "\(role) column \"\(name)\" not found in \(stream.table)")

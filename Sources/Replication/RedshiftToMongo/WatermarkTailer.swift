@@ -27,6 +27,8 @@ struct WatermarkTailer {
         var lastNullCheck = ContinuousClock.now - .seconds(3600)
         var lastLookback = ContinuousClock.now
         var reportedNulls = 0
+        var lastClockCheck = ContinuousClock.now - .seconds(3600)
+        var clockBehind = false
         while !Task.isShuttingDownGracefully {
             try await context.waitForSpoolSpace()
             let (rows, limit) = try await pollOnce(sizer: &sizer)
@@ -34,6 +36,10 @@ struct WatermarkTailer {
             if context.stream.lookback > .zero && now - lastLookback >= context.stream.pollInterval {
                 lastLookback = now
                 try await rescanLookback()
+            }
+            if rows == 0 && now - lastClockCheck >= .seconds(10) {
+                lastClockCheck = now
+                clockBehind = try await checkSourceClock(wasBehind: clockBehind)
             }
             if now - lastNullCheck >= .seconds(60) {
                 lastNullCheck = now
@@ -107,6 +113,29 @@ struct WatermarkTailer {
         }
     }
 
+    /// A poll never reads past the source clock minus `safety_lag`, so a source clock behind the stored watermark
+    /// means the clock went backwards (or a failover landed on a server whose clock is behind): rows written now
+    /// carry older watermarks than rows already read and will not be tailed until the clock passes the
+    /// watermark. That is reported loudly (log, state error shown by `lag`, error metric) rather than guessed at.
+    /// Returns whether the clock is behind now.
+    func checkSourceClock(wasBehind: Bool) async throws -> Bool {
+        guard let w = table.watermarkIndex, PostgresType.temporal.contains(table.columns[w].typeOID),
+              let wm = Position.watermarkText(try await context.state.stream(context.name)?.extractPosition) else { return false }
+        let sql = "SELECT CASE WHEN $1::timestamp > \(KeysetQuery.sourceNow(dialect, table: table, minusSeconds: -1)) THEN 1 ELSE 0 END"
+        let behind = try await source.run(policy, logger: context.logger) { c in
+            try await c.query(sql, [wm]).rows.first?.first??.description == "1"
+        }
+        if behind && !wasBehind {
+            let message = "source clock is behind the stream's watermark \(wm) (clock went backwards?): rows written until the clock passes it are not tailed; run `verify --repair` once it has"
+            context.metrics.errors.increment()
+            context.logger.error("source clock went backwards", metadata: ["watermark": "\(wm)", "error": "\(message)"])
+            try await context.state.recordError(context.name, message)
+        } else if !behind && wasBehind {
+            context.logger.notice("source clock has passed the watermark again: tailing normally", metadata: ["watermark": "\(wm)"])
+        }
+        return behind
+    }
+
     func countNullWatermarks() async throws -> Int {
         let sql = "SELECT count(*) FROM \(table.qualifiedName) WHERE \(SQL.identifier(table.watermarkName!)) IS NULL"
         return try await source.run(policy, logger: context.logger) { c in
@@ -122,9 +151,6 @@ struct WatermarkTailer {
     }
 
     private func seal(_ page: PageResult, kind: SegmentRecord.Kind, first: Document, last: Document) async throws {
-        let seq = try await context.state.allocateSequence(context.name)
-        let bytes = try page.writer.seal(to: context.spool.segmentPath(seq), first: first, last: last)
-        try await context.recordSegment(SegmentRecord(stream: context.name, seq: seq, kind: kind, partition: -1,
-                                                            records: page.writer.count, bytes: bytes, firstPosition: first, lastPosition: last))
+        try await context.spool(page.writer, kind: kind, partition: -1, first: first, last: last)
     }
 }

@@ -74,6 +74,9 @@ public final class StateStore: Sendable {
     private let io: IOThread
     private let db: SQLiteDatabase
     public let path: String
+    /// Identifies this state store for good (created with it): a target's checkpoint rows are keyed by it, so a
+    /// fresh state directory (sequences restarting at 1) never mistakes another store's checkpoint for its own.
+    public let instanceID: String
 
     public init(directory: String, readOnly: Bool = false) throws {
         if !readOnly {
@@ -95,6 +98,10 @@ public final class StateStore: Sendable {
                 try db.execute("PRAGMA query_only=1;")
                 _ = try db.query("SELECT count(*) FROM streams")
             }
+            if !readOnly {
+                try db.query("INSERT OR IGNORE INTO meta VALUES ('instance_id', ?)", [.text(UUID().uuidString.lowercased())])
+            }
+            instanceID = try db.query("SELECT value FROM meta WHERE key = 'instance_id'").first?.first?.text ?? ""
         } catch let error as SQLiteError where error.isCorrupt {
             throw SQLiteError(code: error.code, message: "state database \(path) is corrupt: \(error.message)", sql: nil)
         }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MongoClient
 import ServiceLifecycle
+import ShiftCore
 import Spool
 
 public struct ApplyOutcome: Sendable {
@@ -83,8 +84,10 @@ struct SegmentApplyLoop {
         }
         let started = ContinuousClock.now
         let outcome = try await target.apply(decoded.changes, segment: segment)
+        CrashPoint.hit(CrashPoint.targetWritten)
         try await context.deadLetter(outcome.deadLetters)
         try await context.state.markApplied(segment, applied: outcome.applied, staleSkipped: outcome.stale)
+        CrashPoint.hit(CrashPoint.checkpointWritten)
         context.spool.remove(segment.seq)
         context.metrics.applyLatency.record(duration: ContinuousClock.now - started)
         context.metrics.rowsApplied.increment(by: Int64(outcome.applied))

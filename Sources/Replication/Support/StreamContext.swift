@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import MongoClient
+import ShiftCore
 import Spool
 
 /// Everything one stream's parts share: its configuration, the state store, its spool directory and
@@ -27,11 +29,44 @@ public struct StreamContext: Sendable {
         self.metrics = StreamMetrics(stream: stream.name)
     }
 
-    /// Records a durable segment (and the extract position it carries), and counts it.
-    func recordSegment(_ segment: SegmentRecord) async throws {
+    /// Makes `writer`'s changes a durable segment and records it (with the extract position `last` it reaches),
+    /// in that order: a crash between the two leaves an unknown file that the next start removes.
+    ///
+    /// A full disk is back-pressure, not failure: the error is logged once, extraction waits (the applier keeps
+    /// draining and deleting segments) and the write is retried until space returns. The failed write left no
+    /// file behind, so the spool never holds a torn segment.
+    @discardableResult
+    func spool(_ writer: SpoolSegmentWriter, kind: SegmentRecord.Kind, partition: Int, first: Document, last: Document) async throws -> SegmentRecord {
+        let seq = try await state.allocateSequence(name)
+        let path = spool.segmentPath(seq)
+        var waitingSince: ContinuousClock.Instant?
+        var bytes = 0
+        while true {
+            do {
+                bytes = try writer.seal(to: path, first: first, last: last)
+                break
+            } catch let error as SpoolError where error.code == .noSpace {
+                if waitingSince == nil {
+                    waitingSince = .now
+                    metrics.errors.increment()
+                    logger.error("spool disk full: extraction paused until space returns (the applier keeps draining)",
+                                 metadata: ["segment": "\(path)", "error": "\(error.reason)"])
+                }
+                if Task.isShuttingDownGracefully { throw CancellationError() }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+        if let waitingSince {
+            logger.notice("spool has space again: extraction resumed", metadata: ["paused_s": "\(Int((ContinuousClock.now - waitingSince).seconds))"])
+        }
+        CrashPoint.hit(CrashPoint.segmentSealed)
+        let segment = SegmentRecord(stream: name, seq: seq, kind: kind, partition: partition, records: writer.count, bytes: bytes,
+                                    firstPosition: first, lastPosition: last)
         try await state.recordSegment(segment)
+        CrashPoint.hit(CrashPoint.segmentRecorded)
         metrics.rowsExtracted.increment(by: Int64(segment.records))
         await updateSpoolGauge()
+        return segment
     }
 
     func updateSpoolGauge() async {
@@ -39,6 +74,10 @@ public struct StreamContext: Sendable {
     }
 
     public var name: String { stream.name }
+
+    /// The stream's row in a target's checkpoint table: the stream name qualified by the state store's identity
+    /// (two deployments, or a state directory started afresh, never share a fence).
+    public var checkpointKey: String { String("\(stream.name)@\(state.instanceID)".prefix(127)) }
 
     /// Writes dead letters to the file and counts them in the state store.
     func deadLetter(_ entries: [DeadLetterFile.Entry]) async throws {

@@ -14,6 +14,8 @@ enum ErrorReporting {
         case is MetricsServerError: return Exit.usage
         case let e as ReplicationError where e.code == .configuration: return Exit.usage
         case let e as PostgresError where e.code == .connectionFailed: return Exit.cannotConnect
+        // Insufficient privilege: the grants do not match the configuration.
+        case let e as PostgresError where e.sqlState == "42501": return Exit.usage
         case let e as MongoError where e.code == .invalidURI: return Exit.usage
         case let e as MongoError where e.code == .connection: return Exit.cannotConnect
         case let e as SQLiteError where e.isCorrupt: return Exit.internal

@@ -24,18 +24,30 @@ extension Mongoshift {
                 let state = try StateStore(directory: config.stateDirectory)
                 let mongo = try config.mongo.map { try MongoClient(url: $0.url) }
                 let policy = RetryPolicy(maxAttempts: maxAttempts)
+                // Fail fast (exit 3) on an unreachable Mongo rather than after spooling the whole source.
+                if let mongo, !spoolOnly || streams.contains(where: { $0.direction == .mongoToRedshift }) {
+                    try await policy.run({ try await mongo.ping() })
+                }
                 for stream in streams {
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
                     let started = ContinuousClock.now
-                    let outcome: SnapshotOutcome
-                    switch stream.direction {
-                    case .redshiftToMongo:
-                        let snapshot = RedshiftSnapshot(context: context, redshift: config.redshift!, mongo: spoolOnly ? nil : mongo,
-                                                        database: config.mongo!.database, policy: policy)
-                        outcome = try await snapshot.run(spoolOnly: spoolOnly)
-                    case .mongoToRedshift:
-                        let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
-                        outcome = try await service.snapshot(spoolOnly: spoolOnly)
+                    var outcome: SnapshotOutcome
+                    while true {
+                        do {
+                            switch stream.direction {
+                            case .redshiftToMongo:
+                                let snapshot = RedshiftSnapshot(context: context, redshift: config.redshift!, mongo: spoolOnly ? nil : mongo,
+                                                                database: config.mongo!.database, policy: policy)
+                                outcome = try await snapshot.run(spoolOnly: spoolOnly)
+                            case .mongoToRedshift:
+                                let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
+                                outcome = try await service.snapshot(spoolOnly: spoolOnly)
+                            }
+                            break
+                        } catch let error as ReplicationError where error.code == .spool {
+                            // A damaged segment was discarded and its partition rewound: resume, re-reading that range.
+                            logger.warning("resuming after spool recovery", metadata: ["stream": "\(stream.name)", "reason": "\(error.message)"])
+                        }
                     }
                     let seconds = (ContinuousClock.now - started).seconds
                     switch outcome {

@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["MongoClient", "PostgresClient", "SQLiteStore", "Replication", "ShiftCore"], path: "Tests/TestSupport"),
         .testTarget(name: "MongoClientTests", dependencies: ["MongoClient", "TestSupport"]),
         .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient", "TestSupport"]),
-        .testTarget(name: "SpoolTests", dependencies: ["Spool", "MongoClient"]),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool", "MongoClient", "CZstd"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "MongoClient", "Spool", "TestSupport"]),
         .testTarget(name: "mongoshiftTests", dependencies: ["mongoshift", "Replication", "MongoClient", "PostgresClient", "TestSupport"]),
     ],

@@ -122,8 +122,11 @@ public enum SpoolSegmentReader {
         let version: UInt16 = read(bytes, p); p += 4
         guard version == SpoolSegmentHeader.version else { throw corrupt("unsupported version \(version)") }
         let records = Int(read(bytes, p) as UInt32); p += 4
-        let rawLength = Int(read(bytes, p) as UInt64); p += 8
-        let payloadLength = Int(read(bytes, p) as UInt64); p += 8
+        // (Lengths from a damaged header can be anything: never trap converting or adding them.)
+        guard let rawLength = Int(exactly: read(bytes, p) as UInt64), rawLength <= 1 << 31 else { throw corrupt("implausible raw length") }
+        p += 8
+        guard let payloadLength = Int(exactly: read(bytes, p) as UInt64), payloadLength <= bytes.count else { throw corrupt("payload length overruns file") }
+        p += 8
         let nameLength = Int(read(bytes, p) as UInt16); p += 2
         guard p + nameLength <= bytes.count - 4 else { throw corrupt("header overruns file") }
         let stream = String(decoding: bytes[p..<(p + nameLength)], as: UTF8.self); p += nameLength
@@ -137,7 +140,9 @@ public enum SpoolSegmentReader {
         let first = try position()
         let last = try position()
         guard p + payloadLength == bytes.count - 4 else { throw corrupt("payload length mismatch") }
-        guard rawLength <= 1 << 31 else { throw corrupt("implausible raw length") }
+        // The frame states its content size: check it before allocating what the header claims.
+        let frameSize = bytes.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress! + p, payloadLength) }
+        guard frameSize == UInt64(rawLength) else { throw corrupt("raw length \(rawLength) does not match the payload") }
         var raw = [UInt8](repeating: 0, count: rawLength)
         let got = raw.withUnsafeMutableBytes { out in
             bytes.withUnsafeBytes { input in
@@ -147,7 +152,7 @@ public enum SpoolSegmentReader {
         if ZSTD_isError(got) != 0 { throw corrupt("zstd: \(String(cString: ZSTD_getErrorName(got)))") }
         guard got == rawLength else { throw corrupt("decompressed \(got) bytes, header says \(rawLength)") }
         var changes: [Change] = []
-        changes.reserveCapacity(records)
+        changes.reserveCapacity(min(records, raw.count / 5))  // a record is at least 5 bytes, whatever the header says
         var q = 0
         while q < raw.count {
             guard q + 4 <= raw.count else { throw corrupt("truncated record") }

@@ -119,7 +119,9 @@ public enum DevServers {
     public static func startMongo() throws {
         try script("ops/dev-mongo/start", [mongoDirectory!, ProcessInfo.processInfo.environment["MONGOSHIFT_TEST_MONGO_PORT"]!])
     }
-    public static func stopPostgres() throws { try script("ops/dev-postgres/stop", [postgresDirectory!]) }
+    public static func stopPostgres(immediate: Bool = false) throws {
+        try script("ops/dev-postgres/stop", [postgresDirectory!, immediate ? "immediate" : "fast"])
+    }
     public static func startPostgres() throws { try script("ops/dev-postgres/start", [postgresDirectory!]) }
 }
 

@@ -71,3 +71,14 @@ final class KeysetQueryTests: XCTestCase {
         }
     }
 }
+
+final class TableNameParsingTests: XCTestCase {
+    func testPlainQuotedAndEscapedNames() {
+        XCTAssertEqual(TableName(parsing: "public.orders"), TableName(schema: "public", name: "orders"))
+        XCTAssertEqual(TableName(parsing: "orders"), TableName(schema: nil, name: "orders"))
+        XCTAssertEqual(TableName(parsing: "Sales.Order Items"), TableName(schema: "Sales", name: "Order Items"))
+        XCTAssertEqual(TableName(parsing: #""sales.eu"."Order ""Items"" select""#), TableName(schema: "sales.eu", name: #"Order "Items" select"#))
+        XCTAssertEqual(TableName(parsing: #"public."a.b""#), TableName(schema: "public", name: "a.b"))
+        XCTAssertEqual(SQL.qualified(schema: "sales.eu", name: #"Order "Items""#), #""sales.eu"."Order ""Items""""#)
+    }
+}

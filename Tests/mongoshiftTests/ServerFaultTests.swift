@@ -61,9 +61,13 @@ final class ServerFaultTests: XCTestCase {
         XCTAssertEqual(process.terminationStatus, 0, "exit 0 after SIGTERM")
     }
 
-    func assertConverged(timeout: TimeInterval = 120, file: StaticString = #filePath, line: UInt = #line) async throws {
+    /// Waits for convergence, then records the exact comparison (docs/RELIABILITY.md) under `scenario`.
+    func assertConverged(_ scenario: String, faults: Int, started: Date, timeout: TimeInterval = 120,
+                         file: StaticString = #filePath, line: UInt = #line) async throws {
         let diffs = try await Convergence.wait(timeout: timeout, pg: connection, table: table, mongo: mongo, database: database)
         XCTAssertEqual(diffs, [], "target must equal source", file: file, line: line)
+        let (tally, _) = try await Convergence.compare(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
+        Storm.report(scenario: scenario, rounds: faults, crashes: faults, writes: 0, tally: tally, seconds: Date().timeIntervalSince(started))
     }
 
     func counters() -> (extracted: Int, applied: Int, phase: String)? { Fixtures.streamCounters(stateDirectory: state, stream: "orders") }
@@ -74,6 +78,7 @@ final class ServerFaultTests: XCTestCase {
         try await Fixtures.createOrders(connection, table: table, rows: 20_000)
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
                                               extra: "    reconcile_every: 2s", defaults: "batch_bytes: 64KiB")
+        let started = Date()
         let (process, base) = try startRun(config)
         let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'mongoshift' AND pid <> pg_backend_pid()"
         var terminated = 0
@@ -86,7 +91,7 @@ final class ServerFaultTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(terminated, 3, "backends were terminated")
-        try await assertConverged()
+        try await assertConverged("pg_terminate_backend during snapshot and tail", faults: terminated, started: started)
         XCTAssertTrue(process.isRunning, "terminated connections never stop run")
         XCTAssertTrue(MongoshiftProcess.output(base).stderr.contains("retrying"), "the retries are logged")
         stop(process)
@@ -97,6 +102,7 @@ final class ServerFaultTests: XCTestCase {
         try await Fixtures.createOrders(connection, table: table, rows: 20_000)
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
                                               defaults: "batch_bytes: 64KiB")
+        let started = Date()
         let (process, _) = try startRun(config)
         let deadline = Date().addingTimeInterval(60)
         while (counters()?.extracted ?? 0) < 2_000 && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
@@ -106,7 +112,7 @@ final class ServerFaultTests: XCTestCase {
         try await Task.sleep(for: .seconds(3))
         try DevServers.startPostgres()
         connection = try await PostgresConnection.connect(pg)
-        try await assertConverged()
+        try await assertConverged("PostgreSQL killed mid-query (stop -m immediate) during snapshot", faults: 1, started: started)
         XCTAssertTrue(process.isRunning)
         stop(process)
     }
@@ -159,6 +165,7 @@ final class ServerFaultTests: XCTestCase {
         try await Fixtures.createOrders(connection, table: table, rows: 5_000)
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
                                               defaults: "batch_bytes: 64KiB")
+        let started = Date()
         let (process, base) = try startRun(config)
         let deadline = Date().addingTimeInterval(60)
         while !MongoshiftProcess.output(base).stderr.contains("spool disk full") && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
@@ -174,7 +181,7 @@ final class ServerFaultTests: XCTestCase {
             XCTAssertNoThrow(try SpoolSegmentReader.read(path: spool + "/orders/" + f), f)
         }
         try FileManager.default.removeItem(atPath: filler)
-        try await assertConverged()
+        try await assertConverged("spool disk full (2 MiB tmpfs), then space returns", faults: 1, started: started)
         XCTAssertTrue(MongoshiftProcess.output(base).stderr.contains("extraction resumed"))
         stop(process)
     }

@@ -34,13 +34,21 @@ public struct Decimal128: Sendable, Hashable, CustomStringConvertible {
         return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
-    /// True when both spell the same significant digits (ignores sign, point, exponent and leading zeros).
-    private static func sameDigits(_ a: String, _ b: String) -> Bool {
-        func digits(_ s: String) -> String {
-            let mantissa = s.lowercased().split(separator: "e", maxSplits: 1).first.map(String.init) ?? s
-            let d = mantissa.filter(\.isNumber).drop(while: { $0 == "0" })
-            return String(d.reversed().drop(while: { $0 == "0" }).reversed())
+    /// True when both spell the same significant digits (ignores sign, point, exponent, leading and trailing
+    /// zeros). Byte-level: it runs for every decimal of every row.
+    static func sameDigits(_ a: String, _ b: String) -> Bool {
+        func significand(_ s: String) -> [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(40)
+            for byte in s.utf8 {
+                if byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") { break }
+                guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { continue }
+                if out.isEmpty && byte == UInt8(ascii: "0") { continue }
+                out.append(byte)
+            }
+            while out.last == UInt8(ascii: "0") { out.removeLast() }
+            return out
         }
-        return digits(a) == digits(b)
+        return significand(a) == significand(b)
     }
 }

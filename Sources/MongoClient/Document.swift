@@ -8,6 +8,12 @@ public struct Document: Sendable, Hashable {
         bytes = [5, 0, 0, 0, 0]
     }
 
+    /// An empty document with room for `capacity` encoded bytes (hot paths: no regrowth while appending).
+    public init(reservingCapacity capacity: Int) {
+        bytes = [5, 0, 0, 0, 0]
+        bytes.reserveCapacity(capacity)
+    }
+
     /// Wraps an encoded document after validating its structure (lengths, terminators, nesting, UTF-8 keys).
     public init(bytes: [UInt8]) throws {
         try BSONDecoder.validate(bytes[...])

@@ -27,7 +27,7 @@ public struct Change: Sendable, Equatable {
 
     /// The spool record: a BSON document `{o, k, d?, v?, t?}` (self-length-prefixed by BSON's int32 length).
     public var record: Document {
-        var out = Document()
+        var out = Document(reservingCapacity: (document?.byteCount ?? 0) + 64)
         out.append("o", .int32(operation.rawValue))
         out.append("k", key)
         if let document { out.append("d", .document(document)) }

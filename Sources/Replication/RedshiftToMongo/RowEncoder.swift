@@ -38,7 +38,7 @@ public struct RowEncoder: Sendable {
             return .deadLetter(.init(key: fallback, reason: error.description), keyText: keyText, watermarkText: watermarkText)
         }
         var version = fallbackVersion
-        var doc = Document()
+        var doc = Document(reservingCapacity: 512)
         doc.append("_id", id)
         var deleted = false
         for (i, column) in table.columns.enumerated() {

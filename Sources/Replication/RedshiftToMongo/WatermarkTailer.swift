@@ -65,6 +65,10 @@ struct WatermarkTailer {
         let afterWM = Position.watermarkText(position)
         let afterKey = Position.keyText(position)
         let limit = sizer.rows
+        let started = ContinuousClock.now
+        defer {
+            context.logger.debug("polled", metadata: ["ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))"])
+        }
         let (sql, params) = KeysetQuery.tailPoll(table: table, dialect: dialect, afterWatermark: afterWM, afterKey: afterKey,
                                                  safetyLagSeconds: Int(context.stream.safetyLag.seconds.rounded(.up)), limit: limit)
         let page = try await read(sql, params)

@@ -1,0 +1,446 @@
+#!/usr/bin/env python3
+"""mongoshift benchmarks (issue 7): snapshot extract -> spool against the hand-written C limit and the tools
+users would pick instead; memory flatness; apply throughput; incremental latency.
+
+Every figure is measured in this run, tools interleaved round by round, medians of --runs. Child resource use
+comes from wait4(): wall time, user+system CPU, peak RSS. Benchmarks never fail on speed; they report.
+bench/run sets the environment (servers, binaries, venv) and calls this, then bench/report.py."""
+import argparse, json, os, resource, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench", "out")
+PG = os.environ["MONGOSHIFT_TEST_PG"]
+MONGO = os.environ["MONGOSHIFT_TEST_MONGO"]
+BIN = os.environ.get("MONGOSHIFT_BENCH_BIN", os.path.join(ROOT, ".build", "release", "mongoshift"))
+CBIN = os.path.join(OUT, "bin")
+VENV = os.path.join(ROOT, ".venv-bench", "bin")
+TMP = tempfile.mkdtemp(prefix="mongoshift-bench-")
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+def measure(cmd, env=None, stdout_path=None, timeout=3600):
+    """Runs cmd to completion; returns wall s, cpu s (user+sys), peak RSS MiB, exit code, stdout text."""
+    out = open(stdout_path or os.path.join(TMP, "stdout"), "wb")
+    err = open(os.path.join(TMP, "stderr"), "wb")
+    full_env = dict(os.environ, **(env or {}))
+    start = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env)
+    timer = threading.Timer(timeout, lambda: p.kill())
+    timer.start()
+    _, status, ru = os.wait4(p.pid, 0)
+    timer.cancel()
+    wall = time.monotonic() - start
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out.close(); err.close()
+    text = open(out.name, "rb").read().decode(errors="replace") if stdout_path is None else ""
+    if p.returncode != 0:
+        log("FAILED", " ".join(cmd[:3]), p.returncode, open(err.name, "rb").read().decode(errors="replace")[-800:])
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024, "rc": p.returncode, "stdout": text}
+
+
+def psql(sql, url=PG):
+    return subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def ensure_orders(rows):
+    """The 13-column orders table (bigint key, timestamptz, ints, numerics, short/medium text, booleans, json)."""
+    have = psql("SELECT count(*) FROM pg_tables WHERE tablename = 'bench_orders'")
+    if have == "1" and psql("SELECT coalesce(max(id), 0) FROM bench_orders") == str(rows):
+        return
+    log(f"generating bench_orders with {rows:,} rows")
+    psql("DROP TABLE IF EXISTS bench_orders CASCADE")
+    psql("""CREATE TABLE bench_orders (id bigint PRIMARY KEY, customer_id integer NOT NULL, quantity smallint NOT NULL,
+            amount numeric(12,2) NOT NULL, tax numeric(10,4), status varchar(16) NOT NULL, note varchar(200),
+            description text, paid boolean NOT NULL, gift boolean, created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL, attrs json)""")
+    step = 1_000_000
+    for lo in range(1, rows + 1, step):
+        hi = min(rows, lo + step - 1)
+        psql(f"""INSERT INTO bench_orders SELECT g, g % 9973, (g % 100)::smallint, round((g % 100000) * 1.37, 2),
+                 CASE WHEN g % 9 = 0 THEN NULL ELSE round((g % 1000) * 0.0123, 4) END,
+                 (ARRAY['new','paid','shipped','delivered','returned'])[g % 5 + 1],
+                 CASE WHEN g % 7 = 0 THEN NULL ELSE 'note for order ' || g END,
+                 repeat('lorem ipsum dolor sit amet ', 1 + g % 6), g % 2 = 0, CASE WHEN g % 11 = 0 THEN NULL ELSE g % 3 = 0 END,
+                 timestamptz '2024-01-01 00:00:00+00' + g * interval '7 seconds',
+                 timestamptz '2024-01-01 00:00:00+00' + g * interval '7 seconds',
+                 json_build_object('channel', (ARRAY['web','app','store'])[g % 3 + 1], 'items', g % 5 + 1)
+                 FROM generate_series({lo}, {hi}) g""")
+    psql("CREATE INDEX bench_orders_wm ON bench_orders (updated_at, id)")
+    psql("VACUUM ANALYZE bench_orders")
+
+
+def view(rows):
+    name = f"bench_orders_{rows}"
+    psql(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM bench_orders WHERE id <= {rows}")
+    return name
+
+
+def config(path, table, extra_defaults="", collection="orders", database="bench", key=True):
+    state = os.path.join(TMP, "state-" + os.path.basename(path).replace(".yaml", ""))
+    shutil.rmtree(state, ignore_errors=True)
+    text = f"""state: {state}
+redshift: {{ url: "{PG}", dialect: postgres }}
+mongo: {{ url: "{MONGO}", database: {database} }}
+defaults: {{ poll_interval: 200ms{extra_defaults} }}
+streams:
+  - name: s
+    from: {{ table: public.{table} }}
+    to: {{ collection: {collection} }}
+    key: [id]
+    watermark: updated_at
+"""
+    open(path, "w").write(text)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------- 1. extract
+
+def extract_tools(rows, slow_rows):
+    """name -> (rows, command factory). The slow tools read smaller tables (dlt smaller still: ~1,500 rows/s
+    here); rows/s and µs/row are per-row rates either way."""
+    big, small, tiny = view(rows), view(slow_rows), view(slow_rows // 5)
+    conninfo = PG
+    tools = {}
+
+    def mongoshift():
+        cfg = os.path.join(TMP, "extract.yaml")
+        state = config(cfg, big)
+        return ["sh", "-c", f"rm -rf {state} && exec {BIN} snapshot --spool-only --config {cfg} --log-format json"]
+    tools["mongoshift"] = (rows, mongoshift)
+    tools["C libpq+zstd"] = (rows, lambda: [os.path.join(CBIN, "pg_extract_zstd"), conninfo, f"SELECT * FROM {big}", os.path.join(TMP, "c.out")])
+    tools["psql COPY"] = (rows, lambda: ["sh", "-c", f"psql '{conninfo}' -qc 'COPY (SELECT * FROM {big}) TO STDOUT' > /dev/null"])
+    if os.path.exists(os.path.join(VENV, "sling")):
+        tools["sling"] = (slow_rows, lambda: [os.path.join(VENV, "sling"), "run", "--src-conn", "BENCHPG", "--src-stream", f"public.{small}",
+                                              "--tgt-object", f"file://{TMP}/sling.csv"])
+    tools["dlt"] = (slow_rows // 5, lambda: [os.path.join(VENV, "python"), os.path.join(ROOT, "bench", "tools", "dlt_extract.py"), conninfo, tiny, TMP])
+    tools["pandas"] = (slow_rows, lambda: [os.path.join(VENV, "python"), os.path.join(ROOT, "bench", "tools", "pandas_extract.py"), conninfo, small])
+    return tools
+
+
+def bench_extract(rows, slow_rows, runs):
+    tools = extract_tools(rows, slow_rows)
+    env = {"BENCHPG": PG.replace("postgresql://", "postgres://") + ("&" if "?" in PG else "?") + "sslmode=disable", "DLT_TELEMETRY": "false",
+           "RUNTIME__DLTHUB_TELEMETRY": "false", "SLING_DISABLE_TELEMETRY": "true"}
+    samples = {name: [] for name in tools}
+    for r in range(runs):
+        for name, (n, factory) in tools.items():
+            res = measure(factory(), env=env)
+            if res["rc"] == 0:
+                samples[name].append(res)
+            log(f"extract run {r + 1}/{runs} {name}: {n / res['wall']:,.0f} rows/s, {res['cpu'] / n * 1e6:.2f} µs/row, {res['rss_mib']:.0f} MiB rc={res['rc']}")
+    out = {}
+    for name, (n, _) in tools.items():
+        s = samples[name]
+        if not s:
+            out[name] = {"rows": n, "failed": True}
+            continue
+        out[name] = {"rows": n, "rows_per_s": median([n / x["wall"] for x in s]), "cpu_us_per_row": median([x["cpu"] / n * 1e6 for x in s]),
+                     "peak_rss_mib": median([x["rss_mib"] for x in s]), "wall_s": median([x["wall"] for x in s]), "runs": len(s)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- 2. memory
+
+def bench_memory(sizes, runs):
+    out = {"by_rows": {}, "by_budget": {}}
+    for rows in sizes:
+        v = view(rows)
+        vals = []
+        for _ in range(runs):
+            cfg = os.path.join(TMP, "mem.yaml")
+            state = config(cfg, v)
+            res = measure([BIN, "snapshot", "--spool-only", "--config", cfg, "--log-format", "json"])
+            shutil.rmtree(state, ignore_errors=True)
+            vals.append(res["rss_mib"])
+        out["by_rows"][str(rows)] = median(vals)
+        log(f"memory {rows:,} rows: peak RSS {median(vals):.0f} MiB")
+    biggest = view(sizes[-1])
+    for budget in ["64MiB", "256MiB"]:
+        vals = []
+        for _ in range(runs):
+            cfg = os.path.join(TMP, "mem.yaml")
+            state = config(cfg, biggest, extra_defaults=f", memory_budget: {budget}")
+            res = measure([BIN, "snapshot", "--spool-only", "--config", cfg, "--log-format", "json"])
+            shutil.rmtree(state, ignore_errors=True)
+            vals.append(res["rss_mib"])
+        out["by_budget"][budget] = median(vals)
+        log(f"memory budget {budget} at {sizes[-1]:,} rows: peak RSS {median(vals):.0f} MiB")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- 3. apply
+
+def mongo_apply_config(path, table, dialect, database):
+    state = os.path.join(TMP, "state-apply")
+    text = f"""state: {state}
+redshift: {{ url: "{PG}", dialect: {dialect} }}
+mongo: {{ url: "{MONGO}", database: {database} }}
+streams:
+  - name: a
+    from: {{ collection: seed }}
+    to: {{ table: {table} }}
+"""
+    open(path, "w").write(text)
+    return state
+
+
+def bench_apply(rows, runs):
+    out = {}
+    db = "bench_apply"
+    subprocess.run([os.path.join(CBIN, "mongo_bulk"), MONGO, db, "seed", str(rows)], check=True, capture_output=True)
+    # Mongo -> PostgreSQL: stage the collection once, then time applying the staged spool (copies of it).
+    results = {"postgres": [], "redshift": [], "COPY + MERGE": []}
+    staged = {}
+    for dialect in ["postgres", "redshift"]:
+        cfg = os.path.join(TMP, f"apply-{dialect}.yaml")
+        state = mongo_apply_config(cfg, f"bench_apply.t_{dialect}", dialect, db)
+        shutil.rmtree(state, ignore_errors=True)
+        res = measure([BIN, "snapshot", "--spool-only", "--config", cfg, "--log-format", "json"])
+        staged[dialect] = (cfg, state, os.path.join(TMP, f"staged-{dialect}"))
+        shutil.rmtree(staged[dialect][2], ignore_errors=True)
+        shutil.copytree(state, staged[dialect][2])
+    psql("CREATE SCHEMA IF NOT EXISTS bench_apply")
+    # The redshift dialect stamps checkpoints with Redshift's GETDATE(); PostgreSQL lacks it, so stand one in.
+    psql("CREATE OR REPLACE FUNCTION getdate() RETURNS timestamp LANGUAGE sql AS 'SELECT now()::timestamp'")
+    csv = os.path.join(TMP, "apply.csv")
+    for r in range(runs):
+        for dialect in ["postgres", "redshift"]:
+            cfg, state, copy = staged[dialect]
+            psql(f"DROP TABLE IF EXISTS bench_apply.t_{dialect}; DROP TABLE IF EXISTS bench_apply.mongoshift_checkpoints")
+            shutil.rmtree(state, ignore_errors=True)
+            shutil.copytree(copy, state)
+            res = measure([BIN, "snapshot", "--config", cfg, "--log-format", "json"])
+            if res["rc"] == 0:
+                results[dialect].append(res)
+            log(f"apply run {r + 1} mongo→pg {dialect}: {rows / res['wall']:,.0f} rows/s rc={res['rc']}")
+        # The PostgreSQL-native baseline: COPY the same rows into a staging table, MERGE into the target.
+        if r == 0:
+            subprocess.run(["sh", "-c", f"psql '{PG}' -qc \"\\copy bench_apply.t_postgres TO '{csv}' WITH (FORMAT csv)\""], check=True)
+        psql("DROP TABLE IF EXISTS bench_apply.merged; CREATE TABLE bench_apply.merged (LIKE bench_apply.t_postgres); ALTER TABLE bench_apply.merged ADD PRIMARY KEY (_id)")
+        cols = psql("SELECT string_agg(quote_ident(column_name), ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema='bench_apply' AND table_name='t_postgres'")
+        sets = ",".join(f"{c}=s.{c}" for c in cols.split(",") if c != "_id")
+        script = (f"BEGIN; CREATE TEMP TABLE stage (LIKE bench_apply.t_postgres) ON COMMIT DROP; \\copy stage FROM '{csv}' WITH (FORMAT csv)\n"
+                  f"MERGE INTO bench_apply.merged t USING stage s ON t._id = s._id WHEN MATCHED THEN UPDATE SET {sets} "
+                  f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({','.join('s.' + c for c in cols.split(','))}); COMMIT;")
+        sql_file = os.path.join(TMP, "merge.sql")
+        open(sql_file, "w").write(script)
+        res = measure(["psql", PG, "-v", "ON_ERROR_STOP=1", "-qf", sql_file])
+        if res["rc"] == 0:
+            results["COPY + MERGE"].append(res)
+        log(f"apply run {r + 1} COPY+MERGE: {rows / res['wall']:,.0f} rows/s")
+    out["mongo_to_pg"] = {k: {"rows": rows, "rows_per_s": median([rows / x["wall"] for x in v]),
+                              "cpu_us_per_row": median([x["cpu"] / rows * 1e6 for x in v])} if v else {"failed": True}
+                          for k, v in results.items()}
+    # Redshift -> Mongo client CPU: mongoshift's apply of a staged snapshot vs the libbson bulk loop.
+    v = view(rows)
+    cfg = os.path.join(TMP, "r2m-apply.yaml")
+    mongo_cpu, c_cpu = [], []
+    for r in range(runs):
+        state = config(cfg, v, collection=f"r2m_{r}", database="bench_r2m")
+        measure([BIN, "snapshot", "--spool-only", "--config", cfg, "--log-format", "json"])
+        res = measure([BIN, "snapshot", "--config", cfg, "--log-format", "json"])
+        if res["rc"] == 0:
+            mongo_cpu.append(res)
+        res_c = measure([os.path.join(CBIN, "mongo_bulk"), MONGO, "bench_r2m", f"c_{r}", str(rows)])
+        if res_c["rc"] == 0:
+            c_cpu.append(res_c)
+        log(f"apply run {r + 1} pg→mongo: mongoshift {res['cpu'] / rows * 1e6:.1f} µs/row, C {res_c['cpu'] / rows * 1e6:.1f} µs/row")
+    out["pg_to_mongo"] = {
+        "mongoshift": {"rows": rows, "cpu_us_per_row": median([x["cpu"] / rows * 1e6 for x in mongo_cpu]), "rows_per_s": median([rows / x["wall"] for x in mongo_cpu])},
+        "C libbson bulk": {"rows": rows, "cpu_us_per_row": median([x["cpu"] / rows * 1e6 for x in c_cpu]), "rows_per_s": median([rows / x["wall"] for x in c_cpu])},
+    }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- 4. latency
+
+def pymongo_client():
+    import pymongo
+    return pymongo.MongoClient(MONGO.split("?")[0], directConnection=True)
+
+
+def bench_latency(steady_seconds, changed_rows):
+    import psycopg2
+    out = {}
+    # Redshift -> Mongo over a 20,000-row view of the big table (the poll still walks the big index).
+    v = view(20_000)
+    cfg = os.path.join(TMP, "latency-r2m.yaml")
+    config(cfg, v, collection="lat", database="bench_lat")
+    mc = pymongo_client()
+    mc.drop_database("bench_lat")
+    daemon = subprocess.Popen([BIN, "run", "--config", cfg, "--log-format", "json", "--log-level", "debug", "--metrics-addr", "off"],
+                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(TMP, "run-r2m.log"), "wb"))
+    try:
+        coll = mc.bench_lat.lat
+        deadline = time.time() + 600
+        while coll.count_documents({}) < 20_000 and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)
+        polls = [float(json.loads(l)["ms"]) for l in open(os.path.join(TMP, "run-r2m.log")) if '"polled"' in l]
+        out["empty_poll_ms"] = {"p50": median(polls[-20:]), "max": max(polls[-20:]) if polls else None, "samples": len(polls[-20:])}
+        log(f"empty poll: {out['empty_poll_ms']}")
+        conn = psycopg2.connect(PG)
+        conn.autocommit = True
+        cur = conn.cursor()
+        t0 = time.time()
+        cur.execute(f"UPDATE bench_orders SET note = 'changed', updated_at = now() WHERE id <= {changed_rows}")
+        while coll.count_documents({"_id": {"$in": [1, changed_rows // 2, changed_rows]}, "note": "changed"}) < 3:
+            time.sleep(0.02)
+        # The three probes arrived; confirm all rows.
+        while coll.count_documents({"_id": {"$in": list(range(1, changed_rows + 1))}, "note": "changed"}) < changed_rows:
+            time.sleep(0.05)
+        out["changed_rows_r2m_s"] = time.time() - t0
+        log(f"{changed_rows:,} changed rows pg→mongo: {out['changed_rows_r2m_s']:.2f} s")
+        out["lag_r2m"] = steady_lag_pg_to_mongo(cur, coll, steady_seconds)
+        log(f"steady lag pg→mongo: {out['lag_r2m']}")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+    # Mongo -> PostgreSQL.
+    db = mc.bench_lat2
+    mc.drop_database("bench_lat2")
+    db.src.insert_many([{"_id": i, "name": f"app {i}", "n": i} for i in range(1, 20_001)])
+    cfg = os.path.join(TMP, "latency-m2r.yaml")
+    state = os.path.join(TMP, "state-m2r")
+    shutil.rmtree(state, ignore_errors=True)
+    psql("DROP SCHEMA IF EXISTS bench_lat CASCADE")
+    open(cfg, "w").write(f"""state: {state}
+redshift: {{ url: "{PG}", dialect: postgres }}
+mongo: {{ url: "{MONGO}", database: bench_lat2 }}
+defaults: {{ poll_interval: 200ms }}
+streams:
+  - name: m
+    from: {{ collection: src }}
+    to: {{ table: bench_lat.src }}
+""")
+    daemon = subprocess.Popen([BIN, "run", "--config", cfg, "--log-format", "json", "--metrics-addr", "off"],
+                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(TMP, "run-m2r.log"), "wb"))
+    try:
+        conn = psycopg2.connect(PG)
+        conn.autocommit = True
+        cur = conn.cursor()
+        def count(sql):
+            try:
+                cur.execute(sql)
+                return cur.fetchone()[0]
+            except psycopg2.Error:
+                return 0
+        deadline = time.time() + 600
+        while count("SELECT count(*) FROM bench_lat.src") < 20_000 and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+        from pymongo import UpdateOne
+        t0 = time.time()
+        db.src.bulk_write([UpdateOne({"_id": i}, {"$set": {"name": "changed"}}) for i in range(1, changed_rows + 1)], ordered=False)
+        t_written = time.time()
+        while count("SELECT count(*) FROM bench_lat.src WHERE name = 'changed'") < changed_rows:
+            time.sleep(0.02)
+        out["changed_rows_m2r_s"] = time.time() - t0
+        out["changed_rows_m2r_after_write_s"] = time.time() - t_written
+        log(f"{changed_rows:,} changed docs mongo→pg: {out['changed_rows_m2r_s']:.2f} s ({out['changed_rows_m2r_after_write_s']:.2f} s after the bulk write returned)")
+        out["lag_m2r"] = steady_lag_mongo_to_pg(db.src, cur, steady_seconds)
+        log(f"steady lag mongo→pg: {out['lag_m2r']}")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+    return out
+
+
+def percentiles(lags):
+    lags = sorted(lags)
+    if not lags:
+        return {}
+    pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]
+    return {"p50": pick(0.50), "p99": pick(0.99), "max": lags[-1], "samples": len(lags)}
+
+
+def steady_lag_pg_to_mongo(cur, coll, seconds, rate=2000):
+    """A writer inserts `rate` rows/s in 10 batches a second; each batch's arrival in Mongo is timed."""
+    cur.execute("SELECT max(id) FROM bench_orders")
+    next_id = cur.fetchone()[0] + 1
+    cur.execute(f"CREATE OR REPLACE VIEW bench_orders_20000 AS SELECT * FROM bench_orders WHERE id <= 20000 OR id >= {next_id}")
+    batches, per = [], rate // 10
+    stop = time.time() + seconds
+    lags = []
+    pending = []
+    while time.time() < stop or pending:
+        now = time.time()
+        if now < stop and (not batches or now - batches[-1][1] >= 0.1):
+            cur.execute(f"""INSERT INTO bench_orders SELECT g, 1, 1, 1.00, NULL, 'new', 'steady', 'x', true, NULL, now(), now(), '{{}}'
+                            FROM generate_series({next_id}, {next_id + per - 1}) g""")
+            batches.append((next_id + per - 1, time.time()))
+            pending.append(batches[-1])
+            next_id += per
+        while pending and coll.count_documents({"_id": pending[0][0]}) == 1:
+            lags.append(time.time() - pending.pop(0)[1])
+        if time.time() > stop + 120:
+            break
+        time.sleep(0.01)
+    return percentiles(lags)
+
+
+def steady_lag_mongo_to_pg(coll, cur, seconds, rate=2000):
+    next_id, per = 1_000_001, rate // 10
+    batches, pending, lags = [], [], []
+    stop = time.time() + seconds
+    while time.time() < stop or pending:
+        now = time.time()
+        if now < stop and (not batches or now - batches[-1][1] >= 0.1):
+            coll.insert_many([{"_id": i, "name": "steady", "n": i} for i in range(next_id, next_id + per)], ordered=False)
+            batches.append((next_id + per - 1, time.time()))
+            pending.append(batches[-1])
+            next_id += per
+        if pending:
+            cur.execute("SELECT coalesce(max(_id), 0) FROM bench_lat.src")
+            top = cur.fetchone()[0]
+            while pending and top >= pending[0][0]:
+                lags.append(time.time() - pending.pop(0)[1])
+        if time.time() > stop + 120:
+            break
+        time.sleep(0.01)
+    return percentiles(lags)
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="extract,memory,apply,latency")
+    args = ap.parse_args()
+    quick = args.quick
+    rows = 500_000 if quick else 5_000_000
+    slow_rows = 100_000 if quick else 1_000_000
+    sizes = [100_000, 250_000, 500_000] if quick else [500_000, 1_000_000, 5_000_000]
+    os.makedirs(OUT, exist_ok=True)
+    results_path = os.path.join(OUT, "results.json")
+    results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+    results["meta"] = {"mode": "quick" if quick else "full", "runs": args.runs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       "cpus": os.cpu_count(), "machine": os.uname().machine}
+    ensure_orders(rows)
+    only = args.only.split(",")
+    if "extract" in only:
+        results["extract"] = bench_extract(rows, slow_rows, args.runs)
+    if "memory" in only:
+        results["memory"] = bench_memory(sizes, max(1, args.runs - 1))
+    if "apply" in only:
+        results["apply"] = bench_apply(20_000 if quick else 100_000, args.runs)
+    if "latency" in only:
+        results["latency"] = bench_latency(30 if quick else 120, 10_000)
+    json.dump(results, open(results_path, "w"), indent=1)
+    shutil.rmtree(TMP, ignore_errors=True)
+    log("results:", results_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -72,28 +72,7 @@ public final class PostgresConnection: @unchecked Sendable {
         let io = IOThread(name: "libpq")
         let redacted = Redaction.redact(conninfo)
         do {
-            let conn = try await io.run { () -> UnsafeSendable<OpaquePointer> in
-                let keys = ["dbname", "application_name", "connect_timeout", "client_encoding"]
-                let values = [conninfo, applicationName, String(connectTimeoutSeconds), "UTF8"]
-                let conn = withCStrings(keys) { k in
-                    withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
-                }
-                guard let conn else { throw PostgresError(code: .connectionFailed, message: "out of memory") }
-                if PQstatus(conn) != CONNECTION_OK {
-                    let message = Self.cleanMessage(PQerrorMessage(conn))
-                    PQfinish(conn)
-                    throw PostgresError(code: .connectionFailed, message: "\(Redaction.redact(message)) [\(redacted)]")
-                }
-                // A SQL_ASCII database stores bytes in no particular encoding, and the server refuses to convert them to
-                // UTF-8 (failing the whole query). Take them as they are: values that are not UTF-8 are then refused one
-                // row at a time (dead-lettered) instead of stopping the stream.
-                if let encoding = PQparameterStatus(conn, "server_encoding"), String(cString: encoding) == "SQL_ASCII" {
-                    _ = PQsetClientEncoding(conn, "SQL_ASCII")
-                }
-                // Server NOTICEs ("relation already exists, skipping") would go straight to stderr, past the logger.
-                PQsetNoticeProcessor(conn, { _, _ in }, nil)
-                return UnsafeSendable(conn)
-            }
+            let conn = try await io.run { try open(conninfo, applicationName: applicationName, connectTimeoutSeconds: connectTimeoutSeconds) }
             let connection = PostgresConnection(io: io, conn: conn.value, redacted: redacted)
             _ = try await connection.execute("SET TIME ZONE 'UTC'")
             return connection
@@ -114,32 +93,81 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ sql: String, _ params: [String?] = []) async throws -> PostgresRows {
         try await cancellable {
-            try await self.io.run {
-                try self.sendQuery(sql, params, singleRow: false)
-                var out = PostgresRows(columns: [], rows: [], commandTag: "")
-                var failure: PostgresError?
-                while let result = PQgetResult(self.conn) {
-                    defer { PQclear(result) }
-                    let status = PQresultStatus(result)
-                    if status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK {
-                        out.columns = Self.columns(result)
-                        let rows = Int(PQntuples(result)), cols = Int(PQnfields(result))
-                        out.rows.reserveCapacity(rows)
-                        for r in 0..<rows {
-                            out.rows.append((0..<cols).map { c in
-                                PQgetisnull(result, Int32(r), Int32(c)) == 1 ? nil : String(cString: PQgetvalue(result, Int32(r), Int32(c)))
-                            })
-                        }
-                        out.commandTag = String(cString: PQcmdStatus(result))
-                    } else if failure == nil {
-                        failure = self.error(from: result, sql: sql)
-                    }
+            try await self.io.run { try self.collect(sql, params) }
+        }
+    }
+
+    /// `query` for callers on a dedicated thread of their own (the PostgreSQL state store): blocks that thread.
+    @discardableResult
+    public func queryBlocking(_ sql: String, _ params: [String?] = []) throws -> PostgresRows {
+        try io.runBlocking { try self.collect(sql, params) }
+    }
+
+    /// libpq's connect, on the calling (I/O) thread.
+    private static func open(_ conninfo: String, applicationName: String, connectTimeoutSeconds: Int) throws -> UnsafeSendable<OpaquePointer> {
+        let redacted = Redaction.redact(conninfo)
+        let keys = ["dbname", "application_name", "connect_timeout", "client_encoding"]
+        let values = [conninfo, applicationName, String(connectTimeoutSeconds), "UTF8"]
+        let conn = withCStrings(keys) { k in
+            withCStrings(values) { v in PQconnectdbParams(k, v, 1) }
+        }
+        guard let conn else { throw PostgresError(code: .connectionFailed, message: "out of memory") }
+        if PQstatus(conn) != CONNECTION_OK {
+            let message = Self.cleanMessage(PQerrorMessage(conn))
+            PQfinish(conn)
+            throw PostgresError(code: .connectionFailed, message: "\(Redaction.redact(message)) [\(redacted)]")
+        }
+        // A SQL_ASCII database stores bytes in no particular encoding, and the server refuses to convert them to
+        // UTF-8 (failing the whole query). Take them as they are: values that are not UTF-8 are then refused one
+        // row at a time (dead-lettered) instead of stopping the stream.
+        if let encoding = PQparameterStatus(conn, "server_encoding"), String(cString: encoding) == "SQL_ASCII" {
+            _ = PQsetClientEncoding(conn, "SQL_ASCII")
+        }
+        // Server NOTICEs ("relation already exists, skipping") would go straight to stderr, past the logger.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
+        return UnsafeSendable(conn)
+    }
+
+    /// Opens a connection from a dedicated thread (blocks it; see `queryBlocking`).
+    public static func connectBlocking(_ conninfo: String, applicationName: String = "mongoshift",
+                                       connectTimeoutSeconds: Int = 10) throws -> PostgresConnection {
+        let io = IOThread(name: "libpq")
+        do {
+            let conn = try io.runBlocking { try open(conninfo, applicationName: applicationName, connectTimeoutSeconds: connectTimeoutSeconds) }
+            let connection = PostgresConnection(io: io, conn: conn.value, redacted: Redaction.redact(conninfo))
+            try connection.queryBlocking("SET TIME ZONE 'UTC'")
+            return connection
+        } catch {
+            io.shutdown()
+            throw error
+        }
+    }
+
+    /// Sends a statement and gathers its whole result; runs on the connection's thread.
+    private func collect(_ sql: String, _ params: [String?]) throws -> PostgresRows {
+        try sendQuery(sql, params, singleRow: false)
+        var out = PostgresRows(columns: [], rows: [], commandTag: "")
+        var failure: PostgresError?
+        while let result = PQgetResult(conn) {
+            defer { PQclear(result) }
+            let status = PQresultStatus(result)
+            if status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK {
+                out.columns = Self.columns(result)
+                let rows = Int(PQntuples(result)), cols = Int(PQnfields(result))
+                out.rows.reserveCapacity(rows)
+                for r in 0..<rows {
+                    out.rows.append((0..<cols).map { c in
+                        PQgetisnull(result, Int32(r), Int32(c)) == 1 ? nil : String(cString: PQgetvalue(result, Int32(r), Int32(c)))
+                    })
                 }
-                if let failure { throw failure }
-                try self.checkConnection(sql)
-                return out
+                out.commandTag = String(cString: PQcmdStatus(result))
+            } else if failure == nil {
+                failure = error(from: result, sql: sql)
             }
         }
+        if let failure { throw failure }
+        try checkConnection(sql)
+        return out
     }
 
     /// Runs statements without parameters (may contain several separated by `;`).

@@ -26,6 +26,16 @@ public final class IOThread: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on this thread and blocks the calling thread until it returns. Only for callers that are
+    /// themselves on a dedicated thread (another IOThread), never on the cooperative pool.
+    public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        guard submit({ box.result = Result { try body() }; done.signal() }) else { throw IOThreadStopped() }
+        done.wait()
+        return try box.result.get()
+    }
+
     /// Queues `job`; false when the thread was shut down.
     @discardableResult
     public func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
@@ -72,4 +82,10 @@ public final class IOThread: @unchecked Sendable {
 
 public struct IOThreadStopped: Error, CustomStringConvertible {
     public var description: String { "the connection's I/O thread was shut down" }
+}
+
+/// A result handed from an IOThread job to a thread blocked waiting for it.
+/// `@unchecked Sendable`: written by the job before the waiter's semaphore is signalled, read only after.
+private final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, Error> = .failure(IOThreadStopped())
 }

@@ -2,7 +2,13 @@
 /// the engine never reads files, arguments or the environment itself.
 public struct ReplicationConfig: Sendable {
     /// State directory: `state.db`, `spool/`, `deadletter/`. Default `./.mongoshift`.
+    /// This worker's local directory: spool, dead letters, worker identity — and the SQLite state store unless
+    /// `stateURL` is set.
     public var stateDirectory: String = "./.mongoshift"
+    /// `state: postgresql://…`: the state store in PostgreSQL, shared by several workers (leases, partition claims).
+    public var stateURL: String?
+    /// How long a stream's lease lasts without a heartbeat before another worker may take the stream over.
+    public var leaseDuration: Duration = .seconds(15)
     public var redshift: RedshiftEndpoint?
     public var mongo: MongoEndpoint?
     public var defaults = StreamDefaults()

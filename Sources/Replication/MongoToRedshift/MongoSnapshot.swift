@@ -22,8 +22,10 @@ struct MongoSnapshot {
         var state = try await context.state.ensureStream(name, direction: StreamConfig.Direction.mongoToRedshift.rawValue)
         if state.phase == .streaming { return .alreadyComplete(rowsApplied: state.rowsApplied) }
         try await context.recoverSpool()
+        try await context.state.releaseClaims(name)
+        if context.role == .helper && state.phase != .snapshotting { return .interrupted }
         var partitions = try await context.state.partitions(name)
-        if state.phase == .new || partitions.isEmpty {
+        if (state.phase == .new || partitions.isEmpty) && context.role == .owner {
             try await plan()
             state = try await context.state.stream(name)!
             partitions = try await context.state.partitions(name)
@@ -31,12 +33,14 @@ struct MongoSnapshot {
             context.logger.info("resuming snapshot", metadata: ["partitions_done": "\(partitions.filter { $0.status == .done }.count)/\(partitions.count)"])
         }
         let total = try await policy.run { try await client.count(database: database, collection: context.stream.collection) }
-        let counters = SnapshotCounters(rowsDone: partitions.reduce(0) { $0 + $1.rows }, partitionsDone: partitions.filter { $0.status == .done }.count)
-        let queue = PartitionQueue(partitions.filter { $0.status == .pending })
         let partitionCount = partitions.count
+        let claimFor = context.config.leaseDuration * 4
+        // Rounds, as in RedshiftSnapshot: claim and copy until nothing is claimable; the owner waits for the rest.
+        while true {
+        let counters = SnapshotCounters(rowsDone: partitions.reduce(0) { $0 + $1.rows }, partitionsDone: partitions.filter { $0.status == .done }.count)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                while let partition = await queue.next() {
+                while !Task.isShuttingDownGracefully, let partition = try await context.state.claimPartition(name, duration: claimFor) {
                     try await extract(partition, counters: counters, total: total, partitionCount: partitionCount)
                 }
                 await counters.finishExtraction()
@@ -48,8 +52,14 @@ struct MongoSnapshot {
             }
             while try await group.next() != nil {}
         }
+        if Task.isShuttingDownGracefully || spoolOnly || context.role == .helper { break }
+        let remaining = try await context.state.snapshotRemaining(name)
+        if remaining.partitions == 0 && remaining.segments == 0 { break }
+        try await pause(.seconds(1))
+        partitions = try await context.state.partitions(name)
+        }
         context.progress?.finish(stream: name)
-        if Task.isShuttingDownGracefully { return .interrupted }
+        if Task.isShuttingDownGracefully || context.role == .helper { return .interrupted }
         if spoolOnly { return .spooled(segments: try await context.state.spoolBacklog(name).segments) }
         try await context.state.completeSnapshot(name)
         let final = try await context.state.stream(name)!

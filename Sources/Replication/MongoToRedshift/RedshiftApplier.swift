@@ -137,9 +137,18 @@ public actor RedshiftApplier: ChangeTarget {
         try await c.execute("BEGIN")
         do {
             if let segment {
+                // Snapshot pages are fenced per partition (workers copy partitions side by side); the rest per stream,
+                // and by lease epoch: a worker whose lease was taken over cannot apply after the new owner did.
+                if segment.kind == .snapshot { try await c.query(sql.seedCheckpoint(), [fenceKey(segment, stream)]) }
                 let locks = sql.lockCheckpoint()
                 for statement in locks.dropLast() { try await c.execute(statement) }
-                let current = Int64(try await c.query(locks.last!, [stream]).rows.first?.first??.description ?? "0") ?? 0
+                let row = try await c.query(locks.last!, [fenceKey(segment, stream)]).rows.first
+                let current = Int64(row?[0] ?? "0") ?? 0
+                let epoch = Int64((row?.count ?? 0) > 1 ? row?[1] ?? "0" : "0") ?? 0
+                if segment.kind != .snapshot, epoch > leaseEpoch {
+                    try await c.execute("ROLLBACK")
+                    throw ReplicationError(.fenced, stream: context.name, "the target's checkpoint carries lease epoch \(epoch), newer than this worker's \(leaseEpoch): not applying")
+                }
                 if current >= segment.seq {
                     try await c.execute("ROLLBACK")
                     context.logger.info("batch already in the target (checkpoint fence); skipped", metadata: ["seq": "\(segment.seq)"])
@@ -156,7 +165,8 @@ public actor RedshiftApplier: ChangeTarget {
             try await c.execute(sql.deleteChanged())
             try await c.execute(sql.insertUpserts(schema))
             if let segment {
-                try await c.query(sql.advanceCheckpoint(), [stream, String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition)])
+                try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition),
+                                                            String(segment.kind == .snapshot ? 0 : leaseEpoch)])
             }
             try await c.execute("COMMIT")
             return true
@@ -166,11 +176,19 @@ public actor RedshiftApplier: ChangeTarget {
         }
     }
 
+    /// The checkpoint row a segment is fenced by: the stream's, or for snapshot pages the partition's.
+    func fenceKey(_ segment: SegmentRecord, _ stream: String) -> String {
+        segment.kind == .snapshot ? String("\(stream)#p\(segment.partition)".prefix(127)) : stream
+    }
+
+    var leaseEpoch: Int64 { context.lease?.epoch ?? 0 }
+
     private func fenceOnly(_ segment: SegmentRecord) async throws {
         let name = context.checkpointKey
         try await source.run(policy, logger: context.logger) { [self] c in
             try await self.prepare(c)
-            try await c.query(self.sql.advanceCheckpoint() + " AND seq < $2", [name, String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition)])
+            try await c.query(self.sql.advanceCheckpoint() + " AND seq < $2", [self.fenceKey(segment, name), String(segment.seq),
+                                                                               ExtendedJSON.relaxed(segment.lastPosition), String(self.leaseEpoch)])
         }
     }
 

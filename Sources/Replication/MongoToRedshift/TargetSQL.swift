@@ -28,7 +28,7 @@ public struct TargetSQL: Sendable {
     }
 
     public func createCheckpoints() -> String {
-        "CREATE TABLE IF NOT EXISTS \(checkpoints) (stream varchar(127) NOT NULL PRIMARY KEY, seq bigint NOT NULL, position varchar(65535), updated_at timestamp)"
+        "CREATE TABLE IF NOT EXISTS \(checkpoints) (stream varchar(127) NOT NULL PRIMARY KEY, seq bigint NOT NULL, position varchar(65535), updated_at timestamp, epoch bigint NOT NULL DEFAULT 0)"
     }
 
     /// Creates the stream's checkpoint row if missing (no ON CONFLICT: Redshift has none).
@@ -36,16 +36,17 @@ public struct TargetSQL: Sendable {
         "INSERT INTO \(checkpoints) (stream, seq, position, updated_at) SELECT CAST($1 AS varchar(127)), 0, NULL, \(now) WHERE NOT EXISTS (SELECT 1 FROM \(checkpoints) WHERE stream = CAST($1 AS varchar(127)))"
     }
 
-    /// Inside the batch transaction: lock the stream's checkpoint and read its sequence (the fence).
+    /// Inside the batch transaction: lock the stream's checkpoint and read its sequence and lease epoch (the fence).
     public func lockCheckpoint() -> [String] {
         switch dialect {
-        case .redshift: ["LOCK \(checkpoints)", "SELECT seq FROM \(checkpoints) WHERE stream = $1"]
-        case .postgres: ["SELECT seq FROM \(checkpoints) WHERE stream = $1 FOR UPDATE"]
+        case .redshift: ["LOCK \(checkpoints)", "SELECT seq, epoch FROM \(checkpoints) WHERE stream = $1"]
+        case .postgres: ["SELECT seq, epoch FROM \(checkpoints) WHERE stream = $1 FOR UPDATE"]
         }
     }
 
+    /// `$1` key, `$2` sequence, `$3` position, `$4` the applying worker's lease epoch.
     public func advanceCheckpoint() -> String {
-        "UPDATE \(checkpoints) SET seq = $2, position = $3, updated_at = \(now) WHERE stream = $1"
+        "UPDATE \(checkpoints) SET seq = $2, position = $3, epoch = $4, updated_at = \(now) WHERE stream = $1"
     }
 
     var now: String { dialect == .redshift ? "GETDATE()" : "now()" }

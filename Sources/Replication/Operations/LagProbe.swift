@@ -28,16 +28,22 @@ public struct StreamLag: Sendable {
     /// server lets us read local.oplog.rs). A token older than the window cannot resume.
     public var resumeTokenAgeSeconds: Double?
     public var oplogWindowSeconds: Double?
+    /// The worker holding the stream's lease (nil: not running anywhere; an expired lease shows as such).
+    public var owner: String?
 }
 
 public enum LagProbe {
     /// Reads the state store (read-only: never blocks a running daemon) and asks the source for its head.
     public static func measure(config: ReplicationConfig, streams: [StreamConfig], logger: Logger) async -> [StreamLag] {
-        let state = try? StateStore(directory: config.stateDirectory, readOnly: true)
+        let state = try? StateStore.open(config, readOnly: true)
         var out: [StreamLag] = []
         var source: PostgresConnection?
+        let leases = (try? await state?.leases()) ?? []
         for stream in streams {
             var lag = StreamLag(name: stream.name, direction: stream.direction.rawValue, phase: "new")
+            if let lease = leases.first(where: { $0.stream == stream.name }) {
+                lag.owner = lease.expiresAt >= Date().timeIntervalSince1970 ? "\(lease.holder) (epoch \(lease.epoch))" : nil
+            }
             if let state, let s = try? await state.stream(stream.name) {
                 lag.phase = s.phase.rawValue
                 if s.phase == .snapshotting, let parts = try? await state.partitions(stream.name) {

@@ -35,9 +35,12 @@ public struct RedshiftSnapshot: Sendable {
             return .alreadyComplete(rowsApplied: state.rowsApplied)
         }
         try await context.recoverSpool()
+        try await context.state.releaseClaims(name)
+        // A helper (another worker owns the stream) only copies partitions of a snapshot the owner planned.
+        if context.role == .helper && state.phase != .snapshotting { return .interrupted }
         let table = try await source.run(policy, logger: context.logger) { c in try await SourceTable.describe(c, stream: context.stream) }
         var partitions = try await context.state.partitions(name)
-        if state.phase == .new || partitions.isEmpty {
+        if (state.phase == .new || partitions.isEmpty) && context.role == .owner {
             try await plan(table)
             state = try await context.state.stream(name)!
             partitions = try await context.state.partitions(name)
@@ -52,19 +55,22 @@ public struct RedshiftSnapshot: Sendable {
         let total = try await source.run(policy, logger: context.logger) { c in
             Int(try await c.query("SELECT count(*) FROM \(table.qualifiedName)").rows.first?.first??.description ?? "0") ?? 0
         }
-        let counters = SnapshotCounters(rowsDone: partitions.reduce(0) { $0 + $1.rows },
-                                        partitionsDone: partitions.filter { $0.status == .done }.count)
-        let queue = PartitionQueue(partitions.filter { $0.status == .pending })
         let workers = max(1, min(context.stream.parallelism, partitions.count))
         let partitionCount = partitions.count
+        let claimFor = context.config.leaseDuration * 4
 
+        // Rounds: claim and copy partitions until none is left to claim, applying this worker's pages meanwhile;
+        // the owner then waits for partitions other workers still copy (claims that expire come back to it).
+        while true {
+        let counters = SnapshotCounters(rowsDone: partitions.reduce(0) { $0 + $1.rows },
+                                        partitionsDone: partitions.filter { $0.status == .done }.count)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await withThrowingTaskGroup(of: Void.self) { extractors in
                     for worker in 0..<workers {
                         let workerSource = worker == 0 ? source : PostgresSource(url: sourceURL)
                         extractors.addTask {
-                            while let partition = await queue.next() {
+                            while !Task.isShuttingDownGracefully, let partition = try await context.state.claimPartition(name, duration: claimFor) {
                                 try await extract(partition, table: table, encoder: encoder, source: workerSource,
                                                   counters: counters, total: total, partitionCount: partitionCount)
                             }
@@ -81,6 +87,12 @@ public struct RedshiftSnapshot: Sendable {
             }
             while try await group.next() != nil {}
         }
+        if Task.isShuttingDownGracefully || spoolOnly || context.role == .helper { break }
+        let remaining = try await context.state.snapshotRemaining(name)
+        if remaining.partitions == 0 && remaining.segments == 0 { break }
+        try await pause(.seconds(1))
+        partitions = try await context.state.partitions(name)
+        }
         context.progress?.finish(stream: name)
         if Task.isShuttingDownGracefully {
             context.logger.info("snapshot interrupted by shutdown; it resumes on the next run")
@@ -89,6 +101,7 @@ public struct RedshiftSnapshot: Sendable {
         if spoolOnly {
             return .spooled(segments: try await context.state.spoolBacklog(name).segments)
         }
+        if context.role == .helper { return .interrupted }
         try await context.state.completeSnapshot(name)
         let finalState = try await context.state.stream(name)!
         context.logger.info("snapshot complete", metadata: ["rows_applied": "\(finalState.rowsApplied)", "stale_skipped": "\(finalState.staleSkipped)",

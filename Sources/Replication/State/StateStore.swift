@@ -2,6 +2,7 @@ import Foundation
 import MongoClient
 import ShiftCore
 import SQLiteStore
+import Spool
 
 /// Where a stream stands.
 public enum StreamPhase: String, Sendable {
@@ -32,7 +33,7 @@ public struct StreamState: Sendable {
 }
 
 public struct PartitionState: Sendable, Equatable {
-    public enum Status: String, Sendable { case pending, done }
+    public enum Status: String, Sendable { case pending, claimed, done }
     public var index: Int
     /// Exclusive lower bound (nil: unbounded), inclusive upper bound (nil: unbounded): `{k: [text...]}` documents.
     public var lower: Document?
@@ -70,10 +71,17 @@ public struct SegmentRecord: Sendable, Equatable {
 /// The durable replication state (DESIGN §8): SQLite in WAL mode at `state/state.db`.
 /// Every call runs on the store's own thread; readers in other processes (`lag`) never block the daemon.
 public final class StateStore: Sendable {
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
     private let io: IOThread
-    private let db: SQLiteDatabase
+    private let db: StateDatabase
+    /// Where the state lives (a file path, or the redacted PostgreSQL URL).
     public let path: String
+    /// This worker (machine + local directory), stable across restarts: owns leases, claims and its segments.
+    public let workerID: String
+    /// True when several workers may share this store (PostgreSQL): leases expire and others take over.
+    public let isShared: Bool
+    /// How long a partition claim lasts after its last page (renewed with every page).
+    public var claimDuration: Double { 60 }
     /// Identifies this state store for good (created with it): a target's checkpoint rows are keyed by it, so a
     /// fresh state directory (sequences restarting at 1) never mistakes another store's checkpoint for its own.
     public let instanceID: String
@@ -90,6 +98,8 @@ public final class StateStore: Sendable {
         }
         db = try SQLiteDatabase(path: path, readOnly: readOnly)
         io = IOThread(name: "state")
+        isShared = false
+        workerID = try Self.loadWorkerID(directory: directory, create: !readOnly)
         do {
             if !readOnly {
                 try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
@@ -99,7 +109,7 @@ public final class StateStore: Sendable {
                 _ = try db.query("SELECT count(*) FROM streams")
             }
             if !readOnly {
-                try db.query("INSERT OR IGNORE INTO meta VALUES ('instance_id', ?)", [.text(UUID().uuidString.lowercased())])
+                try db.query("INSERT INTO meta VALUES ('instance_id', ?) ON CONFLICT DO NOTHING", [.text(UUID().uuidString.lowercased())])
             }
             instanceID = try db.query("SELECT value FROM meta WHERE key = 'instance_id'").first?.first?.text ?? ""
         } catch let error as SQLiteError where error.isCorrupt {
@@ -107,11 +117,49 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// The PostgreSQL store (`state: postgresql://…`): tables in schema `mongoshift_state`, shared by every worker;
+    /// `localDirectory` keeps this worker's identity, spool and dead letters.
+    public init(url: String, localDirectory: String, readOnly: Bool = false) throws {
+        try FileManager.default.createDirectory(atPath: localDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        path = Redaction.redact(url)
+        io = IOThread(name: "state")
+        isShared = true
+        workerID = try Self.loadWorkerID(directory: localDirectory, create: true)
+        let database = try io.runBlocking { try PostgresStateDatabase(url: url, schema: "mongoshift_state") }
+        db = database
+        instanceID = try io.runBlocking { [db] in
+            defer { try? database.migrated() }
+            if !readOnly { try Self.migrate(db) }
+            if !readOnly {
+                try db.query("INSERT INTO meta VALUES ('instance_id', ?) ON CONFLICT DO NOTHING", [.text(UUID().uuidString.lowercased())])
+            }
+            return try db.query("SELECT value FROM meta WHERE key = 'instance_id'", []).first?.first?.text ?? ""
+        }
+    }
+
+    /// Opens the store a configuration names: a PostgreSQL URL, else the SQLite file in the state directory.
+    public static func open(_ config: ReplicationConfig, readOnly: Bool = false) throws -> StateStore {
+        if let url = config.stateURL { return try StateStore(url: url, localDirectory: config.stateDirectory, readOnly: readOnly) }
+        return try StateStore(directory: config.stateDirectory, readOnly: readOnly)
+    }
+
+    /// `<dir>/worker-id`: host name plus a random suffix, written once.
+    static func loadWorkerID(directory: String, create: Bool) throws -> String {
+        let file = (directory as NSString).appendingPathComponent("worker-id")
+        if let text = try? String(contentsOfFile: file, encoding: .utf8), !text.isEmpty {
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let id = "\(ProcessInfo.processInfo.hostName.prefix(40))-\(UUID().uuidString.prefix(8).lowercased())"
+        if create { try DurableFile.write(Array((id + "\n").utf8), to: file) }
+        return id
+    }
+
     deinit { io.shutdown() }
 
-    static func migrate(_ db: SQLiteDatabase) throws {
+    static func migrate(_ db: StateDatabase) throws {
+        let d = db.dialect
         try db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        let current = try db.query("SELECT value FROM meta WHERE key = 'schema_version'").first?.first?.text.flatMap { Int($0) } ?? 0
+        let current = try db.query("SELECT value FROM meta WHERE key = 'schema_version'", []).first?.first?.text.flatMap { Int($0) } ?? 0
         if current > schemaVersion {
             throw SQLiteError(code: 1, message: "state database schema \(current) is newer than this mongoshift (\(schemaVersion))", sql: nil)
         }
@@ -120,29 +168,44 @@ public final class StateStore: Sendable {
                 try db.execute("""
                 CREATE TABLE streams (
                     name TEXT PRIMARY KEY, direction TEXT NOT NULL, phase TEXT NOT NULL,
-                    snapshot_start BLOB, extract_position BLOB, applied_position BLOB,
-                    rows_extracted INTEGER NOT NULL DEFAULT 0, rows_applied INTEGER NOT NULL DEFAULT 0,
-                    rows_deadlettered INTEGER NOT NULL DEFAULT 0, stale_skipped INTEGER NOT NULL DEFAULT 0,
-                    last_error TEXT, last_error_at REAL, updated_at REAL NOT NULL, snapshot_completed_at REAL,
-                    next_seq INTEGER NOT NULL DEFAULT 1);
+                    snapshot_start \(d.blob), extract_position \(d.blob), applied_position \(d.blob),
+                    rows_extracted \(d.integer) NOT NULL DEFAULT 0, rows_applied \(d.integer) NOT NULL DEFAULT 0,
+                    rows_deadlettered \(d.integer) NOT NULL DEFAULT 0, stale_skipped \(d.integer) NOT NULL DEFAULT 0,
+                    last_error TEXT, last_error_at \(d.real), updated_at \(d.real) NOT NULL, snapshot_completed_at \(d.real),
+                    next_seq \(d.integer) NOT NULL DEFAULT 1);
                 CREATE TABLE partitions (
-                    stream TEXT NOT NULL, idx INTEGER NOT NULL, lower BLOB, upper BLOB, last_key BLOB,
-                    status TEXT NOT NULL, rows INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (stream, idx));
+                    stream TEXT NOT NULL, idx \(d.integer) NOT NULL, lower \(d.blob), upper \(d.blob), last_key \(d.blob),
+                    status TEXT NOT NULL, rows \(d.integer) NOT NULL DEFAULT 0, PRIMARY KEY (stream, idx));
                 CREATE TABLE segments (
-                    stream TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, partition INTEGER NOT NULL,
-                    records INTEGER NOT NULL, bytes INTEGER NOT NULL, first_pos BLOB NOT NULL, last_pos BLOB NOT NULL,
-                    created_at REAL NOT NULL, PRIMARY KEY (stream, seq));
+                    stream TEXT NOT NULL, seq \(d.integer) NOT NULL, kind TEXT NOT NULL, partition \(d.integer) NOT NULL,
+                    records \(d.integer) NOT NULL, bytes \(d.integer) NOT NULL, first_pos \(d.blob) NOT NULL, last_pos \(d.blob) NOT NULL,
+                    created_at \(d.real) NOT NULL, PRIMARY KEY (stream, seq));
                 CREATE TABLE columns (
                     stream TEXT NOT NULL, name TEXT NOT NULL, source_path TEXT NOT NULL, type TEXT NOT NULL,
-                    width INTEGER NOT NULL DEFAULT 0, position INTEGER NOT NULL, PRIMARY KEY (stream, name));
-                INSERT OR REPLACE INTO meta VALUES ('schema_version', '1');
+                    width \(d.integer) NOT NULL DEFAULT 0, position \(d.integer) NOT NULL, PRIMARY KEY (stream, name));
+                INSERT INTO meta VALUES ('schema_version', '1') ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                """)
+            }
+        }
+        if current < 2 {
+            // Version 2: several workers — segments belong to the worker whose spool holds them, partitions are
+            // claimed, streams are leased (holder, fencing epoch, expiry).
+            try db.transaction {
+                try db.execute("""
+                ALTER TABLE segments ADD COLUMN worker TEXT NOT NULL DEFAULT '';
+                ALTER TABLE partitions ADD COLUMN claimed_by TEXT;
+                ALTER TABLE partitions ADD COLUMN claim_expires \(d.real);
+                CREATE TABLE leases (
+                    stream TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch \(d.integer) NOT NULL,
+                    expires_at \(d.real) NOT NULL, heartbeat_at \(d.real) NOT NULL);
+                INSERT INTO meta VALUES ('schema_version', '2') ON CONFLICT (key) DO UPDATE SET value = excluded.value
                 """)
             }
         }
     }
 
     @discardableResult
-    private func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteDatabase) throws -> T) async throws -> T {
+    private func run<T: Sendable>(_ body: @escaping @Sendable (StateDatabase) throws -> T) async throws -> T {
         try await io.run { [db] in try body(db) }
     }
 
@@ -152,7 +215,7 @@ public final class StateStore: Sendable {
 
     public func ensureStream(_ name: String, direction: String) async throws -> StreamState {
         try await run { db in
-            try db.query("INSERT OR IGNORE INTO streams (name, direction, phase, updated_at) VALUES (?, ?, 'new', ?)",
+            try db.query("INSERT INTO streams (name, direction, phase, updated_at) VALUES (?, ?, 'new', ?) ON CONFLICT DO NOTHING",
                          [.text(name), .text(direction), .real(Self.now)])
             return try Self.loadStream(db, name)!
         }
@@ -168,7 +231,7 @@ public final class StateStore: Sendable {
         }
     }
 
-    static func loadStream(_ db: SQLiteDatabase, _ name: String) throws -> StreamState? {
+    static func loadStream(_ db: StateDatabase, _ name: String) throws -> StreamState? {
         guard let r = try db.query("""
             SELECT name, direction, phase, snapshot_start, extract_position, applied_position, rows_extracted,
                    rows_applied, rows_deadlettered, stale_skipped, last_error, last_error_at, updated_at, snapshot_completed_at
@@ -255,11 +318,8 @@ public final class StateStore: Sendable {
     /// A fresh segment sequence number for the stream (monotone, never reused).
     public func allocateSequence(_ name: String) async throws -> Int64 {
         try await run { db in
-            try db.transaction {
-                let seq = try db.query("SELECT next_seq FROM streams WHERE name = ?", [.text(name)]).first?.first?.int ?? 1
-                try db.query("UPDATE streams SET next_seq = ? WHERE name = ?", [.integer(seq + 1), .text(name)])
-                return seq
-            }
+            // One statement: concurrent workers never draw the same number.
+            try db.query("UPDATE streams SET next_seq = next_seq + 1 WHERE name = ? RETURNING next_seq - 1", [.text(name)]).first?.first?.int ?? 1
         }
     }
 
@@ -269,15 +329,17 @@ public final class StateStore: Sendable {
         try await run { db in
             try db.transaction {
                 try db.query("""
-                    INSERT INTO segments (stream, seq, kind, partition, records, bytes, first_pos, last_pos, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO segments (stream, seq, kind, partition, records, bytes, first_pos, last_pos, created_at, worker)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, [.text(segment.stream), .integer(segment.seq), .text(segment.kind.rawValue), .integer(Int64(segment.partition)),
                           .integer(Int64(segment.records)), .integer(Int64(segment.bytes)), .blob(segment.firstPosition.bytes),
-                          .blob(segment.lastPosition.bytes), .real(Self.now)])
+                          .blob(segment.lastPosition.bytes), .real(Self.now), .text(self.workerID)])
                 switch segment.kind {
                 case .snapshot:
-                    try db.query("UPDATE partitions SET last_key = ?, rows = rows + ? WHERE stream = ? AND idx = ?",
-                                 [.blob(segment.lastPosition.bytes), .integer(Int64(segment.records)), .text(segment.stream), .integer(Int64(segment.partition))])
+                    // Each page also renews this worker's claim on the partition.
+                    try db.query("UPDATE partitions SET last_key = ?, rows = rows + ?, claim_expires = ? WHERE stream = ? AND idx = ?",
+                                 [.blob(segment.lastPosition.bytes), .integer(Int64(segment.records)), .real(Self.now + self.claimDuration),
+                                  .text(segment.stream), .integer(Int64(segment.partition))])
                 case .tail:
                     try db.query("UPDATE streams SET extract_position = ? WHERE name = ?", [.blob(segment.lastPosition.bytes), .text(segment.stream)])
                 case .repair:
@@ -292,8 +354,8 @@ public final class StateStore: Sendable {
     public func pendingSegments(_ name: String) async throws -> [SegmentRecord] {
         try await run { db in
             try db.query("""
-                SELECT stream, seq, kind, partition, records, bytes, first_pos, last_pos FROM segments WHERE stream = ? ORDER BY seq
-                """, [.text(name)]).map(Self.segment)
+                SELECT stream, seq, kind, partition, records, bytes, first_pos, last_pos FROM segments WHERE stream = ? AND worker = ? ORDER BY seq
+                """, [.text(name), .text(self.workerID)]).map(Self.segment)
         }
     }
 
@@ -353,13 +415,14 @@ public final class StateStore: Sendable {
 
     public func knownSequences(_ name: String) async throws -> Set<Int64> {
         try await run { db in
-            Set(try db.query("SELECT seq FROM segments WHERE stream = ?", [.text(name)]).compactMap { $0[0].int })
+            Set(try db.query("SELECT seq FROM segments WHERE stream = ? AND worker = ?", [.text(name), .text(self.workerID)]).compactMap { $0[0].int })
         }
     }
 
     public func spoolBacklog(_ name: String) async throws -> (segments: Int, rows: Int, bytes: Int) {
         try await run { db in
-            let r = try db.query("SELECT count(*), coalesce(sum(records), 0), coalesce(sum(bytes), 0) FROM segments WHERE stream = ?", [.text(name)]).first
+            let r = try db.query("SELECT count(*), coalesce(sum(records), 0), coalesce(sum(bytes), 0) FROM segments WHERE stream = ? AND worker = ?",
+                                 [.text(name), .text(self.workerID)]).first
             return (Int(r?[0].int ?? 0), Int(r?[1].int ?? 0), Int(r?[2].int ?? 0))
         }
     }
@@ -376,6 +439,141 @@ public final class StateStore: Sendable {
                     """, [.real(Self.now), .text(name)])
             }
         }
+    }
+
+    // MARK: workers: leases and partition claims
+
+    /// `stream`'s lease: who runs it, under which fencing epoch, until when (seconds since 1970).
+    public struct Lease: Sendable, Equatable {
+        public var stream: String
+        public var holder: String
+        public var epoch: Int64
+        public var expiresAt: Double
+    }
+
+    /// Takes `stream` for this worker if it is free, expired, or already this worker's (a restart). Every
+    /// acquisition raises the epoch, fencing whoever held it before. Taking it over from another worker rewinds
+    /// the extract position to the applied one and forgets that worker's segments: they are in its spool, gone
+    /// with it, so this worker re-extracts from the applied position. nil: another worker holds it.
+    public func acquireLease(_ stream: String, duration: Duration) async throws -> Lease? {
+        let expires = Self.now + duration.seconds
+        // A local store has one worker: an old lease (a crashed run) never blocks the next.
+        let stale = isShared ? Self.now : .greatestFiniteMagnitude
+        return try await run { [workerID] db in
+            try db.transaction {
+                let previous = try db.query("SELECT holder FROM leases WHERE stream = ?", [.text(stream)]).first?.first?.text
+                guard let epoch = try db.query("""
+                    INSERT INTO leases (stream, holder, epoch, expires_at, heartbeat_at) VALUES (?, ?, 1, ?, ?)
+                    ON CONFLICT (stream) DO UPDATE SET holder = excluded.holder, epoch = leases.epoch + 1,
+                        expires_at = excluded.expires_at, heartbeat_at = excluded.heartbeat_at
+                    WHERE leases.holder = excluded.holder OR leases.expires_at < ?
+                    RETURNING epoch
+                    """, [.text(stream), .text(workerID), .real(expires), .real(Self.now), .real(stale)]).first?.first?.int
+                else { return nil }
+                if let previous, previous != workerID {
+                    try db.query("UPDATE streams SET extract_position = applied_position WHERE name = ?", [.text(stream)])
+                    try db.query("DELETE FROM segments WHERE stream = ? AND worker <> ? AND kind <> 'snapshot'", [.text(stream), .text(workerID)])
+                }
+                return Lease(stream: stream, holder: workerID, epoch: epoch, expiresAt: expires)
+            }
+        }
+    }
+
+    /// Extends this worker's lease; false when it was lost (expired and taken, or a newer epoch exists).
+    public func renewLease(_ lease: Lease, duration: Duration) async throws -> Bool {
+        try await run { db in
+            let updated = try db.query("""
+                UPDATE leases SET expires_at = ?, heartbeat_at = ? WHERE stream = ? AND holder = ? AND epoch = ? RETURNING epoch
+                """, [.real(Self.now + duration.seconds), .real(Self.now), .text(lease.stream), .text(lease.holder), .integer(lease.epoch)])
+            return !updated.isEmpty
+        }
+    }
+
+    /// Gives the stream up at a clean shutdown, so another worker need not wait for the expiry.
+    public func releaseLease(_ lease: Lease) async throws {
+        try await run { db in
+            try db.query("UPDATE leases SET expires_at = 0 WHERE stream = ? AND holder = ? AND epoch = ?",
+                         [.text(lease.stream), .text(lease.holder), .integer(lease.epoch)])
+        }
+    }
+
+    /// True while `epoch` is the stream's current lease and has not expired: checked before every apply.
+    public func holdsLease(_ stream: String, epoch: Int64) async throws -> Bool {
+        let now = isShared ? Self.now : -Double.greatestFiniteMagnitude
+        return try await run { [workerID] db in
+            !(try db.query("SELECT 1 FROM leases WHERE stream = ? AND holder = ? AND epoch = ? AND expires_at >= ?",
+                           [.text(stream), .text(workerID), .integer(epoch), .real(now)]).isEmpty)
+        }
+    }
+
+    public func leases() async throws -> [Lease] {
+        try await run { db in
+            try db.query("SELECT stream, holder, epoch, expires_at FROM leases ORDER BY stream").map {
+                Lease(stream: $0[0].text ?? "", holder: $0[1].text ?? "", epoch: $0[2].int ?? 0, expiresAt: Self.real($0[3]) ?? 0)
+            }
+        }
+    }
+
+    /// Claims the next snapshot partition nobody is copying: pending (resuming at its last page when this worker
+    /// copied it before — see `releaseClaims`), or claimed by a worker whose claim expired (that worker's pages
+    /// are in its own spool, so the partition starts over). PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers never wait for
+    /// each other. Returns nil when no partition is left to claim.
+    public func claimPartition(_ stream: String, duration: Duration) async throws -> PartitionState? {
+        let expires = Self.now + duration.seconds
+        // (Never this run's own live claims: its extractors would copy a partition twice.)
+        let stale = Self.now
+        let lock = db.dialect == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
+        return try await run { [workerID] db in
+            try db.transaction {
+                guard let r = try db.query("""
+                    UPDATE partitions SET status = 'claimed', claimed_by = ?, claim_expires = ?,
+                        last_key = CASE WHEN claimed_by IS NULL OR claimed_by = ? THEN last_key ELSE NULL END,
+                        rows = CASE WHEN claimed_by IS NULL OR claimed_by = ? THEN rows ELSE 0 END
+                    WHERE stream = ? AND idx = (SELECT idx FROM partitions WHERE stream = ? AND (status = 'pending'
+                        OR (status = 'claimed' AND claim_expires < ?)) ORDER BY idx LIMIT 1\(lock))
+                    RETURNING idx, lower, upper, last_key, status, rows
+                    """, [.text(workerID), .real(expires), .text(workerID), .text(workerID), .text(stream), .text(stream),
+                          .real(stale)]).first
+                else { return nil }
+                let index = r[0].int ?? 0
+                // Pages another worker spooled for it are in that worker's spool: forget them.
+                try db.query("DELETE FROM segments WHERE stream = ? AND partition = ? AND kind = 'snapshot' AND worker <> ?",
+                             [.text(stream), .integer(index), .text(workerID)])
+                return Self.partition(r)
+            }
+        }
+    }
+
+    /// At the start of a snapshot run: this worker's claims from an earlier run (a crash) go back to pending,
+    /// keeping their last page, so this run (or another worker, starting over) picks them up.
+    public func releaseClaims(_ stream: String) async throws {
+        try await run { [workerID] db in
+            try db.query("UPDATE partitions SET status = 'pending' WHERE stream = ? AND status = 'claimed' AND claimed_by = ?",
+                         [.text(stream), .text(workerID)])
+        }
+    }
+
+    /// Partitions not yet done and snapshot segments not yet applied, over all workers: the snapshot is
+    /// complete only when both are zero.
+    public func snapshotRemaining(_ stream: String) async throws -> (partitions: Int, segments: Int) {
+        try await run { db in
+            let p = try db.query("SELECT count(*) FROM partitions WHERE stream = ? AND status <> 'done'", [.text(stream)]).first?.first?.int ?? 0
+            let s = try db.query("SELECT count(*) FROM segments WHERE stream = ? AND kind = 'snapshot'", [.text(stream)]).first?.first?.int ?? 0
+            return (Int(p), Int(s))
+        }
+    }
+
+    static func real(_ v: SQLiteValue) -> Double? {
+        if case .real(let d) = v { return d }
+        if case .integer(let i) = v { return Double(i) }
+        return nil
+    }
+
+    static func partition(_ r: SQLiteRow) -> PartitionState {
+        PartitionState(index: Int(r[0].int ?? 0), lower: r[1].blob.flatMap { try? Document(bytes: $0) },
+                       upper: r[2].blob.flatMap { try? Document(bytes: $0) },
+                       lastKey: r[3].blob.flatMap { try? Document(bytes: $0) },
+                       status: PartitionState.Status(rawValue: r[4].text ?? "") ?? .pending, rows: Int(r[5].int ?? 0))
     }
 
     // MARK: target schema (Mongo → Redshift)

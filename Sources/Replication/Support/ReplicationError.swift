@@ -11,6 +11,8 @@ public struct ReplicationError: Error, CustomStringConvertible, Sendable {
         /// The source collection was dropped / renamed / invalidated.
         public static let sourceDropped = Code(raw: "source dropped")
         public static let spool = Code(raw: "spool")
+        /// This worker lost the stream's lease: another worker (newer epoch) owns it.
+        public static let fenced = Code(raw: "fenced")
         public static let `internal` = Code(raw: "internal")
         public var description: String { raw }
     }

@@ -83,6 +83,8 @@ struct SegmentApplyLoop {
             throw ReplicationError(.spool, stream: context.name, "segment \(segment.seq) was corrupt (\(error.reason)); its range will be re-extracted")
         }
         let started = ContinuousClock.now
+        // Tail and repair segments belong to the lease holder; snapshot pages to the partition's claimer.
+        if segment.kind != .snapshot { try await context.assertLease() }
         let outcome = try await target.apply(decoded.changes, segment: segment)
         CrashPoint.hit(CrashPoint.targetWritten)
         try await context.deadLetter(outcome.deadLetters)

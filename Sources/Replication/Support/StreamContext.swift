@@ -15,6 +15,11 @@ public struct StreamContext: Sendable {
     public let logger: Logger
     public let progress: ProgressReporter?
     public let metrics: StreamMetrics
+    /// Owner: runs the whole stream under its lease. Helper: only copies snapshot partitions of a stream another
+    /// worker owns.
+    public var role: StreamRole = .owner
+    /// The lease this worker runs the stream under (nil: one-shot commands on a local store). Applies check it.
+    public var lease: StateStore.Lease?
 
     public init(config: ReplicationConfig, stream: StreamConfig, state: StateStore, logger: Logger, progress: ProgressReporter?) throws {
         self.config = config
@@ -75,6 +80,14 @@ public struct StreamContext: Sendable {
 
     public var name: String { stream.name }
 
+    /// Fencing: a worker whose lease was lost (expired, taken over) must not apply. Throws `.fenced` then.
+    func assertLease() async throws {
+        guard let lease else { return }
+        guard try await state.holdsLease(name, epoch: lease.epoch) else {
+            throw ReplicationError(.fenced, stream: name, "lease epoch \(lease.epoch) is no longer this worker's: not applying")
+        }
+    }
+
     /// The stream's row in a target's checkpoint table: the stream name qualified by the state store's identity
     /// (two deployments, or a state directory started afresh, never share a fence).
     public var checkpointKey: String { String("\(stream.name)@\(state.instanceID)".prefix(127)) }
@@ -109,6 +122,8 @@ public struct StreamContext: Sendable {
         }
     }
 }
+
+public enum StreamRole: Sendable { case owner, helper }
 
 /// Snapshot progress for one stream.
 public struct SnapshotProgress: Sendable {

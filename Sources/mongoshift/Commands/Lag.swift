@@ -57,6 +57,7 @@ extension Mongoshift {
                     "source_head": s.sourceHead ?? NSNull(), "spool_segments": s.spoolSegments, "spool_rows": s.spoolRows,
                     "spool_bytes": s.spoolBytes, "deadletters": s.deadLetters, "rows_applied": s.rowsApplied,
                     "last_error": s.lastError.map(Redaction.redact) ?? NSNull(), "last_error_at": s.lastErrorAt ?? NSNull(),
+                    "owner": s.owner ?? NSNull(),
                 ]
                 if let e = s.probeError { d["probe_error"] = Redaction.redact(e) }
                 if let age = s.resumeTokenAgeSeconds { d["resume_token_age_seconds"] = age }
@@ -68,10 +69,10 @@ extension Mongoshift {
         }
 
         static func table(_ report: [StreamLag]) -> String {
-            let header = ["STREAM", "DIRECTION", "PHASE", "LAG", "APPLIED", "SOURCE HEAD", "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
+            let header = ["STREAM", "DIRECTION", "PHASE", "OWNER", "LAG", "APPLIED", "SOURCE HEAD", "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
             var rows = [header]
             for s in report {
-                rows.append([s.name, s.direction, s.phase, s.lagSeconds.map { String(format: "%.1fs", $0) } ?? "-",
+                rows.append([s.name, s.direction, s.phase, s.owner ?? "-", s.lagSeconds.map { String(format: "%.1fs", $0) } ?? "-",
                              s.appliedPosition ?? "-", s.sourceHead ?? (s.probeError == nil ? "-" : "unreachable"),
                              "\(s.spoolSegments)/\(s.spoolRows)/\(s.spoolBytes)", String(s.deadLetters),
                              Redaction.redact(s.lastError ?? s.probeError ?? "-")])

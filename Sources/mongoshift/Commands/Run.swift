@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MongoClient
 import Replication
 import ServiceLifecycle
 
@@ -29,13 +30,13 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
-                let state = try StateStore(directory: config.stateDirectory)
+                let state = try StateStore.open(config)
                 if metricsAddr != "off" {
                     let address = metricsAddr ?? Self.defaultMetricsAddress
                     let names = streams.map(\.name)
                     let server = MetricsServer(registry: MetricsServer.bootstrap()) {
                         // Healthy while no stream has failed (idle streams are healthy).
-                        let store = try? StateStore(directory: config.stateDirectory, readOnly: true)
+                        let store: StateStore? = state
                         let failed = names.filter { name in
                             let box = HealthBox()
                             let done = DispatchSemaphore(value: 0)
@@ -56,17 +57,25 @@ extension Mongoshift {
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
                 for stream in streams {
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
+                    let (redshift, mongo) = (config.redshift!, config.mongo!)
+                    let service: LeasedStreamService
                     switch stream.direction {
                     case .redshiftToMongo:
-                        let service = RedshiftToMongoService(context: context, redshift: config.redshift!, mongo: config.mongo!)
-                        // A stream that stops (failed permanently) must not stop the others.
-                        services.append(.init(service: service, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore,
-                                              serviceName: "stream \(stream.name)"))
+                        service = LeasedStreamService(context: context, owner: { RedshiftToMongoService(context: $0, redshift: redshift, mongo: mongo) },
+                                                      helper: { helping in
+                            let client = try MongoClient(url: mongo.url)
+                            _ = try await RedshiftSnapshot(context: helping, redshift: redshift, mongo: client, database: mongo.database,
+                                                           policy: .daemon).run(spoolOnly: false)
+                        })
                     case .mongoToRedshift:
-                        let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!)
-                        services.append(.init(service: service, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore,
-                                              serviceName: "stream \(stream.name)"))
+                        service = LeasedStreamService(context: context, owner: { MongoToRedshiftService(context: $0, redshift: redshift, mongo: mongo) },
+                                                      helper: { helping in
+                            _ = try await MongoToRedshiftService(context: helping, redshift: redshift, mongo: mongo).snapshot(spoolOnly: false)
+                        })
                     }
+                    // A stream that stops (failed permanently) must not stop the others.
+                    services.append(.init(service: service, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore,
+                                          serviceName: "stream \(stream.name)"))
                 }
                 guard !services.isEmpty else { throw ValidationError("no stream to run") }
                 logger.info("mongoshift run starting", metadata: ["streams": "\(streams.map(\.name).joined(separator: ","))"])

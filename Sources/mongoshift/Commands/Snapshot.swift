@@ -21,7 +21,7 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
-                let state = try StateStore(directory: config.stateDirectory)
+                let state = try StateStore.open(config)
                 let mongo = try config.mongo.map { try MongoClient(url: $0.url) }
                 let policy = RetryPolicy(maxAttempts: maxAttempts)
                 // Fail fast (exit 3) on an unreachable Mongo rather than after spooling the whole source.

@@ -32,9 +32,22 @@ struct ConfigLoader {
         } catch let error as YamlError {
             throw yamlError(error)
         }
-        let top = try mapping(root, "the top level", allowed: ["state", "redshift", "mongo", "defaults", "streams"])
+        let top = try mapping(root, "the top level", allowed: ["state", "local_dir", "lease", "redshift", "mongo", "defaults", "streams"])
         var config = ReplicationConfig()
-        if let state = top["state"] { config.stateDirectory = try string(state, "state") }
+        if let state = top["state"] {
+            let value = try string(state, "state")
+            if value.hasPrefix("postgresql://") || value.hasPrefix("postgres://") {
+                config.stateURL = value
+                guard top["local_dir"] != nil else { throw located(state, "a PostgreSQL `state:` needs `local_dir:` (this worker's spool and dead letters)") }
+            } else {
+                config.stateDirectory = value
+            }
+        }
+        if let dir = top["local_dir"] {
+            guard config.stateURL != nil else { throw located(dir, "`local_dir:` goes with a PostgreSQL `state:`; a directory `state:` holds everything") }
+            config.stateDirectory = try string(dir, "local_dir")
+        }
+        if let lease = top["lease"] { config.leaseDuration = try duration(lease, "lease") }
         if let node = top["redshift"] {
             let m = try mapping(node, "redshift", allowed: ["url", "dialect"])
             let url = try string(try require(m, "url", in: node, "redshift"), "redshift.url")

@@ -209,8 +209,13 @@ def bench_apply(rows, runs):
         shutil.rmtree(staged[dialect][2], ignore_errors=True)
         shutil.copytree(state, staged[dialect][2])
     psql("CREATE SCHEMA IF NOT EXISTS bench_apply")
-    # The redshift dialect stamps checkpoints with Redshift's GETDATE(); PostgreSQL lacks it, so stand one in.
+    # The redshift dialect uses Redshift's GETDATE(), SUPER/JSON_PARSE and VARBYTE/FROM_HEX; PostgreSQL lacks them,
+    # so stand equivalents in (the SQL mongoshift sends is unchanged).
     psql("CREATE OR REPLACE FUNCTION getdate() RETURNS timestamp LANGUAGE sql AS 'SELECT now()::timestamp'")
+    psql("DO $$ BEGIN CREATE DOMAIN super AS jsonb; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    psql("DO $$ BEGIN CREATE DOMAIN varbyte AS bytea; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    psql("CREATE OR REPLACE FUNCTION json_parse(text) RETURNS jsonb LANGUAGE sql AS 'SELECT $1::jsonb'")
+    psql("CREATE OR REPLACE FUNCTION from_hex(text) RETURNS bytea LANGUAGE sql AS 'SELECT decode($1, ''hex'')'")
     csv = os.path.join(TMP, "apply.csv")
     for r in range(runs):
         for dialect in ["postgres", "redshift"]:
@@ -265,7 +270,7 @@ def bench_apply(rows, runs):
 
 def pymongo_client():
     import pymongo
-    return pymongo.MongoClient(MONGO.split("?")[0], directConnection=True)
+    return pymongo.MongoClient(MONGO.split("?")[0], directConnection=True, socketTimeoutMS=120_000, serverSelectionTimeoutMS=120_000)
 
 
 def bench_latency(steady_seconds, changed_rows):
@@ -425,19 +430,28 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     results_path = os.path.join(OUT, "results.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+    def save():
+        json.dump(results, open(results_path, "w"), indent=1)
     results["meta"] = {"mode": "quick" if quick else "full", "runs": args.runs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "cpus": os.cpu_count(), "machine": os.uname().machine}
     ensure_orders(rows)
     only = args.only.split(",")
     if "extract" in only:
         results["extract"] = bench_extract(rows, slow_rows, args.runs)
+        save()
     if "memory" in only:
         results["memory"] = bench_memory(sizes, max(1, args.runs - 1))
+        save()
     if "apply" in only:
         results["apply"] = bench_apply(20_000 if quick else 100_000, args.runs)
+        save()
+        # The dev Mongo server holds everything in memory: leave it small for the latency runs.
+        mc = pymongo_client()
+        for db in ("bench_apply", "bench_r2m", "bench"):
+            mc.drop_database(db)
     if "latency" in only:
         results["latency"] = bench_latency(30 if quick else 120, 10_000)
-    json.dump(results, open(results_path, "w"), indent=1)
+    save()
     shutil.rmtree(TMP, ignore_errors=True)
     log("results:", results_path)
 

@@ -31,7 +31,12 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     /// Worth retrying on a fresh connection: connection trouble, admin shutdown/cancel, serialization failures,
     /// deadlocks, too many connections, statement timeouts (Redshift WLM also cancels with 57014).
     public var isTransient: Bool {
-        if code == .connectionFailed || code == .connectionLost { return true }
+        if code == .connectionFailed {
+            // Refusals that no retry will change: credentials, TLS requirements, unknown database or role.
+            let permanent = ["password authentication failed", "SSL", "does not exist", "no pg_hba.conf entry", "certificate"]
+            return !permanent.contains { message.contains($0) }
+        }
+        if code == .connectionLost { return true }
         guard let state = sqlState else { return false }
         return state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53")
             || ["40001", "40P01", "57014", "55P03"].contains(state)

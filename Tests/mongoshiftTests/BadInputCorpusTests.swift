@@ -93,7 +93,8 @@ final class BadInputCorpusTests: XCTestCase {
             let h = Self.header(file)
             let state = directory + "/" + name + ".state"
             let command = h["command"]?.first ?? "snapshot"
-            let result = try MongoshiftProcess.run([command, "--config", file], environment: environment(state: state), timeout: 120)
+            let args = (h["args"]?.first ?? "").split(separator: " ").map(String.init)
+            let result = try MongoshiftProcess.run([command, "--config", file] + args, environment: environment(state: state), timeout: 120)
             let expected = Int32(h["expect-exit"]?.first ?? "") ?? -1
             XCTAssertEqual(result.status, expected, "\(name): exit code; stderr: \(result.stderr.suffix(600))")
             let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("mongoshift: error:") }

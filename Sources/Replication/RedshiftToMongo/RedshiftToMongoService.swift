@@ -64,9 +64,12 @@ public struct RedshiftToMongoService: Service {
                         // Reconcile against a drained spool, so pending inserts are not counted as differences.
                         guard try await context.state.spoolBacklog(context.name).segments == 0 else { continue }
                         do {
-                            let r = try await reconciler.reconcile()
+                            // A reconcile is read-mostly and idempotent: SIGTERM abandons it rather than wait.
+                            let r = try await cancelWhenGracefulShutdown { try await reconciler.reconcile() }
                             context.logger.debug("reconcile done", metadata: ["ranges": "\(r.rangesChecked)", "mismatched": "\(r.rangesMismatched)",
                                                                                "deleted": "\(r.deleted)"])
+                        } catch where Task.isShuttingDownGracefully {
+                            break
                         } catch where RetryPolicy.isTransient(error) {
                             context.logger.warning("reconcile failed, will retry next period", metadata: ["error": "\(error)"])
                         }

@@ -84,7 +84,7 @@ def view(rows):
     return name
 
 
-def config(path, table, extra_defaults="", collection="orders", database="bench", key=True):
+def config(path, table, extra_defaults="", collection="orders", database="bench", key=True, safety_lag="60s"):
     state = os.path.join(TMP, "state-" + os.path.basename(path).replace(".yaml", ""))
     shutil.rmtree(state, ignore_errors=True)
     text = f"""state: {state}
@@ -97,6 +97,7 @@ streams:
     to: {{ collection: {collection} }}
     key: [id]
     watermark: updated_at
+    safety_lag: {safety_lag}
 """
     open(path, "w").write(text)
     return state
@@ -279,7 +280,8 @@ def bench_latency(steady_seconds, changed_rows):
     # Redshift -> Mongo over a 20,000-row view of the big table (the poll still walks the big index).
     v = view(20_000)
     cfg = os.path.join(TMP, "latency-r2m.yaml")
-    config(cfg, v, collection="lat", database="bench_lat")
+    # safety_lag 1 s: the latency a user who wants low lag configures (the default 60 s guards slow commits).
+    config(cfg, v, collection="lat", database="bench_lat", safety_lag="1s")
     mc = pymongo_client()
     mc.drop_database("bench_lat")
     daemon = subprocess.Popen([BIN, "run", "--config", cfg, "--log-format", "json", "--log-level", "debug", "--metrics-addr", "off"],

@@ -52,10 +52,7 @@ struct MongoSnapshot {
             }
             while try await group.next() != nil {}
         }
-        if Task.isShuttingDownGracefully || spoolOnly || context.role == .helper { break }
-        let remaining = try await context.state.snapshotRemaining(name)
-        if remaining.partitions == 0 && remaining.segments == 0 { break }
-        try await pause(.seconds(1))
+        if try await context.snapshotRoundsOver(spoolOnly: spoolOnly) { break }
         partitions = try await context.state.partitions(name)
         }
         context.progress?.finish(stream: name)

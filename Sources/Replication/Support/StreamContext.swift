@@ -80,6 +80,17 @@ public struct StreamContext: Sendable {
 
     public var name: String { stream.name }
 
+    /// After a snapshot round (claim and copy until nothing is claimable): true when this worker is done — shutdown,
+    /// staging only, a helper, or every partition done and every page applied by whichever worker; otherwise
+    /// (other workers still copying) waits a second before the next round.
+    func snapshotRoundsOver(spoolOnly: Bool) async throws -> Bool {
+        if Task.isShuttingDownGracefully || spoolOnly || role == .helper { return true }
+        let remaining = try await state.snapshotRemaining(name)
+        if remaining.partitions == 0 && remaining.segments == 0 { return true }
+        try await pause(.seconds(1))
+        return false
+    }
+
     /// Fencing: a worker whose lease was lost (expired, taken over) must not apply. Throws `.fenced` then.
     func assertLease() async throws {
         guard let lease else { return }

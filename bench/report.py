@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Writes bench/RESULTS.md and the PNG plots from bench/out/results.json (bench/run calls this)."""
+"""Writes bench/RESULTS.md and the PNG plots from bench/results.json (bench/run calls this)."""
 import json, os
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-R = json.load(open(os.path.join(HERE, "results.json")))
+R = json.load(open(os.environ.get("MONGOSHIFT_BENCH_RESULTS", os.path.join(HERE, "results.json"))))
+OUT_DIR = os.environ.get("MONGOSHIFT_BENCH_REPORT_DIR", HERE)
 
 
 def fmt(x, digits=0):
@@ -24,7 +25,7 @@ def bar(path, labels, values, title, xlabel, highlight="mongoshift"):
     for i, v in enumerate(values[::-1]):
         ax.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(HERE, path), dpi=110)
+    fig.savefig(os.path.join(OUT_DIR, path), dpi=110)
     plt.close(fig)
 
 
@@ -82,7 +83,7 @@ if mem:
     ax.set_ylabel("peak RSS (MiB)")
     ax.set_title("Peak RSS vs table size")
     fig.tight_layout()
-    fig.savefig(os.path.join(HERE, "memory.png"), dpi=110)
+    fig.savefig(os.path.join(OUT_DIR, "memory.png"), dpi=110)
     plt.close(fig)
 
 ap = R.get("apply")
@@ -123,5 +124,5 @@ if lat:
               "(slow, single-threaded) dev Mongo server, so it reached far less than 2,000 rows/s; both directions' figures include "
               "that server's apply time." + (f" Note: {R['meta']['note']}." if R["meta"].get("note") else ""), ""]
 
-open(os.path.join(HERE, "RESULTS.md"), "w").write("\n".join(lines) + "\n")
+open(os.path.join(OUT_DIR, "RESULTS.md"), "w").write("\n".join(lines) + "\n")
 print("wrote bench/RESULTS.md")

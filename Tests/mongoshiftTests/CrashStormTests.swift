@@ -72,6 +72,28 @@ final class CrashStormTests: XCTestCase {
         XCTAssertEqual(process.terminationStatus, 0, "the final run exits 0 on SIGTERM")
     }
 
+    /// The storm while `write` mutates the source, then one clean run until `compare` finds the target exact;
+    /// records the figures (docs/RELIABILITY.md) and returns the last comparison and the crash-point count.
+    func stormThenCompare(_ scenario: String, config: String, rng: inout SeededGenerator,
+                          write: @escaping @Sendable (StopSignal) async throws -> Int,
+                          compare: () async throws -> (Convergence.Tally, [String])) async throws -> (Convergence.Tally, [String], Int) {
+        let stop = StopSignal()
+        let writing = Task { try await write(stop) }
+        let started = Date()
+        let crashes = try await storm(config: config, rounds: Storm.rounds, rng: &rng)
+        stop.set()
+        let writes = try await writing.value
+        var tally = Convergence.Tally()
+        var reasons: [String] = []
+        try await finalRun(config) {
+            (tally, reasons) = try await compare()
+            return tally.isExact && reasons.isEmpty && tally.checked > 0
+        }
+        Storm.report(scenario: scenario, rounds: Storm.rounds, crashes: crashes, writes: writes, tally: tally,
+                     seconds: Date().timeIntervalSince(started))
+        return (tally, reasons, crashes)
+    }
+
     // MARK: - Redshift → Mongo
 
     func testCrashStormRedshiftToMongo() async throws {
@@ -83,20 +105,10 @@ final class CrashStormTests: XCTestCase {
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
                                               extra: "    reconcile_every: 2s", defaults: "batch_bytes: 64KiB")
         let writer = PostgresWriter(url: pg, table: "public.\(table)", firstNewId: 20_001, seed: rng.next())
-        let stop = StopSignal()
-        let writing = Task { try await writer.run(until: stop) }
-        let started = Date()
-        let crashes = try await storm(config: config, rounds: Storm.rounds, rng: &rng)
-        stop.set()
-        let writes = try await writing.value
-        var last = Convergence.Tally()
-        var reasons: [String] = []
-        try await finalRun(config) {
-            (last, reasons) = try await Convergence.compare(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
-            return last.isExact && reasons.isEmpty
+        let (last, reasons, crashes) = try await stormThenCompare("redshift→mongo crash storm", config: config, rng: &rng,
+                                                                  write: { try await writer.run(until: $0) }) { [self] in
+            try await Convergence.compare(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
         }
-        Storm.report(scenario: "redshift→mongo crash storm", rounds: Storm.rounds, crashes: crashes, writes: writes, tally: last,
-                     seconds: Date().timeIntervalSince(started))
         XCTAssertGreaterThan(last.checked, 19_000)
         XCTAssertEqual(last.lost, 0, "lost rows: \(reasons)")
         XCTAssertEqual(last.duplicated, 0)
@@ -128,27 +140,18 @@ final class CrashStormTests: XCTestCase {
         """
         let config = directory + "/config.yaml"
         try yaml.write(toFile: config, atomically: true, encoding: .utf8)
-        let stop = StopSignal()
-        let writing = Task { try await writer.run(until: stop) }
-        let started = Date()
-        let crashes = try await storm(config: config, rounds: Storm.rounds, rng: &rng)
-        stop.set()
-        let writes = try await writing.value
-        var tally = Convergence.Tally()
-        var reasons: [String] = []
-        try await finalRun(config) {
+        let (tally, reasons, crashes) = try await stormThenCompare("mongo→redshift crash storm", config: config, rng: &rng,
+                                                                   write: { try await writer.run(until: $0) }) { [self] in
             guard let r = try? await TableComparison.compare(mongo: mongo, database: database, collection: "apps", pg: connection,
-                                                             table: "\(schema).apps") else { return false }
+                                                             table: "\(schema).apps") else { return (Convergence.Tally(), ["table not readable yet"]) }
             let dup: String? = try await connection.query("SELECT count(*) - count(DISTINCT _id) FROM \(schema).apps").rows.first?[0] ?? nil
+            var tally = Convergence.Tally()
             tally.checked = r.checked
             tally.lost = r.missing.count
             tally.regressed = r.changed.count + r.extra.count
             tally.duplicated = Int(dup ?? "0") ?? 0
-            reasons = r.reasons
-            return tally.isExact && r.checked > 0
+            return (tally, r.reasons)
         }
-        Storm.report(scenario: "mongo→redshift crash storm", rounds: Storm.rounds, crashes: crashes, writes: writes, tally: tally,
-                     seconds: Date().timeIntervalSince(started))
         XCTAssertGreaterThan(tally.checked, 4_000)
         XCTAssertEqual(tally.lost, 0, "lost rows: \(reasons)")
         XCTAssertEqual(tally.duplicated, 0)

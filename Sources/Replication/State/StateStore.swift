@@ -238,11 +238,7 @@ public final class StateStore: Sendable {
             FROM streams WHERE name = ?
             """, [.text(name)]).first else { return nil }
         func doc(_ v: SQLiteValue) -> Document? { v.blob.flatMap { try? Document(bytes: $0) } }
-        func real(_ v: SQLiteValue) -> Double? {
-            if case .real(let d) = v { return d }
-            if case .integer(let i) = v { return Double(i) }
-            return nil
-        }
+        let real = Self.real
         return StreamState(name: r[0].text ?? name, direction: r[1].text ?? "", phase: StreamPhase(rawValue: r[2].text ?? "") ?? .new,
                            snapshotStart: doc(r[3]), extractPosition: doc(r[4]), appliedPosition: doc(r[5]),
                            rowsExtracted: Int(r[6].int ?? 0), rowsApplied: Int(r[7].int ?? 0),
@@ -270,12 +266,7 @@ public final class StateStore: Sendable {
 
     public func partitions(_ name: String) async throws -> [PartitionState] {
         try await run { db in
-            try db.query("SELECT idx, lower, upper, last_key, status, rows FROM partitions WHERE stream = ? ORDER BY idx", [.text(name)]).map { r in
-                PartitionState(index: Int(r[0].int ?? 0), lower: r[1].blob.flatMap { try? Document(bytes: $0) },
-                               upper: r[2].blob.flatMap { try? Document(bytes: $0) },
-                               lastKey: r[3].blob.flatMap { try? Document(bytes: $0) },
-                               status: PartitionState.Status(rawValue: r[4].text ?? "") ?? .pending, rows: Int(r[5].int ?? 0))
-            }
+            try db.query("SELECT idx, lower, upper, last_key, status, rows FROM partitions WHERE stream = ? ORDER BY idx", [.text(name)]).map(Self.partition)
         }
     }
 

@@ -67,9 +67,3 @@ actor SnapshotCounters {
     }
 }
 
-/// Hands out pending snapshot partitions to workers.
-actor PartitionQueue {
-    private var pending: [PartitionState]
-    init(_ partitions: [PartitionState]) { pending = partitions.reversed() }
-    func next() -> PartitionState? { pending.popLast() }
-}

@@ -36,11 +36,10 @@ extension Mongoshift {
                     let names = streams.map(\.name)
                     let server = MetricsServer(registry: MetricsServer.bootstrap()) {
                         // Healthy while no stream has failed (idle streams are healthy).
-                        let store: StateStore? = state
                         let failed = names.filter { name in
                             let box = HealthBox()
                             let done = DispatchSemaphore(value: 0)
-                            Task { box.failed = (try? await store?.stream(name))??.phase == .failed; done.signal() }
+                            Task { box.failed = (try? await state.stream(name))??.phase == .failed; done.signal() }
                             done.wait()
                             return box.failed
                         }

@@ -22,19 +22,23 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
+        // Leaves first; each module depends only on those above it (docs/ARCHITECTURE.md).
         .target(name: "ShiftCore"),
+        .target(name: "BSON"),
+        .target(name: "Changes", dependencies: ["BSON"]),
         .target(name: "PostgresClient", dependencies: ["CLibPQ", "ShiftCore"]),
-        .target(name: "MongoClient", dependencies: ["CMongoC", "ShiftCore"]),
-        .target(name: "Spool", dependencies: ["CZstd", "MongoClient", "ShiftCore"]),
+        .target(name: "MongoClient", dependencies: ["CMongoC", "BSON", "ShiftCore"]),
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
+        .target(name: "Spool", dependencies: ["CZstd", "BSON", "Changes", "ShiftCore"]),
+        .target(name: "StateStore", dependencies: ["Changes", "BSON", "ShiftCore", "SQLiteStore", "PostgresClient"]),
         .target(name: "Replication", dependencies: [
-            "PostgresClient", "MongoClient", "Spool", "SQLiteStore",
+            "BSON", "Changes", "PostgresClient", "MongoClient", "Spool", "StateStore", "ShiftCore",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
         .executableTarget(name: "mongoshift", dependencies: [
-            "Replication",
+            "Replication", "StateStore", "BSON", "Changes", "MongoClient", "PostgresClient", "ShiftCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -43,13 +47,17 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 
-        // Test helpers: the dev servers' URLs from the environment, unique names, running the built binary.
-        .target(name: "TestSupport", dependencies: ["MongoClient", "PostgresClient", "SQLiteStore", "Replication", "ShiftCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "MongoClientTests", dependencies: ["MongoClient", "TestSupport"]),
-        .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient", "TestSupport"]),
-        .testTarget(name: "SpoolTests", dependencies: ["Spool", "MongoClient", "CZstd"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "MongoClient", "Spool", "TestSupport"]),
-        .testTarget(name: "mongoshiftTests", dependencies: ["mongoshift", "Replication", "MongoClient", "PostgresClient", "TestSupport"]),
+        // Test helpers: the dev servers' URLs from the environment, unique names, running the built binary, the
+        // integration suites' shared setUp/tearDown.
+        .target(name: "TestSupport", dependencies: ["BSON", "Changes", "MongoClient", "PostgresClient", "StateStore", "Replication", "ShiftCore"],
+                path: "Tests/TestSupport"),
+        // No servers: `swift test --filter UnitTests` runs these alone, in seconds.
+        .testTarget(name: "UnitTests", dependencies: ["mongoshift", "BSON", "Changes", "Spool", "StateStore", "Replication", "CZstd", "TestSupport"]),
+        // Against the dev servers (skipped with the reason printed when MONGOSHIFT_TEST_PG / _MONGO are unset).
+        .testTarget(name: "IntegrationTests", dependencies: ["mongoshift", "BSON", "Changes", "MongoClient", "PostgresClient", "Spool",
+                                                             "StateStore", "Replication", "TestSupport"]),
+        // Whole processes under abuse: crash storms, server faults, several workers, memory.
+        .testTarget(name: "SystemTests", dependencies: ["BSON", "Changes", "MongoClient", "PostgresClient", "StateStore", "Replication", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

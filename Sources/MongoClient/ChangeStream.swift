@@ -1,3 +1,5 @@
+import BSON
+
 /// One batch of change events and the resume token to persist once they are applied
 /// (the server's postBatchResumeToken when the batch was drained, so idle streams keep advancing).
 public struct ChangeBatch: Sendable {
@@ -20,8 +22,10 @@ public final class ChangeStream: @unchecked Sendable {
 
     deinit { owner.destroy(stream) }
 
-    /// Up to `maxEvents` events; waits up to the stream's maxAwaitTimeMS when none are ready.
-    public func nextBatch(maxEvents: Int = 1000) async throws -> ChangeBatch {
-        try await owner.nextBatch(stream, maxEvents: maxEvents)
+    /// The events ready now, up to `maxEvents` or about `maxBytes`, collecting for at most `maxWait` once one has
+    /// arrived; with none ready, waits up to the stream's maxAwaitTimeMS and returns none. The resume token is
+    /// the one to persist once these events are applied.
+    public func nextBatch(maxEvents: Int = 1000, maxBytes: Int = 16 << 20, maxWait: Duration = .seconds(1)) async throws -> ChangeBatch {
+        try await owner.nextBatch(stream, maxEvents: maxEvents, maxBytes: maxBytes, maxWait: maxWait)
     }
 }

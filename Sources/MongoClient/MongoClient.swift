@@ -1,3 +1,4 @@
+import BSON
 internal import CMongoC
 import Foundation
 import ShiftCore
@@ -249,13 +250,19 @@ public final class MongoClient: @unchecked Sendable {
         return ChangeStream(owner: self, stream: stream.pointer)
     }
 
-    func nextBatch(_ stream: OpaquePointer, maxEvents: Int) async throws -> ChangeBatch {
+    func nextBatch(_ stream: OpaquePointer, maxEvents: Int, maxBytes: Int, maxWait: Duration) async throws -> ChangeBatch {
         let handle = UnsafeClient(stream)
         return try await io.run {
             var events: [Document] = []
+            var bytes = 0
+            let deadline = ContinuousClock.now + maxWait
             var doc: OpaquePointer?
-            while events.count < maxEvents, mongoc_change_stream_next(handle.pointer, &doc) {
-                events.append(Self.document(doc!))
+            // Each `next` returns a buffered event at once, or waits one getMore (maxAwaitTimeMS) for the server.
+            while events.count < maxEvents, bytes < maxBytes, events.isEmpty || ContinuousClock.now < deadline,
+                  mongoc_change_stream_next(handle.pointer, &doc) {
+                let event = Self.document(doc!)
+                bytes += event.byteCount
+                events.append(event)
             }
             var error = bson_error_t()
             var reply: OpaquePointer?
@@ -278,7 +285,7 @@ public final class MongoClient: @unchecked Sendable {
     static func document(_ pointer: OpaquePointer) -> Document {
         let data = bson_get_data(pointer)!
         let length = Int(UInt32(data[0]) | UInt32(data[1]) << 8 | UInt32(data[2]) << 16 | UInt32(data[3]) << 24)
-        return Document(unchecked: Array(UnsafeBufferPointer(start: data, count: length)))
+        return Document(trustedBytes: Array(UnsafeBufferPointer(start: data, count: length)))
     }
 
     static func message(_ error: bson_error_t) -> String {

@@ -1,5 +1,7 @@
+import ShiftCore
+
 /// An error from MongoDB or libmongoc: the kind, the server's error code when there is one, and its labels.
-public struct MongoError: Error, CustomStringConvertible, Sendable {
+public struct MongoError: Error, CustomStringConvertible, Sendable, TransientClassifying {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let raw: String
         public static let invalidURI = Code(raw: "invalid URI")

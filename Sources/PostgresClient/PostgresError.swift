@@ -1,6 +1,8 @@
+import ShiftCore
+
 /// An error from PostgreSQL/Redshift or from libpq, with the server's SQLSTATE when there is one.
 /// Its description never contains a password (connection strings are redacted before they get here).
-public struct PostgresError: Error, CustomStringConvertible, Sendable {
+public struct PostgresError: Error, CustomStringConvertible, Sendable, TransientClassifying {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let raw: String
         public static let connectionFailed = Code(raw: "connection failed")

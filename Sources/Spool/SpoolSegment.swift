@@ -1,9 +1,10 @@
 internal import CZstd
 import Foundation
 import ShiftCore
-import MongoClient
+import BSON
+import Changes
 
-/// The header of a spool segment file (DESIGN §7).
+/// The header of a spool segment file (docs/ARCHITECTURE.md, "Spool").
 ///
 /// Layout, little-endian: `MSPL` · u16 version · u16 flags · u32 records · u64 raw length · u64 payload length ·
 /// u16 stream-name length + UTF-8 · u32 + BSON first position · u32 + BSON last position · zstd payload ·
@@ -13,8 +14,9 @@ public struct SpoolSegmentHeader: Sendable, Equatable {
     public static let version: UInt16 = 1
 
     public var stream: String
-    public var firstPosition: Document
-    public var lastPosition: Document
+    /// Position before the first change (nil: the start) and after the last, in the position codec's form.
+    public var firstPosition: StreamPosition?
+    public var lastPosition: StreamPosition?
     public var recordCount: Int
     public var rawLength: Int
 }
@@ -58,14 +60,18 @@ public struct SpoolSegmentWriter: Sendable {
     /// Compresses and writes the segment: temp file, fsync, rename, directory fsync. After this returns the
     /// segment survives a crash or power loss. Returns the file size.
     @discardableResult
-    public func seal(to path: String, first: Document, last: Document, level: Int32 = 1) throws -> Int {
+    public func seal(to path: String, first: StreamPosition?, last: StreamPosition?, level: Int32 = 1) throws -> Int {
         let bytes = try encode(first: first, last: last, level: level)
-        try DurableFile.write(bytes, to: path)
+        do {
+            try DurableFile.write(bytes, to: path)
+        } catch let error as FileError {
+            throw SpoolError(code: error.code == .noSpace ? .noSpace : .io, path: error.path, reason: error.reason)
+        }
         return bytes.count
     }
 
     /// The complete file image (exposed for tests and the fuzz corpus).
-    public func encode(first: Document, last: Document, level: Int32 = 1) throws -> [UInt8] {
+    public func encode(first: StreamPosition?, last: StreamPosition?, level: Int32 = 1) throws -> [UInt8] {
         let bound = ZSTD_compressBound(raw.count)
         var payload = [UInt8](repeating: 0, count: bound)
         let written = payload.withUnsafeMutableBytes { out in
@@ -88,10 +94,10 @@ public struct SpoolSegmentWriter: Sendable {
         let name = Array(stream.utf8)
         append(&out, UInt16(name.count))
         out += name
-        append(&out, UInt32(first.byteCount))
-        out += first.bytes
-        append(&out, UInt32(last.byteCount))
-        out += last.bytes
+        for position in [StreamPosition.encode(first), StreamPosition.encode(last)] {
+            append(&out, UInt32(position.byteCount))
+            out += position.bytes
+        }
         out += payload
         append(&out, CRC32C.checksum(out))
         return out
@@ -130,12 +136,12 @@ public enum SpoolSegmentReader {
         let nameLength = Int(read(bytes, p) as UInt16); p += 2
         guard p + nameLength <= bytes.count - 4 else { throw corrupt("header overruns file") }
         let stream = String(decoding: bytes[p..<(p + nameLength)], as: UTF8.self); p += nameLength
-        func position() throws -> Document {
+        func position() throws -> StreamPosition? {
             guard p + 4 <= bytes.count - 4 else { throw corrupt("header overruns file") }
             let n = Int(read(bytes, p) as UInt32); p += 4
             guard n >= 5, p + n <= bytes.count - 4 else { throw corrupt("bad position length") }
             defer { p += n }
-            do { return try Document(bytes: Array(bytes[p..<(p + n)])) } catch { throw corrupt("bad position: \(error)") }
+            do { return try StreamPosition.decode(try Document(bytes: Array(bytes[p..<(p + n)]))) } catch { throw corrupt("bad position: \(error)") }
         }
         let first = try position()
         let last = try position()
@@ -175,56 +181,5 @@ public enum SpoolSegmentReader {
             for i in 0..<MemoryLayout<T>.size { raw[i] = bytes[at + i] }
         }
         return T(littleEndian: value)
-    }
-}
-
-/// Crash-safe file replacement.
-public enum DurableFile {
-    /// Writes `bytes` to `path.tmp`, fsyncs it, renames it over `path`, fsyncs the directory.
-    public static func write(_ bytes: [UInt8], to path: String) throws {
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw failure(tmp, "open") }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let error = failure(tmp, "write")
-                close(fd)
-                unlink(tmp)
-                throw error
-            }
-            offset += n
-        }
-        if fsync(fd) != 0 {
-            let error = failure(tmp, "fsync")
-            close(fd)
-            unlink(tmp)
-            throw error
-        }
-        close(fd)
-        CrashPoint.hit(CrashPoint.spoolBeforeRename)
-        guard rename(tmp, path) == 0 else {
-            let error = failure(path, "rename")
-            unlink(tmp)
-            throw error
-        }
-        try syncDirectory(of: path)
-    }
-
-    /// The error for the current `errno`; a full disk gets its own code so callers can wait instead of fail.
-    private static func failure(_ path: String, _ call: String) -> SpoolError {
-        let code = errno
-        let full = code == ENOSPC || code == EDQUOT
-        return SpoolError(code: full ? .noSpace : .io, path: path, reason: "\(call): \(String(cString: strerror(code)))")
-    }
-
-    public static func syncDirectory(of path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw SpoolError(code: .io, path: dir, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw SpoolError(code: .io, path: dir, reason: "fsync: \(String(cString: strerror(errno)))") }
     }
 }

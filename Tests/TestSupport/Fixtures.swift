@@ -4,7 +4,7 @@ import SQLiteStore
 
 /// Test data and configs built from `fixtures/`.
 public enum Fixtures {
-    /// Creates the `orders` fixture (one column of every DESIGN §9 type) as `table` with `rows` rows.
+    /// Creates the `orders` fixture (one column of every mapped type) as `table` with `rows` rows.
     public static func createOrders(_ connection: PostgresConnection, table: String, rows: Int) async throws {
         let path = (TestServers.repositoryRoot as NSString).appendingPathComponent("fixtures/orders.sql")
         var sql = try String(contentsOfFile: path, encoding: .utf8)

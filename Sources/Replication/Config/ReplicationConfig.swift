@@ -1,4 +1,4 @@
-/// The whole configuration, as loaded by the executable (DESIGN §3). Plain values with documented defaults;
+/// The whole configuration, as loaded by the executable (docs/CONFIG.md). Plain values with documented defaults;
 /// the engine never reads files, arguments or the environment itself.
 public struct ReplicationConfig: Sendable {
     /// State directory: `state.db`, `spool/`, `deadletter/`. Default `./.mongoshift`.
@@ -157,12 +157,5 @@ public struct StreamConfig: Sendable {
         parallelism = defaults.parallelism
         memoryBudget = defaults.memoryBudget
         spoolMaxBytes = defaults.spoolMaxBytes
-    }
-}
-
-extension Duration {
-    public var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
     }
 }

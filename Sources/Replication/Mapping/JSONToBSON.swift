@@ -1,4 +1,4 @@
-import MongoClient
+import BSON
 
 /// A strict JSON parser that produces BSON directly: integers become int32/int64 by size, other numbers
 /// double, objects documents (key order kept), arrays arrays. Used for json/jsonb/SUPER columns.

@@ -1,4 +1,4 @@
-/// Type OIDs of the PostgreSQL / Redshift types mongoshift maps (DESIGN §9).
+/// Type OIDs of the PostgreSQL / Redshift types mongoshift maps (docs/ARCHITECTURE.md, "Types").
 public enum PostgresType {
     public static let bool: UInt32 = 16
     public static let bytea: UInt32 = 17

@@ -1,4 +1,4 @@
-import MongoClient
+import BSON
 
 /// Why a source value could not become BSON. The row goes to the dead-letter file with this reason.
 public struct ValueError: Error, CustomStringConvertible, Sendable {
@@ -7,7 +7,7 @@ public struct ValueError: Error, CustomStringConvertible, Sendable {
     public var description: String { "column \(column): \(reason)" }
 }
 
-/// Converts PostgreSQL/Redshift text-format values to BSON (DESIGN §9), exactly: decimals stay Decimal128,
+/// Converts PostgreSQL/Redshift text-format values to BSON (docs/ARCHITECTURE.md, "Types"), exactly: decimals stay Decimal128,
 /// int8 stays int64, timestamps keep milliseconds, JSON/SUPER becomes documents and arrays.
 public enum TextValueDecoder {
     public static func decode(_ text: UnsafeBufferPointer<UInt8>, type: UInt32, column: String) throws(ValueError) -> BSON {

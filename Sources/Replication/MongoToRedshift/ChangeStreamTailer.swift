@@ -1,62 +1,74 @@
+import BSON
+import Changes
 import Foundation
 import Logging
 import MongoClient
 import ServiceLifecycle
 import Spool
+import StateStore
 
-/// Tails a collection's change stream from the durable resume token and spools the changes (DESIGN §6).
+/// Tails a collection's change stream from the durable resume token and spools the changes
+/// (docs/ARCHITECTURE.md, "Mongo → Redshift").
 ///
 /// insert/replace/update (with `fullDocument: updateLookup`) become upserts of the whole document, delete a
-/// delete. Each batch's postBatchResumeToken is the segment's position; when the stream is idle and the spool is
-/// drained, the token is persisted anyway, so a quiet stream never falls off the oplog.
+/// delete. A batch closes on `batch_bytes` or after `poll_interval`, whichever comes first, so a trickle reaches
+/// the target within about a poll interval and a flood never holds more than a batch in memory. The tailer keeps
+/// the position it last recorded (segments are recorded under the generation it started from, so a rewind stops
+/// it); while the stream is idle it posts the server's postBatchResumeToken to the apply side, which persists it
+/// once the spool is drained, so a quiet stream never falls off the oplog.
 struct ChangeStreamTailer {
     let context: StreamContext
     let client: MongoClient
     let database: String
     let policy: RetryPolicy
+    let idle: IdleAdvance
     /// Called for `drop`/`rename`/`dropDatabase`/`invalidate` with `on_drop: truncate`, after the spool drained.
     let truncateTarget: @Sendable () async throws -> Void
 
-    enum Stop: Error {
-        /// The collection was dropped or renamed (`on_drop: keep` or `truncate` handled): reopen after the event.
-        case reopen(after: Document)
-    }
-
     func run() async throws {
+        var cursor = try await context.state.extractCursor(context.name)
         while !Task.isShuttingDownGracefully {
             do {
-                try await tail()
-                return
-            } catch Stop.reopen(let token) {
-                try await context.state.setAppliedPosition(context.name, ["t": .document(token), "after_invalidate": true], alsoExtract: true)
+                // A handled drop reopens the stream after the event; anything else ends with shutdown.
+                if try await !tail(&cursor) { return }
             } catch let error as MongoError where error.isTransient && !error.isHistoryLost {
-                context.logger.warning("change stream interrupted, reopening from the durable token", metadata: ["error": "\(error)"])
+                context.logger.warning("change stream interrupted, reopening from the last recorded token", metadata: ["error": "\(error)"])
                 try await pause(.seconds(1))
             }
         }
     }
 
-    private func tail() async throws {
-        guard let position = try await context.state.stream(context.name)?.extractPosition, case .document(let token)? = position["t"] else {
+    /// Reads until shutdown (false), or until a drop-like event was handled (true: reopen after it).
+    private func tail(_ cursor: inout ExtractCursor) async throws -> Bool {
+        guard let position = cursor.position?.changeStream else {
             throw ReplicationError(.historyLost, stream: context.name, "no resume token stored for the stream")
         }
+        let interval = context.stream.pollInterval
+        // A getMore waits at most half a poll interval for new events, so a batch closes within about one.
         var options: Document = ["fullDocument": "updateLookup",
-                                 "maxAwaitTimeMS": .int64(Int64(max(100, context.stream.pollInterval.seconds * 1000)))]
-        options.append(position["after_invalidate"] == .bool(true) ? "startAfter" : "resumeAfter", .document(token))
+                                 "maxAwaitTimeMS": .int64(Int64(max(100, interval.seconds * 500)))]
+        options.append(position.afterInvalidate ? "startAfter" : "resumeAfter", .document(position.resumeToken))
         let stream = try await client.watch(database: database, collection: context.stream.collection, options: options)
-        var lastToken = token
-        var lastClusterTime: BSONTimestamp? = { if case .timestamp(let t)? = position["ts"] { return t }; return nil }()
+        var last = position
         while !Task.isShuttingDownGracefully {
             try await context.waitForSpoolSpace()
-            let batch = try await stream.nextBatch(maxEvents: 5_000)
+            let batch = try await stream.nextBatch(maxEvents: 100_000, maxBytes: context.stream.pageBytes, maxWait: interval)
+            // Cancelled while the blocking read ran (a sibling failed, a rewind): write nothing more.
+            try Task.checkCancellation()
             var writer = SpoolSegmentWriter(stream: context.name)
             var dropEvent: (String, Document)?
+            var lastEventToken: Document?
             for event in batch.events {
                 let op = event["operationType"]?.stringValue ?? ""
-                if case .timestamp(let t)? = event["clusterTime"] { lastClusterTime = t }
+                if case .timestamp(let t)? = event["clusterTime"] { last.clusterTime = t }
+                if op == "drop" || op == "rename" || op == "dropDatabase" || op == "invalidate" {
+                    if let id = event["_id"]?.documentValue { dropEvent = (op, id) }
+                    break
+                }
+                lastEventToken = event["_id"]?.documentValue
                 let key = event.value(at: "documentKey._id") ?? .null
-                let time: Int64? = { if case .datetime(let ms)? = event["wallTime"] { return ms }; return lastClusterTime.map { Int64($0.seconds) * 1000 } }()
-                let version: BSON? = lastClusterTime.map(BSON.timestamp)
+                let time: Int64? = { if case .datetime(let ms)? = event["wallTime"] { return ms }; return last.clusterTime.map { Int64($0.seconds) * 1000 } }()
+                let version: BSON? = last.clusterTime.map(BSON.timestamp)
                 switch op {
                 case "insert", "replace", "update":
                     // updateLookup gives null when the document was deleted since: its delete event follows.
@@ -64,33 +76,40 @@ struct ChangeStreamTailer {
                     writer.append(Change(operation: .upsert, key: key, document: full, version: version, sourceTimeMillis: time))
                 case "delete":
                     writer.append(Change(operation: .delete, key: key, version: version, sourceTimeMillis: time))
-                case "drop", "rename", "dropDatabase", "invalidate":
-                    if dropEvent == nil, let id = event["_id"]?.documentValue { dropEvent = (op, id) }
                 default:
                     continue
                 }
-                if dropEvent != nil { break }
             }
-            let newToken = dropEvent?.1 ?? batch.resumeToken ?? batch.events.last?["_id"]?.documentValue ?? lastToken
-            var last: Document = ["t": .document(newToken)]
-            if let lastClusterTime { last.append("ts", .timestamp(lastClusterTime)) }
+            // Drained batches end at the server's postBatchResumeToken; a batch cut short (a drop) at its last event.
+            let token = dropEvent == nil ? (batch.resumeToken ?? lastEventToken) : lastEventToken
+            if let token { last.resumeToken = token }
+            last.afterInvalidate = false
             if writer.count > 0 {
-                let first: Document = ["t": .document(lastToken)]
-                try await context.spool(writer, kind: .tail, partition: -1, first: first, last: last)
-            } else if newToken != lastToken, try await context.state.spoolBacklog(context.name).segments == 0 {
-                // Idle: persist the advancing token (and the server's cluster time, for lag) so it never ages out.
-                var idle: Document = ["t": .document(newToken)]
-                if let now = try? await ClusterClock.now(client, database: database) { idle.append("ts", .timestamp(now)); lastClusterTime = now }
-                try await context.state.setAppliedPosition(context.name, idle, alsoExtract: true)
+                try await record(writer, to: last, cursor: &cursor)
+            } else if dropEvent == nil, let token, token != cursor.position?.changeStream?.resumeToken {
+                // Idle: the token moved without changes. With the server's cluster time, for lag.
+                var advanced = last
+                if let now = try? await ClusterClock.now(client, database: database) { advanced.clusterTime = now }
+                idle.post(.changeStream(advanced), generation: cursor.generation)
             }
-            lastToken = newToken
             if let (op, token) = dropEvent {
-                try await handleDrop(op, token: token)
+                try await handleDrop(op, token: token, last: last, cursor: &cursor)
+                return true
             }
         }
+        return false
     }
 
-    private func handleDrop(_ op: String, token: Document) async throws {
+    private func record(_ writer: SpoolSegmentWriter, to last: ChangeStreamPosition, cursor: inout ExtractCursor) async throws {
+        idle.clear()
+        let position = StreamPosition.changeStream(last)
+        try await context.spoolTail(writer, first: cursor.position, last: position, generation: cursor.generation)
+        cursor.position = position
+    }
+
+    /// `on_drop`: fail; or keep / truncate the target and continue after the event (`startAfter`). The position
+    /// after the event travels as an empty segment, so only the apply side moves the applied position.
+    private func handleDrop(_ op: String, token: Document, last: ChangeStreamPosition, cursor: inout ExtractCursor) async throws {
         let what = "source collection \(context.stream.collection): \(op) event"
         switch context.stream.onDrop {
         case .fail:
@@ -105,7 +124,7 @@ struct ChangeStreamTailer {
             context.logger.error("\(what); target table truncated (on_drop: truncate)")
         }
         try await context.state.recordError(context.name, "\(what) (on_drop: \(context.stream.onDrop.rawValue))")
-        throw Stop.reopen(after: token)
+        let after = ChangeStreamPosition(resumeToken: token, clusterTime: last.clusterTime, afterInvalidate: true)
+        try await record(SpoolSegmentWriter(stream: context.name), to: after, cursor: &cursor)
     }
-
 }

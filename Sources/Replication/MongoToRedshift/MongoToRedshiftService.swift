@@ -1,3 +1,4 @@
+import BSON
 import Foundation
 import Logging
 import MongoClient
@@ -28,8 +29,8 @@ public struct MongoToRedshiftService: Service {
             }
             context.logger.error("change stream history lost: the resume token is no longer in the oplog; re-snapshotting this stream",
                                  metadata: ["reason": "\(error)"])
+            try await context.state.resetStream(context.name, lease: context.lease)
             try? await context.state.recordError(context.name, "history lost, re-snapshot started: \(error)")
-            try await context.state.resetStream(context.name)
             for seq in context.spool.sequencesOnDisk() { context.spool.remove(seq) }
             return .restart
         }) { try await runOnce() }
@@ -37,9 +38,13 @@ public struct MongoToRedshiftService: Service {
 
     /// The one-shot snapshot of this stream (the `snapshot` command).
     public func snapshot(spoolOnly: Bool) async throws -> SnapshotOutcome {
-        let reader = try MongoClient(url: mongo.url)
-        let applier: ChangeTarget? = spoolOnly ? nil : try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
-        return try await MongoSnapshot(context: context, client: reader, database: mongo.database, applier: applier, policy: policy).run(spoolOnly: spoolOnly)
+        let target: ChangeTarget? = spoolOnly ? nil : try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
+        return try await snapshot(target: target, spoolOnly: spoolOnly)
+    }
+
+    private func snapshot(target: ChangeTarget?, spoolOnly: Bool) async throws -> SnapshotOutcome {
+        let source = MongoSnapshotSource(context: context, client: try MongoClient(url: mongo.url), database: mongo.database, policy: policy)
+        return try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
     }
 
     static func isHistoryLost(_ error: Error) -> Bool {
@@ -52,20 +57,26 @@ public struct MongoToRedshiftService: Service {
         // Segment files written but never recorded (a crash between the two) are removed, whatever the phase.
         _ = try await context.state.ensureStream(context.name, direction: context.stream.direction.rawValue)
         try await context.recoverSpool()
-        let reader = try MongoClient(url: mongo.url)
         let applier = try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
-        let snapshot = MongoSnapshot(context: context, client: reader, database: mongo.database, applier: applier, policy: policy)
-        if try await snapshot.run(spoolOnly: false) == .interrupted { return }
+        if try await snapshot(target: applier, spoolOnly: false) == .interrupted { return }
         context.logger.info("streaming from the change stream")
+        let idle = IdleAdvance()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await StreamSupervisor.monitorLag(context) }
-            group.addTask {
+            group.addTask { [context, mongo] in
+                let probe = try MongoClient(url: mongo.url)
+                try await StreamSupervisor.monitorLag(context) {
+                    let applied = try? await context.state.stream(context.name)?.appliedPosition?.changeStream?.clusterTime
+                    guard let now = try? await ClusterClock.now(probe, database: mongo.database) else { return nil }
+                    return ClusterClock.lag(now: now, applied: applied ?? nil)
+                }
+            }
+            group.addTask { [context, mongo, policy] in
                 let tailer = ChangeStreamTailer(context: context, client: try MongoClient(url: mongo.url), database: mongo.database,
-                                                policy: policy, truncateTarget: { try await applier.truncate() })
+                                                policy: policy, idle: idle, truncateTarget: { try await applier.truncate() })
                 try await tailer.run()
             }
-            group.addTask {
-                try await SegmentApplyLoop(context: context, target: applier).runUntilShutdown(policy: policy)
+            group.addTask { [context, policy] in
+                try await SegmentApplyLoop(context: context, target: applier, idle: idle).runUntilShutdown(policy: policy)
             }
             while try await group.next() != nil {}
         }

@@ -1,10 +1,12 @@
+import BSON
+import Changes
 import Foundation
 import Logging
-import MongoClient
 import PostgresClient
 import Spool
+import StateStore
 
-/// Applies change batches to a Redshift/PostgreSQL table (DESIGN §6). Per batch, in one transaction: the
+/// Applies change batches to a Redshift/PostgreSQL table (docs/ARCHITECTURE.md, "Mongo → Redshift"). Per batch, in one transaction: the
 /// stream's checkpoint row is locked and compared with the batch's sequence (a replayed batch changes nothing),
 /// a staging table is loaded (COPY FROM STDIN on PostgreSQL, multi-row INSERTs on Redshift), target rows for the
 /// batch's keys are deleted, the surviving upserts inserted, and the checkpoint advanced. Schema changes (new
@@ -57,7 +59,7 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     private func applyBatch(_ changes: [Change], fence segment: SegmentRecord?) async throws -> ApplyOutcome {
-        let latest = MongoApplier.lastPerKey(changes)
+        let latest = changes.latestPerKey()
         var outcome = ApplyOutcome()
         let documents = latest.compactMap { $0.operation == .upsert ? $0.document : nil }
         let schemaChanges: [SchemaChange]
@@ -113,7 +115,7 @@ public actor RedshiftApplier: ChangeTarget {
         if !tableExists || !schemaChanges.isEmpty {
             let created = !tableExists
             tableExists = true
-            try await context.state.saveColumns(context.name, schema.columns.map { ($0.name, $0.path, $0.type.description) })
+            try await context.state.saveColumns(context.name, schema.columns.map { StoredColumn(name: $0.name, path: $0.path, type: $0.type.description) })
             if created {
                 context.logger.info("created target table", metadata: ["table": "\(sqlText.target)", "columns": "\(schema.columns.count)"])
             } else {
@@ -165,7 +167,7 @@ public actor RedshiftApplier: ChangeTarget {
             try await c.execute(sql.deleteChanged())
             try await c.execute(sql.insertUpserts(schema))
             if let segment {
-                try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), ExtendedJSON.relaxed(segment.lastPosition),
+                try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), segment.lastPosition?.extendedJSON ?? "",
                                                             String(segment.kind == .snapshot ? 0 : leaseEpoch)])
             }
             try await c.execute("COMMIT")
@@ -188,7 +190,7 @@ public actor RedshiftApplier: ChangeTarget {
         try await source.run(policy, logger: context.logger) { [self] c in
             try await self.prepare(c)
             try await c.query(self.sql.advanceCheckpoint() + " AND seq < $2", [self.fenceKey(segment, name), String(segment.seq),
-                                                                               ExtendedJSON.relaxed(segment.lastPosition), String(self.leaseEpoch)])
+                                                                               segment.lastPosition?.extendedJSON ?? "", String(self.leaseEpoch)])
         }
     }
 

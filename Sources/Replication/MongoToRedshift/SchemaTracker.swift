@@ -1,4 +1,4 @@
-import MongoClient
+import BSON
 
 /// A target table's columns, in order (`_id` first), with the Mongo field path each comes from.
 public struct TableSchema: Sendable, Equatable {
@@ -26,7 +26,7 @@ public enum SchemaChange: Sendable, Equatable {
     case widenColumn(TableSchema.Column, from: ColumnType)
 }
 
-/// Infers and evolves the target schema from documents (DESIGN §6): fields down to `flatten` levels become
+/// Infers and evolves the target schema from documents (docs/ARCHITECTURE.md, "Mongo → Redshift"): fields down to `flatten` levels become
 /// columns, deeper values nested (SUPER / jsonb); types widen along `ColumnType`'s lattice; names are sanitised
 /// and two fields that land on one name are an error naming both.
 public struct SchemaTracker: Sendable {

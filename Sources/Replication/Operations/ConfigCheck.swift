@@ -1,3 +1,4 @@
+import BSON
 import Foundation
 import Logging
 import MongoClient

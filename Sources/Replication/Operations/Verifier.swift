@@ -1,3 +1,5 @@
+import BSON
+import Changes
 import Foundation
 import Logging
 import MongoClient
@@ -89,7 +91,7 @@ public struct Verifier: Sendable {
             let page = try await PageReader.read(pg, sql: sql, params: params, encoder: encoder, stream: context.name,
                                                  reserveBytes: 0, detectDuplicates: false)
             if page.rows == 0 { break }
-            let decoded = try SpoolSegmentReader.decode(try page.writer.encode(first: [:], last: [:]), path: "verify").changes
+            let decoded = try SpoolSegmentReader.decode(try page.writer.encode(first: nil, last: nil), path: "verify").changes
             var source: [BSON: Change] = [:]
             for change in decoded { source[change.key] = change }
             let live = decoded.filter { $0.operation == .upsert }

@@ -1,5 +1,5 @@
+import BSON
 import Logging
-import MongoClient
 import PostgresClient
 
 /// Finds Mongo documents whose source rows were hard-deleted (a watermark poll cannot see a row that is gone).

@@ -1,6 +1,9 @@
+import BSON
+import Changes
 import Logging
 import MongoClient
 import Spool
+import StateStore
 
 /// Applies changes to a Mongo collection with unordered bulk writes, guarded by version: a write replaces a
 /// document only if the stored `_mongoshift.v` is ≤ the incoming one; otherwise the upsert collides on `_id`
@@ -26,7 +29,7 @@ public struct MongoApplier: Sendable {
     /// `insertFirst`: snapshot mode — plain inserts (cheapest), falling back to guarded replaces for keys that exist.
     public func apply(_ changes: [Change], insertFirst: Bool) async throws -> Outcome {
         var outcome = Outcome()
-        let latest = Self.lastPerKey(changes)
+        let latest = changes.latestPerKey()
         var upserts: [Change] = []
         var deletes: [Change] = []
         for change in latest {
@@ -90,18 +93,14 @@ public struct MongoApplier: Sendable {
             ]),
         ]
     }
+}
 
-    /// Keeps the last change per key, in first-seen order (an unordered bulk must not hold two writes to one key).
-    static func lastPerKey(_ changes: [Change]) -> [Change] {
-        var index: [BSON: Int] = [:]
-        var out: [Change] = []
-        out.reserveCapacity(changes.count)
-        for change in changes {
-            if let i = index[change.key] { out[i] = change } else {
-                index[change.key] = out.count
-                out.append(change)
-            }
-        }
-        return out
+/// Mongo as a change target: snapshot pages insert first; everything else goes through the version guard.
+struct MongoTarget: ChangeTarget {
+    let applier: MongoApplier
+
+    func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome {
+        let o = try await applier.apply(changes, insertFirst: segment.kind == .snapshot)
+        return ApplyOutcome(applied: o.applied, stale: o.stale, deadLetters: o.deadLetters)
     }
 }

@@ -1,4 +1,4 @@
-import MongoClient
+import BSON
 import PostgresClient
 import Spool
 
@@ -61,44 +61,5 @@ enum PageReader {
         try await connection.stream(sql, params) { row in sink.consume(row, detectDuplicates: detectDuplicates) }
         return PageResult(rows: sink.rows, lastKeyText: sink.lastKeyText, lastWatermarkText: sink.lastWatermarkText,
                           writer: sink.writer, deadLetters: sink.deadLetters, nullKeys: sink.nullKeys, duplicateKeys: sink.duplicateKeys)
-    }
-}
-
-/// Positions stored in segments and the state store, as BSON documents of source text (exact: a watermark keeps
-/// its microseconds, a key its full precision).
-public enum Position {
-    public static func key(_ keyText: [String]?) -> Document {
-        guard let keyText else { return Document() }
-        return ["k": .array(keyText.map(BSON.string))]
-    }
-
-    public static func watermark(_ wm: String, key: [String]?) -> Document {
-        var d: Document = ["w": .string(wm)]
-        if let key { d.append("k", .array(key.map(BSON.string))) }
-        return d
-    }
-
-    public static func keyText(_ position: Document?) -> [String]? {
-        guard case .array(let items)? = position?["k"] else { return nil }
-        return items.compactMap(\.stringValue)
-    }
-
-    public static func watermarkText(_ position: Document?) -> String? { position?["w"]?.stringValue }
-}
-
-/// Page size adapts to the observed row width so a page is about `batchBytes` of BSON, whatever the table.
-struct PageSizer {
-    let batchBytes: Int
-    private(set) var rows = 1000
-
-    init(batchBytes: Int) {
-        self.batchBytes = batchBytes
-        rows = max(100, min(1000, batchBytes / 512))
-    }
-
-    mutating func observe(rows n: Int, bytes: Int) {
-        guard n > 0 else { return }
-        let width = max(16, bytes / n)
-        rows = max(100, min(200_000, batchBytes / width))
     }
 }

@@ -1,9 +1,11 @@
+import BSON
 import Foundation
 import Logging
 import MongoClient
 import PostgresClient
 import ServiceLifecycle
 import Spool
+import StateStore
 
 /// One Redshift → Mongo stream as a long-running service: snapshot if needed, then tail, apply and reconcile
 /// concurrently until graceful shutdown. Transient errors are retried forever with backoff; a permanent error
@@ -14,8 +16,7 @@ public struct RedshiftToMongoService: Service {
     let mongo: MongoEndpoint
     let policy: RetryPolicy
 
-    public init(context: StreamContext, redshift: RedshiftEndpoint, mongo: MongoEndpoint,
-                policy: RetryPolicy = .daemon) {
+    public init(context: StreamContext, redshift: RedshiftEndpoint, mongo: MongoEndpoint, policy: RetryPolicy = .daemon) {
         self.context = context
         self.redshift = redshift
         self.mongo = mongo
@@ -26,36 +27,53 @@ public struct RedshiftToMongoService: Service {
         try await StreamSupervisor(context: context).run { try await runOnce() }
     }
 
+    /// The snapshot alone (the `snapshot` command, and helpers copying partitions of a stream another worker owns).
+    /// `spoolOnly`: stop once every page is durable in the spool.
+    public func snapshot(spoolOnly: Bool) async throws -> SnapshotOutcome {
+        let target: ChangeTarget? = spoolOnly ? nil : MongoTarget(applier: try applier())
+        let source = try await RedshiftSnapshotSource.open(context: context, redshift: redshift, policy: policy)
+        return try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
+    }
+
+    private func applier() throws -> MongoApplier {
+        MongoApplier(client: try MongoClient(url: mongo.url), database: mongo.database, collection: context.stream.collection)
+    }
+
     private func runOnce() async throws {
         // Segment files written but never recorded (a crash between the two) are removed, whatever the phase.
         _ = try await context.state.ensureStream(context.name, direction: context.stream.direction.rawValue)
         try await context.recoverSpool()
-        let client = try MongoClient(url: mongo.url)
-        let applier = MongoApplier(client: client, database: mongo.database, collection: context.stream.collection)
-        let snapshot = RedshiftSnapshot(context: context, redshift: redshift, mongo: client, database: mongo.database, policy: policy)
-        if try await snapshot.run(spoolOnly: false) == .interrupted { return }
+        let applier = try applier()
+        if try await snapshot(spoolOnly: false) == .interrupted { return }
         let source = PostgresSource(url: redshift.url)
         let table = try await source.run(policy, logger: context.logger) { [context] c in try await SourceTable.describe(c, stream: context.stream) }
-        let state = try await context.state.stream(context.name)
-        let start = Position.watermarkText(state?.snapshotStart) ?? ""
-        let fallback: BSON = TextValueDecoder.parseTimestampText(start).map(BSON.datetime) ?? .null
-        let encoder = RowEncoder(table: table, fallbackVersion: fallback)
-        context.logger.info("streaming", metadata: ["from": "\(Position.watermarkText(state?.extractPosition) ?? "-")"])
+        let encoder = try await RowEncoder.forStream(context, table: table)
+        let from = try await context.state.extractCursor(context.name).position
+        context.logger.info("streaming", metadata: ["from": "\(from?.description ?? "-")"])
 
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await StreamSupervisor.monitorLag(context) }
+            group.addTask { [context, redshift] in
+                let probe = PostgresSource(url: redshift.url)
+                try await StreamSupervisor.monitorLag(context) {
+                    let applied = try? await context.state.stream(context.name)?.appliedPosition?.watermark?.value
+                    let head = try? await probe.run(RetryPolicy(maxAttempts: 1), logger: context.logger) { c in
+                        try await WatermarkLag.sourceHead(c, stream: context.stream)
+                    }
+                    return WatermarkLag.lag(head: head ?? nil, applied: applied ?? nil)
+                }
+            }
             if table.watermarkIndex != nil {
-                group.addTask {
+                group.addTask { [context, redshift, policy] in
                     let tailer = WatermarkTailer(context: context, source: source, dialect: redshift.dialect, table: table,
                                                  encoder: encoder, policy: policy)
                     try await tailer.run()
                 }
             }
-            group.addTask {
+            group.addTask { [context, policy] in
                 try await SegmentApplyLoop(context: context, target: MongoTarget(applier: applier)).runUntilShutdown(policy: policy)
             }
             if context.stream.reconcileEvery > .zero {
-                group.addTask {
+                group.addTask { [context, redshift, policy] in
                     let reconciler = HardDeleteReconciler(context: context, source: PostgresSource(url: redshift.url), table: table,
                                                           applier: applier, policy: policy)
                     while !Task.isShuttingDownGracefully {

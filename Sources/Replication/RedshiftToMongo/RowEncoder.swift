@@ -1,4 +1,5 @@
-import MongoClient
+import BSON
+import Changes
 import PostgresClient
 import Spool
 
@@ -12,6 +13,12 @@ public struct RowEncoder: Sendable {
     public init(table: SourceTable, fallbackVersion: BSON) {
         self.table = table
         self.fallbackVersion = fallbackVersion
+    }
+
+    /// The encoder of a stream whose snapshot has begun: rows without a watermark get the snapshot's start.
+    static func forStream(_ context: StreamContext, table: SourceTable) async throws -> RowEncoder {
+        let start = try await context.state.stream(context.name)?.snapshotStart?.watermark?.value ?? ""
+        return RowEncoder(table: table, fallbackVersion: TextValueDecoder.parseTimestampText(start).map(BSON.datetime) ?? .null)
     }
 
     public enum Outcome {

@@ -1,13 +1,17 @@
+import BSON
+import Changes
 import Foundation
 import Logging
-import MongoClient
 import PostgresClient
 import ServiceLifecycle
 import Spool
+import StateStore
 
 /// Polls a Redshift/PostgreSQL table by its composite watermark `(wm, key)` and spools what changed.
 ///
-/// Each poll is one indexed query: rows after the durable extract position, never past `now() - safety_lag` on
+/// The tailer starts from the durable extract position and keeps the position it last recorded; its segments
+/// are recorded under the generation it started from, so a rewind (spool recovery, takeover) stops it.
+/// Each poll is one indexed query: rows after that position, never past `now() - safety_lag` on
 /// the source's clock, in `(wm, key)` order, sized to `batch_bytes`. Ties on `wm` are broken by the key, so no
 /// row is skipped when many share a timestamp. A full page polls again at once; a short page waits
 /// `poll_interval`. With `lookback`, the window behind the watermark is re-read each cycle (late commits that
@@ -21,9 +25,10 @@ struct WatermarkTailer {
     let encoder: RowEncoder
     let policy: RetryPolicy
 
-    /// Runs until graceful shutdown. Throws only permanent errors.
+    /// Runs until graceful shutdown. Throws only permanent errors (and `.rewound` when its start was rewound).
     func run() async throws {
-        var sizer = PageSizer(batchBytes: context.stream.pageBytes)
+        var cursor = try await context.state.extractCursor(context.name)
+        var sizer = BatchSizer(context.stream)
         var lastNullCheck = ContinuousClock.now - .seconds(3600)
         var lastLookback = ContinuousClock.now
         var reportedNulls = 0
@@ -31,15 +36,15 @@ struct WatermarkTailer {
         var clockBehind = false
         while !Task.isShuttingDownGracefully {
             try await context.waitForSpoolSpace()
-            let (rows, limit) = try await pollOnce(sizer: &sizer)
+            let (rows, limit) = try await pollOnce(cursor: &cursor, sizer: &sizer)
             let now = ContinuousClock.now
             if context.stream.lookback > .zero && now - lastLookback >= context.stream.pollInterval {
                 lastLookback = now
-                try await rescanLookback()
+                try await rescanLookback(cursor: cursor, sizer: sizer)
             }
             if rows == 0 && now - lastClockCheck >= .seconds(10) {
                 lastClockCheck = now
-                clockBehind = try await checkSourceClock(wasBehind: clockBehind)
+                clockBehind = try await checkSourceClock(cursor.position?.watermark?.value, wasBehind: clockBehind)
             }
             if now - lastNullCheck >= .seconds(60) {
                 lastNullCheck = now
@@ -59,32 +64,29 @@ struct WatermarkTailer {
         }
     }
 
-    /// One poll from the durable extract position. Returns rows read and the page limit used.
-    func pollOnce(sizer: inout PageSizer) async throws -> (Int, Int) {
-        let position = try await context.state.stream(context.name)?.extractPosition
-        let afterWM = Position.watermarkText(position)
-        let afterKey = Position.keyText(position)
+    /// One poll after the cursor's position; a page read moves the cursor. Returns rows read and the page limit.
+    func pollOnce(cursor: inout ExtractCursor, sizer: inout BatchSizer) async throws -> (Int, Int) {
+        let position = cursor.position?.watermark
         let limit = sizer.rows
         let started = ContinuousClock.now
         defer {
             context.logger.debug("polled", metadata: ["ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))"])
         }
-        let (sql, params) = KeysetQuery.tailPoll(table: table, dialect: dialect, afterWatermark: afterWM, afterKey: afterKey,
+        let (sql, params) = KeysetQuery.tailPoll(table: table, dialect: dialect, afterWatermark: position?.value, afterKey: position?.key,
                                                  safetyLagSeconds: Int(context.stream.safetyLag.seconds.rounded(.up)), limit: limit)
-        let page = try await read(sql, params)
+        let page = try await read(sql, params, reserve: sizer.reserveBytes)
         guard page.rows > 0, let lastWM = page.lastWatermarkText else { return (0, limit) }
         try await context.deadLetter(page.deadLetters)
-        let first = position ?? Document()
-        let last = Position.watermark(lastWM, key: page.lastKeyText)
-        try await seal(page, kind: .tail, first: first, last: last)
+        let last = StreamPosition.watermark(WatermarkPosition(value: lastWM, key: page.lastKeyText))
+        try await context.spoolTail(page.writer, first: cursor.position, last: last, generation: cursor.generation)
+        cursor.position = last
         sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
         return (page.rows, limit)
     }
 
-    /// Re-reads `(wm - lookback, wm]` behind the extract position into repair segments (positions unchanged).
-    func rescanLookback() async throws {
-        guard let position = try await context.state.stream(context.name)?.extractPosition,
-              let wm = Position.watermarkText(position) else { return }
+    /// Re-reads `(wm - lookback, wm]` behind the cursor into repair segments (positions unchanged), page by page.
+    func rescanLookback(cursor: ExtractCursor, sizer: BatchSizer) async throws {
+        guard let wm = cursor.position?.watermark?.value else { return }
         let seconds = Int(context.stream.lookback.seconds.rounded(.up))
         let w = SQL.identifier(table.watermarkName!)
         let keys = table.keyNames.map(SQL.identifier).joined(separator: ", ")
@@ -105,12 +107,12 @@ struct WatermarkTailer {
                 }
                 condition += " AND (\(w) > $2 OR (\(w) = $2 AND \(keyTerm)))"
             }
-            let limit = 10_000
+            let limit = sizer.rows
             let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(condition) ORDER BY \(w), \(keys) LIMIT \(limit)"
-            let page = try await read(sql, params)
+            let page = try await read(sql, params, reserve: sizer.reserveBytes)
             if page.rows == 0 { return }
             try await context.deadLetter(page.deadLetters)
-            try await seal(page, kind: .repair, first: position, last: position)
+            try await context.spoolTail(page.writer, kind: .repair, first: cursor.position, last: cursor.position, generation: cursor.generation)
             if page.rows < limit { return }
             after = page.lastKeyText
             afterWM = page.lastWatermarkText
@@ -122,9 +124,8 @@ struct WatermarkTailer {
     /// carry older watermarks than rows already read and will not be tailed until the clock passes the
     /// watermark. That is reported loudly (log, state error shown by `lag`, error metric) rather than guessed at.
     /// Returns whether the clock is behind now.
-    func checkSourceClock(wasBehind: Bool) async throws -> Bool {
-        guard let w = table.watermarkIndex, PostgresType.temporal.contains(table.columns[w].typeOID),
-              let wm = Position.watermarkText(try await context.state.stream(context.name)?.extractPosition) else { return false }
+    func checkSourceClock(_ watermark: String?, wasBehind: Bool) async throws -> Bool {
+        guard let w = table.watermarkIndex, PostgresType.temporal.contains(table.columns[w].typeOID), let wm = watermark else { return false }
         let sql = "SELECT CASE WHEN $1::timestamp > \(KeysetQuery.sourceNow(dialect, table: table, minusSeconds: -1)) THEN 1 ELSE 0 END"
         let behind = try await source.run(policy, logger: context.logger) { c in
             try await c.query(sql, [wm]).rows.first?.first??.description == "1"
@@ -147,14 +148,10 @@ struct WatermarkTailer {
         }
     }
 
-    private func read(_ sql: String, _ params: [String?]) async throws -> PageResult {
+    private func read(_ sql: String, _ params: [String?], reserve: Int) async throws -> PageResult {
         try await source.run(policy, logger: context.logger) { [context, encoder] c in
             try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
-                                      reserveBytes: min(context.stream.pageBytes + (1 << 20), 64 << 20), detectDuplicates: false)
+                                      reserveBytes: reserve, detectDuplicates: false)
         }
-    }
-
-    private func seal(_ page: PageResult, kind: SegmentRecord.Kind, first: Document, last: Document) async throws {
-        try await context.spool(page.writer, kind: kind, partition: -1, first: first, last: last)
     }
 }

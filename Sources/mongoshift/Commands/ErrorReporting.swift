@@ -4,7 +4,7 @@ import MongoClient
 import PostgresClient
 import Replication
 import ShiftCore
-import SQLiteStore
+import StateStore
 
 /// Maps any error to its one-line message and documented exit code, prints it, and exits.
 enum ErrorReporting {
@@ -18,7 +18,7 @@ enum ErrorReporting {
         case let e as PostgresError where e.sqlState == "42501": return Exit.usage
         case let e as MongoError where e.code == .invalidURI: return Exit.usage
         case let e as MongoError where e.code == .connection: return Exit.cannotConnect
-        case let e as SQLiteError where e.isCorrupt: return Exit.internal
+        case let e as StateStoreError where e.code == .corrupt: return Exit.internal
         case is CancellationError: return .success
         default: return Exit.internal
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Replication
 import ShiftCore
+import StateStore
 
 extension Mongoshift {
     struct Lag: AsyncParsableCommand {
@@ -31,7 +32,8 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
-                let report = await LagProbe.measure(config: config, streams: streams, logger: logger)
+                let state = try? StateStore.open(config, readOnly: true)
+                let report = await LagReport.measure(config: config, streams: streams, state: state, logger: logger)
                 if json || (!table && isatty(STDOUT_FILENO) == 0) {
                     print(Self.json(report))
                 } else {

@@ -4,6 +4,7 @@ import Logging
 import MongoClient
 import Replication
 import ServiceLifecycle
+import StateStore
 
 /// Carries a result from a task to the metrics thread that waits for it.
 final class HealthBox: @unchecked Sendable {
@@ -62,9 +63,7 @@ extension Mongoshift {
                     case .redshiftToMongo:
                         service = LeasedStreamService(context: context, owner: { RedshiftToMongoService(context: $0, redshift: redshift, mongo: mongo) },
                                                       helper: { helping in
-                            let client = try MongoClient(url: mongo.url)
-                            _ = try await RedshiftSnapshot(context: helping, redshift: redshift, mongo: client, database: mongo.database,
-                                                           policy: .daemon).run(spoolOnly: false)
+                            _ = try await RedshiftToMongoService(context: helping, redshift: redshift, mongo: mongo).snapshot(spoolOnly: false)
                         })
                     case .mongoToRedshift:
                         service = LeasedStreamService(context: context, owner: { MongoToRedshiftService(context: $0, redshift: redshift, mongo: mongo) },

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MongoClient
 import Replication
+import StateStore
 
 extension Mongoshift {
     struct Snapshot: AsyncParsableCommand {
@@ -29,26 +30,32 @@ extension Mongoshift {
                     try await policy.run({ try await mongo.ping() })
                 }
                 for stream in streams {
-                    let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
+                    var context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
+                    // The snapshot writes the stream's positions: it takes the lease, or helps the worker that holds it.
+                    context.lease = try await state.acquireLease(stream.name, duration: config.leaseDuration)
+                    context.role = context.lease == nil ? .helper : .owner
+                    if context.role == .helper {
+                        print("stream \(stream.name): another worker runs it; copying snapshot partitions to help")
+                    }
                     let started = ContinuousClock.now
                     var outcome: SnapshotOutcome
                     while true {
                         do {
                             switch stream.direction {
                             case .redshiftToMongo:
-                                let snapshot = RedshiftSnapshot(context: context, redshift: config.redshift!, mongo: spoolOnly ? nil : mongo,
-                                                                database: config.mongo!.database, policy: policy)
-                                outcome = try await snapshot.run(spoolOnly: spoolOnly)
+                                let service = RedshiftToMongoService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
+                                outcome = try await service.snapshot(spoolOnly: spoolOnly)
                             case .mongoToRedshift:
                                 let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
                                 outcome = try await service.snapshot(spoolOnly: spoolOnly)
                             }
                             break
-                        } catch let error as ReplicationError where error.code == .spool {
+                        } catch let error where Self.isRecoverable(error) {
                             // A damaged segment was discarded and its partition rewound: resume, re-reading that range.
-                            logger.warning("resuming after spool recovery", metadata: ["stream": "\(stream.name)", "reason": "\(error.message)"])
+                            logger.warning("resuming after spool recovery", metadata: ["stream": "\(stream.name)", "reason": "\(error)"])
                         }
                     }
+                    if let lease = context.lease { try? await state.releaseLease(lease) }
                     let seconds = (ContinuousClock.now - started).seconds
                     switch outcome {
                     case .alreadyComplete(let rows):
@@ -64,6 +71,12 @@ extension Mongoshift {
             } catch {
                 throw ErrorReporting.fail(error)
             }
+        }
+
+        static func isRecoverable(_ error: Error) -> Bool {
+            if let e = error as? ReplicationError { return e.code == .spool }
+            if let e = error as? StateStoreError { return e.code == .rewound }
+            return false
         }
     }
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
+import BSON
 import Foundation
 import MongoClient
 import Replication
+import StateStore
 
 extension Mongoshift {
     struct Verify: AsyncParsableCommand {

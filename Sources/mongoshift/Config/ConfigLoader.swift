@@ -2,7 +2,7 @@ import Foundation
 import Replication
 import Yams
 
-/// Reads the YAML configuration (DESIGN §3) into `ReplicationConfig`. Every problem is one line naming the file
+/// Reads the YAML configuration (docs/CONFIG.md) into `ReplicationConfig`. Every problem is one line naming the file
 /// and line: unknown or duplicate keys, wrong types, bad durations and sizes, missing required keys, unset
 /// `${VAR}`s. Secrets only arrive through `${VAR}` and are never echoed in errors.
 struct ConfigLoader {

@@ -1,6 +1,6 @@
 import ArgumentParser
 
-/// Documented exit codes (DESIGN §4).
+/// Documented exit codes (docs/ARCHITECTURE.md, "Contracts").
 enum Exit {
     /// check / verify / lag threshold failed.
     static let thresholdFailed = ExitCode(1)

@@ -1,0 +1,56 @@
+import BSON
+
+/// One replicated change: an upsert of a whole document or a delete, keyed by the target `_id`.
+public struct Change: Sendable, Equatable {
+    public enum Operation: Int32, Sendable {
+        case upsert = 1
+        case delete = 2
+    }
+
+    public var operation: Operation
+    /// The target `_id` (a scalar, or a subdocument for composite keys).
+    public var key: BSON
+    /// The full document for upserts (its `_id` included); nil for deletes.
+    public var document: Document?
+    /// Monotone version used by the target's guard (the row's watermark, the event's cluster time).
+    public var version: BSON?
+    /// Source commit time in milliseconds, for lag.
+    public var sourceTimeMillis: Int64?
+
+    public init(operation: Operation, key: BSON, document: Document? = nil, version: BSON? = nil, sourceTimeMillis: Int64? = nil) {
+        self.operation = operation
+        self.key = key
+        self.document = document
+        self.version = version
+        self.sourceTimeMillis = sourceTimeMillis
+    }
+
+    /// The spool record: a BSON document `{o, k, d?, v?, t?}` (self-length-prefixed by BSON's int32 length).
+    public var record: Document {
+        var out = Document(reservingCapacity: (document?.byteCount ?? 0) + 64)
+        out.append("o", .int32(operation.rawValue))
+        out.append("k", key)
+        if let document { out.append("d", .document(document)) }
+        if let version { out.append("v", version) }
+        if let sourceTimeMillis { out.append("t", .datetime(sourceTimeMillis)) }
+        return out
+    }
+
+    public init(record: Document) throws {
+        var op: Operation?
+        var key: BSON?
+        for (name, value) in record {
+            switch name {
+            case "o": op = value.intValue.flatMap { Operation(rawValue: Int32($0)) }
+            case "k": key = value
+            case "d": document = value.documentValue
+            case "v": version = value
+            case "t": if case .datetime(let ms) = value { sourceTimeMillis = ms }
+            default: break
+            }
+        }
+        guard let op, let key else { throw BSONError(message: "change record without op or key") }
+        self.operation = op
+        self.key = key
+    }
+}

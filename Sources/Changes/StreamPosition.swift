@@ -1,0 +1,166 @@
+import BSON
+
+/// Where a stream stands in its source: the one position type of the whole engine. Spool segment headers, the
+/// state store's rows and a target's checkpoint row all hold it through the one codec below
+/// (`document` / `init(document:)`), so its shape is written down in exactly one place.
+public enum StreamPosition: Sendable, Hashable, CustomStringConvertible {
+    /// Redshift → Mongo tail: the composite watermark `(wm, key)`.
+    case watermark(WatermarkPosition)
+    /// Mongo → Redshift tail: a change stream's resume point.
+    case changeStream(ChangeStreamPosition)
+    /// A snapshot page boundary: the last key copied in a partition (and a partition's bounds).
+    case snapshotKey(SnapshotKey)
+
+    public var watermark: WatermarkPosition? {
+        if case .watermark(let w) = self { return w }
+        return nil
+    }
+
+    public var changeStream: ChangeStreamPosition? {
+        if case .changeStream(let c) = self { return c }
+        return nil
+    }
+
+    public var snapshotKey: SnapshotKey? {
+        if case .snapshotKey(let k) = self { return k }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .watermark(let w): w.description
+        case .changeStream(let c): c.description
+        case .snapshotKey(let k): k.description
+        }
+    }
+}
+
+/// A watermark position: the source's text of the watermark value (exact: microseconds and full precision kept)
+/// and, when rows tie on it, the text of the last key read. `key == nil`: every row with `value` is still ahead.
+public struct WatermarkPosition: Sendable, Hashable, CustomStringConvertible {
+    public var value: String
+    public var key: [String]?
+
+    public init(value: String, key: [String]? = nil) {
+        self.value = value
+        self.key = key
+    }
+
+    public var description: String { key.map { "\(value) key \($0.joined(separator: ","))" } ?? value }
+}
+
+/// A change stream position: the resume token to continue from, the cluster time of the last event (for
+/// skew-free lag) and whether the token marks an invalidate (which must be resumed with `startAfter`).
+public struct ChangeStreamPosition: Sendable, Hashable, CustomStringConvertible {
+    public var resumeToken: Document
+    public var clusterTime: BSONTimestamp?
+    public var afterInvalidate: Bool
+
+    public init(resumeToken: Document, clusterTime: BSONTimestamp? = nil, afterInvalidate: Bool = false) {
+        self.resumeToken = resumeToken
+        self.clusterTime = clusterTime
+        self.afterInvalidate = afterInvalidate
+    }
+
+    public var description: String {
+        clusterTime.map { "cluster time \($0.seconds).\($0.increment)" } ?? "resume token"
+    }
+}
+
+/// A key in a snapshot's key space: the source's text of the key columns (Redshift/PostgreSQL), or a document's
+/// `_id` (Mongo).
+public enum SnapshotKey: Sendable, Hashable, CustomStringConvertible {
+    case columns([String])
+    case documentID(BSON)
+
+    public var columns: [String]? {
+        if case .columns(let c) = self { return c }
+        return nil
+    }
+
+    public var documentID: BSON? {
+        if case .documentID(let id) = self { return id }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .columns(let c): c.joined(separator: ",")
+        case .documentID(let id): ExtendedJSON.relaxed(id)
+        }
+    }
+}
+
+/// A stored position that does not decode: the state or a segment was written by something else.
+public struct PositionError: Error, CustomStringConvertible, Sendable {
+    public var reason: String
+    public var description: String { "unreadable stream position: \(reason)" }
+}
+
+// MARK: - the codec
+
+extension StreamPosition {
+    /// `{w: text, k?: [text]}` · `{t: token, ts?: timestamp, after_invalidate?: true}` · `{k: [text]}` · `{id: _id}`.
+    /// (These are the keys the state stores of earlier versions hold, so they stay readable.)
+    public var document: Document {
+        switch self {
+        case .watermark(let w):
+            var d: Document = ["w": .string(w.value)]
+            if let key = w.key { d.append("k", .array(key.map(BSON.string))) }
+            return d
+        case .changeStream(let c):
+            var d: Document = ["t": .document(c.resumeToken)]
+            if let ts = c.clusterTime { d.append("ts", .timestamp(ts)) }
+            if c.afterInvalidate { d.append("after_invalidate", true) }
+            return d
+        case .snapshotKey(.columns(let key)):
+            return ["k": .array(key.map(BSON.string))]
+        case .snapshotKey(.documentID(let id)):
+            return ["id": id]
+        }
+    }
+
+    public init(document: Document) throws(PositionError) {
+        func texts(_ value: BSON?) throws(PositionError) -> [String]? {
+            guard let value else { return nil }
+            guard case .array(let items) = value else { throw PositionError(reason: "key is not an array") }
+            var out: [String] = []
+            for item in items {
+                guard case .string(let s) = item else { throw PositionError(reason: "key part is not text") }
+                out.append(s)
+            }
+            return out
+        }
+        if let w = document["w"] {
+            guard case .string(let value) = w else { throw PositionError(reason: "watermark is not text") }
+            self = .watermark(WatermarkPosition(value: value, key: try texts(document["k"])))
+        } else if let t = document["t"] {
+            guard case .document(let token) = t else { throw PositionError(reason: "resume token is not a document") }
+            var clusterTime: BSONTimestamp?
+            if case .timestamp(let ts)? = document["ts"] { clusterTime = ts }
+            self = .changeStream(ChangeStreamPosition(resumeToken: token, clusterTime: clusterTime,
+                                                      afterInvalidate: document["after_invalidate"] == .bool(true)))
+        } else if let id = document["id"] {
+            self = .snapshotKey(.documentID(id))
+        } else if let k = document["k"] {
+            // Earlier versions stored a Mongo partition key as `{k: _id}`; an `_id` is never an array.
+            if case .array = k, let key = try texts(k) {
+                self = .snapshotKey(.columns(key))
+            } else {
+                self = .snapshotKey(.documentID(k))
+            }
+        } else {
+            throw PositionError(reason: "no position field in \(ExtendedJSON.relaxed(document))")
+        }
+    }
+
+    /// An optional position as stored: the empty document means "none yet" (a stream that starts from the beginning).
+    public static func encode(_ position: StreamPosition?) -> Document { position?.document ?? Document() }
+
+    public static func decode(_ document: Document) throws(PositionError) -> StreamPosition? {
+        document.isEmpty ? nil : try StreamPosition(document: document)
+    }
+
+    /// The relaxed Extended JSON text a target's checkpoint row holds.
+    public var extendedJSON: String { ExtendedJSON.relaxed(document) }
+}

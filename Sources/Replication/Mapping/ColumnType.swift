@@ -1,0 +1,141 @@
+import BSON
+
+/// A target column type and the lattice values widen along (docs/ARCHITECTURE.md, "Types"):
+/// `integer → bigint → decimal / double → varchar`, with `varchar(n)` growing to the widest value seen.
+public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
+    case boolean
+    case integer
+    case bigint
+    /// decimal(38, scale)
+    case decimal(scale: Int)
+    case double
+    case timestamp
+    /// ObjectId hex.
+    case char24
+    case varchar(Int)
+    /// SUPER (redshift) / jsonb (postgres): nested documents and arrays.
+    case nested
+    /// VARBYTE (redshift) / bytea (postgres).
+    case binary
+
+    public static let maxVarchar = 65_535
+
+    /// The type a single BSON value asks for; nil for null/undefined (no information).
+    public static func of(_ value: BSON) -> ColumnType? {
+        switch value {
+        case .null, .undefined, .minKey, .maxKey: return nil
+        case .bool: return .boolean
+        case .int32: return .integer
+        case .int64, .timestamp: return .bigint
+        case .double: return .double
+        case .decimal128(let d):
+            guard let scale = decimalScale(d) else { return .varchar(width(for: d.description.utf8.count)) }
+            return .decimal(scale: scale)
+        case .datetime: return .timestamp
+        case .objectId: return .char24
+        case .string(let s): return .varchar(width(for: s.utf8.count))
+        case .document, .array: return .nested
+        case .binary: return .binary
+        case .regex, .opaque: return .varchar(256)
+        }
+    }
+
+    /// decimal(38, s) holds the value exactly: at most 38 digits, scale ≤ 37, finite.
+    static func decimalScale(_ d: Decimal128) -> Int? {
+        let text = d.description
+        guard !d.isNaN && !d.isInfinite, !text.contains("E") else { return nil }
+        let digits = text.filter(\.isNumber)
+        let scale = text.split(separator: ".").dropFirst().first?.count ?? 0
+        guard digits.count <= 38, scale <= 37 else { return nil }
+        return scale
+    }
+
+    /// VARCHAR widths grow in steps (16, 64, 256, 1024, ... 65,535) so a stream does not ALTER on every new maximum.
+    public static func width(for bytes: Int) -> Int {
+        var w = 16
+        while w < bytes { w *= 4 }
+        return min(w, maxVarchar)
+    }
+
+    /// The narrowest type that holds values of both types without loss.
+    public func widened(with other: ColumnType) -> ColumnType {
+        switch (self, other) {
+        case _ where self == other: return self
+        case (.integer, .bigint), (.bigint, .integer): return .bigint
+        case (.integer, .double), (.double, .integer), (.bigint, .double), (.double, .bigint): return .double
+        case (.integer, .decimal(let s)), (.decimal(let s), .integer), (.bigint, .decimal(let s)), (.decimal(let s), .bigint):
+            return .decimal(scale: s)
+        case (.decimal(let a), .decimal(let b)): return .decimal(scale: max(a, b))
+        case (.varchar(let a), .varchar(let b)): return .varchar(max(a, b))
+        case (.nested, _), (_, .nested): return .nested
+        default:
+            return .varchar(max(textWidth, other.textWidth))
+        }
+    }
+
+    /// Width of the text form of any value of this type (for widening to varchar).
+    var textWidth: Int {
+        switch self {
+        case .boolean: 16
+        case .integer, .bigint, .double, .timestamp, .char24: 64
+        case .decimal: 64
+        case .varchar(let n): n
+        case .nested, .binary: Self.maxVarchar
+        }
+    }
+
+    public func sql(_ dialect: SQLDialect) -> String {
+        switch self {
+        case .boolean: "boolean"
+        case .integer: "integer"
+        case .bigint: "bigint"
+        case .decimal(let s): "decimal(38,\(s))"
+        case .double: "double precision"
+        case .timestamp: "timestamp"
+        case .char24: "char(24)"
+        case .varchar(let n): "varchar(\(n))"
+        case .nested: dialect == .redshift ? "super" : "jsonb"
+        case .binary: dialect == .redshift ? "varbyte" : "bytea"
+        }
+    }
+
+    /// Persisted form in the state store.
+    public var description: String {
+        switch self {
+        case .boolean: "boolean"
+        case .integer: "integer"
+        case .bigint: "bigint"
+        case .decimal(let s): "decimal:\(s)"
+        case .double: "double"
+        case .timestamp: "timestamp"
+        case .char24: "char24"
+        case .varchar(let n): "varchar:\(n)"
+        case .nested: "nested"
+        case .binary: "binary"
+        }
+    }
+
+    public init?(persisted text: String) {
+        let parts = text.split(separator: ":")
+        switch parts.first {
+        case "boolean": self = .boolean
+        case "integer": self = .integer
+        case "bigint": self = .bigint
+        case "decimal": self = .decimal(scale: Int(parts.last ?? "0") ?? 0)
+        case "double": self = .double
+        case "timestamp": self = .timestamp
+        case "char24": self = .char24
+        case "varchar": self = .varchar(Int(parts.last ?? "16") ?? 16)
+        case "nested": self = .nested
+        case "binary": self = .binary
+        default: return nil
+        }
+    }
+
+    /// Only VARCHAR growth is an in-place ALTER on Redshift; anything else needs a column swap.
+    func canAlterInPlace(to new: ColumnType, dialect: SQLDialect) -> Bool {
+        if dialect == .postgres { return true }
+        if case .varchar = self, case .varchar = new { return true }
+        return false
+    }
+}

@@ -1,0 +1,31 @@
+import BSON
+import MongoClient
+
+/// The Mongo server's own clock, for skew-free lag (docs/ARCHITECTURE.md, "Lag") and the oplog-window check.
+enum ClusterClock {
+    /// The server's current cluster time: `operationTime` of a cheap command (nil on a standalone).
+    static func now(_ client: MongoClient, database: String) async throws -> BSONTimestamp? {
+        let reply = try await client.command(["ping": 1], database: database)
+        if case .timestamp(let t)? = reply["operationTime"] { return t }
+        return nil
+    }
+
+    /// First to last entry of local.oplog.rs; nil when the server does not let us read it.
+    static func oplogWindow(_ client: MongoClient) async -> Duration? {
+        func edge(_ order: Int32) async -> UInt32? {
+            let docs = try? await client.findAll(database: "local", collection: "oplog.rs", sort: ["$natural": .int32(order)],
+                                                 projection: ["ts": 1], limit: 1)
+            if case .timestamp(let t)? = docs?.first?["ts"] { return t.seconds }
+            return nil
+        }
+        guard let first = await edge(1), let last = await edge(-1) else { return nil }
+        return .seconds(Int64(last) - Int64(first))
+    }
+
+    /// Mongo → Redshift lag: the server's cluster time now minus the applied event's cluster time (both the
+    /// server's clock).
+    static func lag(now: BSONTimestamp, applied: BSONTimestamp?) -> Double? {
+        guard let applied else { return nil }
+        return Double(max(0, Int64(now.seconds) - Int64(applied.seconds)))
+    }
+}

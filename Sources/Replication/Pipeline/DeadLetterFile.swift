@@ -1,0 +1,55 @@
+import BSON
+import Foundation
+
+/// `state/deadletter/<stream>.jsonl`: rows or events mongoshift could not deliver, one JSON object per line
+/// with the key and the reason, so nothing is dropped silently and the stream goes on.
+public struct DeadLetterFile: Sendable {
+    public let path: String
+
+    public init(stateDirectory: String, stream: String) throws {
+        let dir = (stateDirectory as NSString).appendingPathComponent("deadletter")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        path = (dir as NSString).appendingPathComponent(stream.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? String($0) : "_" }.joined() + ".jsonl")
+    }
+
+    public struct Entry: Sendable {
+        public var key: BSON
+        public var reason: String
+        public var payload: Document?
+        public init(key: BSON, reason: String, payload: Document? = nil) {
+            self.key = key
+            self.reason = reason
+            self.payload = payload
+        }
+    }
+
+    /// Appends entries and fsyncs, so an entry is never lost once the stream moves past it.
+    public func append(stream: String, _ entries: [Entry]) throws {
+        guard !entries.isEmpty else { return }
+        var text = ""
+        let at = ISODate.format(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) ?? ""
+        for entry in entries {
+            text += #"{"at": ""# + at + #"", "stream": "#
+            ExtendedJSON.writeString(stream, into: &text)
+            text += #", "key": "# + ExtendedJSON.relaxed(entry.key) + #", "reason": "#
+            ExtendedJSON.writeString(entry.reason, into: &text)
+            if let payload = entry.payload, payload.byteCount < 1 << 20 {
+                text += #", "document": "# + ExtendedJSON.relaxed(payload)
+            }
+            text += "}\n"
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ReplicationError(.spool, stream: stream, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(fd) == 0 else {
+            throw ReplicationError(.spool, stream: stream, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public func count() -> Int {
+        guard let data = FileManager.default.contents(atPath: path) else { return 0 }
+        return data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+    }
+}

@@ -1,0 +1,117 @@
+import Changes
+import Foundation
+import Logging
+import ServiceLifecycle
+import ShiftCore
+import Spool
+import StateStore
+
+public struct ApplyOutcome: Sendable {
+    public var applied = 0
+    public var stale = 0
+    public var deadLetters: [DeadLetterFile.Entry] = []
+    public init(applied: Int = 0, stale: Int = 0, deadLetters: [DeadLetterFile.Entry] = []) {
+        self.applied = applied
+        self.stale = stale
+        self.deadLetters = deadLetters
+    }
+}
+
+/// A target that applies a segment's changes idempotently.
+public protocol ChangeTarget: Sendable {
+    func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome
+}
+
+/// Applies a stream's durable segments in sequence order: read (verified), apply, persist the applied position,
+/// then delete the file — in that order, so a crash anywhere replays at most one segment, idempotently.
+struct SegmentApplyLoop {
+    let context: StreamContext
+    let target: ChangeTarget
+    /// An idle extractor's newer position, persisted once the spool is drained (tail only).
+    var idle: IdleAdvance?
+
+    /// Applies every segment recorded now. Returns the number of segments applied.
+    @discardableResult
+    func applyPending() async throws -> Int {
+        var count = 0
+        for segment in try await context.state.pendingSegments(context.name) {
+            try Task.checkCancellation()
+            // On SIGTERM: finish the segment in flight, then stop; the rest stays durable in the spool.
+            if Task.isShuttingDownGracefully { break }
+            try await apply(segment)
+            count += 1
+        }
+        return count
+    }
+
+    /// The daemon's applier: applies segments as they appear until graceful shutdown, retrying transient
+    /// target errors forever (the spool holds the backlog meanwhile); with the spool drained, persists the
+    /// idle extractor's position.
+    func runUntilShutdown(policy: RetryPolicy) async throws {
+        while true {
+            let applied = try await policy.run({ try await applyPending() }, onRetry: logRetry)
+            if Task.isShuttingDownGracefully { return }
+            if applied == 0 {
+                try await advanceIdle()
+                try await pause(.milliseconds(100))
+            }
+        }
+    }
+
+    /// A snapshot's applier: drains segments while extraction runs, until extraction finished and the spool is empty.
+    func runDuringSnapshot(counters: SnapshotCounters, policy: RetryPolicy) async throws {
+        while true {
+            let finished = await counters.extractionFinished
+            let applied = try await policy.run({ try await applyPending() }, onRetry: logRetry)
+            if Task.isShuttingDownGracefully && (finished || applied == 0) { return }
+            if finished && applied == 0, try await context.state.pendingSegments(context.name).isEmpty { return }
+            if applied == 0 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+    }
+
+    private func advanceIdle() async throws {
+        guard let idle, let (position, generation) = idle.take() else { return }
+        do {
+            try await context.state.advanceIdle(context.name, to: position, generation: generation, lease: try context.requireLease())
+        } catch let error as StateStoreError where error.code == .rewound {
+            // The extract position was rewound since: the extractor restarts from the store; nothing to persist.
+        }
+    }
+
+    private var logRetry: @Sendable (Error, Int, Duration) async -> Void {
+        { [logger = context.logger, retries = context.metrics.retries] error, attempt, wait in
+            retries.increment()
+            logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)",
+                                                                 "wait_s": "\(String(format: "%.1f", wait.seconds))"])
+        }
+    }
+
+    func apply(_ segment: SegmentRecord) async throws {
+        let path = context.spool.segmentPath(segment.seq)
+        let decoded: SpoolSegment
+        do {
+            decoded = try SpoolSegmentReader.read(path: path)
+        } catch let error as SpoolError {
+            // A torn or corrupt segment is never half-applied: forget it and re-extract its range. The discard
+            // rewinds the extract position (a new generation), so the running extractor can record nothing more.
+            context.logger.error("corrupt spool segment: re-extracting its range", metadata: ["segment": "\(path)", "reason": "\(error.reason)"])
+            idle?.clear()
+            try await context.state.discardSegment(segment, lease: context.lease)
+            context.spool.remove(segment.seq)
+            throw ReplicationError(.spool, stream: context.name, "segment \(segment.seq) was corrupt (\(error.reason)); its range will be re-extracted")
+        }
+        let started = ContinuousClock.now
+        // Tail and repair segments belong to the lease holder; snapshot pages to the partition's claimer.
+        if segment.kind != .snapshot { try await context.assertLease() }
+        let outcome = try await target.apply(decoded.changes, segment: segment)
+        CrashPoint.hit(CrashPoint.targetWritten)
+        try await context.deadLetter(outcome.deadLetters)
+        try await context.state.markApplied(segment, applied: outcome.applied, staleSkipped: outcome.stale, lease: context.lease)
+        CrashPoint.hit(CrashPoint.checkpointWritten)
+        context.spool.remove(segment.seq)
+        context.metrics.applyLatency.record(duration: ContinuousClock.now - started)
+        context.metrics.rowsApplied.increment(by: Int64(outcome.applied))
+        context.metrics.staleSkipped.increment(by: Int64(outcome.stale))
+        await context.updateSpoolGauge()
+    }
+}

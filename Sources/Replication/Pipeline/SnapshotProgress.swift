@@ -1,0 +1,49 @@
+import Foundation
+
+/// Snapshot progress for one stream.
+public struct SnapshotProgress: Sendable {
+    public var stream: String
+    public var rowsDone: Int
+    public var rowsTotal: Int
+    public var partitionsDone: Int
+    public var partitionsTotal: Int
+    public var rowsPerSecond: Double
+    public var secondsRemaining: Double? {
+        guard rowsPerSecond > 0, rowsTotal > rowsDone else { return rowsTotal <= rowsDone ? 0 : nil }
+        return Double(rowsTotal - rowsDone) / rowsPerSecond
+    }
+}
+
+/// Receives progress of long work; the executable draws it on a terminal or logs it.
+public protocol ProgressReporter: Sendable {
+    func update(_ progress: SnapshotProgress)
+    func finish(stream: String)
+}
+
+/// Counts shared by the concurrent copiers of one snapshot round.
+actor SnapshotCounters {
+    var rowsDone: Int
+    var partitionsDone: Int
+    var extractionFinished = false
+    let started = ContinuousClock.now
+    let rowsAtStart: Int
+
+    init(rowsDone: Int, partitionsDone: Int) {
+        self.rowsDone = rowsDone
+        self.partitionsDone = partitionsDone
+        rowsAtStart = rowsDone
+    }
+
+    func add(rows: Int) -> Int {
+        rowsDone += rows
+        return rowsDone
+    }
+
+    func partitionDone() { partitionsDone += 1 }
+    func finishExtraction() { extractionFinished = true }
+
+    func rate() -> Double {
+        let elapsed = (ContinuousClock.now - started).seconds
+        return elapsed > 0 ? Double(rowsDone - rowsAtStart) / elapsed : 0
+    }
+}

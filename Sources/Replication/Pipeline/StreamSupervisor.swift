@@ -1,0 +1,74 @@
+import Logging
+import ServiceLifecycle
+import StateStore
+
+/// Runs one stream's pipeline until it ends or graceful shutdown begins, the same way for both directions:
+/// after a spool recovery or a rewind the pipeline restarts from the state store; `recover` may absorb an error
+/// (history lost → re-snapshot) and ask for a restart; a lost lease ends the pipeline on this worker (the lease
+/// service competes for the stream again); any other permanent error marks this stream failed, with the reason,
+/// while the other streams go on.
+struct StreamSupervisor {
+    let context: StreamContext
+
+    /// Keeps `mongoshift_lag_seconds` current (the same skew-free measure as `mongoshift lag`) until shutdown.
+    static func monitorLag(_ context: StreamContext, every period: Duration = .seconds(10),
+                           measure: @Sendable () async -> Double?) async throws {
+        while !Task.isShuttingDownGracefully {
+            if let lag = await measure() { context.metrics.lagSeconds.record(lag) }
+            try await pause(period)
+        }
+    }
+
+    enum Recovery {
+        /// Handled: run the pipeline again.
+        case restart
+        /// Stop this stream with this reason.
+        case fail(String)
+    }
+
+    /// `recover` handles errors it knows (nil: not one of its own, the stream fails with the error).
+    func run(recover: (Error) async throws -> Recovery? = { _ in nil }, _ pipeline: () async throws -> Void) async throws {
+        while !Task.isShuttingDownGracefully {
+            do {
+                try await pipeline()
+                return
+            } catch let error where Self.needsRestart(error) {
+                // A corrupt segment was discarded and its range rewound (or another rewind happened): restart
+                // from the state store.
+                context.logger.warning("restarting stream from the state store", metadata: ["reason": "\(error)"])
+                try await pause(.seconds(1))
+            } catch is CancellationError {
+                return
+            } catch let error where Self.isFenced(error) {
+                throw error
+            } catch {
+                if Task.isShuttingDownGracefully && RetryPolicy.isTransient(error) { return }
+                switch try await recover(error) {
+                case .restart: continue
+                case .fail(let reason): await fail(reason)
+                case nil: await fail("\(error)")
+                }
+                return
+            }
+        }
+    }
+
+    static func needsRestart(_ error: Error) -> Bool {
+        if let e = error as? ReplicationError { return e.code == .spool }
+        if let e = error as? StateStoreError { return e.code == .rewound }
+        return false
+    }
+
+    /// This worker lost the stream's lease: not a failure of the stream (another worker runs it).
+    static func isFenced(_ error: Error) -> Bool {
+        if let e = error as? ReplicationError { return e.code == .fenced }
+        if let e = error as? StateStoreError { return e.code == .fenced }
+        return false
+    }
+
+    func fail(_ message: String) async {
+        context.metrics.errors.increment()
+        context.logger.error("stream failed; other streams continue", metadata: ["error": "\(message)"])
+        try? await context.state.failStream(context.name, reason: message)
+    }
+}

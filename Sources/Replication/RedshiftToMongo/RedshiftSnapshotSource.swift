@@ -1,0 +1,158 @@
+import BSON
+import Changes
+import Logging
+import PostgresClient
+import Spool
+import StateStore
+
+/// A Redshift/PostgreSQL table as a snapshot source (docs/ARCHITECTURE.md, "Snapshot"): the source clock is the
+/// snapshot's start and the tail's seed (minus `safety_lag`); the key space is cut on the first key column
+/// (integer keys: min…max arithmetic; others: NTILE quantiles); each partition is read by keyset pages
+/// (`key > last ORDER BY key LIMIT n`, single-row mode), one durable segment per page. NULL and duplicate keys
+/// (Redshift enforces neither) are reported to the dead-letter file at planning, never silently merged.
+struct RedshiftSnapshotSource: SnapshotSource {
+    let context: StreamContext
+    let url: String
+    let dialect: SQLDialect
+    let table: SourceTable
+    let policy: RetryPolicy
+    /// Copier 0's connection (also used for planning); the others open their own.
+    let source: PostgresSource
+
+    var copiers: Int { context.stream.parallelism }
+
+    /// Describes the table.
+    static func open(context: StreamContext, redshift: RedshiftEndpoint, policy: RetryPolicy) async throws -> RedshiftSnapshotSource {
+        let source = PostgresSource(url: redshift.url)
+        let table = try await source.run(policy, logger: context.logger) { c in try await SourceTable.describe(c, stream: context.stream) }
+        return RedshiftSnapshotSource(context: context, url: redshift.url, dialect: redshift.dialect, table: table, policy: policy, source: source)
+    }
+
+    func estimatedRows() async throws -> Int {
+        try await source.run(policy, logger: context.logger) { [table] c in
+            Int(try await c.query("SELECT count(*) FROM \(table.qualifiedName)").rows.first?.first??.description ?? "0") ?? 0
+        }
+    }
+
+    // MARK: planning
+
+    func plan() async throws -> SnapshotPlan {
+        let stream = context.stream
+        let keys = table.keyNames.map(SQL.identifier)
+        let lagSeconds = Int(stream.safetyLag.seconds.rounded(.up))
+        let (start, seed): (String, String?) = try await source.run(policy, logger: context.logger) { [table, dialect] c in
+            let clock = try await c.query(KeysetQuery.sourceClock(dialect)).rows.first?.first??.description ?? ""
+            guard let wmIndex = table.watermarkIndex else { return (clock, nil) }
+            if PostgresType.integers.contains(table.columns[wmIndex].typeOID) {
+                let max = try await c.query("SELECT max(\(SQL.identifier(table.watermarkName!)))::text FROM \(table.qualifiedName)").rows.first?.first ?? nil
+                return (clock, max ?? "0")
+            }
+            let seedSQL: String = switch dialect {
+            case .redshift: "SELECT DATEADD(second, -\(lagSeconds), GETDATE())::text"
+            case .postgres: "SELECT (now() AT TIME ZONE 'UTC' - INTERVAL '\(lagSeconds) seconds')::timestamp(6)::text"
+            }
+            return (clock, try await c.query(seedSQL).rows.first?.first ?? nil)
+        }
+        try await reportUncopyableKeys(keys)
+        let bounds = try await partitionBounds()
+        return SnapshotPlan(start: .watermark(WatermarkPosition(value: start)),
+                            tailSeed: seed.map { .watermark(WatermarkPosition(value: $0)) },
+                            bounds: bounds.map { (lower: $0.0.map { .columns([$0]) }, upper: $0.1.map { .columns([$0]) }) },
+                            summary: ["snapshot_start": "\(start)", "tail_from": "\(seed ?? "-")"])
+    }
+
+    /// What a keyset copy cannot carry: NULL keys and duplicate keys.
+    private func reportUncopyableKeys(_ keys: [String]) async throws {
+        let (nullKeys, duplicates): (Int, [[String?]]) = try await source.run(policy, logger: context.logger) { [table] c in
+            let nulls = try await c.query("SELECT count(*) FROM \(table.qualifiedName) WHERE \(keys.map { "\($0) IS NULL" }.joined(separator: " OR "))")
+            let dups = try await c.query("""
+                SELECT \(keys.map { "\($0)::text" }.joined(separator: ", ")), count(*) FROM \(table.qualifiedName)
+                WHERE \(keys.map { "\($0) IS NOT NULL" }.joined(separator: " AND "))
+                GROUP BY \(keys.joined(separator: ", ")) HAVING count(*) > 1 LIMIT 100
+                """)
+            return (Int(nulls.rows.first?.first??.description ?? "0") ?? 0, dups.rows)
+        }
+        if nullKeys > 0 {
+            context.logger.error("rows with a NULL key cannot be replicated", metadata: ["rows": "\(nullKeys)", "key": "\(table.keyNames)"])
+            try await context.deadLetter([.init(key: .null, reason: "\(nullKeys) source rows have a NULL key (\(table.keyNames.joined(separator: ", "))) and are not copied")])
+        }
+        if !duplicates.isEmpty {
+            context.logger.error("duplicate keys in the source: only the first row per key is copied", metadata: ["keys": "\(duplicates.count)"])
+            try await context.deadLetter(duplicates.map { row in
+                let keyText = row.dropLast().map { $0 ?? "" }
+                return .init(key: keyText.count == 1 ? .string(keyText[0]) : .array(keyText.map(BSON.string)),
+                             reason: "duplicate key in source: \(row.last.flatMap { $0 } ?? "?") rows share it")
+            })
+        }
+    }
+
+    /// (exclusive lower, inclusive upper) text bounds on the first key column; nil = unbounded.
+    private func partitionBounds() async throws -> [(String?, String?)] {
+        let n = max(1, context.stream.partitions)
+        let k = SQL.identifier(table.keyNames[0])
+        if n == 1 { return [(nil, nil)] }
+        if table.hasIntegerKey {
+            let row = try await source.run(policy, logger: context.logger) { [table] c in
+                try await c.query("SELECT min(\(k))::text, max(\(k))::text FROM \(table.qualifiedName)").rows.first
+            }
+            guard let lo = row?[0].flatMap({ Int64($0) }), let hi = row?[1].flatMap({ Int64($0) }), hi > lo else { return [(nil, nil)] }
+            let span = hi.subtractingReportingOverflow(lo)
+            guard !span.overflow else { return [(nil, nil)] }
+            let step = max(1, (span.partialValue / Int64(n)) + 1)
+            var out: [(String?, String?)] = []
+            var upper = lo - 1
+            for i in 0..<n {
+                let lower: String? = i == 0 ? nil : String(upper)
+                let next = upper.addingReportingOverflow(step)
+                upper = next.overflow ? hi : min(hi, next.partialValue)
+                let isLast = i == n - 1 || upper >= hi
+                out.append((lower, isLast ? nil : String(upper)))
+                if isLast { break }
+            }
+            return out
+        }
+        let boundaries = try await source.run(policy, logger: context.logger) { [table] c in
+            try await c.query("""
+                SELECT max(\(k))::text FROM (SELECT \(k), NTILE(\(n)) OVER (ORDER BY \(k)) AS bucket
+                FROM \(table.qualifiedName) WHERE \(k) IS NOT NULL) s GROUP BY bucket ORDER BY 1
+                """).rows.compactMap { $0[0] }
+        }
+        var out: [(String?, String?)] = []
+        var lower: String?
+        for (i, b) in boundaries.enumerated() {
+            let isLast = i == boundaries.count - 1
+            out.append((lower, isLast ? nil : b))
+            lower = b
+        }
+        return out.isEmpty ? [(nil, nil)] : out
+    }
+
+    // MARK: copying
+
+    func copy(_ partition: PartitionState, copier: Int, into pages: SnapshotPages) async throws {
+        let connection = copier == 0 ? source : PostgresSource(url: url)
+        var after = partition.lastKey?.columns
+        let lower = partition.lower?.columns?.first
+        let upper = partition.upper?.columns?.first
+        let encoder = try await RowEncoder.forStream(context, table: table)
+        var sizer = BatchSizer(context.stream)
+        while true {
+            try Task.checkCancellation()
+            if Task.isShuttingDownGracefully { return }
+            try await pages.waitForSpace()
+            let (limit, reserve) = (sizer.rows, sizer.reserveBytes)
+            let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: lower, upper: upper, limit: limit)
+            let page = try await connection.run(policy, logger: context.logger) { [context] c in
+                try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
+                                          reserveBytes: reserve, detectDuplicates: true)
+            }
+            if page.rows == 0 { return }
+            try await pages.deadLetter(page.deadLetters)
+            let first: SnapshotKey? = after.map { .columns($0) } ?? lower.map { .columns([$0]) }
+            try await pages.spool(page.writer, partition: partition.index, first: first, last: page.lastKeyText.map { .columns($0) })
+            after = page.lastKeyText
+            sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
+            if page.rows < limit { return }
+        }
+    }
+}

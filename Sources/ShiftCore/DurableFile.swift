@@ -1,0 +1,71 @@
+import Foundation
+
+/// A file-system failure of a durable write: which file, and why. A full disk has its own code, so callers can
+/// wait for space instead of failing.
+public struct FileError: Error, CustomStringConvertible, Sendable {
+    public enum Code: Sendable, Equatable {
+        case io
+        /// ENOSPC / EDQUOT.
+        case noSpace
+    }
+    public var code: Code
+    public var path: String
+    public var reason: String
+    public init(code: Code, path: String, reason: String) {
+        self.code = code
+        self.path = path
+        self.reason = reason
+    }
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Crash-safe file replacement.
+public enum DurableFile {
+    /// Writes `bytes` to `path.tmp`, fsyncs it, renames it over `path`, fsyncs the directory.
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure(tmp, "open") }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let error = failure(tmp, "write")
+                close(fd)
+                unlink(tmp)
+                throw error
+            }
+            offset += n
+        }
+        if fsync(fd) != 0 {
+            let error = failure(tmp, "fsync")
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        close(fd)
+        CrashPoint.hit(CrashPoint.spoolBeforeRename)
+        guard rename(tmp, path) == 0 else {
+            let error = failure(path, "rename")
+            unlink(tmp)
+            throw error
+        }
+        try syncDirectory(of: path)
+    }
+
+    /// The error for the current `errno`; a full disk gets its own code so callers can wait instead of fail.
+    private static func failure(_ path: String, _ call: String) -> FileError {
+        let code = errno
+        let full = code == ENOSPC || code == EDQUOT
+        return FileError(code: full ? .noSpace : .io, path: path, reason: "\(call): \(String(cString: strerror(code)))")
+    }
+
+    public static func syncDirectory(of path: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileError(code: .io, path: dir, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw FileError(code: .io, path: dir, reason: "fsync: \(String(cString: strerror(errno)))") }
+    }
+}

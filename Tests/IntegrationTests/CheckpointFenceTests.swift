@@ -1,0 +1,47 @@
+import StateStore
+import Changes
+import Foundation
+import Logging
+import MongoClient
+import PostgresClient
+import Replication
+import Spool
+import TestSupport
+import XCTest
+
+/// A batch replayed after a crash between the target commit and the state update changes nothing: the
+/// checkpoint row, locked and compared inside the same transaction, fences it.
+final class CheckpointFenceTests: XCTestCase {
+    func testReplayedBatchChangesNothing() async throws {
+        let pg = try TestServers.requirePostgres()
+        let connection = try await PostgresConnection.connect(pg)
+        let schema = TestServers.uniqueName("fence")
+        let directory = try TestServers.temporaryDirectory("fence")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = ReplicationConfig()
+        config.stateDirectory = directory
+        var stream = StreamConfig(name: "apps", direction: .mongoToRedshift, table: TableName(schema: schema, name: "apps"),
+                                  collection: "apps", defaults: config.defaults)
+        stream.flatten = 1
+        config.streams = [stream]
+        let state = try StateStore(directory: directory)
+        _ = try await state.ensureStream("apps", direction: "mongo_to_redshift")
+        let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
+        let applier = try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: pg, dialect: .postgres), policy: RetryPolicy(maxAttempts: 2))
+        let segment = SegmentRecord(stream: "apps", seq: 7, kind: .tail, partition: -1, records: 2, bytes: 0,
+                                    firstPosition: nil, lastPosition: .changeStream(ChangeStreamPosition(resumeToken: ["_data": "x"])))
+        let changes = [Change(operation: .upsert, key: 1, document: ["_id": 1, "n": 1]),
+                       Change(operation: .upsert, key: 2, document: ["_id": 2, "n": 2])]
+        let first = try await applier.apply(changes, segment: segment)
+        XCTAssertEqual(first.applied, 2)
+        // Someone edits the target; a replay of the same batch must not overwrite it.
+        try await connection.execute("UPDATE \(schema).apps SET n = 99 WHERE _id = 1")
+        let replay = try await applier.apply(changes, segment: segment)
+        XCTAssertEqual(replay.applied, 0)
+        let n = try await connection.query("SELECT n FROM \(schema).apps WHERE _id = 1").rows[0][0]
+        XCTAssertEqual(n, "99", "the replayed batch was fenced")
+        let seq = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream LIKE 'apps@%'").rows[0][0]
+        XCTAssertEqual(seq, "7")
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+}

@@ -1,0 +1,240 @@
+import StateStore
+import BSON
+import Foundation
+import MongoClient
+import PostgresClient
+import Replication
+import TestSupport
+import XCTest
+
+/// Mongo → Redshift end to end against the dev Mongo server and PostgreSQL (postgres dialect).
+final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
+    override var namePrefix: String { "m2r" }
+    var schema = ""
+    var extraServer: pid_t = 0
+
+    override func setUp() async throws {
+        try await super.setUp()
+        schema = TestServers.uniqueName("analytics")
+        onTeardown { [unowned self] in
+            if extraServer > 0 { kill(extraServer, SIGKILL); var s: Int32 = 0; waitpid(extraServer, &s, 0) }
+            _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE")
+        }
+    }
+
+    var appsTable: String { "\(schema).apps" }
+
+    func writeConfig(mongoURL: String? = nil, extraStreams: String = "", onDrop: String = "keep", batch: String = "1MiB") throws -> String {
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL ?? self.mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms, batch_bytes: \(batch) }
+        streams:
+          - name: apps
+            from: { collection: apps }
+            to: { table: \(appsTable) }
+            partitions: 4
+            on_history_lost: resnapshot
+            on_drop: \(onDrop)
+        \(extraStreams)
+        """
+        let path = directory + "/config.yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func seed(_ client: MongoClient, count: Int) async throws -> [ObjectId] {
+        var ids: [ObjectId] = []
+        var ops: [WriteOperation] = []
+        for i in 0..<count {
+            let id = ObjectId.generate()
+            ids.append(id)
+            var doc: Document = [
+                "_id": .objectId(id), "name": .string("app \(i)"),
+                "qty": i % 2 == 0 ? .int32(Int32(i)) : .int64(Int64(i) * 1_000_000_000_000),
+                "price": .decimal128(Decimal128("\(i).25")!), "created": .datetime(1_704_067_200_000 + Int64(i) * 1000),
+                "meta": .document(["tags": .array(["a", .int32(Int32(i % 7))]), "deep": .document(["x": .double(Double(i) / 4)])]),
+                "tags": .array([.string("t\(i % 3)")]), "blob": .binary(BSONBinary(subtype: 0, data: [UInt8(i % 256), 1, 2])),
+                "active": .bool(i % 3 == 0),
+            ]
+            if i % 3 == 0 { doc.append("optional", .string("present")) }
+            if i >= count / 2 { doc.append("late_field", .int32(Int32(i))) }
+            ops.append(.insert(doc))
+            if ops.count == 5000 {
+                _ = try await client.bulkWrite(database: database, collection: "apps", ops)
+                ops = []
+            }
+        }
+        if !ops.isEmpty { _ = try await client.bulkWrite(database: database, collection: "apps", ops) }
+        return ids
+    }
+
+    func assertConverged(_ client: MongoClient? = nil, excluding: Set<String> = [], file: StaticString = #filePath, line: UInt = #line) async throws {
+        let diffs = try await TableConvergence.wait(timeout: 120, mongo: client ?? mongo, database: database, collection: "apps",
+                                                    pg: connection, table: appsTable, excluding: excluding)
+        XCTAssertEqual(diffs, [], "table must equal the collection", file: file, line: line)
+    }
+
+    // MARK: -
+
+    func testSnapshotThenStreamMixedTypesUpdatesReplacesDeletesAndNewFields() async throws {
+        let ids = try await seed(mongo, count: 20_000)
+        let (process, _) = try startRun(try writeConfig())
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        let count = try await connection.query("SELECT count(*) FROM \(appsTable)").rows[0][0]
+        XCTAssertEqual(count, "20000")
+        var ops: [WriteOperation] = []
+        for id in ids[0..<1000] {
+            ops.append(.update(filter: ["_id": .objectId(id)], update: ["$set": .document(["name": "updated", "qty": .double(2.5)])], upsert: false))
+        }
+        for id in ids[1000..<1200] {
+            ops.append(.replace(filter: ["_id": .objectId(id)], replacement: ["_id": .objectId(id), "name": "replaced", "replaced_field": .int32(1)], upsert: false))
+        }
+        for id in ids[1200..<1500] { ops.append(.delete(filter: ["_id": .objectId(id)])) }
+        for i in 0..<100 {
+            ops.append(.insert(["_id": .objectId(ObjectId.generate()), "name": .string("new \(i)"), "brand_new": .document(["k": .int32(Int32(i))]),
+                                "another_new": .datetime(1_800_000_000_000)]))
+        }
+        let result = try await mongo.bulkWrite(database: database, collection: "apps", ops)
+        XCTAssertEqual(result.writeErrors, [])
+        try await assertConverged()
+        let columns = try await connection.query("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'apps'", [schema]).rows
+        let types = Dictionary(uniqueKeysWithValues: columns.map { ($0[0]!, $0[1]!) })
+        XCTAssertEqual(types["qty"], "double precision", "int32/int64 mix widened to bigint, then to double")
+        XCTAssertEqual(types["_id"], "character")
+        XCTAssertEqual(types["price"], "numeric")
+        XCTAssertEqual(types["meta"], "jsonb")
+        XCTAssertNotNil(types["brand_new"], "new fields become new columns")
+        XCTAssertNotNil(types["replaced_field"])
+        XCTAssertNotNil(types["late_field"])
+        stop(process)
+    }
+
+    func testKillNineDuringSnapshotAndDuringStreaming() async throws {
+        let ids = try await seed(mongo, count: 20_000)
+        let config = try writeConfig(batch: "64KiB")
+        var (process, _) = try startRun(config)
+        try await waitFor("snapshot pages applied") { (Fixtures.streamCounters(stateDirectory: state, stream: "apps")?.applied ?? 0) > 1_000 }
+        XCTAssertEqual(phase("apps"), "snapshotting")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitPolling()
+        (process, _) = try startRun(config)
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        _ = try await mongo.bulkWrite(database: database, collection: "apps",
+                                      ids[0..<3000].map { .update(filter: ["_id": .objectId($0)], update: ["$set": .document(["name": "s1"])], upsert: false) })
+        let applied = Fixtures.streamCounters(stateDirectory: state, stream: "apps")!.applied
+        try await waitFor("streaming applies") { (Fixtures.streamCounters(stateDirectory: state, stream: "apps")?.applied ?? 0) > applied }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitPolling()
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", ids[3000..<3300].map { .delete(filter: ["_id": .objectId($0)]) })
+        (process, _) = try startRun(config)
+        try await assertConverged()
+        stop(process)
+    }
+
+    func testHistoryLostResnapshotsOnlyThatStream() async throws {
+        // A second dev server whose "oplog" holds only 1,000 events.
+        let port = Int.random(in: 40_000...50_000)
+        let python = TestServers.repositoryRoot + "/.venv-mongo/bin/python"
+        var pid: pid_t = 0
+        let script: String = TestServers.repositoryRoot + "/ops/dev-mongo/server.py"
+        let words: [String] = [python, script, "--port", String(port), "--replset", "rs0", "--history", "1000"]
+        var argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) }
+        argv.append(nil)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        var attributes = Spawn.cleanSignalAttributes()
+        XCTAssertEqual(posix_spawn(&pid, python, &actions, &attributes, argv, environ), 0)
+        posix_spawnattr_destroy(&attributes)
+        posix_spawn_file_actions_destroy(&actions)
+        extraServer = pid
+        let url = "mongodb://127.0.0.1:\(port)/?replicaSet=rs0"
+        let small = try MongoClient(url: url)
+        try await waitFor("small-history server") { (try? await small.ping()) != nil }
+        let ids = try await seed(small, count: 200)
+        // The other stream: Redshift → Mongo into the same server; it must be untouched by apps' re-snapshot.
+        let ordersTable = TestServers.uniqueName("orders")
+        try await Fixtures.createOrders(connection, table: ordersTable, rows: 500)
+        defer { Task { [connection, ordersTable] in _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(ordersTable)") } }
+        let config = try writeConfig(mongoURL: url, extraStreams: """
+          - name: orders
+            from: { table: public.\(ordersTable) }
+            to: { collection: orders }
+            key: [id]
+            watermark: updated_at
+            safety_lag: 1s
+        """)
+        var (process, _) = try startRun(config)
+        try await waitFor("both streams streaming") { phase("apps") == "streaming" && phase("orders") == "streaming" }
+        try await assertConverged(small)
+        stop(process)
+        let ordersBefore = Fixtures.streamCounters(stateDirectory: state, stream: "orders")!
+        // More writes than the history holds, while mongoshift is stopped.
+        for round in 0..<8 {
+            _ = try await small.bulkWrite(database: database, collection: "apps",
+                                          ids.map { .update(filter: ["_id": .objectId($0)], update: ["$set": .document(["round": .int32(Int32(round))])], upsert: false) })
+        }
+        let base: String
+        (process, base) = try startRun(config)
+        try await assertConverged(small)
+        let log = MongoshiftProcess.output(base).stderr
+        let lost = log.split(separator: "\n").filter { $0.contains("history lost") }
+        XCTAssertTrue(lost.contains { $0.contains("\"level\": \"error\"") && $0.contains("286") && $0.contains("\"stream\": \"apps\"") },
+                      "logged as an error with the reason:\n\(log)")
+        let ordersAfter = Fixtures.streamCounters(stateDirectory: state, stream: "orders")!
+        XCTAssertEqual(ordersAfter.phase, "streaming")
+        XCTAssertGreaterThanOrEqual(ordersAfter.applied, ordersBefore.applied, "orders was not re-snapshotted")
+        let planned = log.split(separator: "\n").filter { $0.contains("snapshot planned") }
+        XCTAssertEqual(planned.count, 1, "only apps re-snapshots")
+        XCTAssertTrue(planned.allSatisfy { $0.contains("\"stream\": \"apps\"") })
+        stop(process)
+    }
+
+    func testOversizedValueIsDeadLetteredAndDropFollowsOnDrop() async throws {
+        _ = try await seed(mongo, count: 50)
+        let (process, _) = try startRun(try writeConfig(onDrop: "keep"))
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        let big = ObjectId.generate()
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [
+            .insert(["_id": .objectId(big), "name": .string(String(repeating: "x", count: 70_000))]),
+            .insert(["_id": .objectId(ObjectId.generate()), "name": "after the big one"]),
+        ])
+        try await assertConverged(excluding: [big.description])
+        let letters = try String(contentsOfFile: state + "/deadletter/apps.jsonl", encoding: .utf8)
+        XCTAssertTrue(letters.contains(big.description) && letters.contains("65535"), letters)
+        // Drop: on_drop keep leaves the table and records the event.
+        let rowsBefore = try await connection.query("SELECT count(*) FROM \(appsTable)").rows[0][0]
+        try await mongo.drop(database: database, collection: "apps")
+        try await waitFor("drop noticed") {
+            let s = try await StateStore(directory: state, readOnly: true).stream("apps")?.lastError
+            return s?.contains("drop") ?? false
+        }
+        let rowsAfter = try await connection.query("SELECT count(*) FROM \(appsTable)").rows[0][0]
+        XCTAssertEqual(rowsAfter, rowsBefore, "on_drop: keep")
+        // The collection comes back: the stream follows it.
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [.insert(["_id": .objectId(ObjectId.generate()), "name": "reborn"])])
+        try await waitFor("new collection's documents arrive") {
+            try await connection.query("SELECT count(*) FROM \(appsTable) WHERE name = 'reborn'").rows[0][0] == "1"
+        }
+        stop(process)
+    }
+
+    func testVerifyFindsTableDifferencesAndRepairFixesThem() async throws {
+        let ids = try await seed(mongo, count: 100)
+        let config = try writeConfig()
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        XCTAssertEqual(try MongoshiftProcess.run(["verify", "--config", config]).status, 0)
+        try await connection.execute("UPDATE \(appsTable) SET name = 'tampered' WHERE _id = '\(ids[0])'")
+        try await connection.execute("DELETE FROM \(appsTable) WHERE _id = '\(ids[1])'")
+        try await connection.execute("INSERT INTO \(appsTable) (_id, name) VALUES ('\(ObjectId.generate())', 'extra')")
+        let found = try MongoshiftProcess.run(["verify", "--config", config])
+        XCTAssertEqual(found.status, 1)
+        XCTAssertTrue(found.stdout.contains("3 differences (changed 1, missing 1, extra 1)"), found.stdout)
+        let repaired = try MongoshiftProcess.run(["verify", "--config", config, "--repair"])
+        XCTAssertEqual(repaired.status, 0, repaired.stdout + repaired.stderr)
+        XCTAssertEqual(try MongoshiftProcess.run(["verify", "--config", config]).status, 0)
+        try await assertConverged()
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+import MongoClient
+import PostgresClient
+import Replication
+import Spool
+import TestSupport
+import XCTest
+
+/// Server faults under a running replicator: backends terminated (`pg_terminate_backend`), PostgreSQL killed
+/// mid-query, statements cancelled by `statement_timeout`, and a full spool disk. Each must end converged,
+/// with nothing lost and no damaged segment. (Mongo restarts and PostgreSQL restarts: RunIntegrationTests.)
+final class ServerFaultTests: IntegrationTestCase {
+    override var namePrefix: String { "faults" }
+    var mounted: String?
+
+    override func setUp() async throws {
+        try await super.setUp()
+        onTeardown { [unowned self] in if let mounted { _ = Self.shell("umount", [mounted]) } }
+    }
+
+
+    @discardableResult
+    static func shell(_ tool: String, _ args: [String]) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [tool] + args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return -1 }
+        p.waitPolling(timeout: 30)
+        return p.terminationStatus
+    }
+
+    /// Waits for convergence, then records the exact comparison (docs/RELIABILITY.md) under `scenario`.
+    func assertConverged(_ scenario: String, faults: Int, started: Date, timeout: TimeInterval = 120,
+                         file: StaticString = #filePath, line: UInt = #line) async throws {
+        let diffs = try await Convergence.wait(timeout: timeout, pg: connection, table: table, mongo: mongo, database: database)
+        XCTAssertEqual(diffs, [], "target must equal source", file: file, line: line)
+        let (tally, _) = try await Convergence.compare(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
+        Storm.report(scenario: scenario, rounds: faults, crashes: faults, writes: 0, tally: tally, seconds: Date().timeIntervalSince(started))
+    }
+
+    func counters() -> (extracted: Int, applied: Int, phase: String)? { Fixtures.streamCounters(stateDirectory: state, stream: "orders") }
+
+    // MARK: -
+
+    func testTerminatedBackendsDuringSnapshotAndTailAreRetried() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 20_000)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
+                                              extra: "    reconcile_every: 2s", defaults: "batch_bytes: 64KiB")
+        let started = Date()
+        let (process, base) = try startRun(config)
+        let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'mongoshift' AND pid <> pg_backend_pid()"
+        var terminated = 0
+        // During the snapshot, then during the tail while rows change.
+        for round in 0..<16 {
+            try await Task.sleep(for: .milliseconds(400))
+            terminated += Int(try await connection.query(terminate).rows.first?[0] ?? "0") ?? 0
+            if round >= 8 {
+                try await connection.execute("UPDATE public.\(table) SET note = 'fault \(round)', updated_at = now() WHERE id % 17 = \(round)")
+            }
+        }
+        XCTAssertGreaterThan(terminated, 3, "backends were terminated")
+        try await assertConverged("pg_terminate_backend during snapshot and tail", faults: terminated, started: started)
+        XCTAssertTrue(process.isRunning, "terminated connections never stop run")
+        XCTAssertTrue(MongoshiftProcess.output(base).stderr.contains("retrying"), "the retries are logged")
+        stop(process)
+    }
+
+    func testPostgresKilledMidQueryDuringSnapshot() async throws {
+        guard DevServers.postgresDirectory != nil else { throw XCTSkip("needs MONGOSHIFT_TEST_PG_DIR (set by ops/test)") }
+        try await Fixtures.createOrders(connection, table: table, rows: 20_000)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
+                                              defaults: "batch_bytes: 64KiB")
+        let started = Date()
+        let (process, _) = try startRun(config)
+        let deadline = Date().addingTimeInterval(60)
+        while (counters()?.extracted ?? 0) < 2_000 && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        XCTAssertEqual(counters()?.phase, "snapshotting")
+        connection = nil
+        try DevServers.stopPostgres(immediate: true)
+        try await Task.sleep(for: .seconds(3))
+        try DevServers.startPostgres()
+        connection = try await PostgresConnection.connect(pg)
+        try await assertConverged("PostgreSQL killed mid-query (stop -m immediate) during snapshot", faults: 1, started: started)
+        XCTAssertTrue(process.isRunning)
+        stop(process)
+    }
+
+    func testStatementTimeoutsOnTheTargetAreRetried() async throws {
+        // Mongo → PostgreSQL with a 1 s statement_timeout on the target; a lock held for 5 s makes the applier's
+        // statements time out (SQLSTATE 57014) until it is released.
+        _ = try await mongo.bulkWrite(database: database, collection: "apps",
+                                      (1...500).map { .insert(["_id": .int32(Int32($0)), "name": .string("app \($0)")]) })
+        let target = pg + (pg.contains("?") ? "&" : "?") + "options=-c%20statement_timeout%3D1000"
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(target)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:
+          - name: apps
+            from: { collection: apps }
+            to: { table: \(table).apps }
+        """
+        let config = directory + "/apps.yaml"
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let (process, base) = try startRun(config)
+        var diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "apps", pg: connection, table: "\(table).apps")
+        XCTAssertEqual(diffs, [])
+        let locker = try await PostgresConnection.connect(pg)
+        try await locker.execute("BEGIN; LOCK TABLE \(table).apps IN ACCESS EXCLUSIVE MODE")
+        _ = try await mongo.bulkWrite(database: database, collection: "apps",
+                                      (1...100).map { .update(filter: ["_id": .int32(Int32($0))], update: ["$set": .document(["name": "during lock"])], upsert: false) })
+        try await Task.sleep(for: .seconds(5))
+        try await locker.execute("COMMIT")
+        diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "apps", pg: connection, table: "\(table).apps")
+        XCTAssertEqual(diffs, [])
+        let log = MongoshiftProcess.output(base).stderr
+        XCTAssertTrue(log.contains("57014"), "the statement timeouts were seen and retried:\n\(log.suffix(2000))")
+        stop(process)
+    }
+
+    func testFullSpoolDiskPausesExtractionAndRecoversWhenSpaceReturns() async throws {
+        // A 2 MiB tmpfs as the spool, nearly filled: segments cannot be written until the filler goes.
+        let spool = state + "/spool"
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        guard Self.shell("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", spool]) == 0 else {
+            print("skipping: cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)")
+            throw XCTSkip("cannot mount a tmpfs")
+        }
+        mounted = spool
+        let filler = spool + "/filler"
+        _ = FileManager.default.createFile(atPath: filler, contents: Data(count: 2 * 1024 * 1024 - 8 * 1024))
+        try await Fixtures.createOrders(connection, table: table, rows: 5_000)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
+                                              defaults: "batch_bytes: 64KiB")
+        let started = Date()
+        let (process, base) = try startRun(config)
+        let deadline = Date().addingTimeInterval(60)
+        while !MongoshiftProcess.output(base).stderr.contains("spool disk full") && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        let log = MongoshiftProcess.output(base).stderr
+        XCTAssertTrue(log.contains("spool disk full"), "a clear error:\n\(log.suffix(2000))")
+        XCTAssertTrue(log.contains("No space left on device"), "with the reason")
+        try await Task.sleep(for: .seconds(2))
+        XCTAssertTrue(process.isRunning, "a full disk pauses, never stops, the stream")
+        // Nothing torn: no temp file, and every segment on disk reads back whole.
+        let files = try FileManager.default.contentsOfDirectory(atPath: spool + "/orders")
+        XCTAssertFalse(files.contains { $0.hasSuffix(".tmp") }, "no temp file left: \(files)")
+        for f in files where f.hasSuffix(".seg") {
+            XCTAssertNoThrow(try SpoolSegmentReader.read(path: spool + "/orders/" + f), f)
+        }
+        try FileManager.default.removeItem(atPath: filler)
+        try await assertConverged("spool disk full (2 MiB tmpfs), then space returns", faults: 1, started: started)
+        XCTAssertTrue(MongoshiftProcess.output(base).stderr.contains("extraction resumed"))
+        stop(process)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import MongoClient
+import PostgresClient
+import XCTest
+
+/// The life every integration suite shares, written once: the dev servers (skipping with the reason when they are
+/// not configured), a unique table name, Mongo database and temporary directory per test, `mongoshift`
+/// processes started by the test, and a teardown that kills them and removes everything the test created.
+open class IntegrationTestCase: XCTestCase {
+    public var pg = ""
+    public var mongoURL = ""
+    /// Unique per test: a table (and schema) name, a Mongo database, a directory.
+    public var table = ""
+    public var database = ""
+    public var directory = ""
+    public var connection: PostgresConnection!
+    public var mongo: MongoClient!
+    /// `mongoshift` processes of this test: SIGKILLed at teardown if still running.
+    public var running: [Process] = []
+    private var cleanups: [() async -> Void] = []
+
+    /// Prefix of the unique names (a table name must start with a letter).
+    open var namePrefix: String { "t" }
+
+    /// The state directory configs written by `Fixtures` use.
+    public var state: String { directory + "/state" }
+
+    open override func setUp() async throws {
+        pg = try TestServers.requirePostgres()
+        mongoURL = try TestServers.requireMongo()
+        table = TestServers.uniqueName(namePrefix)
+        database = TestServers.uniqueName(namePrefix)
+        directory = try TestServers.temporaryDirectory(namePrefix)
+        connection = try await PostgresConnection.connect(pg)
+        mongo = try MongoClient(url: mongoURL)
+    }
+
+    open override func tearDown() async throws {
+        for p in running where p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitPolling()
+        }
+        for cleanup in cleanups.reversed() { await cleanup() }
+        cleanups = []
+        _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(SQL.identifier(table))")
+        _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(SQL.identifier(table)) CASCADE")
+        _ = try? await mongo?.command(["dropDatabase": 1], database: database)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Runs `cleanup` at teardown (after processes are killed; last registered, first run).
+    public func onTeardown(_ cleanup: @escaping () async -> Void) {
+        cleanups.append(cleanup)
+    }
+
+    /// Starts `mongoshift ARGS` in the background; its log tail is printed at teardown.
+    @discardableResult
+    public func start(_ arguments: [String], environment: [String: String] = [:], logLines: Int = 15) throws -> (Process, String) {
+        let (process, base) = try MongoshiftProcess.start(arguments, environment: environment)
+        running.append(process)
+        addTeardownBlock {
+            print("\(arguments.first ?? "mongoshift") log tail:\n" + MongoshiftProcess.output(base).stderr.split(separator: "\n").suffix(logLines).joined(separator: "\n"))
+        }
+        return (process, base)
+    }
+
+    /// `mongoshift run --config CONFIG` in the background.
+    @discardableResult
+    public func startRun(_ config: String, arguments: [String] = [], environment: [String: String] = [:]) throws -> (Process, String) {
+        try start(["run", "--config", config] + arguments, environment: environment)
+    }
+
+    /// SIGTERM, then the documented clean exit: status 0 within `within` seconds.
+    public func stop(_ process: Process, within: TimeInterval = 15, file: StaticString = #filePath, line: UInt = #line) {
+        let started = Date()
+        kill(process.processIdentifier, SIGTERM)
+        process.waitPolling(timeout: within + 5)
+        XCTAssertFalse(process.isRunning, "mongoshift must exit after SIGTERM", file: file, line: line)
+        XCTAssertEqual(process.terminationStatus, 0, "SIGTERM → exit 0", file: file, line: line)
+        XCTAssertLessThan(Date().timeIntervalSince(started), within, file: file, line: line)
+    }
+
+    /// Polls `condition` until it holds; fails the test (and stops it) on timeout.
+    public func waitFor(_ what: String, timeout: TimeInterval = 120, file: StaticString = #filePath, line: UInt = #line,
+                        _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTFail("timed out waiting for \(what)", file: file, line: line)
+        throw XCTSkip("gave up waiting for \(what)")
+    }
+
+    /// The stream's phase as the state store holds it.
+    public func phase(_ stream: String) -> String? { Fixtures.streamCounters(stateDirectory: state, stream: stream)?.phase }
+}

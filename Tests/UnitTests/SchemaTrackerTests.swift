@@ -1,0 +1,135 @@
+import BSON
+import MongoClient
+@testable import Replication
+import XCTest
+
+final class SchemaTrackerTests: XCTestCase {
+    func testTypeLatticeWidens() {
+        XCTAssertEqual(ColumnType.integer.widened(with: .bigint), .bigint)
+        XCTAssertEqual(ColumnType.bigint.widened(with: .double), .double)
+        XCTAssertEqual(ColumnType.integer.widened(with: .decimal(scale: 2)), .decimal(scale: 2))
+        XCTAssertEqual(ColumnType.decimal(scale: 2).widened(with: .decimal(scale: 5)), .decimal(scale: 5))
+        XCTAssertEqual(ColumnType.double.widened(with: .decimal(scale: 2)), .varchar(64), "double + decimal → text, never a lossy number")
+        XCTAssertEqual(ColumnType.varchar(16).widened(with: .varchar(1024)), .varchar(1024))
+        XCTAssertEqual(ColumnType.boolean.widened(with: .integer), .varchar(64))
+        XCTAssertEqual(ColumnType.timestamp.widened(with: .varchar(16)), .varchar(64))
+        XCTAssertEqual(ColumnType.integer.widened(with: .nested), .nested)
+        XCTAssertEqual(ColumnType.char24.widened(with: .varchar(16)), .varchar(64))
+    }
+
+    func testValueTypes() {
+        XCTAssertEqual(ColumnType.of(.int32(1)), .integer)
+        XCTAssertEqual(ColumnType.of(.int64(1)), .bigint)
+        XCTAssertEqual(ColumnType.of(.decimal128(Decimal128("12.500")!)), .decimal(scale: 3))
+        XCTAssertEqual(ColumnType.of(.decimal128(Decimal128("1E+40")!)), .varchar(16), "does not fit decimal(38,s): text")
+        XCTAssertEqual(ColumnType.of(.objectId(ObjectId.generate())), .char24)
+        XCTAssertEqual(ColumnType.of(.string(String(repeating: "x", count: 100))), .varchar(256))
+        XCTAssertEqual(ColumnType.of(.string(String(repeating: "x", count: 70_000))), .varchar(65_535))
+        XCTAssertEqual(ColumnType.of(.array([1])), .nested)
+        XCTAssertEqual(ColumnType.of(.timestamp(BSONTimestamp(seconds: 1, increment: 2))), .bigint)
+        XCTAssertNil(ColumnType.of(.null))
+        for type in [ColumnType.boolean, .integer, .bigint, .decimal(scale: 4), .double, .timestamp, .char24, .varchar(77), .nested, .binary] {
+            XCTAssertEqual(ColumnType(persisted: type.description), type)
+        }
+    }
+
+    func testNameSanitising() {
+        XCTAssertEqual(ColumnNaming.sanitize("Customer Name"), "customer_name")
+        XCTAssertEqual(ColumnNaming.sanitize("1st"), "_1st")
+        XCTAssertEqual(ColumnNaming.sanitize("prix€"), "prix_")
+        XCTAssertEqual(ColumnNaming.sanitize(""), "_")
+        XCTAssertEqual(ColumnNaming.sanitize(String(repeating: "a", count: 300)).utf8.count, 127)
+    }
+
+    func testCollisionNamesBothFields() {
+        var tracker = SchemaTracker(flatten: 1)
+        XCTAssertThrowsError(try tracker.observe([["_id": 1, "Price": 1, "price": 2]])) { error in
+            XCTAssertEqual("\(error)", #"fields "Price" and "price" both map to column "price"; rename one in the source"#)
+        }
+    }
+
+    func testObserveAddsAndWidensColumnsIdFirst() throws {
+        var tracker = SchemaTracker(flatten: 1)
+        let first = try tracker.observe([["name": "a", "_id": .objectId(ObjectId.generate()), "n": 1, "sub": .document(["x": 1])]])
+        XCTAssertEqual(tracker.schema.columns.map(\.name), ["_id", "name", "n", "sub"])
+        XCTAssertEqual(first.count, 4)
+        let second = try tracker.observe([["_id": .objectId(ObjectId.generate()), "n": .int64(5), "added": true]])
+        XCTAssertEqual(second, [.widenColumn(TableSchema.Column(name: "n", path: "n", type: .bigint), from: .integer),
+                                .addColumn(TableSchema.Column(name: "added", path: "added", type: .boolean))])
+        XCTAssertEqual(tracker.row(of: ["_id": 1, "added": false, "unknown": 1]).count, 5)
+    }
+
+    func testFlattenDepth() {
+        let doc: Document = ["_id": 1, "a": .document(["b": .document(["c": 1]), "d": 2]), "arr": .array([1, 2])]
+        XCTAssertEqual(SchemaTracker(flatten: 1).fields(of: doc).map(\.path), ["_id", "a", "arr"])
+        XCTAssertEqual(SchemaTracker(flatten: 2).fields(of: doc).map(\.path), ["_id", "a.b", "a.d", "arr"])
+        XCTAssertEqual(SchemaTracker(flatten: 0).fields(of: doc).map(\.path), ["_id", "doc"])
+    }
+
+    func testValueTextAndLimits() throws {
+        XCTAssertEqual(try ValueText.text(.datetime(1_704_067_201_123), as: .timestamp, column: "t"), "2024-01-01 00:00:01.123")
+        XCTAssertEqual(try ValueText.text(.int32(5), as: .varchar(64), column: "v"), "5")
+        XCTAssertEqual(try ValueText.text(.document(["a": .decimal128(Decimal128("1.50")!), "d": .datetime(0)]), as: .nested, column: "j"),
+                       #"{"a":1.50,"d":"1970-01-01T00:00:00.000Z"}"#)
+        XCTAssertThrowsError(try ValueText.text(.string(String(repeating: "x", count: 70_000)), as: .varchar(65_535), column: "big")) { error in
+            XCTAssertTrue("\(error)".contains("big") && "\(error)".contains("70000"), "\(error)")
+        }
+    }
+
+    func testCopyTextEscaping() {
+        var out: [UInt8] = []
+        CopyText.appendRow(["a\tb\\c\nd", nil, "é"], to: &out)
+        XCTAssertEqual(String(decoding: out, as: UTF8.self), "a\\tb\\\\c\\nd\t\\N\té\n")
+    }
+}
+
+final class TargetSQLTests: XCTestCase {
+    let schema = TableSchema(columns: [
+        .init(name: "_id", path: "_id", type: .char24), .init(name: "doc", path: "doc", type: .nested),
+        .init(name: "bin", path: "bin", type: .binary), .init(name: "Select", path: "Select", type: .varchar(16)),
+    ])
+
+    func statements(_ dialect: SQLDialect) -> [String] {
+        let sql = TargetSQL(dialect: dialect, table: TableName(schema: "analytics", name: "Apps \"x\""))
+        return [sql.createTable(schema), sql.createCheckpoints(), sql.seedCheckpoint(), sql.advanceCheckpoint(), sql.deleteChanged(),
+                sql.insertUpserts(schema), sql.insertStage(schema, rows: 2)]
+            + sql.lockCheckpoint() + sql.createStage(schema)
+            + sql.ddl(for: .addColumn(.init(name: "n", path: "n", type: .integer)))
+            + sql.ddl(for: .widenColumn(.init(name: "n", path: "n", type: .bigint), from: .integer))
+            + sql.ddl(for: .widenColumn(.init(name: "s", path: "s", type: .varchar(1024)), from: .varchar(16)))
+    }
+
+    func testRedshiftDialectUsesOnlyRedshiftConstructs() {
+        let all = statements(.redshift).joined(separator: "\n")
+        for forbidden in ["ON CONFLICT", "COPY", "FOR UPDATE", "jsonb", "bytea", "now()", "USING \"n\"", "::"] {
+            XCTAssertFalse(all.contains(forbidden), "redshift SQL contains \(forbidden):\n\(all)")
+        }
+        XCTAssertTrue(all.contains("super") && all.contains("varbyte") && all.contains("JSON_PARSE($2)") && all.contains("FROM_HEX($3)"))
+        XCTAssertTrue(all.contains("LOCK \"analytics\".\"mongoshift_checkpoints\""))
+        XCTAssertTrue(all.contains("ALTER TABLE \"analytics\".\"Apps \"\"x\"\"\" ALTER COLUMN \"s\" TYPE varchar(1024)"), "VARCHAR grows in place")
+        XCTAssertTrue(all.contains("RENAME COLUMN \"n__mongoshift_new\" TO \"n\""), "other widenings swap columns")
+        XCTAssertTrue(all.contains("GETDATE()"))
+    }
+
+    func testPostgresDialect() {
+        let all = statements(.postgres).joined(separator: "\n")
+        XCTAssertTrue(all.contains("jsonb") && all.contains("bytea") && all.contains("FOR UPDATE"))
+        XCTAssertTrue(all.contains("ALTER COLUMN \"n\" TYPE bigint USING \"n\"::bigint"))
+        XCTAssertEqual(TargetSQL(dialect: .postgres, table: TableName(schema: "a", name: "t")).copyStage(schema),
+                       #"COPY "mongoshift_stage_t" ("_id", "doc", "bin", "Select", "__op") FROM STDIN"#)
+    }
+}
+
+final class RedshiftInsertBatchingTests: XCTestCase {
+    func testBatchesRespectStatementSizeAndParameterLimits() {
+        let big = String(repeating: "x", count: 60_000)
+        let rows = (0..<1000).map { _ in [big, "u"] as [String?] }
+        let batches = RedshiftApplier.insertBatches(rows, width: 2)
+        XCTAssertEqual(batches.reduce(0) { $0 + $1.count }, 1000, "every row once")
+        for b in batches {
+            XCTAssertLessThanOrEqual(b.reduce(0) { $0 + $1.reduce(0) { $0 + ($1?.utf8.count ?? 0) } }, 16 << 20)
+        }
+        let narrow = (0..<5000).map { _ in Array(repeating: "1", count: 100) as [String?] }
+        XCTAssertTrue(RedshiftApplier.insertBatches(narrow, width: 100).allSatisfy { $0.count * 100 <= 32_000 })
+    }
+}

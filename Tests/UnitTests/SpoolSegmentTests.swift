@@ -1,0 +1,92 @@
+import Changes
+import BSON
+import Foundation
+import MongoClient
+import Spool
+import XCTest
+
+final class SpoolSegmentTests: XCTestCase {
+    var directory: String!
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "spooltest-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func makeSegment(count: Int = 500) throws -> (String, [Change]) {
+        var writer = SpoolSegmentWriter(stream: "orders")
+        var changes: [Change] = []
+        for i in 0..<count {
+            let change = i % 10 == 9
+                ? Change(operation: .delete, key: .int64(Int64(i)), version: .datetime(Int64(i)))
+                : Change(operation: .upsert, key: .int64(Int64(i)), document: ["_id": .int64(Int64(i)), "name": .string("row \(i)"),
+                                                                            "amount": .decimal128(Decimal128("\(i).50")!)],
+                         version: .datetime(Int64(i)), sourceTimeMillis: Int64(i))
+            writer.append(change)
+            changes.append(change)
+        }
+        let path = (directory as NSString).appendingPathComponent("00000000000000000001.seg")
+        try writer.seal(to: path, first: .snapshotKey(.columns(["0"])), last: .snapshotKey(.columns([String(count - 1)])))
+        return (path, changes)
+    }
+
+    func testSegmentRoundTrip() throws {
+        let (path, changes) = try makeSegment()
+        let segment = try SpoolSegmentReader.read(path: path)
+        XCTAssertEqual(segment.header.stream, "orders")
+        XCTAssertEqual(segment.header.recordCount, changes.count)
+        XCTAssertEqual(segment.header.lastPosition, .snapshotKey(.columns(["499"])))
+        XCTAssertEqual(segment.changes, changes)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".tmp"), "the temp file is renamed away")
+    }
+
+    func testCompressesWithZstd() throws {
+        let (path, _) = try makeSegment(count: 5000)
+        let segment = try SpoolSegmentReader.read(path: path)
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        XCTAssertLessThan(size * 2, segment.header.rawLength, "zstd should at least halve repetitive rows")
+    }
+
+    func testTruncatedSegmentIsDetected() throws {
+        let (path, _) = try makeSegment()
+        var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
+        for cut in [1, 7, bytes.count / 2, bytes.count - 20] {
+            bytes = [UInt8](FileManager.default.contents(atPath: path)!)
+            bytes.removeLast(cut)
+            XCTAssertThrowsError(try SpoolSegmentReader.decode(bytes, path: path), "cut \(cut)") { error in
+                XCTAssertEqual((error as? SpoolError)?.code, .corrupt)
+            }
+        }
+    }
+
+    func testEveryFlippedBitIsDetected() throws {
+        let (path, _) = try makeSegment(count: 20)
+        let original = [UInt8](FileManager.default.contents(atPath: path)!)
+        for index in stride(from: 0, to: original.count, by: max(1, original.count / 97)) {
+            for bit in [0, 3, 7] {
+                var bytes = original
+                bytes[index] ^= UInt8(1 << bit)
+                XCTAssertThrowsError(try SpoolSegmentReader.decode(bytes, path: path), "byte \(index) bit \(bit)") { error in
+                    XCTAssertEqual((error as? SpoolError)?.code, .corrupt)
+                }
+            }
+        }
+    }
+
+    func testCRC32CKnownVector() {
+        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
+        XCTAssertEqual(CRC32C.checksum([]), 0)
+    }
+
+    func testDirectoryRecoveryRemovesUnknownAndTempFiles() throws {
+        let dir = try SpoolDirectory(root: directory, stream: "s")
+        for seq in [1, 2, 3] as [Int64] { _ = FileManager.default.createFile(atPath: dir.segmentPath(seq), contents: Data([1])) }
+        _ = FileManager.default.createFile(atPath: dir.segmentPath(4) + ".tmp", contents: Data([1]))
+        XCTAssertEqual(dir.removeUnknown(known: [2]), 3)
+        XCTAssertEqual(dir.sequencesOnDisk(), [2])
+    }
+}

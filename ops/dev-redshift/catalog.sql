@@ -151,7 +151,8 @@ CREATE OR REPLACE FUNCTION _dev_redshift.is_valid_json(j text) RETURNS boolean L
 BEGIN PERFORM j::json; RETURN true; EXCEPTION WHEN others THEN RETURN false; END $$;
 
 -- Exact row count of a table (for SVV_TABLE_INFO.tbl_rows; dev-sized tables only).
-CREATE OR REPLACE FUNCTION _dev_redshift.row_count(r regclass) RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+CREATE OR REPLACE FUNCTION _dev_redshift.row_count(r regclass) RETURNS bigint LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog AS $$
 DECLARE n bigint;
 BEGIN EXECUTE format('SELECT count(*) FROM %s', r) INTO n; RETURN n;
 EXCEPTION WHEN others THEN RETURN NULL; END $$;

@@ -111,7 +111,7 @@ _TRIGGER = re.compile(r"""(?ix)
       |decimal|numeric|jsonb|json|array|returning|conflict|for|skip|nowait|pg_advisory\w*|pg_try_advisory\w*|stdin|stdout
       |stv_\w+|svv_\w+|stl_\w+|sys_\w+|svl_\w+|pg_table_def|information_schema|lock|truncate|merge|create|alter|drop
       |values|collate|listen|notify|serial|bigserial|smallserial|bytea|uuid|money|inet|cidr|macaddr|xml|tsvector|tsquery
-      |interval|oid|tableoid|xmin|xmax|cmin|cmax|ctid|encode|distkey|sortkey|diststyle|identity|backup|set|copy|unload|vacuum|analyze)\b
+      |interval|notnull|oid|tableoid|xmin|xmax|cmin|cmax|ctid|encode|distkey|sortkey|diststyle|identity|backup|set|copy|unload|vacuum|analyze)\b
     |["\[\#]""")
 
 _SYSTEM_VIEWS = {
@@ -202,6 +202,7 @@ class Translator:
             raise Refusal("0A000", "VALUES list used as a constant table is not supported")
         elif kind == "set":
             toks = self._set(toks)
+        toks = _rewrite_nvl2(toks)
         toks = self._rewrite_expressions(toks)
         t.sql = "".join(x.text for x in toks)
         t.max_param = max((int(x.text[1:]) for x in toks if x.kind == "param"), default=0)
@@ -292,7 +293,9 @@ class Translator:
                 elif w in _FUNC_RENAME:
                     out[i] = Tok("word", _FUNC_RENAME[w])
                 continue
-            if w == "sysdate":
+            if w == "notnull" and prev is not None and (prev.text in (",", ".") or prev.low in ("select", "distinct")):
+                out[i] = Tok("qident", '"notnull"')  # PG_TABLE_DEF's column; a keyword in PostgreSQL
+            elif w == "sysdate":
                 out[i] = Tok("word", f"{SCHEMA}.sysdate()")
             elif w in _SYSTEM_VIEWS and (nxt is None or nxt.text != "("):
                 out[i] = Tok("word", f"{SCHEMA}.{_SYSTEM_VIEWS[w]}")
@@ -668,6 +671,23 @@ class Translator:
 _TYPE_WORDS = {"int", "integer", "int2", "int4", "int8", "smallint", "bigint", "text", "varchar", "char", "numeric",
                "decimal", "real", "float", "float4", "float8", "boolean", "bool", "date", "timestamp", "timestamptz",
                "time", "timetz", "super", "varbyte", "jsonb", "json", "uuid", "precision", "varying", "character"}
+
+
+def _rewrite_nvl2(toks: list[Tok]) -> list[Tok]:
+    """NVL2(e, a, b) → (CASE WHEN (e) IS NOT NULL THEN (a) ELSE (b) END), innermost arguments first."""
+    while True:
+        sig = _sig(toks)
+        at = next((j for j in range(len(sig) - 1) if toks[sig[j]].kind == "word" and toks[sig[j]].low == "nvl2"
+                   and toks[sig[j + 1]].text == "("), None)
+        if at is None:
+            return toks
+        close = _matching(toks, sig, at + 1)
+        args = _split_top(toks, sig[at + 1] + 1, sig[close])
+        if len(args) != 3:
+            raise Refusal("42883", "function nvl2 requires 3 arguments")
+        e, a, b = (_text(x) for x in args)
+        raw = Tok("raw", f"(CASE WHEN ({e}) IS NOT NULL THEN ({a}) ELSE ({b}) END)")
+        toks = toks[:sig[at]] + tokenize(raw.text) + toks[sig[close] + 1:]
 
 
 def _max_param(sql: str) -> int:

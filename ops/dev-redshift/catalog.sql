@@ -140,6 +140,10 @@ BEGIN
   END IF;
   RETURN v;
 END $$;
+-- CAST(x AS SUPER): a string becomes a SUPER string (not parsed: JSON_PARSE parses), a number a number.
+CREATE OR REPLACE FUNCTION _dev_redshift.to_super(v text) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT to_jsonb(v) $$;
+CREATE OR REPLACE FUNCTION _dev_redshift.to_super(v jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT v $$;
+CREATE OR REPLACE FUNCTION _dev_redshift.to_super(v anyelement) RETURNS jsonb LANGUAGE sql STABLE AS $$ SELECT to_jsonb(v) $$;
 CREATE OR REPLACE FUNCTION _dev_redshift.json_serialize(v jsonb) RETURNS varchar LANGUAGE sql IMMUTABLE
   AS $$ SELECT regexp_replace(v::text, '("(?:[^"\\]|\\.)*")|\s+', '\1', 'g') $$;
 CREATE OR REPLACE FUNCTION _dev_redshift.from_hex(s text) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$ SELECT decode(s, 'hex') $$;

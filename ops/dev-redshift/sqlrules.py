@@ -203,6 +203,7 @@ class Translator:
         elif kind == "set":
             toks = self._set(toks)
         toks = _rewrite_nvl2(toks)
+        toks = _rewrite_cast_super(toks)
         toks = self._rewrite_expressions(toks)
         t.sql = "".join(x.text for x in toks)
         t.max_param = max((int(x.text[1:]) for x in toks if x.kind == "param"), default=0)
@@ -688,6 +689,19 @@ def _rewrite_nvl2(toks: list[Tok]) -> list[Tok]:
         e, a, b = (_text(x) for x in args)
         raw = Tok("raw", f"(CASE WHEN ({e}) IS NOT NULL THEN ({a}) ELSE ({b}) END)")
         toks = toks[:sig[at]] + tokenize(raw.text) + toks[sig[close] + 1:]
+
+
+def _rewrite_cast_super(toks: list[Tok]) -> list[Tok]:
+    """CAST(x AS SUPER) → to_super(x): Redshift makes a string a SUPER string; jsonb's cast would parse it."""
+    sig = _sig(toks)
+    for j in range(len(sig) - 3, -1, -1):
+        if toks[sig[j]].kind == "word" and toks[sig[j]].low == "cast" and toks[sig[j + 1]].text == "(":
+            close = _matching(toks, sig, j + 1)
+            if close >= 3 and toks[sig[close - 1]].low == "super" and toks[sig[close - 2]].low == "as":
+                toks = toks[:sig[j]] + [Tok("word", f"{SCHEMA}.to_super"), Tok("punct", "(")] + \
+                    toks[sig[j + 1] + 1:sig[close - 2]] + toks[sig[close]:]
+                sig = _sig(toks)
+    return toks
 
 
 def _max_param(sql: str) -> int:

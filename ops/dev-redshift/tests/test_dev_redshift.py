@@ -83,6 +83,8 @@ def test_super_via_json_parse_shown_as_redshift_shows_it(conn, table):
     assert cur.description[0].type_code == 4000  # Redshift's SUPER OID
     assert cur.fetchone() == ('{"a":[1,2],"b":"x y"}', '{"a":[1,2],"b":"x y"}')
     assert refused(conn, "SELECT JSON_PARSE('{not json')")[1] == "JSON parsing error"
+    # CAST(varchar AS SUPER) makes a SUPER string (JSON_PARSE is what parses), as the product's type widening relies on.
+    assert one(conn, "SELECT CAST('{\"a\":1}'::varchar(20) AS SUPER), CAST(5 AS SUPER)") == ('"{\\"a\\":1}"', "5")
 
 
 def test_varbyte_from_hex_to_hex_shown_as_redshift_shows_it(conn, table):

@@ -354,6 +354,8 @@ class Session:
                 return {"S": "ERROR", "V": "ERROR", "C": "22001", "M": f"value too long for type varbyte({mm.group(1)})"}
             if name.startswith("_rssuper_"):
                 return {"S": "ERROR", "V": "ERROR", "C": "22001", "M": "Value of SUPER type exceeds the maximum string length 65535"}
+        if code == "22P02" and msg.startswith("invalid input syntax for type json"):
+            return {"S": "ERROR", "V": "ERROR", "C": "XX000", "M": "JSON parsing error", "D": f.get("D", msg)}
         if msg.startswith("MERGE command cannot affect row a second time"):
             return {"S": "ERROR", "V": "ERROR", "C": "XX000", "M": "Found multiple matches to update the same tuple."}
         if msg.startswith("permission denied for view "):

@@ -1027,10 +1027,9 @@ class Server:
             doc = decode_wire_value(raw)
             if "_id" not in doc:
                 doc = {"_id": ObjectId(), **doc}
-            elif isinstance(doc["_id"], list) or isinstance(doc["_id"], Regex):
-                kind = "array" if isinstance(doc["_id"], list) else "regex"
-                errors.append({"index": index, "code": 53, "errmsg": f"can't use a{'n' if kind == 'array' else ''} "
-                                                                     f"{kind} for _id"})
+            elif isinstance(doc["_id"], (list, Regex, UndefinedType)):
+                kind = {list: "array", Regex: "regex"}.get(type(doc["_id"]), "undefined")
+                errors.append({"index": index, "code": 53, "errmsg": f"The '_id' value cannot be of type {kind}"})
                 if ordered:
                     break
                 continue

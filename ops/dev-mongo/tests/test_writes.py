@@ -114,3 +114,22 @@ def test_bulk_errors_carry_batch_relative_indexes(db, client):
     assert [(e["index"], e["code"]) for e in details["writeErrors"]] == [(100004, 11000)]
     reply = db.command({"insert": "c", "ordered": False, "documents": [{"_id": 100003}, {"_id": 100004}]})
     assert [e["index"] for e in reply["writeErrors"]] == [0, 1]
+
+
+def test_plain_set_upserts_match_the_update_engine(db):
+    """Upserts that only $set top-level fields skip mongoeco's update engine: same documents as through it."""
+    cases = [({"_id": 1}, {"$set": {"a": 1, "b": {"c": 2}}}),
+             ({"_id": 2, "k": "seed", "$or": [{"v": {"$lte": 3}}, {"v": {"$exists": False}}]}, {"$set": {"v": 3}}),
+             ({"_id": 3}, {"$set": {"a": 1}, "$setOnInsert": {"created": True}})]
+    for q, u in cases:
+        db.fast.update_one(q, u, upsert=True)
+        slow = {k: dict(v) for k, v in u.items()}
+        slow["$inc"] = {"zz": 0}  # any other operator sends the update through the engine
+        db.slow.update_one(q, slow, upsert=True)
+    for q, u in cases:  # and the same updates applied to the now existing documents
+        db.fast.update_one({"_id": q["_id"]}, {"$set": {"a": 9, "new": 1}})
+        db.slow.update_one({"_id": q["_id"]}, {"$set": {"a": 9, "new": 1}, "$inc": {"zz": 0}})
+    fast = list(db.fast.find().sort("_id", 1))
+    slow = [{k: v for k, v in d.items() if k != "zz"} for d in db.slow.find().sort("_id", 1)]
+    assert fast == slow and [list(d) for d in fast] == [list(d) for d in slow]
+    assert db.fast.update_one({"_id": 1}, {"$set": {}}).modified_count == 0  # allowed since MongoDB 5.0

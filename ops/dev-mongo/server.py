@@ -2,20 +2,40 @@
 """mongoshift's local MongoDB dev server: for trying and testing only, never for production data.
 
 A MongoDB wire-protocol front end (OP_MSG, plus OP_QUERY for the legacy handshake) built on mongoeco 4.11.0's
-query, update, sort, projection and aggregation engines. It adds what plain mongoeco lacks for a CDC replicator:
+query, update, sort, projection and aggregation engines. It reports MongoDB 7.0 (buildInfo 7.0.x, maxWireVersion 21)
+and adds what plain mongoeco lacks for a CDC replicator:
 
-* storage hashed by ``_id``, so inserts and upserts that create documents cost O(1), not O(collection size);
+* storage hashed by ``_id``, so inserts and upserts that create documents cost O(1), not O(collection size), and a
+  sorted ``_id`` index (merged lazily after writes), so keyset pages over ``_id`` cost O(log n + page);
+* MongoDB's comparison rules, at least as strict as its documentation: query operators ``$gt/$gte/$lt/$lte`` compare
+  within one BSON type bracket only (numbers with numbers, strings with strings, ...; ``$gt: MinKey`` and
+  ``$lt: MaxKey`` match every type; null and missing alike), everywhere a filter is evaluated (find, count, distinct,
+  update/delete filters, aggregate ``$match``); sorts (find and ``$sort``) follow the documented BSON type order
+  with exact int64/double/decimal128 comparison, arrays by their smallest (ascending) or largest (descending)
+  element, the empty array before null and missing; aggregation expressions still compare across types, as MongoDB's do;
+* write commands as mongod takes them: at most ``maxWriteBatchSize`` (100,000) statements (else InvalidLength, 16),
+  a message over ``maxMessageSizeBytes`` (48,000,000) ends the connection, a document over 16 MiB is refused per
+  document (insert: BadValue 2; update: BSONObjectTooLarge 10334), and every reply is that command's own outcome
+  (``n``, ``nModified``, ``upserted``, ``writeErrors`` indexed within the command), so a driver's split bulk sees
+  per-batch results; ``serverStatus`` counts commands (``metrics.commands.<name>.total/failed``) and ``opcounters``;
+* the ``failCommand`` fail point (``configureFailPoint`` on admin): modes alwaysOn / off / {times} / {skip} (and,
+  as an extension, {skip, times}); data failCommands, errorCode, errorLabels, closeConnection, blockConnection +
+  blockTimeMS, writeConcernError, appName, namespace, errorExtraInfo; the labels mongod adds by itself
+  (RetryableWriteError, ResumableChangeStreamError, TransientTransactionError) unless errorLabels overrides them;
 * change streams over the wire: ``aggregate`` with a leading ``$changeStream`` (collection, database and cluster
   level; resumeAfter / startAfter / startAtOperationTime; fullDocument modes), awaiting ``getMore`` honouring
   ``maxTimeMS``, ``postBatchResumeToken`` in every batch, error 286 (ChangeStreamHistoryLost) for a token outside
-  the retained history, ``drop`` then ``invalidate`` on collection drop;
+  the retained history, ``drop`` then ``invalidate`` on collection drop, batches of at most 16 MiB; an event over
+  16 MiB fails the stream with BSONObjectTooLarge (10334) unless ``$changeStreamSplitLargeEvent`` ends the pipeline,
+  which splits it into fragments (``splitEvent: {fragment, of}``) with one resume token each, resumable mid-event;
 * ``operationTime`` in every reply (the cluster time of the newest event), int64 cursor ids, default batch sizes
   (101 first batch, then up to 16 MiB per getMore);
 * ``--replset NAME`` so drivers see a one-member replica set primary;
 * ``--data FILE`` to keep documents and the event log across restarts (written on SIGTERM/SIGINT), so tests can
   stop and start the server without losing the target.
 
-Every write is published to the event log (like an oplog) whether or not a stream is open.
+Every write is published to the event log (like an oplog) whether or not a stream is open. docs/DEV-MONGO.md says
+what it emulates, how strictly (with the test of each behaviour), and how to inject faults.
 """
 from __future__ import annotations
 
@@ -583,8 +603,8 @@ class FailPoint:
             if data.get("blockConnection") and data["blockTimeMS"] < 0:
                 raise CommandError(72, "'blockTimeMS' must be non-negative", "InvalidOptions")
             self.data = dict(data)
-        self.entered = 0 if self.mode == "off" else self.entered
-        return previous
+        return previous  # mongod's reply: how many times the fail point has fired so far
+
 
     def fires(self, name: str, body: dict, app_name: str | None) -> dict | None:
         """The fail point's data when it fires for this command (counting it), else None."""

@@ -868,7 +868,7 @@ class Server:
             return self.order(candidates, sort, spec, skip, limit)
         rng = id_range(filter_spec) if spec is not None and (not spec or (len(spec) == 1 and spec[0][0] == "_id")) \
             else None
-        if rng is not None and (filter_spec or spec):
+        if rng is not None and ("_id" in filter_spec or spec):
             rest = {k: v for k, v in filter_spec.items() if k != "_id"}
             match = compile_query(decode_wire_value(rest)) if rest else None
             out, to_skip = [], skip
@@ -883,7 +883,12 @@ class Server:
                     break
             return out
         match = compile_query(decode_wire_value(filter_spec))
-        candidates = list(coll.docs.values()) if match is None else [d for d in coll.docs.values() if match(d)]
+        if match is None:
+            candidates = list(coll.docs.values())
+        elif not sort and limit:  # no order asked: natural order, and the scan stops at the limit
+            candidates = list(itertools.islice((d for d in coll.docs.values() if match(d)), skip + limit))
+        else:
+            candidates = [d for d in coll.docs.values() if match(d)]
         return self.order(candidates, sort, spec, skip, limit)
 
     @staticmethod

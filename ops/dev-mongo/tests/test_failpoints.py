@@ -6,7 +6,7 @@ import time
 import pytest
 from bson import Int64
 from pymongo import MongoClient
-from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure, WriteConcernError
+from pymongo.errors import AutoReconnect, OperationFailure, WriteConcernError
 
 
 def fail(client, mode, **data):

@@ -2,7 +2,6 @@
 Reference: MongoDB manual, "Comparison/Sort Order" (BSON types) and "Comparison Query Operators" (type bracketing)."""
 import datetime
 import random
-import re
 import uuid
 
 import pytest

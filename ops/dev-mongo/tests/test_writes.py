@@ -6,7 +6,6 @@ import struct
 
 import bson
 import pytest
-from bson import Int64
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from conftest import commands

@@ -217,7 +217,7 @@ def _walk(value, parts, i, out):
             _walk(value[int(part)], parts, i + 1, out)
         for item in value:
             if isinstance(item, dict):
-                _walk(item, parts, i + 1, out)
+                _walk(item, parts, i, out)
 
 
 def query_compare(value, target, op: str) -> bool:
@@ -893,7 +893,9 @@ class Server:
 
     @staticmethod
     def order(docs: list, sort, spec, skip: int, limit: int) -> list:
-        if sort:
+        if spec and spec[0][0] == "$natural":
+            docs = docs if spec[0][1] == 1 else list(reversed(docs))
+        elif sort:
             docs = sort_docs(docs, spec) if spec is not None else sort_documents(docs, list(sort.items()))
         return docs[skip:skip + limit] if limit else docs[skip:]
 

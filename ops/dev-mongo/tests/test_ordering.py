@@ -187,3 +187,15 @@ def test_id_index_agrees_with_scan(db):
             assert fast == slow
             assert ids(db.c.find(f).sort("_id", -1)) == list(reversed(slow))
             assert db.c.count_documents(f) == len(slow)
+
+
+def test_dotted_paths_and_elem_match_are_bracketed(db):
+    db.c.insert_many([{"_id": 1, "a": [1, "x", 7]}, {"_id": 2, "a": ["z"]}, {"_id": 3, "a": [{"b": 6}, {"b": "q"}]},
+                      {"_id": 4, "a": {"b": [2, 9]}}, {"_id": 5}])
+    q = lambda f: sorted(ids(db.c.find(f)))  # noqa: E731
+    assert q({"a.b": {"$gt": 5}}) == [3, 4]
+    assert q({"a.b": {"$gt": "a"}}) == [3]
+    assert q({"a": {"$elemMatch": {"$gt": 5}}}) == [1]
+    assert q({"a": {"$not": {"$gt": 5}}}) == [2, 3, 4, 5]
+    assert q({"$or": [{"a": {"$lt": 2}}, {"a": {"$gte": "y"}}]}) == [1, 2]
+    assert ids(db.c.find().sort("$natural", -1)) == [5, 4, 3, 2, 1]

@@ -110,7 +110,7 @@ _MS = datetime.timedelta(milliseconds=1)
 
 
 def _number_key(value) -> tuple:
-    if value != value:  # NaN (float or Decimal)
+    if value.is_nan() if isinstance(value, decimal.Decimal) else value != value:  # NaN (and decimal sNaN)
         return (R_NUMBER, 0)
     return (R_NUMBER, 1, value)
 

@@ -185,11 +185,6 @@ def bson_key(value) -> tuple:
     return (200, repr(value))
 
 
-def bson_compare(a, b) -> int:
-    ka, kb = bson_key(a), bson_key(b)
-    return (ka > kb) - (ka < kb)
-
-
 # The _id index key: equal BSON values (1, 1.0, NumberLong(1), NumberDecimal("1.0")) collide, as in MongoDB.
 id_key = bson_key
 
@@ -430,10 +425,6 @@ def position_of(token) -> tuple[int, int]:
         return int(data[:16], 16), int(data[16:] or "0", 16)
     except ValueError:
         raise CommandError(286, "malformed resume token", "ChangeStreamHistoryLost")
-
-
-def seq_of(token) -> int:
-    return position_of(token)[0]
 
 
 class EventLog:
@@ -841,9 +832,6 @@ class Server:
         if create and name not in colls:
             colls[name] = Collection()
         return db, name, colls.get(name)
-
-    def matching(self, coll: Collection | None, filter_spec: dict) -> list:
-        return self.select(coll, filter_spec)
 
     def select(self, coll: Collection | None, filter_spec: dict, sort=None, skip: int = 0, limit: int = 0) -> list:
         """The documents a filter matches, sorted, skipped and limited, as MongoDB would return them. An `_id` pinned by

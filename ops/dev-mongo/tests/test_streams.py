@@ -1,0 +1,126 @@
+"""Change streams: $changeStreamSplitLargeEvent (MongoDB 7.0: events over 16 MB split into fragments, each with its
+own resume token; without the stage, BSONObjectTooLarge 10334), and the behaviours the product tails on."""
+import time
+
+import pytest
+from bson import Timestamp
+from pymongo.errors import OperationFailure
+
+MIB = 1024 * 1024
+SPLIT = [{"$changeStreamSplitLargeEvent": {}}]
+
+
+def next_events(stream, n, timeout=10):
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        event = stream.try_next()
+        if event is not None:
+            out.append(event)
+    return out
+
+
+def make_large_update(db):
+    db.c.insert_one({"_id": 1, "a": "a" * (7 * MIB)})
+    db.c.update_one({"_id": 1}, {"$set": {"b": "b" * (7 * MIB)}})  # updateDescription 7 MB + fullDocument 14 MB
+
+
+def test_large_event_is_split_into_fragments_with_their_own_tokens(db):
+    with db.c.watch(SPLIT, full_document="updateLookup", max_await_time_ms=100) as stream:
+        make_large_update(db)
+        insert, first, second = next_events(stream, 3)
+        db.c.insert_one({"_id": 2})
+        after = next_events(stream, 1)[0]
+    assert insert["operationType"] == "insert" and "splitEvent" not in insert  # 7 MB: not split
+    assert first["splitEvent"] == {"fragment": 1, "of": 2} and second["splitEvent"] == {"fragment": 2, "of": 2}
+    # Most fields (all the small ones) in the first fragment; the big fields each where they fit.
+    assert first["operationType"] == "update" and first["documentKey"] == {"_id": 1}
+    assert set(first) >= {"_id", "splitEvent", "operationType", "clusterTime", "ns", "documentKey", "updateDescription"}
+    assert set(second) == {"_id", "splitEvent", "fullDocument"}
+    assert first["updateDescription"]["updatedFields"]["b"] == "b" * (7 * MIB)
+    assert len(second["fullDocument"]["a"]) == 7 * MIB and len(second["fullDocument"]["b"]) == 7 * MIB
+    assert len({str(first["_id"]), str(second["_id"]), str(after["_id"])}) == 3
+    assert str(insert["_id"]) < str(first["_id"]) < str(second["_id"]) < str(after["_id"])
+    # Resuming from the first fragment gives the second; from the last fragment, the next event.
+    with db.c.watch(SPLIT, full_document="updateLookup", resume_after=first["_id"]) as stream:
+        again = next_events(stream, 2)
+    assert again[0]["splitEvent"] == {"fragment": 2, "of": 2} and again[0]["_id"] == second["_id"]
+    assert again[1]["documentKey"] == {"_id": 2}
+    with db.c.watch(SPLIT, full_document="updateLookup", start_after=second["_id"]) as stream:
+        assert next_events(stream, 1)[0]["_id"] == after["_id"]
+    with pytest.raises(OperationFailure) as err:  # the resumed stream does not split that event (no fullDocument)
+        with db.c.watch(SPLIT, resume_after=first["_id"], max_await_time_ms=50) as stream:
+            next_events(stream, 1, timeout=1)
+    assert err.value.code == 280
+
+
+def test_large_event_without_the_stage_fails_the_stream(db):
+    with db.c.watch(full_document="updateLookup", max_await_time_ms=100) as stream:
+        make_large_update(db)
+        with pytest.raises(OperationFailure) as err:
+            next_events(stream, 2)
+    assert err.value.code == 10334 and err.value.details["codeName"] == "BSONObjectTooLarge"
+    with db.c.watch(SPLIT, full_document="updateLookup", start_at_operation_time=Timestamp(0, 0)) as stream:
+        fragment = [e for e in next_events(stream, 3) if "splitEvent" in e][0]
+    with pytest.raises(OperationFailure) as err:  # a fragment's token needs the stage
+        with db.c.watch(resume_after=fragment["_id"]) as stream:
+            stream.try_next()
+    assert err.value.code == 280
+    with pytest.raises(OperationFailure):  # only as the last stage
+        db.command({"aggregate": "c", "cursor": {}, "pipeline": [{"$changeStream": {}}, *SPLIT, {"$match": {}}]})
+
+
+def test_resume_after_start_after_and_operation_time(db):
+    with db.c.watch(max_await_time_ms=100) as stream:
+        db.c.insert_many([{"_id": i} for i in range(3)])
+        events = next_events(stream, 3)
+        assert stream.resume_token == events[-1]["_id"]
+    with db.c.watch(resume_after=events[0]["_id"]) as stream:
+        assert [e["documentKey"]["_id"] for e in next_events(stream, 2)] == [1, 2]
+    with db.c.watch(start_after=events[1]["_id"]) as stream:
+        assert [e["documentKey"]["_id"] for e in next_events(stream, 1)] == [2]
+    with db.c.watch(start_at_operation_time=events[1]["clusterTime"]) as stream:
+        assert [e["documentKey"]["_id"] for e in next_events(stream, 2)] == [1, 2]
+
+
+def test_post_batch_resume_token_moves_past_filtered_events(db):
+    reply = db.command({"aggregate": "c", "cursor": {}, "pipeline": [{"$changeStream": {}},
+                                                                    {"$match": {"operationType": "delete"}}]})
+    start = reply["cursor"]["postBatchResumeToken"]
+    db.c.insert_many([{"_id": i} for i in range(3)])
+    more = db.command({"getMore": reply["cursor"]["id"], "collection": "c", "maxTimeMS": 50})
+    assert more["cursor"]["nextBatch"] == []
+    assert more["cursor"]["postBatchResumeToken"]["_data"] > start["_data"]
+
+
+def test_drop_then_invalidate(db):
+    db.c.insert_one({"_id": 1})
+    with db.c.watch(max_await_time_ms=100) as stream:
+        db.c.drop()
+        kinds = [e["operationType"] for e in next_events(stream, 2)]
+    assert kinds == ["drop", "invalidate"]
+
+
+def test_history_lost_and_data_file_survive_restart(spawn, tmp_path):
+    server = spawn("--history", "5", "--data", str(tmp_path / "mongo.data"))
+    c = server.client()
+    with c.t.c.watch(max_await_time_ms=100) as stream:
+        c.t.c.insert_one({"_id": 0})
+        token = next_events(stream, 1)[0]["_id"]
+    c.t.c.insert_many([{"_id": i} for i in range(1, 10)])
+    with pytest.raises(OperationFailure) as err:
+        with c.t.c.watch(resume_after=token) as stream:
+            stream.try_next()
+    assert err.value.code == 286
+    with c.t.c.watch(max_await_time_ms=100) as stream:
+        c.t.c.insert_one({"_id": 10})
+        recent = next_events(stream, 1)[0]["_id"]
+    c.close()
+    server.stop()
+    server.start()
+    c = server.client()
+    assert c.t.c.count_documents({}) == 11
+    assert [d["_id"] for d in c.t.c.find({"_id": {"$gt": 7}}).sort("_id", 1)] == [8, 9, 10]
+    with c.t.c.watch(resume_after=recent, max_await_time_ms=100) as stream:
+        c.t.c.insert_one({"_id": 11})
+        assert next_events(stream, 1)[0]["documentKey"] == {"_id": 11}
+    c.close()

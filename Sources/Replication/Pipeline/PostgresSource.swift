@@ -4,7 +4,8 @@ import PostgresClient
 /// A lazily (re)connecting PostgreSQL/Redshift connection: a transient failure drops the connection and the
 /// next use opens a fresh one.
 public actor PostgresSource {
-    private let url: String
+    /// The libpq URL (may hold a password: never log it unredacted).
+    let url: String
     private var connection: PostgresConnection?
 
     public init(url: String) {

@@ -9,12 +9,12 @@ import PostgresClient
 /// source's, so a row inserted meanwhile is never mistaken for a deleted one — and Mongo keys absent from the
 /// source are deleted. Supports single integer keys (the common case); other keys are reported as unsupported.
 struct HardDeleteReconciler {
-    let context: StreamContext
-    let source: PostgresSource
-    let table: SourceTable
+    let reader: SourceReader
     let applier: MongoApplier
-    let policy: RetryPolicy
     var rangeRows = 5_000
+
+    private var context: StreamContext { reader.context }
+    private var table: SourceTable { reader.table }
 
     struct Result {
         var rangesChecked = 0
@@ -30,7 +30,7 @@ struct HardDeleteReconciler {
         }
         let k = SQL.identifier(table.keyNames[0])
         let live = table.deleteIndex.map { "NOT coalesce(\(SQL.identifier(table.columns[$0].name))::boolean, false)" } ?? "TRUE"
-        let bounds = try await source.run(policy, logger: context.logger) { c in
+        let bounds = try await reader.run { [table] c in
             try await c.query("SELECT min(\(k))::text, max(\(k))::text, count(*)::text FROM \(table.qualifiedName)").rows.first
         }
         let mongoMin = try await mongoEdge(ascending: true), mongoMax = try await mongoEdge(ascending: false)
@@ -47,7 +47,7 @@ struct HardDeleteReconciler {
             // Mongo first, then the source (see above).
             let mongoSide = try await mongoSummary(lower, upper)
             let rangeParams = [String(lower), String(upper)]
-            let sourceSide: (Int, Int64) = try await source.run(policy, logger: context.logger) { c in
+            let sourceSide: (Int, Int64) = try await reader.run { [table] c in
                 let r = try await c.query("SELECT count(*)::text, coalesce(sum(\(k)), 0)::text FROM \(table.qualifiedName) WHERE \(k) > $1 AND \(k) <= $2 AND \(live)",
                                           rangeParams).rows.first
                 return (Int(r?[0] ?? "0") ?? 0, Int64(r?[1] ?? "0") ?? 0)
@@ -65,7 +65,7 @@ struct HardDeleteReconciler {
         let inRange: Document = ["_id": .document(["$gt": .int64(lower), "$lte": .int64(upper)])]
         let mongoKeys = try await applier.client.findAll(database: applier.database, collection: applier.collection, filter: inRange,
                                                          projection: ["_id": 1]).compactMap { $0["_id"]?.intValue.map(Int64.init) }
-        let sourceKeys: Set<Int64> = try await source.run(policy, logger: context.logger) { c in
+        let sourceKeys: Set<Int64> = try await reader.run { [table] c in
             Set(try await c.query("SELECT \(k)::text FROM \(table.qualifiedName) WHERE \(k) > $1 AND \(k) <= $2 AND \(live)",
                                   [String(lower), String(upper)]).rows.compactMap { $0[0].flatMap { Int64($0) } })
         }

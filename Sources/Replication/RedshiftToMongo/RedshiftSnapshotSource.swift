@@ -11,27 +11,15 @@ import StateStore
 /// (`key > last ORDER BY key LIMIT n`, single-row mode), one durable segment per page. NULL and duplicate keys
 /// (Redshift enforces neither) are reported to the dead-letter file at planning, never silently merged.
 struct RedshiftSnapshotSource: SnapshotSource {
-    let context: StreamContext
-    let url: String
-    let dialect: SQLDialect
-    let table: SourceTable
-    let policy: RetryPolicy
     /// Copier 0's connection (also used for planning); the others open their own.
-    let source: PostgresSource
+    let reader: SourceReader
 
+    private var context: StreamContext { reader.context }
+    private var table: SourceTable { reader.table }
     var copiers: Int { context.stream.parallelism }
 
-    /// Describes the table.
-    static func open(context: StreamContext, redshift: RedshiftEndpoint, policy: RetryPolicy) async throws -> RedshiftSnapshotSource {
-        let source = PostgresSource(url: redshift.url)
-        let table = try await source.run(policy, logger: context.logger) { c in try await SourceTable.describe(c, stream: context.stream) }
-        return RedshiftSnapshotSource(context: context, url: redshift.url, dialect: redshift.dialect, table: table, policy: policy, source: source)
-    }
-
     func estimatedRows() async throws -> Int {
-        try await source.run(policy, logger: context.logger) { [table] c in
-            Int(try await c.query("SELECT count(*) FROM \(table.qualifiedName)").rows.first?.first??.description ?? "0") ?? 0
-        }
+        Int(try await reader.scalar("SELECT count(*) FROM \(table.qualifiedName)") ?? "0") ?? 0
     }
 
     // MARK: planning
@@ -40,7 +28,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let stream = context.stream
         let keys = table.keyNames.map(SQL.identifier)
         let lagSeconds = Int(stream.safetyLag.seconds.rounded(.up))
-        let (start, seed): (String, String?) = try await source.run(policy, logger: context.logger) { [table, dialect] c in
+        let (start, seed): (String, String?) = try await reader.run { [table, dialect = reader.dialect] c in
             let clock = try await c.query(KeysetQuery.sourceClock(dialect)).rows.first?.first??.description ?? ""
             guard let wmIndex = table.watermarkIndex else { return (clock, nil) }
             if PostgresType.integers.contains(table.columns[wmIndex].typeOID) {
@@ -63,7 +51,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
 
     /// What a keyset copy cannot carry: NULL keys and duplicate keys.
     private func reportUncopyableKeys(_ keys: [String]) async throws {
-        let (nullKeys, duplicates): (Int, [[String?]]) = try await source.run(policy, logger: context.logger) { [table] c in
+        let (nullKeys, duplicates): (Int, [[String?]]) = try await reader.run { [table] c in
             let nulls = try await c.query("SELECT count(*) FROM \(table.qualifiedName) WHERE \(keys.map { "\($0) IS NULL" }.joined(separator: " OR "))")
             let dups = try await c.query("""
                 SELECT \(keys.map { "\($0)::text" }.joined(separator: ", ")), count(*) FROM \(table.qualifiedName)
@@ -92,7 +80,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let k = SQL.identifier(table.keyNames[0])
         if n == 1 { return [(nil, nil)] }
         if table.hasIntegerKey {
-            let row = try await source.run(policy, logger: context.logger) { [table] c in
+            let row = try await reader.run { [table] c in
                 try await c.query("SELECT min(\(k))::text, max(\(k))::text FROM \(table.qualifiedName)").rows.first
             }
             guard let lo = row?[0].flatMap({ Int64($0) }), let hi = row?[1].flatMap({ Int64($0) }), hi > lo else { return [(nil, nil)] }
@@ -111,7 +99,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
             }
             return out
         }
-        let boundaries = try await source.run(policy, logger: context.logger) { [table] c in
+        let boundaries = try await reader.run { [table] c in
             try await c.query("""
                 SELECT max(\(k))::text FROM (SELECT \(k), NTILE(\(n)) OVER (ORDER BY \(k)) AS bucket
                 FROM \(table.qualifiedName) WHERE \(k) IS NOT NULL) s GROUP BY bucket ORDER BY 1
@@ -130,7 +118,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
     // MARK: copying
 
     func copy(_ partition: PartitionState, copier: Int, into pages: SnapshotPages) async throws {
-        let connection = copier == 0 ? source : PostgresSource(url: url)
+        let copy = copier == 0 ? reader : reader.onNewConnection()
         var after = partition.lastKey?.columns
         let lower = partition.lower?.columns?.first
         let upper = partition.upper?.columns?.first
@@ -142,10 +130,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
             try await pages.waitForSpace()
             let (limit, reserve) = (sizer.rows, sizer.reserveBytes)
             let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: lower, upper: upper, limit: limit)
-            let page = try await connection.run(policy, logger: context.logger) { [context] c in
-                try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
-                                          reserveBytes: reserve, detectDuplicates: true)
-            }
+            let page = try await copy.page(sql, params, encoder: encoder, reserve: reserve, detectDuplicates: true)
             if page.rows == 0 { return }
             try await pages.deadLetter(page.deadLetters)
             let first: SnapshotKey? = after.map { .columns($0) } ?? lower.map { .columns([$0]) }

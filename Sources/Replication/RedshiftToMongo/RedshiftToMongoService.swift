@@ -31,7 +31,7 @@ public struct RedshiftToMongoService: Service {
     /// `spoolOnly`: stop once every page is durable in the spool.
     public func snapshot(spoolOnly: Bool) async throws -> SnapshotOutcome {
         let target: ChangeTarget? = spoolOnly ? nil : MongoTarget(applier: try applier())
-        let source = try await RedshiftSnapshotSource.open(context: context, redshift: redshift, policy: policy)
+        let source = RedshiftSnapshotSource(reader: try await SourceReader.open(context: context, redshift: redshift, policy: policy))
         return try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
     }
 
@@ -45,8 +45,8 @@ public struct RedshiftToMongoService: Service {
         try await context.recoverSpool()
         let applier = try applier()
         if try await snapshot(spoolOnly: false) == .interrupted { return }
-        let source = PostgresSource(url: redshift.url)
-        let table = try await source.run(policy, logger: context.logger) { [context] c in try await SourceTable.describe(c, stream: context.stream) }
+        let reader = try await SourceReader.open(context: context, redshift: redshift, policy: policy)
+        let table = reader.table
         let encoder = try await RowEncoder.forStream(context, table: table)
         let from = try await context.state.extractCursor(context.name).position
         context.logger.info("streaming", metadata: ["from": "\(from?.description ?? "-")"])
@@ -63,19 +63,16 @@ public struct RedshiftToMongoService: Service {
                 }
             }
             if table.watermarkIndex != nil {
-                group.addTask { [context, redshift, policy] in
-                    let tailer = WatermarkTailer(context: context, source: source, dialect: redshift.dialect, table: table,
-                                                 encoder: encoder, policy: policy)
-                    try await tailer.run()
+                group.addTask {
+                    try await WatermarkTailer(reader: reader, encoder: encoder).run()
                 }
             }
             group.addTask { [context, policy] in
                 try await SegmentApplyLoop(context: context, target: MongoTarget(applier: applier)).runUntilShutdown(policy: policy)
             }
             if context.stream.reconcileEvery > .zero {
-                group.addTask { [context, redshift, policy] in
-                    let reconciler = HardDeleteReconciler(context: context, source: PostgresSource(url: redshift.url), table: table,
-                                                          applier: applier, policy: policy)
+                group.addTask { [context] in
+                    let reconciler = HardDeleteReconciler(reader: reader.onNewConnection(), applier: applier)
                     while !Task.isShuttingDownGracefully {
                         try await pause(context.stream.reconcileEvery)
                         if Task.isShuttingDownGracefully { break }

@@ -18,12 +18,12 @@ import StateStore
 /// slipped past `safety_lag`); the version guard makes the overlap harmless. Rows whose watermark is NULL can
 /// never be polled: they are counted and reported, never skipped silently.
 struct WatermarkTailer {
-    let context: StreamContext
-    let source: PostgresSource
-    let dialect: SQLDialect
-    let table: SourceTable
+    let reader: SourceReader
     let encoder: RowEncoder
-    let policy: RetryPolicy
+
+    private var context: StreamContext { reader.context }
+    private var table: SourceTable { reader.table }
+    private var dialect: SQLDialect { reader.dialect }
 
     /// Runs until graceful shutdown. Throws only permanent errors (and `.rewound` when its start was rewound).
     func run() async throws {
@@ -127,9 +127,7 @@ struct WatermarkTailer {
     func checkSourceClock(_ watermark: String?, wasBehind: Bool) async throws -> Bool {
         guard let w = table.watermarkIndex, PostgresType.temporal.contains(table.columns[w].typeOID), let wm = watermark else { return false }
         let sql = "SELECT CASE WHEN $1::timestamp > \(KeysetQuery.sourceNow(dialect, table: table, minusSeconds: -1)) THEN 1 ELSE 0 END"
-        let behind = try await source.run(policy, logger: context.logger) { c in
-            try await c.query(sql, [wm]).rows.first?.first??.description == "1"
-        }
+        let behind = try await reader.scalar(sql, [wm]) == "1"
         if behind && !wasBehind {
             let message = "source clock is behind the stream's watermark \(wm) (clock went backwards?): rows written until the clock passes it are not tailed; run `verify --repair` once it has"
             context.metrics.errors.increment()
@@ -143,15 +141,10 @@ struct WatermarkTailer {
 
     func countNullWatermarks() async throws -> Int {
         let sql = "SELECT count(*) FROM \(table.qualifiedName) WHERE \(SQL.identifier(table.watermarkName!)) IS NULL"
-        return try await source.run(policy, logger: context.logger) { c in
-            Int(try await c.query(sql).rows.first?.first??.description ?? "0") ?? 0
-        }
+        return Int(try await reader.scalar(sql) ?? "0") ?? 0
     }
 
     private func read(_ sql: String, _ params: [String?], reserve: Int) async throws -> PageResult {
-        try await source.run(policy, logger: context.logger) { [context, encoder] c in
-            try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
-                                      reserveBytes: reserve, detectDuplicates: false)
-        }
+        try await reader.page(sql, params, encoder: encoder, reserve: reserve, detectDuplicates: false)
     }
 }

@@ -1,0 +1,40 @@
+import PostgresClient
+
+/// One stream's source table on one (re)connecting connection: every query is retried under the stream's policy,
+/// pages are read row by row into spool writers. Shared by the snapshot, the tailer and the reconciler.
+struct SourceReader: Sendable {
+    let context: StreamContext
+    let connection: PostgresSource
+    let dialect: SQLDialect
+    let table: SourceTable
+    let policy: RetryPolicy
+
+    /// Connects lazily and describes the stream's table (columns, key, watermark, soft-delete column).
+    static func open(context: StreamContext, redshift: RedshiftEndpoint, policy: RetryPolicy) async throws -> SourceReader {
+        let connection = PostgresSource(url: redshift.url)
+        let table = try await connection.run(policy, logger: context.logger) { c in try await SourceTable.describe(c, stream: context.stream) }
+        return SourceReader(context: context, connection: connection, dialect: redshift.dialect, table: table, policy: policy)
+    }
+
+    /// The same table on a connection of its own (a second snapshot copier, the reconciler).
+    func onNewConnection() -> SourceReader {
+        SourceReader(context: context, connection: PostgresSource(url: connection.url), dialect: dialect, table: table, policy: policy)
+    }
+
+    func run<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await connection.run(policy, logger: context.logger, body)
+    }
+
+    /// The first column of the first row, as text.
+    func scalar(_ sql: String, _ params: [String?] = []) async throws -> String? {
+        try await run { c in try await c.query(sql, params).rows.first?.first ?? nil }
+    }
+
+    /// One keyset page or poll into a segment writer (single-row mode: memory is one page, never the table).
+    func page(_ sql: String, _ params: [String?], encoder: RowEncoder, reserve: Int, detectDuplicates: Bool) async throws -> PageResult {
+        try await run { [context] c in
+            try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
+                                      reserveBytes: reserve, detectDuplicates: detectDuplicates)
+        }
+    }
+}

@@ -31,7 +31,7 @@ struct ChangeStreamTailer {
             do {
                 // A handled drop reopens the stream after the event; anything else ends with shutdown.
                 if try await !tail(&cursor) { return }
-            } catch let error as MongoError where error.isTransient && !error.isHistoryLost {
+            } catch let error as MongoError where policy.retries(error) && !error.isHistoryLost {
                 context.logger.warning("change stream interrupted, reopening from the last recorded token", metadata: ["error": "\(error)"])
                 try await pause(.seconds(1))
             }

@@ -22,7 +22,7 @@ public struct MongoToRedshiftService: Service {
     }
 
     public func run() async throws {
-        try await StreamSupervisor(context: context).run(recover: { error in
+        try await StreamSupervisor(context: context, policy: policy).run(recover: { error in
             guard Self.isHistoryLost(error) else { return nil }
             guard context.stream.onHistoryLost == .resnapshot else {
                 return .fail("change stream history lost and on_history_lost is fail: \(error)")
@@ -88,6 +88,6 @@ extension RedshiftApplier {
     /// `on_drop: truncate`.
     func truncate() async throws {
         let statement = sql.truncate()
-        _ = try await source.run(policy, logger: context.logger) { c in try await c.execute(statement) }
+        _ = try await source.run(policy, logger: context.logger, role: "target") { c in try await c.execute(statement) }
     }
 }

@@ -103,7 +103,7 @@ public actor RedshiftApplier: ChangeTarget {
         let name = context.checkpointKey
         let loadRows = rows
         let ddl: [String] = tableExists ? schemaChanges.flatMap { sqlText.ddl(for: $0) } : [sqlText.createTable(schema)]
-        let applied = try await source.run(policy, logger: context.logger) { [self] c in
+        let applied = try await source.run(policy, logger: context.logger, role: "target") { [self] c in
             try await self.prepare(c)
             for statement in ddl {
                 do { try await c.execute(statement) } catch let e as PostgresError where e.sqlState == "42701" || e.sqlState == "42P07" {
@@ -187,7 +187,7 @@ public actor RedshiftApplier: ChangeTarget {
 
     private func fenceOnly(_ segment: SegmentRecord) async throws {
         let name = context.checkpointKey
-        try await source.run(policy, logger: context.logger) { [self] c in
+        try await source.run(policy, logger: context.logger, role: "target") { [self] c in
             try await self.prepare(c)
             try await c.query(self.sql.advanceCheckpoint() + " AND seq < $2", [self.fenceKey(segment, name), String(segment.seq),
                                                                                segment.lastPosition?.extendedJSON ?? "", String(self.leaseEpoch)])

@@ -53,7 +53,15 @@ public struct LeasedStreamService: Service {
             var owned = context
             owned.lease = lease
             owned.role = .owner
-            if try await runHolding(owned, lease: lease, duration: duration) {
+            let lost: Bool
+            do {
+                lost = try await runHolding(owned, lease: lease, duration: duration)
+            } catch {
+                // The stream failed here (recorded in the state store): give it up.
+                try? await context.state.releaseLease(lease)
+                throw error
+            }
+            if lost {
                 context.metrics.errors.increment()
                 context.logger.error("lease lost: stopped applying; competing for the stream again", metadata: ["epoch": "\(lease.epoch)"])
                 continue

@@ -23,19 +23,17 @@ public actor PostgresSource {
         connection = nil
     }
 
-    /// Runs `body` on the connection under `policy`, reconnecting after transient failures.
-    public nonisolated func run<T: Sendable>(_ policy: RetryPolicy, logger: Logger,
+    /// Runs `body` on the connection under `policy`, reconnecting after failures the policy retries.
+    public nonisolated func run<T: Sendable>(_ policy: RetryPolicy, logger: Logger, role: String = "source",
                                             _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await policy.run({
             let c = try await self.get()
             do {
                 return try await body(c)
             } catch {
-                if RetryPolicy.isTransient(error) { await self.invalidate() }
+                if policy.retries(error) { await self.invalidate() }
                 throw error
             }
-        }, onRetry: { error, attempt, wait in
-            logger.warning("source error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)", "wait_s": "\(wait.seconds)"])
-        })
+        }, report: RetryReport(logger: logger, what: role))
     }
 }

@@ -13,6 +13,8 @@ public struct ReplicationError: Error, CustomStringConvertible, Sendable {
         public static let spool = Code(raw: "spool")
         /// This worker lost the stream's lease: another worker (newer epoch) owns it.
         public static let fenced = Code(raw: "fenced")
+        /// The stream stopped on a permanent error (recorded in the state store); the others go on.
+        public static let streamFailed = Code(raw: "stream failed")
         public static let `internal` = Code(raw: "internal")
         public var description: String { raw }
     }

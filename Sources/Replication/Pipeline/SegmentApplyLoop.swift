@@ -49,7 +49,7 @@ struct SegmentApplyLoop {
     /// idle extractor's position.
     func runUntilShutdown(policy: RetryPolicy) async throws {
         while true {
-            let applied = try await policy.run({ try await applyPending() }, onRetry: logRetry)
+            let applied = try await policy.run({ try await applyPending() }, report: report)
             if Task.isShuttingDownGracefully { return }
             if applied == 0 {
                 try await advanceIdle()
@@ -62,7 +62,7 @@ struct SegmentApplyLoop {
     func runDuringSnapshot(counters: SnapshotCounters, policy: RetryPolicy) async throws {
         while true {
             let finished = await counters.extractionFinished
-            let applied = try await policy.run({ try await applyPending() }, onRetry: logRetry)
+            let applied = try await policy.run({ try await applyPending() }, report: report)
             if Task.isShuttingDownGracefully && (finished || applied == 0) { return }
             if finished && applied == 0, try await context.state.pendingSegments(context.name).isEmpty { return }
             if applied == 0 { try await Task.sleep(for: .milliseconds(50)) }
@@ -78,13 +78,7 @@ struct SegmentApplyLoop {
         }
     }
 
-    private var logRetry: @Sendable (Error, Int, Duration) async -> Void {
-        { [logger = context.logger, retries = context.metrics.retries] error, attempt, wait in
-            retries.increment()
-            logger.warning("target error, retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)",
-                                                                 "wait_s": "\(String(format: "%.1f", wait.seconds))"])
-        }
-    }
+    private var report: RetryReport { RetryReport(logger: context.logger, what: "target", retries: context.metrics.retries) }
 
     func apply(_ segment: SegmentRecord) async throws {
         let path = context.spool.segmentPath(segment.seq)

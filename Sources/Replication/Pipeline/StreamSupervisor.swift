@@ -5,10 +5,12 @@ import StateStore
 /// Runs one stream's pipeline until it ends or graceful shutdown begins, the same way for both directions:
 /// after a spool recovery or a rewind the pipeline restarts from the state store; `recover` may absorb an error
 /// (history lost → re-snapshot) and ask for a restart; a lost lease ends the pipeline on this worker (the lease
-/// service competes for the stream again); any other permanent error marks this stream failed, with the reason,
-/// while the other streams go on.
+/// service competes for the stream again); an error the policy retries (a lost connection, a refused login in the
+/// daemon) restarts it after a backoff; any other error marks this stream failed, with the reason, and ends it
+/// with `.streamFailed` while the other streams go on.
 struct StreamSupervisor {
     let context: StreamContext
+    let policy: RetryPolicy
 
     /// Keeps `mongoshift_lag_seconds` current (the same skew-free measure as `mongoshift lag`) until shutdown.
     static func monitorLag(_ context: StreamContext, every period: Duration = .seconds(10),
@@ -28,10 +30,22 @@ struct StreamSupervisor {
 
     /// `recover` handles errors it knows (nil: not one of its own, the stream fails with the error).
     func run(recover: (Error) async throws -> Recovery? = { _ in nil }, _ pipeline: () async throws -> Void) async throws {
+        var attempt = 0
+        var lastRetried: String?
         while !Task.isShuttingDownGracefully {
             do {
                 try await pipeline()
                 return
+            } catch let error where policy.retries(error) && !Task.isShuttingDownGracefully {
+                // Reported once per kind of failure (the state store keeps it for `lag`); retried with backoff.
+                attempt += 1
+                let description = "\(error)"
+                if description != lastRetried {
+                    context.logger.error("stream cannot start, retrying until it can", metadata: ["error": "\(description)"])
+                    try? await context.state.recordError(context.name, description)
+                    lastRetried = description
+                }
+                try await pause(policy.delay(attempt: attempt))
             } catch let error where Self.needsRestart(error) {
                 // A corrupt segment was discarded and its range rewound (or another rewind happened): restart
                 // from the state store.
@@ -42,13 +56,15 @@ struct StreamSupervisor {
             } catch let error where Self.isFenced(error) {
                 throw error
             } catch {
-                if Task.isShuttingDownGracefully && RetryPolicy.isTransient(error) { return }
+                if Task.isShuttingDownGracefully && policy.retries(error) { return }
+                let reason: String
                 switch try await recover(error) {
                 case .restart: continue
-                case .fail(let reason): await fail(reason)
-                case nil: await fail("\(error)")
+                case .fail(let why): reason = why
+                case nil: reason = "\(error)"
                 }
-                return
+                await fail(reason)
+                throw ReplicationError(.streamFailed, stream: context.name, reason)
             }
         }
     }

@@ -24,7 +24,7 @@ public struct RedshiftToMongoService: Service {
     }
 
     public func run() async throws {
-        try await StreamSupervisor(context: context).run { try await runOnce() }
+        try await StreamSupervisor(context: context, policy: policy).run { try await runOnce() }
     }
 
     /// The snapshot alone (the `snapshot` command, and helpers copying partitions of a stream another worker owns).

@@ -4,6 +4,7 @@ import Logging
 import MongoClient
 import Replication
 import ServiceLifecycle
+import ShiftCore
 import StateStore
 
 /// Carries a result from a task to the metrics thread that waits for it.
@@ -55,6 +56,7 @@ extension Mongoshift {
                     }
                 }
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+                let failures = FailedStreams(total: streams.count)
                 for stream in streams {
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
                     let (redshift, mongo) = (config.redshift!, config.mongo!)
@@ -71,8 +73,9 @@ extension Mongoshift {
                             _ = try await MongoToRedshiftService(context: helping, redshift: redshift, mongo: mongo).snapshot(spoolOnly: false)
                         })
                     }
-                    // A stream that stops (failed permanently) must not stop the others.
-                    services.append(.init(service: service, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore,
+                    // A stream that stops (failed permanently) must not stop the others; the last one does.
+                    services.append(.init(service: StreamService(stream: stream.name, leased: service, failures: failures, logger: logger),
+                                          successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup,
                                           serviceName: "stream \(stream.name)"))
                 }
                 guard !services.isEmpty else { throw ValidationError("no stream to run") }
@@ -81,9 +84,53 @@ extension Mongoshift {
                                                               cancellationSignals: [], logger: logger))
                 try await group.run()
                 logger.info("mongoshift run stopped cleanly")
+            } catch let error as EveryStreamFailed {
+                FileHandle.standardError.write(Data("mongoshift: error: \(Redaction.redact(error.description))\n".utf8))
+                throw Exit.internal
             } catch {
                 throw ErrorReporting.fail(error)
             }
+        }
+    }
+}
+
+/// Streams that stopped on a permanent error in this run.
+actor FailedStreams {
+    let total: Int
+    private(set) var names: [String] = []
+
+    init(total: Int) { self.total = total }
+
+    /// Records a failed stream; true when it was the last one still running.
+    func add(_ name: String) -> Bool {
+        names.append(name)
+        return names.count >= total
+    }
+}
+
+/// Every stream has stopped on a permanent error: `run` has nothing left to do (exit 4).
+struct EveryStreamFailed: Error, CustomStringConvertible {
+    var streams: [String]
+    var description: String {
+        "every stream has failed (\(streams.joined(separator: ", "))): the reasons are in the log and in `mongoshift lag`"
+    }
+}
+
+/// One stream of `run`: a failure ends this stream only, unless it was the last one running.
+struct StreamService: Service {
+    let stream: String
+    let leased: LeasedStreamService
+    let failures: FailedStreams
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await leased.run()
+        } catch is CancellationError {
+            return
+        } catch {
+            if await failures.add(stream) { throw EveryStreamFailed(streams: await failures.names) }
+            logger.error("stream stopped; the others go on", metadata: ["stream": "\(stream)", "error": "\(error)"])
         }
     }
 }

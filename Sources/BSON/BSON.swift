@@ -62,6 +62,15 @@ public enum BSON: Sendable, Hashable {
         }
     }
 
+    /// The exact value of an int32 or int64.
+    public var int64Value: Int64? {
+        switch self {
+        case .int32(let v): Int64(v)
+        case .int64(let v): v
+        default: nil
+        }
+    }
+
     public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil

@@ -68,10 +68,13 @@ public struct ChangeStreamPosition: Sendable, Hashable, CustomStringConvertible 
 }
 
 /// A key in a snapshot's key space: the source's text of the key columns (Redshift/PostgreSQL), or a document's
-/// `_id` (Mongo).
+/// `_id` (Mongo). Mongo compares values within one type bracket only, so a Mongo partition bound may also be the
+/// edge of a bracket (`numbers`, `strings`, …): a lower bound there means "from the bracket's first `_id`", an
+/// upper bound "to its last".
 public enum SnapshotKey: Sendable, Hashable, CustomStringConvertible {
     case columns([String])
     case documentID(BSON)
+    case typeBracket(String)
 
     public var columns: [String]? {
         if case .columns(let c) = self { return c }
@@ -87,6 +90,7 @@ public enum SnapshotKey: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .columns(let c): c.joined(separator: ",")
         case .documentID(let id): ExtendedJSON.relaxed(id)
+        case .typeBracket(let name): "<\(name)>"
         }
     }
 }
@@ -100,7 +104,8 @@ public struct PositionError: Error, CustomStringConvertible, Sendable {
 // MARK: - the codec
 
 extension StreamPosition {
-    /// `{w: text, k?: [text]}` · `{t: token, ts?: timestamp, after_invalidate?: true}` · `{k: [text]}` · `{id: _id}`.
+    /// `{w: text, k?: [text]}` · `{t: token, ts?: timestamp, after_invalidate?: true}` · `{k: [text]}` · `{id: _id}` ·
+    /// `{tb: bracket}`.
     /// (These are the keys the state stores of earlier versions hold, so they stay readable.)
     public var document: Document {
         switch self {
@@ -117,6 +122,8 @@ extension StreamPosition {
             return ["k": .array(key.map(BSON.string))]
         case .snapshotKey(.documentID(let id)):
             return ["id": id]
+        case .snapshotKey(.typeBracket(let name)):
+            return ["tb": .string(name)]
         }
     }
 
@@ -142,6 +149,8 @@ extension StreamPosition {
                                                       afterInvalidate: document["after_invalidate"] == .bool(true)))
         } else if let id = document["id"] {
             self = .snapshotKey(.documentID(id))
+        } else if case .string(let name)? = document["tb"] {
+            self = .snapshotKey(.typeBracket(name))
         } else if let k = document["k"] {
             // Earlier versions stored a Mongo partition key as `{k: _id}`; an `_id` is never an array.
             if case .array = k, let key = try texts(k) {

@@ -40,6 +40,19 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The type an `_id` value asks for: like any value, except that a document `_id` is text (its JSON): a key
+    /// column must compare with `=` and sort, which SUPER/jsonb do not (or not on Redshift).
+    public static func ofKey(_ value: BSON) -> ColumnType? {
+        guard let type = of(value) else { return nil }
+        return type == .nested ? .varchar(width(for: ValueText.plainJSON(value).utf8.count)) : type
+    }
+
+    /// Widening for the `_id` column: never to SUPER/jsonb (see `ofKey`).
+    public func widenedKey(with other: ColumnType) -> ColumnType {
+        let wide = widened(with: other)
+        return wide == .nested ? .varchar(Self.maxVarchar) : wide
+    }
+
     /// decimal(38, s) holds the value exactly: at most 38 digits, scale ≤ 37, finite.
     static func decimalScale(_ d: Decimal128) -> Int? {
         let text = d.description

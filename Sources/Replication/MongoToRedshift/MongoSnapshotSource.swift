@@ -5,9 +5,11 @@ import Spool
 import StateStore
 
 /// A Mongo collection as a snapshot source (docs/ARCHITECTURE.md, "Snapshot"): the change stream is opened first
-/// and its resume token kept as the tail's starting point; then `_id` ranges (ObjectId keyspace split by creation
-/// time, numeric ranges, or sampled boundaries) are copied by keyset pages. Changes made during the copy arrive
-/// twice at most, which the applier absorbs.
+/// and its resume token kept as the tail's starting point; then `_id` ranges are copied by keyset pages. MongoDB
+/// compares `_id`s within one type bracket only (`TypeBracket`), so partitions never span brackets and pages
+/// walk one bracket at a time: ranges inside a bracket are cut arithmetically (numbers, dates: 128-bit
+/// arithmetic, no overflow whatever the values; ObjectIds: by creation time) or at sampled `_id`s. Changes made
+/// during the copy arrive twice at most, which the applier absorbs.
 struct MongoSnapshotSource: SnapshotSource {
     let context: StreamContext
     let client: MongoClient
@@ -34,70 +36,110 @@ struct MongoSnapshotSource: SnapshotSource {
         let seed = StreamPosition.changeStream(ChangeStreamPosition(resumeToken: token, clusterTime: clusterTime))
         // 2. Partitions over _id.
         let bounds = try await partitionBounds()
-        return SnapshotPlan(start: seed, tailSeed: seed,
-                            bounds: bounds.map { (lower: $0.0.map(SnapshotKey.documentID), upper: $0.1.map(SnapshotKey.documentID)) })
+        return SnapshotPlan(start: seed, tailSeed: seed, bounds: bounds.map { (lower: $0.0, upper: $0.1) })
     }
 
-    private func partitionBounds() async throws -> [(BSON?, BSON?)] {
-        let n = max(1, context.stream.partitions)
-        func edge(_ direction: Int32) async throws -> BSON? {
-            try await client.findAll(database: database, collection: collection, sort: ["_id": .int32(direction)], projection: ["_id": 1], limit: 1).first?["_id"]
+    /// The brackets present in the collection and, when there are several, how many `_id`s each holds.
+    private func brackets() async throws -> [(bracket: TypeBracket, count: Int)] {
+        var present: [TypeBracket] = []
+        for bracket in TypeBracket.allCases where try await edge(bracket, ascending: true) != nil { present.append(bracket) }
+        if present.count == 1 { return [(present[0], 1)] }
+        var out: [(TypeBracket, Int)] = []
+        for bracket in present {
+            out.append((bracket, try await client.count(database: database, collection: collection, filter: bracket.filter(after: nil, upTo: nil))))
         }
-        guard n > 1, let lo = try await edge(1), let hi = try await edge(-1) else { return [(nil, nil)] }
+        return out
+    }
+
+    private func edge(_ bracket: TypeBracket, ascending: Bool) async throws -> BSON? {
+        try await client.findAll(database: database, collection: collection, filter: bracket.filter(after: nil, upTo: nil),
+                                 sort: ["_id": .int32(ascending ? 1 : -1)], projection: ["_id": 1], limit: 1).first?["_id"]
+    }
+
+    /// Partitions per bracket in proportion to its `_id`s (at least one each), each bracket's first partition
+    /// starting at the bracket's edge and its last ending at the other edge.
+    private func partitionBounds() async throws -> [(SnapshotKey, SnapshotKey)] {
+        let n = max(1, context.stream.partitions)
+        let present = try await brackets()
+        let total = max(1, present.reduce(0) { $0 + $1.count })
+        var out: [(SnapshotKey, SnapshotKey)] = []
+        for (bracket, count) in present {
+            let share = max(1, Int((Double(n) * Double(count) / Double(total)).rounded()))
+            let cuts = share > 1 ? try await cuts(in: bracket, parts: share) : []
+            var lower = SnapshotKey.typeBracket(bracket.name)
+            for cut in cuts {
+                out.append((lower, .documentID(cut)))
+                lower = .documentID(cut)
+            }
+            out.append((lower, .typeBracket(bracket.name)))
+        }
+        return out
+    }
+
+    /// Up to `parts - 1` increasing `_id`s strictly inside the bracket's range, where its `_id`s split it.
+    private func cuts(in bracket: TypeBracket, parts: Int) async throws -> [BSON] {
+        guard let lo = try await edge(bracket, ascending: true), let hi = try await edge(bracket, ascending: false) else { return [] }
         var cuts: [BSON] = []
         switch (lo, hi) {
         case (.objectId(let a), .objectId(let b)) where b.timestamp > a.timestamp:
-            let span = Double(b.timestamp - a.timestamp)
-            cuts = (1..<n).map { .objectId(ObjectId(timestamp: a.timestamp + UInt32(span * Double($0) / Double(n)))) }
-        case _ where lo.intValue != nil && hi.intValue != nil:
-            let a = lo.intValue!, b = hi.intValue!
-            guard b > a else { return [(nil, nil)] }
-            cuts = (1..<n).map { .int64(Int64(a + (b - a) * $0 / n)) }
+            cuts = KeySpace.cuts(from: Int128(a.timestamp), to: Int128(b.timestamp), parts: parts)
+                .map { .objectId(ObjectId(timestamp: UInt32($0))) }
+        case (.datetime(let a), .datetime(let b)):
+            cuts = KeySpace.cuts(from: Int128(a), to: Int128(b), parts: parts).map { .datetime(Int64($0)) }
+        case _ where lo.int64Value != nil && hi.int64Value != nil:
+            cuts = KeySpace.cuts(from: Int128(lo.int64Value!), to: Int128(hi.int64Value!), parts: parts).map { .int64(Int64($0)) }
         default:
-            // Sampled boundaries for other _id types.
-            let count = try await client.count(database: database, collection: collection)
-            for i in 1..<n {
-                let reply = try await client.command(["find": .string(collection), "sort": .document(["_id": 1]), "projection": .document(["_id": 1]),
-                                                      "skip": .int64(Int64(count * i / n)), "limit": 1, "singleBatch": true], database: database)
+            // Other types (and mixed or fractional numbers): sampled boundaries inside the bracket.
+            let count = try await client.count(database: database, collection: collection, filter: bracket.filter(after: nil, upTo: nil))
+            for i in 1..<parts {
+                let reply = try await client.command([
+                    "find": .string(collection), "filter": .document(bracket.filter(after: nil, upTo: nil)),
+                    "sort": .document(["_id": 1]), "projection": .document(["_id": 1]),
+                    "skip": .int64(Int64(count * i / parts)), "limit": 1, "singleBatch": true,
+                ], database: database)
                 if case .array(let batch)? = reply.value(at: "cursor.firstBatch"), case .document(let d)? = batch.first, let id = d["_id"] {
                     cuts.append(id)
                 }
             }
         }
-        var out: [(BSON?, BSON?)] = []
-        var lower: BSON? = nil
-        for cut in cuts {
-            out.append((lower, cut))
-            lower = cut
-        }
-        out.append((lower, nil))
+        // Strictly inside [lo, hi) and increasing: an empty or repeated range would copy nothing or twice.
+        var out: [BSON] = []
+        for cut in cuts where cut != hi && out.last != cut { out.append(cut) }
         return out
     }
 
+    /// Walks the partition's brackets in MongoDB's order (a partition planned before brackets existed spans all
+    /// of them), page by page: `{_id: {$type: bracket, $gt: last, $lte: upper}}` sorted by `_id`.
     func copy(_ partition: PartitionState, copier: Int, into pages: SnapshotPages) async throws {
-        var after: BSON? = partition.lastKey?.documentID ?? partition.lower?.documentID
-        let upper: BSON? = partition.upper?.documentID
+        let first = TypeBracket(of: partition.lower) ?? .minKey
+        let last = TypeBracket(of: partition.upper) ?? .maxKey
+        var previous: SnapshotKey? = partition.lastKey ?? partition.lower
+        var after: BSON? = previous?.documentID
         var sizer = BatchSizer(context.stream)
-        while !Task.isShuttingDownGracefully {
-            try await pages.waitForSpace()
-            var range = Document()
-            if let after { range.append("$gt", after) }
-            if let upper { range.append("$lte", upper) }
-            let filter: Document = range.isEmpty ? [:] : ["_id": .document(range)]
-            let limit = sizer.rows
-            let docs = try await policy.run {
-                try await client.findAll(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit)
+        for bracket in TypeBracket.allCases where bracket >= max(first, after.flatMap(TypeBracket.init(of:)) ?? first) && bracket <= last {
+            let upper = bracket == last ? partition.upper?.documentID : nil
+            var afterHere = after.flatMap { TypeBracket(of: $0) == bracket ? $0 : nil }
+            while !Task.isShuttingDownGracefully {
+                try await pages.waitForSpace()
+                let filter = bracket.filter(after: afterHere, upTo: upper)
+                let limit = sizer.rows
+                let docs = try await policy.run {
+                    try await client.findAll(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit)
+                }
+                if docs.isEmpty { break }
+                var writer = SpoolSegmentWriter(stream: context.name)
+                for doc in docs {
+                    writer.append(Change(operation: .upsert, key: doc["_id"] ?? .null, document: doc))
+                }
+                let lastKey = docs.last!["_id"] ?? .null
+                try await pages.spool(writer, partition: partition.index, first: previous, last: .documentID(lastKey))
+                previous = .documentID(lastKey)
+                afterHere = lastKey
+                after = lastKey
+                sizer.observe(rows: docs.count, bytes: writer.byteCount)
+                if docs.count < limit { break }
             }
-            if docs.isEmpty { return }
-            var writer = SpoolSegmentWriter(stream: context.name)
-            for doc in docs {
-                writer.append(Change(operation: .upsert, key: doc["_id"] ?? .null, document: doc))
-            }
-            let lastKey = docs.last!["_id"] ?? .null
-            try await pages.spool(writer, partition: partition.index, first: after.map(SnapshotKey.documentID), last: .documentID(lastKey))
-            after = lastKey
-            sizer.observe(rows: docs.count, bytes: writer.byteCount)
-            if docs.count < limit { return }
+            if Task.isShuttingDownGracefully { return }
         }
     }
 }

@@ -76,11 +76,12 @@ public struct SchemaTracker: Sendable {
         var widened: [String: ColumnType] = [:]
         for document in documents {
             for (path, value) in fields(of: document) {
-                let wanted = ColumnType.of(value)
+                let isKey = path == "_id"
+                let wanted = isKey ? ColumnType.ofKey(value) : ColumnType.of(value)
                 if let i = byPath[path] {
                     guard let wanted else { continue }
                     let old = schema.columns[i].type
-                    let new = old.widened(with: wanted)
+                    let new = isKey ? old.widenedKey(with: wanted) : old.widened(with: wanted)
                     if new != old {
                         if !added.contains(schema.columns[i].name) && widened[schema.columns[i].name] == nil {
                             widened[schema.columns[i].name] = old

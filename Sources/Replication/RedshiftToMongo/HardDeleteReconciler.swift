@@ -29,7 +29,7 @@ struct HardDeleteReconciler {
             return result
         }
         let k = SQL.identifier(table.keyNames[0])
-        let live = table.deleteIndex.map { "NOT coalesce(\(SQL.identifier(table.columns[$0].name))::boolean, false)" } ?? "TRUE"
+        let live = table.deleteIndex.map { SoftDelete.liveCondition(table.columns[$0]) } ?? "TRUE"
         let bounds = try await reader.run { [table] c in
             try await c.query("SELECT min(\(k))::text, max(\(k))::text, count(*)::text FROM \(table.qualifiedName)").rows.first
         }
@@ -38,21 +38,22 @@ struct HardDeleteReconciler {
         guard let lo = [sourceMin, mongoMin].compactMap({ $0 }).min(), let hi = [sourceMax, mongoMax].compactMap({ $0 }).max() else {
             return result
         }
-        let rows = max(1, Int64(bounds?[2].flatMap { Int($0) } ?? 1))
-        let width = max(1, (hi - lo + 1) / max(1, rows / Int64(rangeRows)))
-        var lower = lo - 1
-        while lower < hi {
-            let upper = min(hi, lower + width)
+        let rows = max(1, bounds?[2].flatMap { Int($0) } ?? 1)
+        // Ranges (lower, upper] over the whole key space, the first one unbounded below (128-bit cuts: keys may
+        // span Int64.min…Int64.max).
+        let cuts = KeySpace.cuts(from: Int128(lo), to: Int128(hi), parts: max(1, rows / rangeRows)).map { Int64($0) }
+        var lower: Int64? = nil
+        for upper in cuts + [hi] {
             result.rangesChecked += 1
             // Mongo first, then the source (see above).
             let mongoSide = try await mongoSummary(lower, upper)
-            let rangeParams = [String(lower), String(upper)]
-            let sourceSide: (Int, Int64) = try await reader.run { [table] c in
-                let r = try await c.query("SELECT count(*)::text, coalesce(sum(\(k)), 0)::text FROM \(table.qualifiedName) WHERE \(k) > $1 AND \(k) <= $2 AND \(live)",
-                                          rangeParams).rows.first
-                return (Int(r?[0] ?? "0") ?? 0, Int64(r?[1] ?? "0") ?? 0)
+            let (condition, params) = Self.range(k, lower, upper)
+            let sourceSide: (Int, String) = try await reader.run { [table] c in
+                let r = try await c.query("SELECT count(*)::text, coalesce(sum(\(k)), 0)::text FROM \(table.qualifiedName) WHERE \(condition) AND \(live)",
+                                          params).rows.first
+                return (Int(r?[0] ?? "0") ?? 0, r?[1] ?? "0")
             }
-            if mongoSide != sourceSide {
+            if mongoSide.0 != sourceSide.0 || mongoSide.1 != sourceSide.1 {
                 result.rangesMismatched += 1
                 result.deleted += try await drill(lower, upper, k: k, live: live)
             }
@@ -61,38 +62,58 @@ struct HardDeleteReconciler {
         return result
     }
 
-    private func drill(_ lower: Int64, _ upper: Int64, k: String, live: String) async throws -> Int {
-        let inRange: Document = ["_id": .document(["$gt": .int64(lower), "$lte": .int64(upper)])]
+    /// `k > $1 AND k <= $2` (or only `k <= $1` for the first range).
+    static func range(_ k: String, _ lower: Int64?, _ upper: Int64) -> (String, [String?]) {
+        guard let lower else { return ("\(k) <= $1", [String(upper)]) }
+        return ("\(k) > $1 AND \(k) <= $2", [String(lower), String(upper)])
+    }
+
+    static func mongoRange(_ lower: Int64?, _ upper: Int64) -> Document {
+        var range: Document = ["$type": "number", "$lte": .int64(upper)]
+        if let lower { range.append("$gt", .int64(lower)) }
+        return ["_id": .document(range)]
+    }
+
+    private func drill(_ lower: Int64?, _ upper: Int64, k: String, live: String) async throws -> Int {
+        let inRange = Self.mongoRange(lower, upper)
         let mongoKeys = try await applier.client.findAll(database: applier.database, collection: applier.collection, filter: inRange,
                                                          projection: ["_id": 1]).compactMap { $0["_id"]?.intValue.map(Int64.init) }
+        let (condition, params) = Self.range(k, lower, upper)
         let sourceKeys: Set<Int64> = try await reader.run { [table] c in
-            Set(try await c.query("SELECT \(k)::text FROM \(table.qualifiedName) WHERE \(k) > $1 AND \(k) <= $2 AND \(live)",
-                                  [String(lower), String(upper)]).rows.compactMap { $0[0].flatMap { Int64($0) } })
+            Set(try await c.query("SELECT \(k)::text FROM \(table.qualifiedName) WHERE \(condition) AND \(live)", params)
+                .rows.compactMap { $0[0].flatMap { Int64($0) } })
         }
         let gone = mongoKeys.filter { !sourceKeys.contains($0) }
         if gone.isEmpty { return 0 }
         let ids: [BSON] = gone.map { .int64($0) }
         let removed = try await applier.deleteKeys(ids)
-        context.logger.info("reconcile deleted documents whose source rows are gone", metadata: ["count": "\(removed)", "range": "(\(lower), \(upper)]"])
+        context.logger.info("reconcile deleted documents whose source rows are gone", metadata: ["count": "\(removed)", "range": "(\(lower.map(String.init) ?? "-∞"), \(upper)]"])
         return removed
     }
 
-    private func mongoSummary(_ lower: Int64, _ upper: Int64) async throws -> (Int, Int64) {
+    /// Count and key sum of a range (the sum as decimal text: 64-bit keys overflow a 64-bit sum).
+    private func mongoSummary(_ lower: Int64?, _ upper: Int64) async throws -> (Int, String) {
         let reply = try await applier.client.command([
             "aggregate": .string(applier.collection),
             "pipeline": .array([
-                .document(["$match": .document(["_id": .document(["$gt": .int64(lower), "$lte": .int64(upper)])])]),
-                .document(["$group": .document(["_id": .null, "n": .document(["$sum": 1]), "s": .document(["$sum": "$_id"])])]),
+                .document(["$match": .document(Self.mongoRange(lower, upper))]),
+                .document(["$group": .document(["_id": .null, "n": .document(["$sum": 1]),
+                                                "s": .document(["$sum": .document(["$toDecimal": "$_id"])])])]),
             ]),
             "cursor": .document([:]),
         ], database: applier.database)
-        guard case .array(let batch)? = reply.value(at: "cursor.firstBatch"), case .document(let first)? = batch.first else { return (0, 0) }
-        return (first["n"]?.intValue ?? 0, Int64(first["s"]?.intValue ?? 0))
+        guard case .array(let batch)? = reply.value(at: "cursor.firstBatch"), case .document(let first)? = batch.first else { return (0, "0") }
+        let sum: String = switch first["s"] {
+        case .decimal128(let d)?: d.description
+        case let other?: other.int64Value.map(String.init) ?? "\(other)"
+        case nil: "0"
+        }
+        return (first["n"]?.intValue ?? 0, sum)
     }
 
     private func mongoEdge(ascending: Bool) async throws -> Int64? {
-        let docs = try await applier.client.findAll(database: applier.database, collection: applier.collection,
+        let docs = try await applier.client.findAll(database: applier.database, collection: applier.collection, filter: ["_id": .document(["$type": "number"])],
                                                     sort: ["_id": .int32(ascending ? 1 : -1)], projection: ["_id": 1], limit: 1)
-        return docs.first?["_id"]?.intValue.map(Int64.init)
+        return docs.first?["_id"]?.int64Value
     }
 }

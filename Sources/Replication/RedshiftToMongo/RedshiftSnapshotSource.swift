@@ -84,25 +84,21 @@ struct RedshiftSnapshotSource: SnapshotSource {
                 try await c.query("SELECT min(\(k))::text, max(\(k))::text FROM \(table.qualifiedName)").rows.first
             }
             guard let lo = row?[0].flatMap({ Int64($0) }), let hi = row?[1].flatMap({ Int64($0) }), hi > lo else { return [(nil, nil)] }
-            let span = hi.subtractingReportingOverflow(lo)
-            guard !span.overflow else { return [(nil, nil)] }
-            let step = max(1, (span.partialValue / Int64(n)) + 1)
+            // 128-bit cuts: keys anywhere in Int64.min…Int64.max split without overflow.
+            let cuts = KeySpace.cuts(from: Int128(lo), to: Int128(hi), parts: n).map { String(Int64($0)) }
             var out: [(String?, String?)] = []
-            var upper = lo - 1
-            for i in 0..<n {
-                let lower: String? = i == 0 ? nil : String(upper)
-                let next = upper.addingReportingOverflow(step)
-                upper = next.overflow ? hi : min(hi, next.partialValue)
-                let isLast = i == n - 1 || upper >= hi
-                out.append((lower, isLast ? nil : String(upper)))
-                if isLast { break }
+            var lower: String? = nil
+            for cut in cuts {
+                out.append((lower, cut))
+                lower = cut
             }
+            out.append((lower, nil))
             return out
         }
         let boundaries = try await reader.run { [table] c in
             try await c.query("""
                 SELECT max(\(k))::text FROM (SELECT \(k), NTILE(\(n)) OVER (ORDER BY \(k)) AS bucket
-                FROM \(table.qualifiedName) WHERE \(k) IS NOT NULL) s GROUP BY bucket ORDER BY 1
+                FROM \(table.qualifiedName) WHERE \(k) IS NOT NULL) s GROUP BY bucket ORDER BY max(\(k))
                 """).rows.compactMap { $0[0] }
         }
         var out: [(String?, String?)] = []

@@ -60,7 +60,7 @@ public struct RowEncoder: Sendable {
                 return .deadLetter(.init(key: id, reason: error.description), keyText: keyText, watermarkText: watermarkText)
             }
             if i == table.watermarkIndex { version = value }
-            if i == table.deleteIndex { deleted = Self.isTruthy(value) }
+            if i == table.deleteIndex { deleted = SoftDelete.isDeleted(value) }
             doc.append(column.name, value)
         }
         doc.append("_mongoshift", .document(["v": version]))
@@ -80,15 +80,5 @@ public struct RowEncoder: Sendable {
             sub.append(table.columns[i].name, try TextValueDecoder.decode(row.bytes(i), type: table.columns[i].typeOID, column: table.columns[i].name))
         }
         return .document(sub)
-    }
-
-    static func isTruthy(_ value: BSON) -> Bool {
-        switch value {
-        case .bool(let b): b
-        case .int32(let i): i != 0
-        case .int64(let i): i != 0
-        case .string(let s): ["t", "true", "y", "yes", "1"].contains(s.lowercased())
-        default: false
-        }
     }
 }

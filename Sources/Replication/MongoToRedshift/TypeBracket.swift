@@ -1,0 +1,71 @@
+import BSON
+import Changes
+
+/// MongoDB's comparison brackets, in its documented BSON comparison order: a query operator such as `$gt`
+/// compares within one bracket only (`{_id: {$gt: 5}}` never returns a string `_id`), so keyset pages over `_id`
+/// must walk the brackets one at a time. Arrays, regular expressions and `undefined` cannot be `_id`s.
+enum TypeBracket: Int, CaseIterable, Comparable, Sendable {
+    case minKey, null, numbers, strings, objects, binaries, objectIds, booleans, dates, timestamps, maxKey
+
+    /// The `$type` aliases that select this bracket.
+    var typeAliases: [String] {
+        switch self {
+        case .minKey: ["minKey"]
+        case .null: ["null"]
+        case .numbers: ["number"]
+        case .strings: ["string", "symbol"]
+        case .objects: ["object"]
+        case .binaries: ["binData"]
+        case .objectIds: ["objectId"]
+        case .booleans: ["bool"]
+        case .dates: ["date"]
+        case .timestamps: ["timestamp"]
+        case .maxKey: ["maxKey"]
+        }
+    }
+
+    var name: String { "\(self)" }
+
+    init?(name: String) {
+        guard let bracket = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = bracket
+    }
+
+    /// The bracket a value compares in.
+    init?(of value: BSON) {
+        switch value {
+        case .minKey: self = .minKey
+        case .null: self = .null
+        case .int32, .int64, .double, .decimal128: self = .numbers
+        case .string: self = .strings
+        case .opaque(let type, _) where type == 0x0E: self = .strings  // symbol
+        case .document: self = .objects
+        case .binary: self = .binaries
+        case .objectId: self = .objectIds
+        case .bool: self = .booleans
+        case .datetime: self = .dates
+        case .timestamp: self = .timestamps
+        case .maxKey: self = .maxKey
+        default: return nil
+        }
+    }
+
+    /// The bracket a partition bound lies in (nil: unbounded, as partitions planned before brackets were).
+    init?(of key: SnapshotKey?) {
+        switch key {
+        case .typeBracket(let name)?: self.init(name: name)
+        case .documentID(let value)?: self.init(of: value)
+        default: return nil
+        }
+    }
+
+    static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+
+    /// `{_id: {$type: […], $gt: after, $lte: upper}}`: a range inside this bracket.
+    func filter(after: BSON?, upTo upper: BSON?) -> Document {
+        var range: Document = ["$type": .array(typeAliases.map(BSON.string))]
+        if let after { range.append("$gt", after) }
+        if let upper { range.append("$lte", upper) }
+        return ["_id": .document(range)]
+    }
+}

@@ -1,0 +1,194 @@
+import BSON
+import Foundation
+import MongoClient
+import PostgresClient
+import TestSupport
+import XCTest
+
+/// Keys of every shape are copied whole: mixed `_id` types (MongoDB compares within one type bracket only),
+/// 64-bit keys at the edges of their range, composite keys resuming after a damaged page, and soft-delete columns
+/// of every type judged by one rule on both sides (issue "Nothing lost, nothing stuck", items 3 and 9).
+final class KeySpaceTests: IntegrationTestCase {
+    override var namePrefix: String { "keys" }
+
+    func mongoToTableConfig(partitions: Int) throws -> String {
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms, batch_bytes: 64KiB }
+        streams:
+          - name: things
+            from: { collection: things }
+            to: { table: public.\(table) }
+            partitions: \(partitions)
+        """
+        let path = directory + "/things.yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func tableIDs() async throws -> Set<String> {
+        Set(try await connection.query("SELECT _id FROM public.\(table)").rows.compactMap { $0[0] })
+    }
+
+    /// Item 3: numbers of four types, strings, ObjectIds, UUID binaries, dates, subdocuments and booleans in one
+    /// collection, cut into several partitions: every document reaches the table.
+    func testMixedIDTypesAreCopiedWhole() async throws {
+        var docs: [Document] = []
+        for i in 0..<60 {
+            docs.append(["_id": .int32(Int32(i)), "kind": "int32"])
+            docs.append(["_id": .int64(10_000_000_000 + Int64(i)), "kind": "int64"])
+            docs.append(["_id": .double(0.5 + Double(i)), "kind": "double"])
+            docs.append(["_id": .decimal128(Decimal128("\(1000 + i).25")!), "kind": "decimal"])
+            docs.append(["_id": .string("key-\(i)"), "kind": "string"])
+            docs.append(["_id": .objectId(ObjectId.generate()), "kind": "objectId"])
+            docs.append(["_id": .binary(BSONBinary(subtype: 4, data: (0..<16).map { UInt8(($0 * 7 + i) % 256) })), "kind": "uuid"])
+            docs.append(["_id": .datetime(1_700_000_000_000 + Int64(i) * 86_400_000), "kind": "date"])
+            docs.append(["_id": .document(["region": "eu", "n": .int32(Int32(i))]), "kind": "subdocument"])
+        }
+        docs.append(["_id": .bool(false), "kind": "bool"])
+        docs.append(["_id": .bool(true), "kind": "bool"])
+        _ = try await mongo.bulkWrite(database: database, collection: "things", docs.map { .insert($0) })
+        let result = try MongoshiftProcess.run(["snapshot", "--config", try mongoToTableConfig(partitions: 8)])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let copied = try await connection.query("SELECT kind, count(*) FROM public.\(table) GROUP BY kind ORDER BY kind").rows
+            .map { "\($0[0] ?? "?")=\($0[1] ?? "?")" }
+        XCTAssertEqual(copied, ["bool=2", "date=60", "decimal=60", "double=60", "int32=60", "int64=60", "objectId=60", "string=60",
+                                "subdocument=60", "uuid=60"], "every type bracket copied whole")
+        let verify = try MongoshiftProcess.run(["verify", "--config", try mongoToTableConfig(partitions: 8)])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+    }
+
+    /// Item 9: random 64-bit `_id`s including Int64.min and Int64.max, several partitions (the split used to
+    /// overflow and trap).
+    func testSixtyFourBitMongoIDsSplitWithoutOverflow() async throws {
+        var rng = SystemRandomNumberGenerator()
+        var ids: Set<Int64> = [.min, .max, 0, -1]
+        while ids.count < 500 { ids.insert(Int64.random(in: .min ... .max, using: &rng)) }
+        _ = try await mongo.bulkWrite(database: database, collection: "things", ids.map { .insert(["_id": .int64($0), "kind": "n"]) })
+        let result = try MongoshiftProcess.run(["snapshot", "--config", try mongoToTableConfig(partitions: 7)])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let copied = try await tableIDs()
+        XCTAssertEqual(copied, Set(ids.map(String.init)))
+    }
+
+    /// Item 9: a source key column holding Int64.min and Int64.max: the snapshot split (`lo - 1`) and the
+    /// reconciler's range width (`hi - lo + 1`) used to overflow and trap.
+    func testSixtyFourBitSourceKeysSnapshotAndReconcile() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, v text, updated_at timestamp NOT NULL DEFAULT now());
+            INSERT INTO public.\(table) (id, v) VALUES (-9223372036854775808, 'min'), (9223372036854775807, 'max'), (0, 'zero');
+            INSERT INTO public.\(table) (id, v) SELECT g * 36028797018963968, 'g' || g FROM generate_series(-200, 200) g WHERE g <> 0;
+            """)
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:
+          - name: wide
+            from: { table: public.\(table) }
+            to: { collection: wide }
+            key: [id]
+            watermark: updated_at
+            safety_lag: 1s
+            partitions: 6
+            reconcile_every: 1s
+        """
+        let config = directory + "/wide.yaml"
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let (process, _) = try startRun(config)
+        try await waitFor("snapshot") { phase("wide") == "streaming" }
+        let copied = try await mongo.count(database: database, collection: "wide")
+        XCTAssertEqual(copied, 403)
+        // Hard deletes at both ends of the key space are found by the reconciler.
+        try await connection.execute("DELETE FROM public.\(table) WHERE id IN (-9223372036854775808, 9223372036854775807)")
+        try await waitFor("the reconciler to delete both ends") {
+            try await mongo.count(database: database, collection: "wide") == 401
+        }
+        XCTAssertTrue(process.isRunning, "no trap")
+        stop(process)
+    }
+
+    /// Item 9: a composite key whose first page was damaged in the spool: the partition used to resume from a
+    /// one-column key and index past the end of it.
+    func testCompositeKeyResumesAfterADamagedFirstPage() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (region text, n integer, v text, PRIMARY KEY (region, n));
+            INSERT INTO public.\(table) SELECT r, g, repeat('x', 200) FROM unnest(ARRAY['eu', 'us', 'ap']) r, generate_series(1, 400) g;
+            """)
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { batch_bytes: 64KiB }
+        streams:
+          - name: pairs
+            from: { table: public.\(table) }
+            to: { collection: pairs }
+            partitions: 3
+        """
+        let config = directory + "/pairs.yaml"
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let staged = try MongoshiftProcess.run(["snapshot", "--spool-only", "--config", config])
+        XCTAssertEqual(staged.status, 0, staged.stderr)
+        // Every page, so every partition's first page too: all but the first start at a one-column bound.
+        let dir = state + "/spool/pairs"
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir).filter({ $0.hasSuffix(".seg") }) {
+            var bytes = [UInt8](FileManager.default.contents(atPath: dir + "/" + name)!)
+            bytes[bytes.count / 2] ^= 0x40
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/" + name))
+        }
+        let applied = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(applied.status, 0, applied.stderr)
+        XCTAssertTrue(applied.stderr.contains("corrupt spool segment"), applied.stderr)
+        let copied = try await mongo.count(database: database, collection: "pairs")
+        XCTAssertEqual(copied, 1200)
+    }
+
+    /// Item 9: soft-delete columns of other types than boolean — smallint (the reconciler's `::boolean` cast used
+    /// to fail) and text ('on' was deleted for SQL but live for the encoder) — follow one rule on both sides.
+    func testSoftDeleteColumnsOfEveryTypeFollowOneRule() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, flag smallint, state text, updated_at timestamp NOT NULL DEFAULT now());
+            INSERT INTO public.\(table) (id, flag, state) SELECT g, 0, 'live' FROM generate_series(1, 100) g;
+            """)
+        func config(_ name: String, column: String) throws -> String {
+            let yaml = """
+            state: \(state)
+            redshift: { url: "\(pg)", dialect: postgres }
+            mongo: { url: "\(mongoURL)", database: \(database) }
+            defaults: { poll_interval: 200ms }
+            streams:
+              - name: \(name)
+                from: { table: public.\(table) }
+                to: { collection: \(name) }
+                key: [id]
+                watermark: updated_at
+                safety_lag: 1s
+                deletes: { column: \(column) }
+                reconcile_every: 1s
+            """
+            let path = directory + "/\(name).yaml"
+            try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        for (name, column, deleted) in [("by_flag", "flag", "flag = 1"), ("by_state", "state", "state = ' On '")] {
+            let (process, base) = try startRun(try config(name, column: column))
+            try await waitFor("\(name) snapshot") { phase(name) == "streaming" }
+            try await connection.execute("UPDATE public.\(table) SET \(deleted), updated_at = now() WHERE id <= 10")
+            try await waitFor("\(name): the 10 soft-deleted rows leave Mongo") {
+                try await mongo.count(database: database, collection: name) == 90
+            }
+            // Several reconcile cycles later nothing flaps back or disappears, and no reconcile failed.
+            try await Task.sleep(for: .seconds(3))
+            let count = try await mongo.count(database: database, collection: name)
+            XCTAssertEqual(count, 90, name)
+            XCTAssertEqual(phase(name), "streaming", "\(name): the reconciler never fails the stream")
+            XCTAssertFalse(MongoshiftProcess.output(base).stderr.contains("reconcile failed"), MongoshiftProcess.output(base).stderr)
+            stop(process)
+            try await connection.execute("UPDATE public.\(table) SET flag = 0, state = 'live', updated_at = now()")
+        }
+    }
+}

@@ -14,6 +14,16 @@ public enum WriteOperation: Sendable {
     case replace(filter: Document, replacement: Document, upsert: Bool)
     case update(filter: Document, update: Document, upsert: Bool)
     case delete(filter: Document)
+
+    /// The documents' encoded size (what the operation adds to a write command).
+    var byteCount: Int {
+        switch self {
+        case .insert(let d): d.byteCount
+        case .replace(let f, let r, _): f.byteCount + r.byteCount
+        case .update(let f, let u, _): f.byteCount + u.byteCount
+        case .delete(let f): f.byteCount
+        }
+    }
 }
 
 public struct BulkWriteError: Sendable, Hashable {
@@ -104,11 +114,48 @@ public final class MongoClient: @unchecked Sendable {
 
     // MARK: - writes
 
-    /// An unordered (or ordered) bulk write, split by libmongoc into server-sized batches.
-    /// Per-item failures come back in `writeErrors`; only whole-batch failures (network, no primary) throw.
+    /// MongoDB's limits on one write command: operations per batch, and a size well under the 48 MB message.
+    public static let maxBatchOperations = 100_000
+    static let maxBatchBytes = 32 << 20
+
+    /// An unordered (or ordered) bulk write. The operations are cut here into server-sized batches (at most
+    /// 100,000 operations and 32 MiB of documents each), each executed as its own command, so that every batch's
+    /// outcome is known: per-item failures (duplicate keys, invalid documents) come back in `writeErrors`; a batch
+    /// that fails as a whole (network, step-down, a command error) throws — even when an earlier batch reported
+    /// item errors — because its writes may not have happened. Batches before it stay written (callers' writes
+    /// are idempotent); an ordered bulk stops at the first item error as MongoDB does.
     public func bulkWrite(database: String, collection: String, _ operations: [WriteOperation],
                           ordered: Bool = false, majority: Bool = true, validateKeys: Bool = true) async throws -> BulkWriteResult {
+        var total = BulkWriteResult()
+        var start = 0
+        while start < operations.count {
+            var end = start
+            var bytes = 0
+            while end < operations.count, end - start < Self.maxBatchOperations {
+                let size = operations[end].byteCount
+                if end > start && bytes + size > Self.maxBatchBytes { break }
+                bytes += size
+                end += 1
+            }
+            let batch = try await bulkBatch(database: database, collection: collection, operations[start..<end], ordered: ordered,
+                                            majority: majority, validateKeys: validateKeys)
+            total.inserted += batch.inserted
+            total.matched += batch.matched
+            total.modified += batch.modified
+            total.upserted += batch.upserted
+            total.removed += batch.removed
+            total.writeErrors += batch.writeErrors.map { BulkWriteError(index: $0.index + start, code: $0.code, message: $0.message) }
+            if ordered && !batch.writeErrors.isEmpty { break }
+            start = end
+        }
+        return total
+    }
+
+    /// One server batch; item errors are indexed within the batch.
+    private func bulkBatch(database: String, collection: String, _ operations: ArraySlice<WriteOperation>,
+                           ordered: Bool, majority: Bool, validateKeys: Bool) async throws -> BulkWriteResult {
         if operations.isEmpty { return BulkWriteResult() }
+        let operations = Array(operations)
         return try await io.run {
             let coll = mongoc_client_get_collection(self.client, database, collection)!
             defer { mongoc_collection_destroy(coll) }
@@ -163,7 +210,8 @@ public final class MongoClient: @unchecked Sendable {
                 if case .array(let items)? = replyDoc["writeConcernErrors"] { return !items.isEmpty }
                 return false
             }()
-            if !ok && (itemErrors.isEmpty || writeConcernFailed) {
+            // A failure that is not one of the item errors (the batch failed as a whole) must reach the caller.
+            if !ok && (itemErrors.isEmpty || writeConcernFailed || !itemErrors.contains(where: { $0.code == Int(error.code) })) {
                 throw Self.mongoError(error, reply: replyDoc)
             }
             result.writeErrors += itemErrors

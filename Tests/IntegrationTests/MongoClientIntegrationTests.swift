@@ -26,6 +26,32 @@ final class MongoClientIntegrationTests: XCTestCase {
         XCTAssertEqual(back.first?.bytes, doc.bytes, "byte-identical round trip")
     }
 
+    /// Issue "Nothing lost, nothing stuck" item 4: a bulk larger than one server batch, where one batch reports a
+    /// duplicate key and another fails outright (a network error, a step-down): the failure must not hide behind
+    /// the item error — the caller must learn that some writes never happened.
+    func testAFailedServerBatchIsNotHiddenByItemErrorsOfAnother() async throws {
+        try await client.command(["insert": "split", "documents": .array([.document(["_id": .int32(0)])])], database: database)
+        var ops: [WriteOperation] = (0...100_050).map { .insert(["_id": .int32(Int32($0))]) }  // _id 0 exists: E11000 in batch 1
+        ops.shuffle()
+        _ = try await client.command([
+            "configureFailPoint": "failCommand", "mode": .document(["skip": 1, "times": 1]),
+            "data": .document(["failCommands": .array(["insert"]), "errorCode": .int32(91), "errorLabels": .array([])]),
+        ], database: "admin")
+        defer { Task { [client] in _ = try? await client?.command(["configureFailPoint": "failCommand", "mode": "off"], database: "admin") } }
+        do {
+            let result = try await client.bulkWrite(database: database, collection: "split", ops)
+            XCTFail("the failed batch was hidden: \(result.inserted) inserted, \(result.writeErrors.count) item errors")
+        } catch let error as MongoError {
+            XCTAssertEqual(error.serverCode, 91, "\(error)")
+        }
+        _ = try await client.command(["configureFailPoint": "failCommand", "mode": "off"], database: "admin")
+        // Retried, the bulk completes: every document once, the duplicate reported as an item error.
+        let retried = try await client.bulkWrite(database: database, collection: "split", ops)
+        XCTAssertEqual(retried.writeErrors.filter { $0.code == 11000 }.count, retried.writeErrors.count)
+        let count = try await client.count(database: database, collection: "split")
+        XCTAssertEqual(count, 100_051)
+    }
+
     func testUnorderedBulkReportsPerItemErrorsAndWritesTheRest() async throws {
         let ops: [WriteOperation] = [
             .insert(["_id": 1, "v": "a"]), .insert(["_id": 1, "v": "dup"]), .insert(["_id": 2, "v": "b"]),

@@ -1,20 +1,29 @@
+import BSON
 import Changes
 import MongoClient
+import PostgresClient
 import Replication
 import Spool
 import TestSupport
 import XCTest
 
-/// Replaying old changes (an old spool segment, a re-read page) can never regress a document.
-final class VersionGuardTests: XCTestCase {
+/// Replaying old changes (an old spool segment, a re-read page, a stalled former lease holder) can never regress a
+/// document or undo a delete, and versions of every watermark type always compare.
+final class VersionGuardTests: IntegrationTestCase {
+    override var namePrefix: String { "guard" }
+
+    func change(_ id: Int, _ version: Int64, _ note: String) -> Change {
+        Change(operation: .upsert, key: .int32(Int32(id)),
+               document: ["_id": .int32(Int32(id)), "note": .string(note), "_mongoshift": .document(["v": .int64(version)])],
+               version: .int64(version))
+    }
+
+    func notes(_ applier: MongoApplier) async throws -> [BSON?] {
+        try await mongo.findAll(database: applier.database, collection: "docs", sort: ["_id": 1]).map { $0["note"] }
+    }
+
     func testOldSegmentReplayCannotOverwriteNewerDocument() async throws {
-        let client = try MongoClient(url: try TestServers.requireMongo())
-        let applier = MongoApplier(client: client, database: TestServers.uniqueName("guard"), collection: "docs")
-        func change(_ id: Int, _ version: Int64, _ note: String) -> Change {
-            Change(operation: .upsert, key: .int32(Int32(id)),
-                   document: ["_id": .int32(Int32(id)), "note": .string(note), "_mongoshift": .document(["v": .datetime(version)])],
-                   version: .datetime(version))
-        }
+        let applier = MongoApplier(client: mongo, database: database, collection: "docs")
         // Newer state first, e.g. applied from the tail.
         let first = try await applier.apply([change(1, 200, "new"), change(2, 200, "new")], insertFirst: false)
         XCTAssertEqual(first.applied, 2)
@@ -25,14 +34,95 @@ final class VersionGuardTests: XCTestCase {
         let snapshotReplay = try await applier.apply([change(2, 100, "old")], insertFirst: true)
         XCTAssertEqual(snapshotReplay.stale, 1)
         // An old delete cannot remove the newer document either.
-        _ = try await applier.apply([Change(operation: .delete, key: .int32(1), version: .datetime(150))], insertFirst: false)
-        let docs = try await client.findAll(database: applier.database, collection: "docs", sort: ["_id": 1])
-        XCTAssertEqual(docs.map { $0["note"] }, [.string("new"), .string("new")])
+        _ = try await applier.apply([Change(operation: .delete, key: .int32(1), version: .int64(150))], insertFirst: false)
+        let current1 = try await notes(applier)
+        XCTAssertEqual(current1, [.string("new"), .string("new")])
         // Equal or newer versions do apply (idempotent replays of the same change included).
         let same = try await applier.apply([change(1, 200, "new"), change(2, 300, "newest")], insertFirst: false)
         XCTAssertEqual(same.applied, 2)
-        let after = try await client.findAll(database: applier.database, collection: "docs", sort: ["_id": 1])
-        XCTAssertEqual(after.map { $0["note"] }, [.string("new"), .string("newest")])
-        try await client.command(["dropDatabase": 1], database: applier.database)
+        let current2 = try await notes(applier)
+        XCTAssertEqual(current2, [.string("new"), .string("newest")])
+    }
+
+    /// Issue "Nothing lost, nothing stuck" item 7: a delete used to be undone by a late stale upsert (the document
+    /// was gone, so nothing guarded its key). Deletes leave version-carrying tombstones.
+    func testAStaleUpsertAfterADeleteDoesNotBringTheDocumentBack() async throws {
+        let applier = MongoApplier(client: mongo, database: database, collection: "docs")
+        _ = try await applier.apply([change(1, 100, "v100"), change(2, 100, "v100")], insertFirst: true)
+        _ = try await applier.apply([Change(operation: .delete, key: .int32(1), version: .int64(200))], insertFirst: false)
+        // A pending older segment (or a stalled former lease holder) delivers the older upsert afterwards.
+        let late = try await applier.apply([change(1, 150, "stale")], insertFirst: false)
+        XCTAssertEqual(late.stale, 1)
+        let lateSnapshot = try await applier.apply([change(1, 100, "stale page")], insertFirst: true)
+        XCTAssertEqual(lateSnapshot.stale, 1)
+        let current3 = try await notes(applier)
+        XCTAssertEqual(current3, [.string("v100")], "key 1 stays deleted")
+        // The reconciler's hard deletes are tombstoned at the deleted document's version.
+        let removed = try await applier.deleteKeys([.int32(2)])
+        XCTAssertEqual(removed, 1)
+        let afterReconcile = try await applier.apply([change(2, 100, "replayed")], insertFirst: false)
+        XCTAssertEqual(afterReconcile.stale, 1)
+        let current4 = try await notes(applier)
+        XCTAssertEqual(current4, [])
+        // A genuinely newer change (the row re-inserted in the source) does apply.
+        let reborn = try await applier.apply([change(1, 300, "reborn")], insertFirst: false)
+        XCTAssertEqual(reborn.applied, 1)
+        let current5 = try await notes(applier)
+        XCTAssertEqual(current5, [.string("reborn")])
+        // Tombstones go after their retention.
+        let purged = try await applier.purgeTombstones(olderThan: .zero)
+        XCTAssertEqual(purged, 2)
+    }
+
+    /// Item 6: rows whose watermark was NULL at snapshot used to get a date version; for integer watermarks every
+    /// later version was of another type, never passed the guard, and the row never updated again. Per watermark
+    /// type, NULL-at-snapshot rows and ordinary rows both follow later updates.
+    func testVersionsCompareForEveryWatermarkType() async throws {
+        let types: [(name: String, sql: String, initial: String, later: String)] = [
+            ("ts", "timestamp", "now() AT TIME ZONE 'UTC' - interval '1 hour'", "now() AT TIME ZONE 'UTC'"),
+            ("tstz", "timestamptz", "now() - interval '1 hour'", "now()"),
+            ("d", "date", "current_date - 1", "current_date"),
+            ("i", "integer", "g", "1000 + id::integer"), ("b", "bigint", "g", "5000000000 + id"),
+        ]
+        var streams = ""
+        for t in types {
+            try await connection.execute("""
+                CREATE TABLE public.\(table)_\(t.name) (id bigint PRIMARY KEY, wm \(t.sql), note text);
+                INSERT INTO public.\(table)_\(t.name) SELECT g, CASE WHEN g % 2 = 0 THEN NULL ELSE \(t.initial) END, 'initial'
+                FROM generate_series(1, 20) g;
+                """)
+            onTeardown { [connection, table] in _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)_\(t.name)") }
+            streams += """
+
+              - name: \(t.name)
+                from: { table: public.\(table)_\(t.name) }
+                to: { collection: \(t.name) }
+                key: [id]
+                watermark: wm
+                safety_lag: 0s
+            """
+        }
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:\(streams)
+        """
+        let config = directory + "/types.yaml"
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let (process, _) = try startRun(config)
+        try await waitFor("every snapshot") { types.allSatisfy { phase($0.name) == "streaming" } }
+        try await Task.sleep(for: .seconds(1))
+        for t in types {
+            try await connection.execute("UPDATE public.\(table)_\(t.name) SET note = 'updated', wm = \(t.later)")
+        }
+        for t in types {
+            try await waitFor("\(t.sql): every row, NULL-at-snapshot ones included, follows the update", timeout: 30) {
+                let updated = try await mongo.count(database: database, collection: t.name, filter: ["note": "updated"])
+                return updated == 20
+            }
+        }
+        stop(process)
     }
 }

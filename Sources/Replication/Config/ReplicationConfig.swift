@@ -129,6 +129,9 @@ public struct StreamConfig: Sendable {
     public var deleteColumn: String?
     /// Hard-delete reconcile period (0 = off). Default 1 h.
     public var reconcileEvery: Duration = .seconds(3600)
+    /// How long a delete's tombstone refuses older upserts of its key (Redshift → Mongo). Default 168 h (7 days):
+    /// far longer than a stalled worker's lease or an applied backlog.
+    public var tombstoneRetention: Duration = .seconds(7 * 24 * 3600)
     /// Snapshot partitions. Default 8.
     public var partitions = 8
     /// Mongo → Redshift: flatten depth (top-level fields → columns). Default 1.

@@ -74,6 +74,13 @@ public enum TextValueDecoder {
     /// `YYYY-MM-DD[ HH:MM:SS[.ffffff]][+HH[:MM[:SS]]][ BC]` → milliseconds since the epoch (µs truncated toward
     /// the past). Nil for infinity and years BSON dates cannot hold.
     public static func parseTimestamp(_ text: UnsafeBufferPointer<UInt8>, dateOnly: Bool) -> Int64? {
+        guard let micros = parseTimestampMicros(text) else { return nil }
+        // Floor division keeps pre-1970 instants ordered.
+        return micros >= 0 ? micros / 1000 : (micros - 999) / 1000
+    }
+
+    /// Source timestamp or date text → microseconds since the epoch, exactly (nil when it is not one).
+    public static func parseTimestampMicros(_ text: UnsafeBufferPointer<UInt8>) -> Int64? {
         var p = 0
         func digits(_ n: Int) -> Int? {
             guard p + n <= text.count else { return nil }
@@ -128,10 +135,7 @@ public enum TextValueDecoder {
         guard p == text.count, (1...12).contains(month), (1...31).contains(day) else { return nil }
         guard year >= -290_000 && year <= 290_000 else { return nil }
         let days = Int64(ISODate.days(year: year, month: month, day: day))
-        let totalMicros = days * 86_400_000_000 + micros - Int64(offsetSeconds) * 1_000_000
-        // Floor division keeps pre-1970 instants ordered.
-        let ms = totalMicros >= 0 ? totalMicros / 1000 : (totalMicros - 999) / 1000
-        return ms
+        return days * 86_400_000_000 + micros - Int64(offsetSeconds) * 1_000_000
     }
 
     /// Source timestamp text (`2024-01-01 00:00:00.123456[+00]`) → epoch milliseconds.

@@ -82,7 +82,7 @@ public struct Verifier: Sendable {
         let client = try MongoClient(url: mongo.url)
         let applier = MongoApplier(client: client, database: mongo.database, collection: context.stream.collection)
         let table = try await SourceTable.describe(pg, stream: context.stream)
-        let encoder = RowEncoder(table: table, fallbackVersion: .null)
+        let encoder = RowEncoder(table: table)
         var fixes: [Change] = []
         var after: [String]?
         // Pass 1: every source page against Mongo.

@@ -1,23 +1,31 @@
 import BSON
+import Foundation
 import Changes
 import Logging
 import MongoClient
 import Spool
 import StateStore
 
-/// Applies changes to a Mongo collection with unordered bulk writes, guarded by version: a write replaces a
-/// document only if the stored `_mongoshift.v` is ≤ the incoming one; otherwise the upsert collides on `_id`
-/// (E11000) and the change is counted as stale. Replays can never regress data.
+/// Applies changes to a Mongo collection with unordered bulk writes, guarded by version (`RowVersion`): a write
+/// replaces a document only if the stored `_mongoshift.v` is ≤ the incoming one; otherwise the upsert collides on
+/// `_id` (E11000) and the change is counted as stale. Deletes leave version-carrying `Tombstones`, and an upsert
+/// not newer than its key's tombstone is stale too. Replays can never regress data or undo a delete.
+///
+/// Applies and reconcile deletes of one collection run one at a time (`gate`): a tombstone is read and honoured
+/// without a delete slipping in between.
 public struct MongoApplier: Sendable {
     public let client: MongoClient
     public let database: String
     public let collection: String
     public static let maxDocumentBytes = 16 * 1024 * 1024
+    let tombstones: Tombstones
+    private let gate = ApplyGate()
 
     public init(client: MongoClient, database: String, collection: String) {
         self.client = client
         self.database = database
         self.collection = collection
+        tombstones = Tombstones(client: client, database: database, collection: collection)
     }
 
     public struct Outcome: Sendable {
@@ -28,6 +36,10 @@ public struct MongoApplier: Sendable {
 
     /// `insertFirst`: snapshot mode — plain inserts (cheapest), falling back to guarded replaces for keys that exist.
     public func apply(_ changes: [Change], insertFirst: Bool) async throws -> Outcome {
+        try await gate.serially { try await applyNow(changes, insertFirst: insertFirst) }
+    }
+
+    private func applyNow(_ changes: [Change], insertFirst: Bool) async throws -> Outcome {
         var outcome = Outcome()
         let latest = changes.latestPerKey()
         var upserts: [Change] = []
@@ -40,6 +52,12 @@ public struct MongoApplier: Sendable {
                 continue
             }
             upserts.append(change)
+        }
+        if !upserts.isEmpty, try await gate.mayHaveTombstones({ try await tombstones.any() }) {
+            let dead = try await tombstones.versions(of: upserts.map(\.key))
+            let before = upserts.count
+            upserts.removeAll { Tombstones.isStale($0.version, against: dead[$0.key]) }
+            outcome.stale += before - upserts.count
         }
         var replaceQueue = upserts
         if insertFirst && !upserts.isEmpty {
@@ -65,6 +83,9 @@ public struct MongoApplier: Sendable {
             outcome.applied += replaceQueue.count - failed.count
         }
         if !deletes.isEmpty {
+            // The tombstones first: a crash between the two replays both.
+            try await tombstones.record(deletes.compactMap { d in d.version.map { (d.key, $0) } })
+            gate.noteTombstones()
             let ops: [WriteOperation] = deletes.map { .delete(filter: Self.guardFilter(key: $0.key, version: $0.version)) }
             let result = try await client.bulkWrite(database: database, collection: collection, ops)
             for error in result.writeErrors {
@@ -75,21 +96,37 @@ public struct MongoApplier: Sendable {
         return outcome
     }
 
-    /// Unconditional deletes (hard-delete reconcile: the key is gone from the source).
+    /// Deletes of keys gone from the source (hard-delete reconcile), each tombstoned at the version its document
+    /// had, so an older change replayed later cannot bring it back.
     public func deleteKeys(_ keys: [BSON]) async throws -> Int {
-        let result = try await client.bulkWrite(database: database, collection: collection,
-                                                keys.map { .delete(filter: ["_id": $0]) })
-        return result.removed
+        try await gate.serially {
+            let docs = try await client.findAll(database: database, collection: collection,
+                                                filter: ["_id": .document(["$in": .array(keys)])], projection: ["_mongoshift.v": 1])
+            try await tombstones.record(docs.compactMap { doc in
+                guard let id = doc["_id"] else { return nil }
+                return (id, doc.value(at: "_mongoshift.v") ?? .int64(RowVersion.unversioned))
+            })
+            gate.noteTombstones()
+            let result = try await client.bulkWrite(database: database, collection: collection, keys.map { .delete(filter: ["_id": $0]) })
+            return result.removed
+        }
     }
 
-    /// `{_id: k, $or: [{_mongoshift.v: {$lte: v}}, {_mongoshift.v: {$exists: false}}]}`
+    /// Removes tombstones older than `retention`.
+    public func purgeTombstones(olderThan retention: Duration) async throws -> Int {
+        try await tombstones.purge(recordedBefore: Date().addingTimeInterval(-retention.seconds))
+    }
+
+    /// `{_id: k, $or: [{_mongoshift.v: {$lte: v}}, {_mongoshift.v: {$not: {$type: "number"}}}]}`: replaces an older
+    /// or unversioned document. (Versions written by mongoshift before they were int64 everywhere — dates — are
+    /// not numbers: they are replaced once, by a version of the current encoding.)
     public static func guardFilter(key: BSON, version: BSON?) -> Document {
         guard let version else { return ["_id": key] }
         return [
             "_id": key,
             "$or": .array([
                 .document(["_mongoshift.v": .document(["$lte": version])]),
-                .document(["_mongoshift.v": .document(["$exists": false])]),
+                .document(["_mongoshift.v": .document(["$not": .document(["$type": "number"])])]),
             ]),
         ]
     }

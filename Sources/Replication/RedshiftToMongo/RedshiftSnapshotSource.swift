@@ -118,7 +118,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
         var after = partition.lastKey?.columns
         let lower = partition.lower?.columns?.first
         let upper = partition.upper?.columns?.first
-        let encoder = try await RowEncoder.forStream(context, table: table)
+        let encoder = RowEncoder(table: table)
         var sizer = BatchSizer(context.stream)
         while true {
             try Task.checkCancellation()

@@ -47,7 +47,7 @@ public struct RedshiftToMongoService: Service {
         if try await snapshot(spoolOnly: false) == .interrupted { return }
         let reader = try await SourceReader.open(context: context, redshift: redshift, policy: policy)
         let table = reader.table
-        let encoder = try await RowEncoder.forStream(context, table: table)
+        let encoder = RowEncoder(table: table)
         let from = try await context.state.extractCursor(context.name).position
         context.logger.info("streaming", metadata: ["from": "\(from?.description ?? "-")"])
 
@@ -69,6 +69,18 @@ public struct RedshiftToMongoService: Service {
             }
             group.addTask { [context, policy] in
                 try await SegmentApplyLoop(context: context, target: MongoTarget(applier: applier)).runUntilShutdown(policy: policy)
+            }
+            group.addTask { [context] in
+                // Tombstones outlive any late replay they guard against, then go.
+                while !Task.isShuttingDownGracefully {
+                    do {
+                        let purged = try await applier.purgeTombstones(olderThan: context.stream.tombstoneRetention)
+                        if purged > 0 { context.logger.debug("purged tombstones", metadata: ["count": "\(purged)"]) }
+                    } catch where RetryPolicy.isTransient(error) {
+                        context.logger.debug("tombstone purge failed, will retry", metadata: ["error": "\(error)"])
+                    }
+                    try await pause(.seconds(3600))
+                }
             }
             if context.stream.reconcileEvery > .zero {
                 group.addTask { [context] in

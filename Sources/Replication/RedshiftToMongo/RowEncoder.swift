@@ -4,21 +4,13 @@ import PostgresClient
 import Spool
 
 /// Turns one source row into a `Change`: `_id` from the key (composite → subdocument), every column as a field,
-/// `_mongoshift.v` = the row's version (its watermark) for the target's guard, soft deletes as deletes.
+/// `_mongoshift.v` = the row's version (`RowVersion`, from its watermark) for the target's guard, soft deletes as
+/// deletes.
 public struct RowEncoder: Sendable {
     public let table: SourceTable
-    /// Version for rows without a watermark column (the snapshot's start), as a BSON date.
-    public let fallbackVersion: BSON
 
-    public init(table: SourceTable, fallbackVersion: BSON) {
+    public init(table: SourceTable) {
         self.table = table
-        self.fallbackVersion = fallbackVersion
-    }
-
-    /// The encoder of a stream whose snapshot has begun: rows without a watermark get the snapshot's start.
-    static func forStream(_ context: StreamContext, table: SourceTable) async throws -> RowEncoder {
-        let start = try await context.state.stream(context.name)?.snapshotStart?.watermark?.value ?? ""
-        return RowEncoder(table: table, fallbackVersion: TextValueDecoder.parseTimestampText(start).map(BSON.datetime) ?? .null)
     }
 
     public enum Outcome {
@@ -44,7 +36,7 @@ public struct RowEncoder: Sendable {
             let fallback: BSON = keyText.count == 1 ? .string(keyText[0]) : .array(keyText.map(BSON.string))
             return .deadLetter(.init(key: fallback, reason: error.description), keyText: keyText, watermarkText: watermarkText)
         }
-        var version = fallbackVersion
+        var version = RowVersion.unversioned
         var doc = Document(reservingCapacity: 512)
         doc.append("_id", id)
         var deleted = false
@@ -59,14 +51,14 @@ public struct RowEncoder: Sendable {
             } catch {
                 return .deadLetter(.init(key: id, reason: error.description), keyText: keyText, watermarkText: watermarkText)
             }
-            if i == table.watermarkIndex { version = value }
+            if i == table.watermarkIndex { version = RowVersion.of(row.bytes(i), type: column.typeOID) ?? RowVersion.unversioned }
             if i == table.deleteIndex { deleted = SoftDelete.isDeleted(value) }
             doc.append(column.name, value)
         }
-        doc.append("_mongoshift", .document(["v": version]))
+        doc.append("_mongoshift", .document(["v": .int64(version)]))
         let change = deleted
-            ? Change(operation: .delete, key: id, version: version)
-            : Change(operation: .upsert, key: id, document: doc, version: version)
+            ? Change(operation: .delete, key: id, version: .int64(version))
+            : Change(operation: .upsert, key: id, document: doc, version: .int64(version))
         return .change(change, keyText: keyText, watermarkText: watermarkText)
     }
 

@@ -95,7 +95,7 @@ struct ConfigLoader {
     }
 
     private func parseStream(_ node: Node, config: ReplicationConfig) throws -> StreamConfig {
-        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every",
+        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "tombstone_retention",
                                     "partitions", "flatten", "on_history_lost", "on_drop", "batch_bytes", "poll_interval",
                                     "parallelism", "memory_budget", "spool_max_bytes"]
         let m = try mapping(node, "a stream", allowed: allowed)
@@ -131,6 +131,7 @@ struct ConfigLoader {
             stream.deleteColumn = try string(try require(d, "column", in: v, "deletes"), "deletes.column")
         }
         if let v = m["reconcile_every"] { stream.reconcileEvery = try duration(v, "reconcile_every") }
+        if let v = m["tombstone_retention"] { stream.tombstoneRetention = try duration(v, "tombstone_retention") }
         if let v = m["partitions"] { stream.partitions = try integer(v, "partitions", min: 1, max: 10_000) }
         if let v = m["flatten"] { stream.flatten = try integer(v, "flatten", min: 0, max: 8) }
         if let v = m["on_history_lost"] {

@@ -1,0 +1,18 @@
+import BSON
+import PostgresClient
+
+/// A row's version, `_mongoshift.v`, in one encoding for every watermark type so that versions always compare
+/// (MongoDB compares within one type bracket only: a date never passes `$lte` against a number): an int64 —
+/// microseconds since the epoch for timestamp, timestamptz and date watermarks (exact), the value itself for
+/// integer watermarks. A row without a watermark value (a NULL, or a table without a watermark column) has the
+/// lowest version: any versioned write replaces it, and it never replaces a versioned document.
+enum RowVersion {
+    static let unversioned = Int64.min
+
+    /// The version of a watermark value, from the source's text.
+    static func of(_ text: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int64? {
+        if PostgresType.integers.contains(type) { return TextValueDecoder.parseInt(text) }
+        if PostgresType.temporal.contains(type) { return TextValueDecoder.parseTimestampMicros(text) }
+        return nil
+    }
+}

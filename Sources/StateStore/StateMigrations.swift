@@ -1,6 +1,6 @@
 /// The state store's schema, versioned in `meta.schema_version`; each step runs once, in a transaction.
 enum StateMigrations {
-    static let current = 3
+    static let current = 4
 
     static func migrate(_ db: StateDatabase) throws {
         let d = db.dialect
@@ -58,6 +58,15 @@ enum StateMigrations {
                 UPDATE streams SET failed_from = CASE WHEN snapshot_completed_at IS NOT NULL THEN 'streaming' ELSE 'snapshotting' END
                     WHERE phase = 'failed';
                 INSERT INTO meta VALUES ('schema_version', '3') ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                """)
+            }
+        }
+        if version < 4 {
+            // Each snapshot is a generation: the rows it writes carry it, and its completion removes older ones.
+            try db.transaction {
+                try db.execute("""
+                ALTER TABLE streams ADD COLUMN snapshot_generation \(d.integer) NOT NULL DEFAULT 0;
+                INSERT INTO meta VALUES ('schema_version', '4') ON CONFLICT (key) DO UPDATE SET value = excluded.value
                 """)
             }
         }

@@ -15,6 +15,8 @@ public struct StreamState: Sendable {
     /// Raised whenever the extract position is moved back (spool recovery, takeover, reset): an extractor records
     /// segments only under the generation it started from, so a stale extractor can never write past a rewind.
     public var extractGeneration: Int64
+    /// The current (or last) snapshot's generation: rows it writes carry it; its completion sweeps older ones.
+    public var snapshotGeneration: Int64
     public var rowsExtracted: Int
     public var rowsApplied: Int
     public var rowsDeadLettered: Int

@@ -126,15 +126,22 @@ public final class StateStore: Sendable {
     }
 
     /// Starts (or re-plans) a snapshot: the lifecycle moves to snapshotting, the captured start and the tail's
-    /// seed position are stored and the partitions replace any earlier plan — atomically, under the lease.
+    /// seed position are stored, the partitions replace any earlier plan and the snapshot generation moves on (to
+    /// at least `generationAtLeast`, what the target has seen) — atomically, under the lease. Returns the generation.
+    @discardableResult
     public func beginSnapshot(_ name: String, snapshotStart: StreamPosition, tailSeed: StreamPosition?, partitions: [PartitionState],
-                              lease: Lease?) async throws {
+                              generationAtLeast: Int64 = 1, lease: Lease?) async throws -> Int64 {
         try await transaction { parts in
             if let lease { try parts.leases.check(lease) }
             try parts.streams.transition(name, .beginSnapshot)
             try parts.partitions.replace(name, with: partitions)
-            try parts.streams.startSnapshot(name, start: snapshotStart, tailSeed: tailSeed)
+            return try parts.streams.startSnapshot(name, start: snapshotStart, tailSeed: tailSeed, generationAtLeast: generationAtLeast)
         }
+    }
+
+    /// The stream's current snapshot generation (0 before its first snapshot).
+    public func snapshotGeneration(_ name: String) async throws -> Int64 {
+        try await run { try $0.streams.snapshotGeneration(name) }
     }
 
     /// Snapshot complete: the tail takes over from the seed position recorded at `beginSnapshot`.

@@ -7,7 +7,8 @@ struct StreamTable {
 
     private static let columns = """
         name, direction, phase, failed_from, snapshot_start, extract_position, applied_position, extract_generation,
-        rows_extracted, rows_applied, rows_deadlettered, stale_skipped, last_error, last_error_at, updated_at, snapshot_completed_at
+        rows_extracted, rows_applied, rows_deadlettered, stale_skipped, last_error, last_error_at, updated_at, snapshot_completed_at,
+        snapshot_generation
         """
 
     func ensure(_ name: String, direction: String) throws -> StreamState {
@@ -22,7 +23,7 @@ struct StreamTable {
             name: r[0].text ?? name, direction: r[1].text ?? "",
             lifecycle: StreamLifecycle(stored: r[2].text ?? "new", failedFrom: r[3].text).state,
             snapshotStart: try StateCodec.position(r[4]), extractPosition: try StateCodec.position(r[5]),
-            appliedPosition: try StateCodec.position(r[6]), extractGeneration: r[7].int ?? 0,
+            appliedPosition: try StateCodec.position(r[6]), extractGeneration: r[7].int ?? 0, snapshotGeneration: r[16].int ?? 0,
             rowsExtracted: Int(r[8].int ?? 0), rowsApplied: Int(r[9].int ?? 0), rowsDeadLettered: Int(r[10].int ?? 0),
             staleSkipped: Int(r[11].int ?? 0), lastError: r[12].text, lastErrorAt: r[13].real, updatedAt: r[14].real ?? 0,
             snapshotCompletedAt: r[15].real)
@@ -50,13 +51,21 @@ struct StreamTable {
         return lifecycle.state
     }
 
-    /// A new snapshot's start: the captured source position, and the tail's seed as both extract and applied
-    /// position (a new extraction begins: the generation moves on).
-    func startSnapshot(_ name: String, start: StreamPosition, tailSeed: StreamPosition?) throws {
+    /// A new snapshot's start: the captured source position, the tail's seed as both extract and applied position
+    /// (a new extraction begins: the extract generation moves on), and the next snapshot generation — above the
+    /// last one and at least `generationAtLeast`. Returns that generation.
+    func startSnapshot(_ name: String, start: StreamPosition, tailSeed: StreamPosition?, generationAtLeast: Int64) throws -> Int64 {
         try db.query("""
             UPDATE streams SET snapshot_start = ?, extract_position = ?, applied_position = ?, snapshot_completed_at = NULL,
-                extract_generation = extract_generation + 1, updated_at = ? WHERE name = ?
-            """, [StateCodec.blob(start), StateCodec.blob(tailSeed), StateCodec.blob(tailSeed), .real(StateCodec.now), .text(name)])
+                extract_generation = extract_generation + 1,
+                snapshot_generation = CASE WHEN snapshot_generation + 1 > ? THEN snapshot_generation + 1 ELSE ? END,
+                updated_at = ? WHERE name = ? RETURNING snapshot_generation
+            """, [StateCodec.blob(start), StateCodec.blob(tailSeed), StateCodec.blob(tailSeed), .integer(generationAtLeast),
+                  .integer(generationAtLeast), .real(StateCodec.now), .text(name)]).first?.first?.int ?? generationAtLeast
+    }
+
+    func snapshotGeneration(_ name: String) throws -> Int64 {
+        try db.query("SELECT snapshot_generation FROM streams WHERE name = ?", [.text(name)]).first?.first?.int ?? 0
     }
 
     func markSnapshotComplete(_ name: String) throws {

@@ -92,6 +92,32 @@ open class IntegrationTestCase: XCTestCase {
         throw XCTSkip("gave up waiting for \(what)")
     }
 
+    /// A second Mongo dev server of this test's own whose change history ("oplog") holds only `history` events:
+    /// for lost-history scenarios. Killed at teardown. Returns its URL once it answers.
+    public func startSmallHistoryMongo(history: Int) async throws -> String {
+        let port = Int.random(in: 40_000...50_000)
+        let python = TestServers.repositoryRoot + "/.venv-mongo/bin/python"
+        let script = TestServers.repositoryRoot + "/ops/dev-mongo/server.py"
+        let words = [python, script, "--port", String(port), "--replset", "rs0", "--history", String(history)]
+        var argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) }
+        argv.append(nil)
+        defer { argv.forEach { free($0) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        var attributes = Spawn.cleanSignalAttributes()
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, python, &actions, &attributes, argv, environ)
+        posix_spawnattr_destroy(&attributes)
+        posix_spawn_file_actions_destroy(&actions)
+        guard rc == 0 else { throw NSError(domain: "small-history mongo", code: Int(rc)) }
+        onTeardown { kill(pid, SIGKILL); var status: Int32 = 0; waitpid(pid, &status, 0) }
+        let url = "mongodb://127.0.0.1:\(port)/?replicaSet=rs0"
+        let client = try MongoClient(url: url)
+        try await waitFor("the small-history server") { (try? await client.ping()) != nil }
+        return url
+    }
+
     /// The stream's phase as the state store holds it.
     public func phase(_ stream: String) -> String? { Fixtures.streamCounters(stateDirectory: state, stream: stream)?.phase }
 }

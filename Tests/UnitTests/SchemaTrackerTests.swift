@@ -91,9 +91,12 @@ final class TargetSQLTests: XCTestCase {
 
     func statements(_ dialect: SQLDialect) -> [String] {
         let sql = TargetSQL(dialect: dialect, table: TableName(schema: "analytics", name: "Apps \"x\""))
-        return [sql.createTable(schema), sql.createCheckpoints(), sql.seedCheckpoint(), sql.advanceCheckpoint(), sql.deleteChanged(),
-                sql.insertUpserts(schema), sql.insertStage(schema, rows: 2)]
-            + sql.lockCheckpoint() + sql.createStage(schema)
+        var out = [sql.createTable(schema), sql.createCheckpoints(), sql.seedCheckpoint(), sql.advanceCheckpoint(), sql.deleteChanged(),
+                   sql.insertUpserts(schema), sql.insertStage(schema, rows: 2), sql.readCheckpoint(), sql.addGenerationColumn(),
+                   sql.highestGeneration(), sql.sweep()]
+        out += [sql.lockCheckpoints()].compactMap { $0 }
+        out += sql.createStage(schema)
+        return out
             + sql.ddl(for: .addColumn(.init(name: "n", path: "n", type: .integer)))
             + sql.ddl(for: .widenColumn(.init(name: "n", path: "n", type: .bigint), from: .integer))
             + sql.ddl(for: .widenColumn(.init(name: "s", path: "s", type: .varchar(1024)), from: .varchar(16)))

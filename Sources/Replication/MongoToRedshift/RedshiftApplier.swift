@@ -19,6 +19,8 @@ public actor RedshiftApplier: ChangeTarget {
     private var tracker: SchemaTracker
     private var tableExists = false
     private var prepared = false
+    /// The table has the generation column (added once to tables created before it existed).
+    private var hasGenerationColumn = false
 
     public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
         self.context = context
@@ -41,11 +43,49 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     private func prepare(_ c: PostgresConnection) async throws {
-        guard !prepared else { return }
-        if let schema = sql.createSchema() { try await c.execute(schema) }
-        try await c.execute(sql.createCheckpoints())
-        try await c.query(sql.seedCheckpoint(), [context.checkpointKey])
-        prepared = true
+        if !prepared {
+            if let schema = sql.createSchema() { try await c.execute(schema) }
+            try await c.execute(sql.createCheckpoints())
+            try await c.query(sql.seedCheckpoint(), [context.checkpointKey])
+            prepared = true
+        }
+        if tableExists && !hasGenerationColumn {
+            do { try await c.execute(sql.addGenerationColumn()) } catch let e as PostgresError where e.sqlState == "42701" {}
+            hasGenerationColumn = true
+        }
+    }
+
+    public func highestGeneration() async throws -> Int64 {
+        guard tableExists else { return 0 }
+        let statement = sql.highestGeneration()
+        return try await source.run(policy, logger: context.logger, role: "target") { [self] c in
+            try await self.prepare(c)
+            return Int64(try await c.query(statement).rows.first?.first??.description ?? "0") ?? 0
+        }
+    }
+
+    /// Removes the rows the snapshot of `generation` did not write, in a transaction fenced like a batch (the
+    /// stream's checkpoint row locked, a newer lease epoch refuses it).
+    public func sweep(olderThan generation: Int64) async throws {
+        guard tableExists else { return }
+        let name = context.checkpointKey
+        let removed = try await source.run(policy, logger: context.logger, role: "target") { [self] c in
+            try await self.prepare(c)
+            try await c.execute("BEGIN")
+            do {
+                _ = try await self.lockCheckpoint(c, key: name, fenced: true)
+                let result = try await c.query(self.sql.sweep(), [String(generation)])
+                try await c.execute("COMMIT")
+                return result.affectedRows
+            } catch {
+                _ = try? await c.execute("ROLLBACK")
+                throw error
+            }
+        }
+        if removed > 0 {
+            context.logger.notice("snapshot swept rows it did not find (deleted while the history was lost)",
+                                  metadata: ["rows": "\(removed)", "generation": "\(generation)"])
+        }
     }
 
     public func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome {
@@ -103,6 +143,7 @@ public actor RedshiftApplier: ChangeTarget {
         let name = context.checkpointKey
         let loadRows = rows
         let ddl: [String] = tableExists ? schemaChanges.flatMap { sqlText.ddl(for: $0) } : [sqlText.createTable(schema)]
+        let generation = try await context.state.snapshotGeneration(context.name)
         let applied = try await source.run(policy, logger: context.logger, role: "target") { [self] c in
             try await self.prepare(c)
             for statement in ddl {
@@ -110,11 +151,12 @@ public actor RedshiftApplier: ChangeTarget {
                     // Already there: the DDL ran before a crash, then the batch was replayed.
                 }
             }
-            return try await self.load(c, rows: loadRows, schema: schema, segment: segment, stream: name)
+            return try await self.load(c, rows: loadRows, schema: schema, segment: segment, stream: name, generation: generation)
         }
         if !tableExists || !schemaChanges.isEmpty {
             let created = !tableExists
             tableExists = true
+            if created { hasGenerationColumn = true }
             try await context.state.saveColumns(context.name, schema.columns.map { StoredColumn(name: $0.name, path: $0.path, type: $0.type.description) })
             if created {
                 context.logger.info("created target table", metadata: ["table": "\(sqlText.target)", "columns": "\(schema.columns.count)"])
@@ -135,27 +177,21 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     /// The transaction. Returns false when the checkpoint shows the batch was already applied (a replay).
-    private func load(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema, segment: SegmentRecord?, stream: String) async throws -> Bool {
+    private func load(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema, segment: SegmentRecord?, stream: String,
+                      generation: Int64) async throws -> Bool {
         try await c.execute("BEGIN")
         do {
             if let segment {
                 // Snapshot pages are fenced per partition (workers copy partitions side by side); the rest per stream,
                 // and by lease epoch: a worker whose lease was taken over cannot apply after the new owner did.
-                if segment.kind == .snapshot { try await c.query(sql.seedCheckpoint(), [fenceKey(segment, stream)]) }
-                let locks = sql.lockCheckpoint()
-                for statement in locks.dropLast() { try await c.execute(statement) }
-                let row = try await c.query(locks.last!, [fenceKey(segment, stream)]).rows.first
-                let current = Int64(row?[0] ?? "0") ?? 0
-                let epoch = Int64((row?.count ?? 0) > 1 ? row?[1] ?? "0" : "0") ?? 0
-                if segment.kind != .snapshot, epoch > leaseEpoch {
-                    try await c.execute("ROLLBACK")
-                    throw ReplicationError(.fenced, stream: context.name, "the target's checkpoint carries lease epoch \(epoch), newer than this worker's \(leaseEpoch): not applying")
-                }
+                let current = try await lockCheckpoint(c, key: fenceKey(segment, stream), fenced: segment.kind != .snapshot)
                 if current >= segment.seq {
                     try await c.execute("ROLLBACK")
                     context.logger.info("batch already in the target (checkpoint fence); skipped", metadata: ["seq": "\(segment.seq)"])
                     return false
                 }
+            } else if let lock = sql.lockCheckpoints() {
+                try await c.execute(lock)
             }
             for statement in sql.createStage(schema) { try await c.execute(statement) }
             switch sql.dialect {
@@ -165,7 +201,7 @@ public actor RedshiftApplier: ChangeTarget {
                 try await insert(c, rows: rows, schema: schema)
             }
             try await c.execute(sql.deleteChanged())
-            try await c.execute(sql.insertUpserts(schema))
+            try await c.query(sql.insertUpserts(schema), [String(generation)])
             if let segment {
                 try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), segment.lastPosition?.extendedJSON ?? "",
                                                             String(segment.kind == .snapshot ? 0 : leaseEpoch)])
@@ -176,6 +212,21 @@ public actor RedshiftApplier: ChangeTarget {
             _ = try? await c.execute("ROLLBACK")
             throw error
         }
+    }
+
+    /// In the open transaction: takes the checkpoint lock (Redshift: before anything else), seeds the fence row
+    /// `key` when missing, and reads it. `fenced`: a newer lease epoch in the row refuses the transaction (a worker
+    /// whose lease was taken over cannot write after the new owner did). Returns the row's sequence.
+    private func lockCheckpoint(_ c: PostgresConnection, key: String, fenced: Bool) async throws -> Int64 {
+        if let lock = sql.lockCheckpoints() { try await c.execute(lock) }
+        try await c.query(sql.seedCheckpoint(), [key])
+        let row = try await c.query(sql.readCheckpoint(), [key]).rows.first
+        let epoch = Int64((row?.count ?? 0) > 1 ? row?[1] ?? "0" : "0") ?? 0
+        if fenced, epoch > leaseEpoch {
+            throw ReplicationError(.fenced, stream: context.name,
+                                   "the target's checkpoint carries lease epoch \(epoch), newer than this worker's \(leaseEpoch): not writing")
+        }
+        return Int64(row?[0] ?? "0") ?? 0
     }
 
     /// The checkpoint row a segment is fenced by: the stream's, or for snapshot pages the partition's.

@@ -20,11 +20,30 @@ public struct TargetSQL: Sendable {
         table.schema.map { "CREATE SCHEMA IF NOT EXISTS \(SQL.identifier($0))" }
     }
 
+    /// The column every row carries: the snapshot generation that last wrote it (see `sweep`).
+    public static let generationColumn = "_mongoshift_gen"
+    var generation: String { SQL.identifier(Self.generationColumn) }
+
     public func createTable(_ schema: TableSchema) -> String {
         let columns = schema.columns.map { c in
             "\(SQL.identifier(c.name)) \(c.type.sql(dialect))\(c.name == "_id" ? " NOT NULL" : "")"
         }
-        return "CREATE TABLE IF NOT EXISTS \(target) (\(columns.joined(separator: ", ")), PRIMARY KEY (\(SQL.identifier("_id"))))"
+        return "CREATE TABLE IF NOT EXISTS \(target) (\(columns.joined(separator: ", ")), \(generation) bigint, PRIMARY KEY (\(SQL.identifier("_id"))))"
+    }
+
+    /// Adds the generation column to a table created before it existed (42701 when it is there already).
+    public func addGenerationColumn() -> String {
+        "ALTER TABLE \(target) ADD COLUMN \(generation) bigint"
+    }
+
+    public func highestGeneration() -> String {
+        "SELECT CAST(max(\(generation)) AS varchar(20)) FROM \(target)"
+    }
+
+    /// After a snapshot of generation `$1` is applied whole: the rows it did not write are documents deleted while
+    /// the history was lost. (Rows without a generation were not written by mongoshift: left alone.)
+    public func sweep() -> String {
+        "DELETE FROM \(target) WHERE \(generation) < $1"
     }
 
     public func createCheckpoints() -> String {
@@ -36,12 +55,17 @@ public struct TargetSQL: Sendable {
         "INSERT INTO \(checkpoints) (stream, seq, position, updated_at) SELECT CAST($1 AS varchar(127)), 0, NULL, \(now) WHERE NOT EXISTS (SELECT 1 FROM \(checkpoints) WHERE stream = CAST($1 AS varchar(127)))"
     }
 
-    /// Inside the batch transaction: lock the stream's checkpoint and read its sequence and lease epoch (the fence).
-    public func lockCheckpoint() -> [String] {
-        switch dialect {
-        case .redshift: ["LOCK \(checkpoints)", "SELECT seq, epoch FROM \(checkpoints) WHERE stream = $1"]
-        case .postgres: ["SELECT seq, epoch FROM \(checkpoints) WHERE stream = $1 FOR UPDATE"]
-        }
+    /// Redshift: the first statement of a batch transaction. Redshift is serializable: a transaction's snapshot is
+    /// taken at its first read, so the lock must come before any read or write (else concurrent writers fail with
+    /// 1023); every writer of every stream of this schema takes it, so writers queue instead of conflicting.
+    /// PostgreSQL locks the checkpoint row instead (`readCheckpoint`).
+    public func lockCheckpoints() -> String? {
+        dialect == .redshift ? "LOCK \(checkpoints)" : nil
+    }
+
+    /// Inside the batch transaction, after `lockCheckpoints`: the fence row's sequence and lease epoch.
+    public func readCheckpoint() -> String {
+        "SELECT seq, epoch FROM \(checkpoints) WHERE stream = $1" + (dialect == .postgres ? " FOR UPDATE" : "")
     }
 
     /// `$1` key, `$2` sequence, `$3` position, `$4` the applying worker's lease epoch.
@@ -124,9 +148,10 @@ public struct TargetSQL: Sendable {
         "DELETE FROM \(target) USING \(stage) WHERE \(target).\"_id\" = \(stage).\"_id\""
     }
 
+    /// `$1`: the snapshot generation the rows carry.
     public func insertUpserts(_ schema: TableSchema) -> String {
         let columns = schema.columns.map { SQL.identifier($0.name) }.joined(separator: ", ")
-        return "INSERT INTO \(target) (\(columns)) SELECT \(columns) FROM \(stage) WHERE \"__op\" = 'u'"
+        return "INSERT INTO \(target) (\(columns), \(generation)) SELECT \(columns), CAST($1 AS bigint) FROM \(stage) WHERE \"__op\" = 'u'"
     }
 
     public func truncate() -> String { "TRUNCATE \(target)" }

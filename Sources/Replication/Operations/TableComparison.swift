@@ -44,7 +44,7 @@ public enum TableComparison {
                     note("\(idText).\(field): mongo \(ExtendedJSON.relaxed(value)) table \(row[c] ?? "NULL")")
                 }
             }
-            for (name, c) in columns where !fieldsSeen.contains(name) && row[c] != nil {
+            for (name, c) in columns where !fieldsSeen.contains(name) && row[c] != nil && !name.hasPrefix("_mongoshift") {
                 differs = true
                 note("\(idText).\(name): not in the document but \(row[c]!) in the table")
             }

@@ -20,6 +20,17 @@ public struct ApplyOutcome: Sendable {
 /// A target that applies a segment's changes idempotently.
 public protocol ChangeTarget: Sendable {
     func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome
+    /// The highest snapshot generation the target's rows carry (0: none, or the target does not keep them): a new
+    /// snapshot's generation is above it even when the state store was started afresh.
+    func highestGeneration() async throws -> Int64
+    /// The snapshot of `generation` is applied whole: remove what it did not write (documents deleted while the
+    /// history was lost). Called before the snapshot is marked complete; idempotent.
+    func sweep(olderThan generation: Int64) async throws
+}
+
+extension ChangeTarget {
+    public func highestGeneration() async throws -> Int64 { 0 }
+    public func sweep(olderThan generation: Int64) async throws {}
 }
 
 /// Applies a stream's durable segments in sequence order: read (verified), apply, persist the applied position,

@@ -65,7 +65,8 @@ struct SnapshotPages: Sendable {
 /// 3. Rounds: `copiers` tasks claim partitions and copy them page by page (each page a durable segment recorded
 ///    with the partition's last key, so a crash resumes at the page), while this worker's pages are applied.
 ///    Helpers (another worker owns the stream) only copy.
-/// 4. The owner completes the snapshot once every partition is done and every page applied, by any worker.
+/// 4. The owner completes the snapshot once every partition is done and every page applied, by any worker: the
+///    target first sweeps what this snapshot's generation did not write, then the tail takes over.
 struct SnapshotDriver<Source: SnapshotSource> {
     let context: StreamContext
     let source: Source
@@ -86,9 +87,11 @@ struct SnapshotDriver<Source: SnapshotSource> {
         if (state.phase == .new || partitions.isEmpty) && context.role == .owner {
             let plan = try await source.plan()
             let planned = plan.bounds.enumerated().map { PartitionState(index: $0, lower: $1.lower, upper: $1.upper) }
-            try await context.state.beginSnapshot(name, snapshotStart: plan.start, tailSeed: plan.tailSeed, partitions: planned,
-                                                  lease: context.lease)
-            context.logger.info("snapshot planned", metadata: plan.summary.merging(["partitions": "\(planned.count)"]) { $1 })
+            let floor = try await target?.highestGeneration() ?? 0
+            let generation = try await context.state.beginSnapshot(name, snapshotStart: plan.start, tailSeed: plan.tailSeed, partitions: planned,
+                                                                   generationAtLeast: floor + 1, lease: context.lease)
+            context.logger.info("snapshot planned", metadata: plan.summary.merging(["partitions": "\(planned.count)",
+                                                                                      "generation": "\(generation)"]) { $1 })
             partitions = try await context.state.partitions(name)
         } else {
             context.logger.info("resuming snapshot", metadata: [
@@ -111,6 +114,7 @@ struct SnapshotDriver<Source: SnapshotSource> {
         }
         if spoolOnly { return .spooled(segments: try await context.state.spoolBacklog(name).segments) }
         if context.role == .helper { return .interrupted }
+        if let target { try await target.sweep(olderThan: try await context.state.snapshotGeneration(name)) }
         try await context.state.completeSnapshot(name, lease: context.lease)
         let final = try await context.state.stream(name)!
         context.logger.info("snapshot complete", metadata: ["rows_applied": "\(final.rowsApplied)", "stale_skipped": "\(final.staleSkipped)",

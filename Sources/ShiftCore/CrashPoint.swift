@@ -16,11 +16,17 @@ public enum CrashPoint {
     public static let checkpointWritten = "apply.checkpointed"
     /// Between a spool temp file's fsync and its rename.
     public static let spoolBeforeRename = "spool.before-rename"
+    /// After a tail segment's file is durable and before the state store records it (stop point only).
+    public static let tailSealed = "tail.sealed"
 
     public static let all = [segmentSealed, segmentRecorded, targetWritten, checkpointWritten, spoolBeforeRename]
 
     private static let armed: (name: String, at: Int)? = parse(ProcessInfo.processInfo.environment["MONGOSHIFT_CRASH_AT"])
     private static let hits = Atomic<Int>(0)
+    /// `MONGOSHIFT_STOP_AT=name[:n]`: the process stops itself (SIGSTOP) there instead, as a frozen VM or a long
+    /// pause would stop it — whole, heartbeats included — until the test sends SIGCONT.
+    private static let stopArmed: (name: String, at: Int)? = parse(ProcessInfo.processInfo.environment["MONGOSHIFT_STOP_AT"])
+    private static let stopHits = Atomic<Int>(0)
 
     static func parse(_ value: String?) -> (name: String, at: Int)? {
         guard let value, !value.isEmpty else { return nil }
@@ -32,6 +38,10 @@ public enum CrashPoint {
     /// Dies with SIGKILL if this is the armed point and its turn has come.
     @inline(__always)
     public static func hit(_ name: String) {
+        if let stopArmed, stopArmed.name == name, stopHits.add(1, ordering: .relaxed).newValue == stopArmed.at {
+            FileHandle.standardError.write(Data("mongoshift: stop point \(name) reached: SIGSTOP\n".utf8))
+            kill(getpid(), SIGSTOP)
+        }
         guard let armed, armed.name == name else { return }
         if hits.add(1, ordering: .relaxed).newValue >= armed.at {
             FileHandle.standardError.write(Data("mongoshift: crash point \(name) reached: SIGKILL\n".utf8))

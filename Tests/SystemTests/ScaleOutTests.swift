@@ -36,7 +36,7 @@ final class ScaleOutTests: IntegrationTestCase {
         return url.string!
     }
 
-    func config(streams: [(name: String, table: String)], partitions: Int = 2, parallelism: Int = 2) throws -> String {
+    func config(streams: [(name: String, table: String)], partitions: Int = 2, parallelism: Int = 2, safetyLag: String = "60s") throws -> String {
         var yaml = """
         state: \(stateURL)
         local_dir: ${MONGOSHIFT_WORKER_DIR}
@@ -54,6 +54,7 @@ final class ScaleOutTests: IntegrationTestCase {
                 to: { collection: \(s.name) }
                 key: [id]
                 watermark: updated_at
+                safety_lag: \(safetyLag)
                 partitions: \(partitions)
 
             """
@@ -63,9 +64,63 @@ final class ScaleOutTests: IntegrationTestCase {
         return path
     }
 
-    func startWorker(_ config: String, _ n: Int) throws -> (Process, String) {
+    /// Issue "Nothing lost, nothing stuck" items 2 and 8: a worker stalled past its lease (a frozen VM, a long
+    /// pause) used to record its in-flight segment after the takeover — moving the new holder's extract position
+    /// past rows nobody would apply — and, refused at apply, to mark the stream failed for the whole cluster. Here
+    /// worker 1 stops itself (SIGSTOP, heartbeats included) right after sealing a tail segment and before recording
+    /// it; worker 2 takes over and goes on; worker 1 resumes. Its record is refused (compare-and-set on holder and
+    /// epoch), it drops the stream and competes again; nothing is lost and the stream stays healthy.
+    func testAWorkerStalledPastItsLeaseIsFencedAndNothingIsLost() async throws {
+        let table = TestServers.uniqueName("stall")
+        tables.append(table)
+        try await Fixtures.createOrders(connection, table: table, rows: 300)
+        let streams = [(name: "s0", table: table)]
+        let cfg = try config(streams: streams, safetyLag: "1s")
+        let (a, aBase) = try startWorker(cfg, 1, environment: ["MONGOSHIFT_STOP_AT": "tail.sealed"])
+        let state = try await PostgresConnection.connect(stateURL)
+        try await waitFor("worker 1 owns the stream") { (try? await owners(state))?["s0"] == workerID(1) }
+        try await waitFor("the snapshot") { try await converged(streams) }
+        let (_, bBase) = try startWorker(cfg, 2)
+        addTeardownBlock {
+            print("worker 1 log tail:\n" + MongoshiftProcess.output(aBase).stderr.split(separator: "\n").suffix(25).joined(separator: "\n"))
+            print("worker 2 log tail:\n" + MongoshiftProcess.output(bBase).stderr.split(separator: "\n").suffix(25).joined(separator: "\n"))
+        }
+        func insert(_ range: ClosedRange<Int>) async throws {
+            try await connection.execute("""
+                INSERT INTO public.\(table) (id, customer_id, quantity, amount, paid, status, order_date, created_at, updated_at)
+                SELECT g, 1, 1, 1, true, 'new', current_date, now(), now() FROM generate_series(\(range.lowerBound), \(range.upperBound)) g
+                """)
+        }
+        try await insert(1001...1050)
+        try await waitFor("worker 1 to stop between sealing and recording a tail segment") { Self.isStopped(a.processIdentifier) }
+        try await waitFor("worker 2 takes the stream over") { try await owners(state)["s0"] == workerID(2) }
+        try await insert(1051...1100)
+        try await waitFor("worker 2 to apply the new rows") { try await converged(streams) }
+        kill(a.processIdentifier, SIGCONT)
+        try await insert(1101...1150)
+        try await waitFor("exact convergence after worker 1 resumed", timeout: 40) { try await converged(streams) }
+        try await Task.sleep(for: .seconds(2))
+        let stillConverged = try await converged(streams)
+        XCTAssertTrue(stillConverged, "worker 1's late record moved nothing")
+        let phase = try await state.query("SELECT phase FROM mongoshift_state.streams WHERE name = 's0'").rows.first?.first ?? nil
+        XCTAssertEqual(phase, "streaming", "a fenced worker does not fail the stream for everyone")
+        let aLog = MongoshiftProcess.output(aBase).stderr, bLog = MongoshiftProcess.output(bBase).stderr
+        XCTAssertTrue(aLog.contains("lease lost"), "worker 1 learnt it lost the stream:\n\(aLog.suffix(3000))")
+        XCTAssertFalse((aLog + bLog).contains("stream failed"), aLog.suffix(3000).description)
+        XCTAssertTrue(a.isRunning, "worker 1 keeps running and competes again")
+        let owner = try await owners(state)["s0"]
+        XCTAssertEqual(owner, workerID(2))
+    }
+
+    static func isStopped(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(close, offsetBy: 2)] == "T"
+    }
+
+    func startWorker(_ config: String, _ n: Int, environment: [String: String] = [:]) throws -> (Process, String) {
         let (p, base) = try MongoshiftProcess.start(["run", "--config", config, "--metrics-addr", "off"],
-                                                    environment: ["MONGOSHIFT_WORKER_DIR": directory + "/worker\(n)"])
+                                                    environment: environment.merging(["MONGOSHIFT_WORKER_DIR": directory + "/worker\(n)"]) { $1 })
         workers.append(p)
         return (p, base)
     }

@@ -92,9 +92,15 @@ open class IntegrationTestCase: XCTestCase {
         throw XCTSkip("gave up waiting for \(what)")
     }
 
-    /// A second Mongo dev server of this test's own whose change history ("oplog") holds only `history` events:
-    /// for lost-history scenarios. Killed at teardown. Returns its URL once it answers.
+    /// A second Mongo dev server whose change history ("oplog") holds only `history` events: for lost-history
+    /// scenarios. Killed at teardown. Returns its URL once it answers.
     public func startSmallHistoryMongo(history: Int) async throws -> String {
+        try await startPrivateMongo(history: history).url
+    }
+
+    /// A Mongo dev server of this test's own (it may be frozen, stopped, or given a short history). Killed at
+    /// teardown. Returns its URL, once it answers, and its process id.
+    public func startPrivateMongo(history: Int = 1_000_000) async throws -> (url: String, pid: pid_t) {
         let port = Int.random(in: 40_000...50_000)
         let python = TestServers.repositoryRoot + "/.venv-mongo/bin/python"
         let script = TestServers.repositoryRoot + "/ops/dev-mongo/server.py"
@@ -111,11 +117,11 @@ open class IntegrationTestCase: XCTestCase {
         posix_spawnattr_destroy(&attributes)
         posix_spawn_file_actions_destroy(&actions)
         guard rc == 0 else { throw NSError(domain: "small-history mongo", code: Int(rc)) }
-        onTeardown { kill(pid, SIGKILL); var status: Int32 = 0; waitpid(pid, &status, 0) }
+        onTeardown { kill(pid, SIGCONT); kill(pid, SIGKILL); var status: Int32 = 0; waitpid(pid, &status, 0) }
         let url = "mongodb://127.0.0.1:\(port)/?replicaSet=rs0"
         let client = try MongoClient(url: url)
-        try await waitFor("the small-history server") { (try? await client.ping()) != nil }
-        return url
+        try await waitFor("the private Mongo server") { (try? await client.ping()) != nil }
+        return (url, pid)
     }
 
     /// The stream's phase as the state store holds it.

@@ -94,6 +94,7 @@ public struct StreamContext: Sendable {
             logger.notice("spool has space again: extraction resumed", metadata: ["paused_s": "\(Int((ContinuousClock.now - waitingSince).seconds))"])
         }
         CrashPoint.hit(CrashPoint.segmentSealed)
+        if kind == .tail { CrashPoint.hit(CrashPoint.tailSealed) }
         let segment = SegmentRecord(stream: name, seq: seq, kind: kind, partition: partition, records: writer.count, bytes: bytes,
                                     firstPosition: first, lastPosition: last)
         do {

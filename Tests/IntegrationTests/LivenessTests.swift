@@ -12,7 +12,7 @@ final class LivenessTests: IntegrationTestCase {
 
     var appsTable: String { "public.\(table)" }
 
-    func mongoConfig(pg: String? = nil, pollInterval: String = "1s") throws -> String {
+    func mongoConfig(pg: String? = nil, pollInterval: String = "1s", target: String? = nil) throws -> String {
         let yaml = """
         state: \(state)
         redshift: { url: "\(pg ?? self.pg)", dialect: postgres }
@@ -21,7 +21,7 @@ final class LivenessTests: IntegrationTestCase {
         streams:
           - name: apps
             from: { collection: apps }
-            to: { table: \(appsTable) }
+            to: { table: \(target ?? appsTable) }
         """
         let path = directory + "/apps.yaml"
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
@@ -75,7 +75,8 @@ final class LivenessTests: IntegrationTestCase {
         var url = URLComponents(string: pg)!
         url.user = role
         url.password = "new-password"
-        let (process, base) = try startRun(try mongoConfig(pg: url.string!, pollInterval: "200ms"))
+        // The target in a schema of the role's own (its checkpoint table too).
+        let (process, base) = try startRun(try mongoConfig(pg: url.string!, pollInterval: "200ms", target: "\(table).apps"))
         try await Task.sleep(for: .seconds(8))
         XCTAssertTrue(process.isRunning, "run keeps going")
         XCTAssertNotEqual(phase("apps"), "failed", "a refused login is not a permanent failure of the stream")
@@ -86,7 +87,7 @@ final class LivenessTests: IntegrationTestCase {
         // The operator rotates the password: replication starts without a restart.
         try await connection.execute("ALTER ROLE \(role) PASSWORD 'new-password'")
         try await waitFor("the snapshot once the login works", timeout: 60) { self.phase("apps") == "streaming" }
-        let copied = try await rows("SELECT count(*) FROM \(appsTable)")
+        let copied = try await rows("SELECT count(*) FROM \(table).apps")
         XCTAssertEqual(copied, 2)
         stop(process)
     }

@@ -70,6 +70,9 @@ final class ServerFaultTests: IntegrationTestCase {
     func testPostgresKilledMidQueryDuringSnapshot() async throws {
         guard DevServers.postgresDirectory != nil else { throw XCTSkip("needs MONGOSHIFT_TEST_PG_DIR (set by ops/test)") }
         try await Fixtures.createOrders(connection, table: table, rows: 20_000)
+        // The dev server runs with synchronous_commit=off: flush the WAL, or the immediate stop (a crash) may lose
+        // the table itself.
+        try await connection.execute("CHECKPOINT")
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
                                               defaults: "batch_bytes: 64KiB")
         let started = Date()

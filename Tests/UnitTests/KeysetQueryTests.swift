@@ -31,14 +31,58 @@ final class KeysetQueryTests: XCTestCase {
         XCTAssertTrue(params.count >= 2)
     }
 
-    func testTailPollUsesCompositeWatermarkAndSourceClock() {
+    func testTailPollUsesCompositeWatermarkAndABoundParameter() {
         let t = table(keys: ["id"])
-        let (pg, pgParams) = KeysetQuery.tailPoll(table: t, dialect: .postgres, afterWatermark: "2024-01-01 00:00:00", afterKey: ["7"], safetyLagSeconds: 60, limit: 100)
-        XCTAssertEqual(pg, #"SELECT "id", "Select", "updated_at" FROM "Sales Data"."or""ders" WHERE ("updated_at" > $1 OR ("updated_at" = $1 AND "id" > $2)) AND "updated_at" <= (now() AT TIME ZONE 'UTC' - INTERVAL '60 seconds') ORDER BY "updated_at", "id" LIMIT 100"#)
-        XCTAssertEqual(pgParams, ["2024-01-01 00:00:00", "7"])
-        let (rs, _) = KeysetQuery.tailPoll(table: t, dialect: .redshift, afterWatermark: nil, afterKey: nil, safetyLagSeconds: 5, limit: 100)
-        XCTAssertTrue(rs.contains("DATEADD(second, -5, GETDATE())"), rs)
-        XCTAssertFalse(rs.contains("now()"), "Redshift dialect uses GETDATE()")
+        let (sql, params) = KeysetQuery.tailPoll(table: t, castType: "timestamp", afterWatermark: "2024-01-01 00:00:00", afterKey: ["7"],
+                                                 upperBound: "2024-01-01 00:05:00.000000", limit: 100)
+        XCTAssertEqual(sql, #"SELECT "id", "Select", "updated_at" FROM "Sales Data"."or""ders" WHERE ("updated_at" > CAST($1 AS timestamp) OR ("updated_at" = CAST($1 AS timestamp) AND "id" > $2)) AND "updated_at" <= CAST($3 AS timestamp) ORDER BY "updated_at", "id" LIMIT 100"#)
+        XCTAssertEqual(params, ["2024-01-01 00:00:00", "7", "2024-01-01 00:05:00.000000"])
+        let (first, _) = KeysetQuery.tailPoll(table: t, castType: "bigint", afterWatermark: nil, afterKey: nil, upperBound: "42", limit: 10)
+        XCTAssertTrue(first.contains(#""updated_at" IS NOT NULL AND "updated_at" <= CAST($1 AS bigint)"#), first)
+        XCTAssertFalse(first.contains("now()") || first.contains("GETDATE") || first.contains("DATEADD"), "no clock arithmetic in SQL")
+    }
+
+    func testPollBoundHoldsBeforeTheOldestOpenWriter() {
+        let minute: Int64 = 60_000_000
+        let now: Int64 = 1_700_000_000_000_000
+        let bound = PollBound(kind: .time(withTimeZone: false), safetyLag: .seconds(60))
+        // No writer: now - safety_lag.
+        XCTAssertEqual(bound.decide(TransactionHorizon(now: now), position: nil), .init(value: now - minute, heldBy: nil, holdSeconds: 0))
+        // A writer open since 3 minutes: just before its start, and the hold is reported.
+        let writer = TransactionHorizon.OpenTransaction(pid: "42", xid: "7", start: now - 3 * minute)
+        let held = bound.decide(TransactionHorizon(now: now, oldestWriter: writer), position: nil)
+        XCTAssertEqual(held.value, now - 3 * minute - 1)
+        XCTAssertEqual(held.heldBy, writer)
+        XCTAssertEqual(held.holdSeconds, 120, accuracy: 0.001)
+        // A writer younger than safety_lag does not move the bound.
+        let young = TransactionHorizon.OpenTransaction(pid: "43", xid: nil, start: now - 10_000_000)
+        XCTAssertNil(bound.decide(TransactionHorizon(now: now, oldestWriter: young), position: nil).heldBy)
+    }
+
+    func testIntegerPollBoundUsesTheLargestValueVisibleWhenTheWriterStarted() {
+        let second: Int64 = 1_000_000
+        var bound = PollBound(kind: .integer, safetyLag: .zero)
+        // Fresh start: nothing past the current position until a sample exists.
+        XCTAssertEqual(bound.decide(TransactionHorizon(now: 100 * second), position: 5).value, 5)
+        bound.sample(time: 100 * second, maxVisible: 10, oldestNeeded: 100 * second)
+        XCTAssertEqual(bound.decide(TransactionHorizon(now: 100 * second), position: 5).value, 10)
+        // A writer opened at t=101 s holds values above 10; rows up to 30 committed since must wait for it.
+        bound.sample(time: 102 * second, maxVisible: 30, oldestNeeded: 101 * second)
+        let writer = TransactionHorizon.OpenTransaction(pid: "9", xid: nil, start: 101 * second)
+        let held = bound.decide(TransactionHorizon(now: 102 * second, oldestWriter: writer), position: 10)
+        XCTAssertEqual(held.value, 10)
+        XCTAssertEqual(held.heldBy, writer)
+        // It commits: the bound catches up.
+        bound.sample(time: 103 * second, maxVisible: 31, oldestNeeded: 103 * second)
+        XCTAssertEqual(bound.decide(TransactionHorizon(now: 103 * second), position: 10).value, 31)
+        XCTAssertEqual(bound.samples.count, 1, "samples older than any possible bound are dropped")
+    }
+
+    func testWatermarkBoundsAreExactText() {
+        XCTAssertEqual(WatermarkKind.time(withTimeZone: false).boundText(1_700_000_000_123_456), "2023-11-14 22:13:20.123456")
+        XCTAssertEqual(WatermarkKind.time(withTimeZone: true).boundText(0), "1970-01-01 00:00:00.000000+00")
+        XCTAssertEqual(WatermarkKind.time(withTimeZone: false).value(of: "2023-11-14 22:13:20.123456"), 1_700_000_000_123_456)
+        XCTAssertEqual(WatermarkKind.integer.value(of: "-9223372036854775808"), .min)
     }
 
     func testGuardFilterShape() {

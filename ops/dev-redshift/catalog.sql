@@ -402,6 +402,17 @@ WHERE a.xact_start IS NOT NULL AND a.datname = current_database() AND a.applicat
   AND l.locktype IN ('relation', 'transactionid') AND (l.relation IS NULL OR l.relation >= 16384);
 GRANT SELECT ON _dev_redshift.svv_transactions TO PUBLIC;
 
+-- SVV_USER_INFO: visible to all users; superusers see every row, others their own. syslog_access is
+-- UNRESTRICTED for members of pg_read_all_stats (the PostgreSQL grant that lets a login see other sessions).
+CREATE OR REPLACE VIEW _dev_redshift.svv_user_info AS
+SELECT r.rolname::text AS user_name, r.oid::int AS user_id, r.rolcreatedb AS createdb, r.rolsuper AS superuser,
+       false AS catalog_update, CASE WHEN r.rolconnlimit < 0 THEN 'UNLIMITED' ELSE r.rolconnlimit::text END AS connection_limit,
+       CASE WHEN r.rolsuper OR pg_has_role(r.oid, 'pg_read_all_stats', 'MEMBER') THEN 'UNRESTRICTED' ELSE 'RESTRICTED' END AS syslog_access,
+       NULL::timestamp AS last_ddl_ts, 0 AS session_timeout, NULL::text AS external_user_id
+FROM pg_roles r
+WHERE r.rolcanlogin AND (r.rolname = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user));
+GRANT SELECT ON _dev_redshift.svv_user_info TO PUBLIC;
+
 CREATE OR REPLACE VIEW _dev_redshift.stv_inflight AS
 SELECT a.usesysid::int AS userid, 0::int AS slice, a.pid::bigint AS query, 'default'::character(320) AS label,
        coalesce(a.backend_xid::text::bigint, 0) AS xid, a.pid AS pid, (a.query_start AT TIME ZONE 'UTC')::timestamp AS starttime,

@@ -118,7 +118,7 @@ _SYSTEM_VIEWS = {
     "pg_table_def": "pg_table_def", "svv_table_info": "svv_table_info", "svv_columns": "svv_columns",
     "stv_slices": "stv_slices", "svv_transactions": "svv_transactions", "stv_inflight": "stv_inflight",
     "stl_load_errors": "stl_load_errors", "sys_load_error_detail": "sys_load_error_detail",
-    "sys_query_history": "sys_query_history",
+    "sys_query_history": "sys_query_history", "svv_user_info": "svv_user_info",
 }
 _INFO_SCHEMA_VIEWS = {"table_constraints": "is_table_constraints", "key_column_usage": "is_key_column_usage",
                       "columns": "is_columns", "tables": "is_tables", "schemata": "is_schemata"}

@@ -103,6 +103,15 @@ public struct TableName: Sendable, Hashable, CustomStringConvertible {
 }
 
 public enum OnHistoryLost: String, Sendable { case resnapshot, fail }
+
+/// How far behind its watermark a stream re-reads each poll interval (late commits that slipped past every bound).
+public enum Lookback: Sendable, Equatable {
+    case off
+    /// Time watermarks: `lookback: 10m`.
+    case duration(Duration)
+    /// Integer watermarks: `lookback: 5000` (watermark units).
+    case units(Int64)
+}
 public enum OnDrop: String, Sendable { case keep, truncate, fail }
 
 public struct StreamConfig: Sendable {
@@ -123,8 +132,9 @@ public struct StreamConfig: Sendable {
     public var watermark: String?
     /// Never advance the watermark past `now() - safetyLag` (late commits). Default 60 s.
     public var safetyLag: Duration = .seconds(60)
-    /// Re-scan this far behind the watermark every poll (0 = off).
-    public var lookback: Duration = .zero
+    /// Re-read this far behind the watermark every poll interval (off by default): a duration for time
+    /// watermarks, a number of units for integer ones.
+    public var lookback: Lookback = .off
     /// Soft-delete column: a true value deletes the document.
     public var deleteColumn: String?
     /// Hard-delete reconcile period (0 = off). Default 1 h.

@@ -95,6 +95,16 @@ public enum ValueText {
         return "\(pad(year, 4))-\(pad(m, 2))-\(pad(d, 2)) \(time)\(y <= 0 ? " BC" : "")"
     }
 
+    /// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) from microseconds since the epoch: a watermark bound, exactly.
+    public static func timestampMicrosText(_ micros: Int64) -> String {
+        let ms = micros >= 0 ? micros / 1000 : (micros - 999) / 1000
+        let sub = Int(micros - ms * 1000)
+        var text = timestampText(ms)
+        if text.hasSuffix(" BC") { return text }
+        text += String(repeating: "0", count: 3 - String(sub).count) + String(sub)
+        return text
+    }
+
     /// Plain JSON for SUPER/jsonb: numbers stay numbers (Decimal128 as its exact digits), dates ISO-8601 strings,
     /// ObjectIds hex strings, binary base64 strings.
     public static func plainJSON(_ value: BSON) -> String {

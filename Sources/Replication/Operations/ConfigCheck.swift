@@ -94,6 +94,16 @@ public struct ConfigCheck: Sendable {
            let nulls = try? await pg.query("SELECT count(*) FROM \(qualified) WHERE \(SQL.identifier(w)) IS NULL").rows.first?.first, let n = Int(nulls ?? "0"), n > 0 {
             problem("\(n) rows have a NULL watermark (\(w)): they are copied by the snapshot but never tailed")
         }
+        if table.watermarkKind != nil {
+            let dialect = config.redshift?.dialect ?? .postgres
+            if let (visible, grant) = try? await TransactionHorizon.visibility(pg, dialect: dialect), !visible {
+                problem("open transactions of other logins are not visible: a commit later than safety_lag (\(Int(stream.safetyLag.seconds)) s) can be missed; to hold the watermark behind them: \(grant)")
+            }
+            if let horizon = try? await TransactionHorizon.probe(pg, dialect: dialect, table: stream.table, maxOf: nil),
+               let writer = horizon.oldestWriter, Double(horizon.now - writer.start) / 1_000_000 >= stream.safetyLag.seconds {
+                problem("an open transaction writing \(stream.table) (\(writer), open \((horizon.now - writer.start) / 1_000_000) s) holds the watermark back until it ends")
+            }
+        }
         return problems
     }
 

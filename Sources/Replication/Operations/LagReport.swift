@@ -33,6 +33,17 @@ public struct StreamLag: Sendable {
     public var oplogWindowSeconds: Double?
     /// The worker holding the stream's lease (nil: not running anywhere; an expired lease shows as such).
     public var owner: String?
+    /// Redshift → Mongo: the open transaction writing the table that holds the watermark back (it may still
+    /// commit rows stamped before the watermark), when one does.
+    public var heldBy: HeldBy?
+
+    public struct HeldBy: Sendable {
+        public var pid: String
+        public var xid: String?
+        /// Transaction start, as the source prints it (UTC).
+        public var since: String
+        public var ageSeconds: Double
+    }
 }
 
 /// `mongoshift lag`: every stream's row in the state store plus the source's head, measured skew-free.
@@ -77,6 +88,11 @@ public enum LagReport {
                 if source == nil { source = try await PostgresConnection.connect(redshift.url, connectTimeoutSeconds: 5) }
                 lag.sourceHead = try await WatermarkLag.sourceHead(source!, stream: stream)
                 if streaming { lag.lagSeconds = WatermarkLag.lag(head: lag.sourceHead, applied: appliedWatermark) }
+                let horizon = try await TransactionHorizon.probe(source!, dialect: redshift.dialect, table: stream.table, maxOf: nil)
+                if let writer = horizon.oldestWriter, Double(horizon.now - writer.start) / 1_000_000 >= stream.safetyLag.seconds {
+                    lag.heldBy = StreamLag.HeldBy(pid: writer.pid, xid: writer.xid, since: ValueText.timestampMicrosText(writer.start),
+                                        ageSeconds: Double(horizon.now - writer.start) / 1_000_000)
+                }
             } catch {
                 lag.probeError = "\(error)"
             }

@@ -9,10 +9,13 @@ import StateStore
 public struct ApplyOutcome: Sendable {
     public var applied = 0
     public var stale = 0
+    /// Re-read rows that had not changed (lookback): counted, not re-written.
+    public var rescanned = 0
     public var deadLetters: [DeadLetterFile.Entry] = []
-    public init(applied: Int = 0, stale: Int = 0, deadLetters: [DeadLetterFile.Entry] = []) {
+    public init(applied: Int = 0, stale: Int = 0, rescanned: Int = 0, deadLetters: [DeadLetterFile.Entry] = []) {
         self.applied = applied
         self.stale = stale
+        self.rescanned = rescanned
         self.deadLetters = deadLetters
     }
 }
@@ -117,6 +120,7 @@ struct SegmentApplyLoop {
         context.metrics.applyLatency.record(duration: ContinuousClock.now - started)
         context.metrics.rowsApplied.increment(by: Int64(outcome.applied))
         context.metrics.staleSkipped.increment(by: Int64(outcome.stale))
+        context.metrics.rowsRescanned.increment(by: Int64(outcome.rescanned))
         await context.updateSpoolGauge()
     }
 }

@@ -12,6 +12,10 @@ public struct StreamMetrics: Sendable {
     let applyLatency: Timer
     let spoolBytes: Gauge
     let lagSeconds: Gauge
+    /// Rows a lookback re-read that had not changed (not re-written).
+    let rowsRescanned: Counter
+    /// How far below `now - safety_lag` an open transaction writing the table holds the watermark (0: not held).
+    let watermarkHoldSeconds: Gauge
 
     public init(stream: String) {
         let labels = [("stream", stream)]
@@ -24,5 +28,7 @@ public struct StreamMetrics: Sendable {
         applyLatency = Timer(label: "mongoshift_batch_apply_seconds", dimensions: labels, preferredDisplayUnit: .seconds)
         spoolBytes = Gauge(label: "mongoshift_spool_bytes", dimensions: labels)
         lagSeconds = Gauge(label: "mongoshift_lag_seconds", dimensions: labels)
+        rowsRescanned = Counter(label: "mongoshift_rows_rescanned_total", dimensions: labels)
+        watermarkHoldSeconds = Gauge(label: "mongoshift_watermark_hold_seconds", dimensions: labels)
     }
 }

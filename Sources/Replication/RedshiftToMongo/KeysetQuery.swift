@@ -26,51 +26,55 @@ public enum KeysetQuery {
         return (sql, params)
     }
 
-    /// One watermark poll: rows after the composite position `(wm, key)`, never past `now() - safetyLag` on the
-    /// source's own clock, in `(wm, key)` order.
-    public static func tailPoll(table: SourceTable, dialect: SQLDialect, afterWatermark: String?, afterKey: [String]?,
-                                safetyLagSeconds: Int, limit: Int) -> (sql: String, params: [String?]) {
+    /// One watermark poll: rows after the composite position `(wm, key)` and at most `upperBound` (`PollBound`),
+    /// in `(wm, key)` order. Bounds are bound parameters cast to the column's type: the same SQL on Redshift and
+    /// PostgreSQL, no date arithmetic in SQL.
+    public static func tailPoll(table: SourceTable, castType: String, afterWatermark: String?, afterKey: [String]?,
+                                upperBound: String, limit: Int) -> (sql: String, params: [String?]) {
         var params: [String?] = []
         func bind(_ value: String) -> String {
+            params.append(value)
+            return "CAST($\(params.count) AS \(castType))"
+        }
+        func bindText(_ value: String) -> String {
             params.append(value)
             return "$\(params.count)"
         }
         let wm = SQL.identifier(table.watermarkName!)
         let keys = table.keyNames.map(SQL.identifier)
-        var conditions: [String] = ["\(wm) <= \(sourceNow(dialect, table: table, minusSeconds: safetyLagSeconds))"]
+        var conditions: [String] = []
         if let afterWatermark {
             let w = bind(afterWatermark)
             if let afterKey, !afterKey.isEmpty {
-                conditions.insert("(\(wm) > \(w) OR (\(wm) = \(w) AND \(lexicographicAfter(columns: keys, values: afterKey, bind: bind))))", at: 0)
+                conditions.append("(\(wm) > \(w) OR (\(wm) = \(w) AND \(lexicographicAfter(columns: keys, values: afterKey, bind: bindText))))")
             } else {
-                conditions.insert("\(wm) >= \(w)", at: 0)
+                conditions.append("\(wm) >= \(w)")
             }
         } else {
-            conditions.insert("\(wm) IS NOT NULL", at: 0)
+            conditions.append("\(wm) IS NOT NULL")
         }
+        conditions.append("\(wm) <= \(bind(upperBound))")
         let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(wm), \(keys.joined(separator: ", ")) LIMIT \(limit)"
         return (sql, params)
     }
 
-    /// The source clock minus a lag, typed like the watermark column (timestamp, timestamptz, date or integer).
-    static func sourceNow(_ dialect: SQLDialect, table: SourceTable, minusSeconds: Int) -> String {
-        let type = table.columns[table.watermarkIndex!].typeOID
-        if PostgresType.integers.contains(type) {
-            // Integer watermarks (sequence numbers, epoch values) have no clock bound.
-            return "\(SQL.identifier(table.watermarkName!))"
+    /// A lookback page: rows with `lower < wm <= upper`, after `(afterWatermark, afterKey)` within the window.
+    public static func lookbackPage(table: SourceTable, castType: String, lower: String, upper: String,
+                                    afterWatermark: String?, afterKey: [String]?, limit: Int) -> (sql: String, params: [String?]) {
+        var params: [String?] = [lower, upper]
+        let wm = SQL.identifier(table.watermarkName!)
+        let keys = table.keyNames.map(SQL.identifier)
+        var condition = "\(wm) > CAST($1 AS \(castType)) AND \(wm) <= CAST($2 AS \(castType))"
+        if let afterWatermark, let afterKey {
+            params.append(afterWatermark)
+            let keyTerm = lexicographicAfter(columns: keys, values: afterKey) { value in
+                params.append(value)
+                return "$\(params.count)"
+            }
+            condition += " AND (\(wm) > CAST($3 AS \(castType)) OR (\(wm) = CAST($3 AS \(castType)) AND \(keyTerm)))"
         }
-        switch dialect {
-        case .redshift: return "DATEADD(second, -\(minusSeconds), GETDATE())"
-        case .postgres: return "(now() AT TIME ZONE 'UTC' - INTERVAL '\(minusSeconds) seconds')"
-        }
-    }
-
-    /// The source's clock, as text comparable with the watermark column (used as the snapshot start).
-    public static func sourceClock(_ dialect: SQLDialect) -> String {
-        switch dialect {
-        case .redshift: return "SELECT GETDATE()::text"
-        case .postgres: return "SELECT (now() AT TIME ZONE 'UTC')::timestamp(6)::text"
-        }
+        let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(condition) ORDER BY \(wm), \(keys.joined(separator: ", ")) LIMIT \(limit)"
+        return (sql, params)
     }
 
     /// `(a, b) > ($1, $2)` spelled without row values: `a > $1 OR (a = $1 AND b > $2)`.

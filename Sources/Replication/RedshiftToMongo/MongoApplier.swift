@@ -31,15 +31,26 @@ public struct MongoApplier: Sendable {
     public struct Outcome: Sendable {
         public var applied = 0
         public var stale = 0
+        /// Re-read rows that had not changed (lookback): not re-written.
+        public var rescanned = 0
         public var deadLetters: [DeadLetterFile.Entry] = []
     }
 
-    /// `insertFirst`: snapshot mode — plain inserts (cheapest), falling back to guarded replaces for keys that exist.
-    public func apply(_ changes: [Change], insertFirst: Bool) async throws -> Outcome {
-        try await gate.serially { try await applyNow(changes, insertFirst: insertFirst) }
+    /// How a batch is written.
+    public enum Mode: Sendable {
+        /// Snapshot pages: plain inserts (cheapest), falling back to guarded replaces for keys that exist.
+        case insertFirst
+        /// Changes: replace when the stored version is older or equal.
+        case guarded
+        /// Re-reads (lookback): replace only when the stored version is older; an unchanged row is not re-written.
+        case rescan
     }
 
-    private func applyNow(_ changes: [Change], insertFirst: Bool) async throws -> Outcome {
+    public func apply(_ changes: [Change], mode: Mode) async throws -> Outcome {
+        try await gate.serially { try await applyNow(changes, mode: mode) }
+    }
+
+    private func applyNow(_ changes: [Change], mode: Mode) async throws -> Outcome {
         var outcome = Outcome()
         let latest = changes.latestPerKey()
         var upserts: [Change] = []
@@ -60,7 +71,7 @@ public struct MongoApplier: Sendable {
             outcome.stale += before - upserts.count
         }
         var replaceQueue = upserts
-        if insertFirst && !upserts.isEmpty {
+        if mode == .insertFirst && !upserts.isEmpty {
             let result = try await client.bulkWrite(database: database, collection: collection, upserts.map { .insert($0.document!) })
             replaceQueue = []
             outcome.applied += result.inserted
@@ -71,13 +82,15 @@ public struct MongoApplier: Sendable {
         }
         if !replaceQueue.isEmpty {
             let ops: [WriteOperation] = replaceQueue.map {
-                .replace(filter: Self.guardFilter(key: $0.key, version: $0.version), replacement: $0.document!, upsert: true)
+                .replace(filter: Self.guardFilter(key: $0.key, version: $0.version, strictlyNewer: mode == .rescan),
+                         replacement: $0.document!, upsert: true)
             }
             let result = try await client.bulkWrite(database: database, collection: collection, ops)
             var failed = Set<Int>()
             for error in result.writeErrors {
                 failed.insert(error.index)
-                if error.code == 11000 { outcome.stale += 1 }
+                if error.code == 11000 && mode == .rescan { outcome.rescanned += 1 }
+                else if error.code == 11000 { outcome.stale += 1 }
                 else { outcome.deadLetters.append(.init(key: replaceQueue[error.index].key, reason: "mongo \(error.code): \(error.message)")) }
             }
             outcome.applied += replaceQueue.count - failed.count
@@ -118,14 +131,14 @@ public struct MongoApplier: Sendable {
     }
 
     /// `{_id: k, $or: [{_mongoshift.v: {$lte: v}}, {_mongoshift.v: {$not: {$type: "number"}}}]}`: replaces an older
-    /// or unversioned document. (Versions written by mongoshift before they were int64 everywhere — dates — are
-    /// not numbers: they are replaced once, by a version of the current encoding.)
-    public static func guardFilter(key: BSON, version: BSON?) -> Document {
+    /// (`strictlyNewer`: `$lt`) or unversioned document. (Versions written by mongoshift before they were int64
+    /// everywhere — dates — are not numbers: they are replaced once, by a version of the current encoding.)
+    public static func guardFilter(key: BSON, version: BSON?, strictlyNewer: Bool = false) -> Document {
         guard let version else { return ["_id": key] }
         return [
             "_id": key,
             "$or": .array([
-                .document(["_mongoshift.v": .document(["$lte": version])]),
+                .document(["_mongoshift.v": .document([strictlyNewer ? "$lt" : "$lte": version])]),
                 .document(["_mongoshift.v": .document(["$not": .document(["$type": "number"])])]),
             ]),
         ]
@@ -137,7 +150,12 @@ struct MongoTarget: ChangeTarget {
     let applier: MongoApplier
 
     func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome {
-        let o = try await applier.apply(changes, insertFirst: segment.kind == .snapshot)
-        return ApplyOutcome(applied: o.applied, stale: o.stale, deadLetters: o.deadLetters)
+        let mode: MongoApplier.Mode = switch segment.kind {
+        case .snapshot: .insertFirst
+        case .tail: .guarded
+        case .repair: .rescan
+        }
+        let o = try await applier.apply(changes, mode: mode)
+        return ApplyOutcome(applied: o.applied, stale: o.stale, rescanned: o.rescanned, deadLetters: o.deadLetters)
     }
 }

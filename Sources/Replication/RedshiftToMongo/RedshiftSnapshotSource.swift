@@ -24,22 +24,30 @@ struct RedshiftSnapshotSource: SnapshotSource {
 
     // MARK: planning
 
+    /// The snapshot's start is the source clock; the tail's seed is the bound a poll would use right now
+    /// (`PollBound`: `now - safety_lag`, or before an open transaction writing the table), so no commit that lands
+    /// after the copy read its range is missed. Integer watermarks start at the largest value visible — or, with a
+    /// writer open, at the smallest (its values may lie anywhere below; the tail re-reads, idempotently).
     func plan() async throws -> SnapshotPlan {
-        let stream = context.stream
         let keys = table.keyNames.map(SQL.identifier)
-        let lagSeconds = Int(stream.safetyLag.seconds.rounded(.up))
-        let (start, seed): (String, String?) = try await reader.run { [table, dialect = reader.dialect] c in
-            let clock = try await c.query(KeysetQuery.sourceClock(dialect)).rows.first?.first??.description ?? ""
-            guard let wmIndex = table.watermarkIndex else { return (clock, nil) }
-            if PostgresType.integers.contains(table.columns[wmIndex].typeOID) {
-                let max = try await c.query("SELECT max(\(SQL.identifier(table.watermarkName!)))::text FROM \(table.qualifiedName)").rows.first?.first ?? nil
-                return (clock, max ?? "0")
+        let horizon = try await TransactionHorizon.probe(reader, kind: table.watermarkKind ?? .time(withTimeZone: false))
+        let start = ValueText.timestampMicrosText(horizon.now)
+        var seed: String?
+        switch table.watermarkKind {
+        case nil:
+            seed = nil
+        case .time?:
+            let decision = PollBound(kind: table.watermarkKind!, safetyLag: context.stream.safetyLag).decide(horizon, position: nil)
+            seed = decision.value.map(table.watermarkKind!.boundText)
+            if let writer = decision.heldBy { context.logger.notice("snapshot: an open transaction writing the table holds the tail's start", metadata: ["transaction": "\(writer)"]) }
+        case .integer?:
+            if horizon.oldestWriter == nil {
+                seed = horizon.maxWatermark.map(String.init) ?? "0"
+            } else {
+                let w = SQL.identifier(table.watermarkName!)
+                let lowest = try await reader.scalar("SELECT CAST(min(\(w)) AS varchar) FROM \(table.qualifiedName)").flatMap { Int64($0) }
+                seed = lowest.map { String($0 == .min ? $0 : $0 - 1) } ?? "0"
             }
-            let seedSQL: String = switch dialect {
-            case .redshift: "SELECT DATEADD(second, -\(lagSeconds), GETDATE())::text"
-            case .postgres: "SELECT (now() AT TIME ZONE 'UTC' - INTERVAL '\(lagSeconds) seconds')::timestamp(6)::text"
-            }
-            return (clock, try await c.query(seedSQL).rows.first?.first ?? nil)
         }
         try await reportUncopyableKeys(keys)
         let bounds = try await partitionBounds()

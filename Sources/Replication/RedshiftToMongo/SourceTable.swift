@@ -10,6 +10,8 @@ public struct SourceTable: Sendable {
 
     public var keyNames: [String] { keyIndexes.map { columns[$0].name } }
     public var watermarkName: String? { watermarkIndex.map { columns[$0].name } }
+    /// The watermark column's kind (time or integer); nil without a watermark.
+    var watermarkKind: WatermarkKind? { watermarkIndex.flatMap { WatermarkKind(typeOID: columns[$0].typeOID) } }
     public var qualifiedName: String { SQL.qualified(schema: name.schema, name: name.name) }
     public var selectList: String { columns.map { SQL.identifier($0.name) }.joined(separator: ", ") }
     /// The first key column is integer-typed: partitions split min…max arithmetically.
@@ -48,8 +50,25 @@ public struct SourceTable: Sendable {
         }
         let keyIndexes = try keyNames.map { try index(of: $0, role: "key") }
         let watermarkIndex = try stream.watermark.map { try index(of: $0, role: "watermark") }
-        if let w = watermarkIndex, !PostgresType.temporal.contains(columns[w].typeOID) && !PostgresType.integers.contains(columns[w].typeOID) {
-            throw ReplicationError(.configuration, stream: stream.name, "watermark column \"\(columns[w].name)\" must be a timestamp, date or integer")
+        if let w = watermarkIndex {
+            if columns[w].typeOID == PostgresType.date {
+                // Every change of a day carries the same value: changes after the tail passed a day's last key
+                // could never be ordered, or re-reading the day would rewrite it on every poll.
+                let finer = columns.filter { $0.typeOID == PostgresType.timestamp || $0.typeOID == PostgresType.timestamptz }.map(\.name)
+                throw ReplicationError(.configuration, stream: stream.name,
+                                       "watermark column \"\(columns[w].name)\" is a date: changes within a day cannot be ordered; use a timestamp column"
+                                       + (finer.isEmpty ? " (add one, e.g. updated_at maintained on every change)" : " (candidates: \(finer.joined(separator: ", ")))"))
+            }
+            if WatermarkKind(typeOID: columns[w].typeOID) == nil {
+                throw ReplicationError(.configuration, stream: stream.name, "watermark column \"\(columns[w].name)\" must be a timestamp or integer")
+            }
+            switch (stream.lookback, WatermarkKind(typeOID: columns[w].typeOID)!) {
+            case (.units, .time):
+                throw ReplicationError(.configuration, stream: stream.name, "lookback for the time watermark \"\(columns[w].name)\" is a duration (e.g. 10m), not a number")
+            case (.duration, .integer):
+                throw ReplicationError(.configuration, stream: stream.name, "lookback for the integer watermark \"\(columns[w].name)\" is a number of units (e.g. 5000), not a duration")
+            default: break
+            }
         }
         let deleteIndex = try stream.deleteColumn.map { try index(of: $0, role: "soft-delete") }
         return SourceTable(name: stream.table, columns: columns, keyIndexes: keyIndexes, watermarkIndex: watermarkIndex, deleteIndex: deleteIndex)

@@ -10,41 +10,49 @@ import StateStore
 /// Polls a Redshift/PostgreSQL table by its composite watermark `(wm, key)` and spools what changed.
 ///
 /// The tailer starts from the durable extract position and keeps the position it last recorded; its segments
-/// are recorded under the generation it started from, so a rewind (spool recovery, takeover) stops it.
-/// Each poll is one indexed query: rows after that position, never past `now() - safety_lag` on
-/// the source's clock, in `(wm, key)` order, sized to `batch_bytes`. Ties on `wm` are broken by the key, so no
-/// row is skipped when many share a timestamp. A full page polls again at once; a short page waits
-/// `poll_interval`. With `lookback`, the window behind the watermark is re-read each cycle (late commits that
-/// slipped past `safety_lag`); the version guard makes the overlap harmless. Rows whose watermark is NULL can
-/// never be polled: they are counted and reported, never skipped silently.
+/// are recorded under the generation it started from, so a rewind (spool recovery, takeover) stops it. Each poll
+/// first asks the source for its clock and the oldest open transaction writing the table (`TransactionHorizon`),
+/// then reads rows after its position and at most `PollBound`'s bound — never past `now - safety_lag`, never past
+/// where an open transaction may still commit rows — in `(wm, key)` order, sized to `batch_bytes`. Ties on `wm`
+/// are broken by the key, so no row is skipped when many share a value. A full page polls again at once; a short
+/// page waits `poll_interval`. With `lookback`, the window behind the position is re-read each poll interval
+/// into repair segments, which only apply what changed (the rest is counted as rescanned). Rows whose watermark is
+/// NULL can never be polled: they are counted and reported, never skipped silently.
 struct WatermarkTailer {
     let reader: SourceReader
     let encoder: RowEncoder
 
     private var context: StreamContext { reader.context }
     private var table: SourceTable { reader.table }
-    private var dialect: SQLDialect { reader.dialect }
 
     /// Runs until graceful shutdown. Throws only permanent errors (and `.rewound` when its start was rewound).
     func run() async throws {
+        guard let kind = table.watermarkKind else { return }
         var cursor = try await context.state.extractCursor(context.name)
+        var bound = PollBound(kind: kind, safetyLag: context.stream.safetyLag)
         var sizer = BatchSizer(context.stream)
         var lastNullCheck = ContinuousClock.now - .seconds(3600)
         var lastLookback = ContinuousClock.now
         var reportedNulls = 0
-        var lastClockCheck = ContinuousClock.now - .seconds(3600)
         var clockBehind = false
+        var holder: TransactionHorizon.OpenTransaction?
         while !Task.isShuttingDownGracefully {
             try await context.waitForSpoolSpace()
-            let (rows, limit) = try await pollOnce(cursor: &cursor, sizer: &sizer)
+            let horizon = try await TransactionHorizon.probe(reader, kind: kind)
+            let position = cursor.position?.watermark.flatMap { kind.value(of: $0.value) }
+            bound.sample(time: horizon.now, maxVisible: horizon.maxWatermark,
+                         oldestNeeded: min(horizon.now - Int64(context.stream.safetyLag.seconds * 1_000_000), horizon.oldestWriter?.start ?? .max))
+            let decision = bound.decide(horizon, position: position)
+            holder = reportHold(decision, previous: holder)
+            let (rows, limit) = try await pollOnce(kind: kind, upTo: decision.value, cursor: &cursor, sizer: &sizer)
             let now = ContinuousClock.now
-            if context.stream.lookback > .zero && now - lastLookback >= context.stream.pollInterval {
+            if context.stream.lookback != .off && now - lastLookback >= context.stream.pollInterval {
                 lastLookback = now
-                try await rescanLookback(cursor: cursor, sizer: sizer)
+                try await rescanLookback(kind: kind, cursor: cursor, sizer: sizer)
             }
-            if rows == 0 && now - lastClockCheck >= .seconds(10) {
-                lastClockCheck = now
-                clockBehind = try await checkSourceClock(cursor.position?.watermark?.value, wasBehind: clockBehind)
+            if case .time = kind, rows == 0 {
+                clockBehind = try await checkSourceClock(now: horizon.now, position: position, watermark: cursor.position?.watermark?.value,
+                                                         wasBehind: clockBehind)
             }
             if now - lastNullCheck >= .seconds(60) {
                 lastNullCheck = now
@@ -64,16 +72,26 @@ struct WatermarkTailer {
         }
     }
 
-    /// One poll after the cursor's position; a page read moves the cursor. Returns rows read and the page limit.
-    func pollOnce(cursor: inout ExtractCursor, sizer: inout BatchSizer) async throws -> (Int, Int) {
+    /// Logs when an open transaction starts and stops holding the poll back, and keeps the hold metric current.
+    private func reportHold(_ decision: PollBound.Decision, previous: TransactionHorizon.OpenTransaction?) -> TransactionHorizon.OpenTransaction? {
+        context.metrics.watermarkHoldSeconds.record(decision.holdSeconds)
+        if let writer = decision.heldBy, writer != previous {
+            context.logger.notice("an open transaction writing the table holds the watermark back until it ends",
+                                  metadata: ["transaction": "\(writer)", "hold_s": "\(Int(decision.holdSeconds))"])
+        } else if decision.heldBy == nil, let previous {
+            context.logger.notice("the open transaction ended: the watermark moves on", metadata: ["transaction": "\(previous)"])
+        }
+        return decision.heldBy
+    }
+
+    /// One poll after the cursor's position, up to `upperBound` (nil: not past the position yet); a page read
+    /// moves the cursor. Returns rows read and the page limit.
+    func pollOnce(kind: WatermarkKind, upTo upperBound: Int64?, cursor: inout ExtractCursor, sizer: inout BatchSizer) async throws -> (Int, Int) {
         let position = cursor.position?.watermark
         let limit = sizer.rows
-        let started = ContinuousClock.now
-        defer {
-            context.logger.debug("polled", metadata: ["ms": "\(String(format: "%.1f", (ContinuousClock.now - started).seconds * 1000))"])
-        }
-        let (sql, params) = KeysetQuery.tailPoll(table: table, dialect: dialect, afterWatermark: position?.value, afterKey: position?.key,
-                                                 safetyLagSeconds: Int(context.stream.safetyLag.seconds.rounded(.up)), limit: limit)
+        guard let upperBound = upperBound.map(kind.boundText) ?? position?.value else { return (0, limit) }
+        let (sql, params) = KeysetQuery.tailPoll(table: table, castType: kind.castType, afterWatermark: position?.value,
+                                                 afterKey: position?.key, upperBound: upperBound, limit: limit)
         let page = try await read(sql, params, reserve: sizer.reserveBytes)
         guard page.rows > 0, let lastWM = page.lastWatermarkText else { return (0, limit) }
         try await context.deadLetter(page.deadLetters)
@@ -84,57 +102,45 @@ struct WatermarkTailer {
         return (page.rows, limit)
     }
 
-    /// Re-reads `(wm - lookback, wm]` behind the cursor into repair segments (positions unchanged), page by page.
-    func rescanLookback(cursor: ExtractCursor, sizer: BatchSizer) async throws {
-        guard let wm = cursor.position?.watermark?.value else { return }
-        let seconds = Int(context.stream.lookback.seconds.rounded(.up))
-        let w = SQL.identifier(table.watermarkName!)
-        let keys = table.keyNames.map(SQL.identifier).joined(separator: ", ")
-        let lower: String = switch dialect {
-        case .redshift: "DATEADD(second, -\(seconds), $1::timestamp)"
-        case .postgres: "($1::timestamp - INTERVAL '\(seconds) seconds')"
+    /// Re-reads `(position - lookback, position]` into repair segments (positions unchanged), page by page.
+    func rescanLookback(kind: WatermarkKind, cursor: ExtractCursor, sizer: BatchSizer) async throws {
+        guard let upper = cursor.position?.watermark?.value, let value = kind.value(of: upper) else { return }
+        let reach: Int64 = switch context.stream.lookback {
+        case .off: 0
+        case .duration(let d): Int64(d.seconds * 1_000_000)
+        case .units(let n): n
         }
-        var after: [String]? = nil
-        var afterWM: String? = nil
+        let lower = kind.boundText(value.subtractingReportingOverflow(reach).overflow ? .min : value - reach)
+        var after: (watermark: String, key: [String])?
         while !Task.isShuttingDownGracefully {
-            var params: [String?] = [wm]
-            var condition = "\(w) > \(lower) AND \(w) <= $1"
-            if let afterWM, let after {
-                params.append(afterWM)
-                let keyTerm = KeysetQuery.lexicographicAfter(columns: table.keyNames.map(SQL.identifier), values: after) { value in
-                    params.append(value)
-                    return "$\(params.count)"
-                }
-                condition += " AND (\(w) > $2 OR (\(w) = $2 AND \(keyTerm)))"
-            }
             let limit = sizer.rows
-            let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(condition) ORDER BY \(w), \(keys) LIMIT \(limit)"
+            let (sql, params) = KeysetQuery.lookbackPage(table: table, castType: kind.castType, lower: lower, upper: upper,
+                                                         afterWatermark: after?.watermark, afterKey: after?.key, limit: limit)
             let page = try await read(sql, params, reserve: sizer.reserveBytes)
             if page.rows == 0 { return }
             try await context.deadLetter(page.deadLetters)
             try await context.spoolTail(page.writer, kind: .repair, first: cursor.position, last: cursor.position, generation: cursor.generation)
             if page.rows < limit { return }
-            after = page.lastKeyText
-            afterWM = page.lastWatermarkText
+            guard let wm = page.lastWatermarkText, let key = page.lastKeyText else { return }
+            after = (wm, key)
         }
     }
 
-    /// A poll never reads past the source clock minus `safety_lag`, so a source clock behind the stored watermark
-    /// means the clock went backwards (or a failover landed on a server whose clock is behind): rows written now
-    /// carry older watermarks than rows already read and will not be tailed until the clock passes the
-    /// watermark. That is reported loudly (log, state error shown by `lag`, error metric) rather than guessed at.
-    /// Returns whether the clock is behind now.
-    func checkSourceClock(_ watermark: String?, wasBehind: Bool) async throws -> Bool {
-        guard let w = table.watermarkIndex, PostgresType.temporal.contains(table.columns[w].typeOID), let wm = watermark else { return false }
-        let sql = "SELECT CASE WHEN $1::timestamp > \(KeysetQuery.sourceNow(dialect, table: table, minusSeconds: -1)) THEN 1 ELSE 0 END"
-        let behind = try await reader.scalar(sql, [wm]) == "1"
+    /// A poll never reads past the source clock minus `safety_lag`, so a source clock behind the stream's
+    /// watermark means the clock went backwards (or a failover landed on a server whose clock is behind): rows
+    /// written now carry older watermarks than rows already read and will not be tailed until the clock passes
+    /// the watermark. That is reported loudly (log, state error shown by `lag`, error metric) rather than guessed
+    /// at. Returns whether the clock is behind now.
+    func checkSourceClock(now: Int64, position: Int64?, watermark: String?, wasBehind: Bool) async throws -> Bool {
+        guard let position, let watermark else { return false }
+        let behind = position > now + 1_000_000
         if behind && !wasBehind {
-            let message = "source clock is behind the stream's watermark \(wm) (clock went backwards?): rows written until the clock passes it are not tailed; run `verify --repair` once it has"
+            let message = "source clock is behind the stream's watermark \(watermark) (clock went backwards?): rows written until the clock passes it are not tailed; run `verify --repair` once it has"
             context.metrics.errors.increment()
-            context.logger.error("source clock went backwards", metadata: ["watermark": "\(wm)", "error": "\(message)"])
+            context.logger.error("source clock went backwards", metadata: ["watermark": "\(watermark)", "error": "\(message)"])
             try await context.state.recordError(context.name, message)
         } else if !behind && wasBehind {
-            context.logger.notice("source clock has passed the watermark again: tailing normally", metadata: ["watermark": "\(wm)"])
+            context.logger.notice("source clock has passed the watermark again: tailing normally", metadata: ["watermark": "\(watermark)"])
         }
         return behind
     }

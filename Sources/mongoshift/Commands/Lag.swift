@@ -64,6 +64,9 @@ extension Mongoshift {
                 if let e = s.probeError { d["probe_error"] = Redaction.redact(e) }
                 if let age = s.resumeTokenAgeSeconds { d["resume_token_age_seconds"] = age }
                 if let window = s.oplogWindowSeconds { d["oplog_window_seconds"] = window }
+                d["held_by"] = s.heldBy.map { h -> Any in
+                    ["pid": h.pid, "xid": h.xid ?? NSNull(), "since": h.since, "age_seconds": h.ageSeconds] as [String: Any]
+                } ?? NSNull()
                 return d
             }
             let data = try! JSONSerialization.data(withJSONObject: ["streams": streams], options: [.sortedKeys])
@@ -71,11 +74,12 @@ extension Mongoshift {
         }
 
         static func table(_ report: [StreamLag]) -> String {
-            let header = ["STREAM", "DIRECTION", "PHASE", "OWNER", "LAG", "APPLIED", "SOURCE HEAD", "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
+            let header = ["STREAM", "DIRECTION", "PHASE", "OWNER", "LAG", "APPLIED", "SOURCE HEAD", "HELD BY", "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
             var rows = [header]
             for s in report {
                 rows.append([s.name, s.direction, s.phase, s.owner ?? "-", s.lagSeconds.map { String(format: "%.1fs", $0) } ?? "-",
                              s.appliedPosition ?? "-", s.sourceHead ?? (s.probeError == nil ? "-" : "unreachable"),
+                             s.heldBy.map { "pid \($0.pid)\($0.xid.map { " xid \($0)" } ?? "") open \(Int($0.ageSeconds)) s" } ?? "-",
                              "\(s.spoolSegments)/\(s.spoolRows)/\(s.spoolBytes)", String(s.deadLetters),
                              Redaction.redact(s.lastError ?? s.probeError ?? "-")])
             }

@@ -125,7 +125,16 @@ struct ConfigLoader {
         }
         if let v = m["watermark"] { stream.watermark = try string(v, "watermark") }
         if let v = m["safety_lag"] { stream.safetyLag = try duration(v, "safety_lag") }
-        if let v = m["lookback"] { stream.lookback = try duration(v, "lookback") }
+        if let v = m["lookback"] {
+            let text = try string(v, "lookback")
+            if let units = Int64(text) {
+                guard units >= 0 else { throw located(v, "lookback: \"\(text)\" must not be negative") }
+                stream.lookback = units == 0 ? .off : .units(units)
+            } else {
+                let d = try duration(v, "lookback (a duration like 10m for time watermarks, a number for integer ones)")
+                stream.lookback = d == .zero ? .off : .duration(d)
+            }
+        }
         if let v = m["deletes"] {
             let d = try mapping(v, "deletes", allowed: ["column"])
             stream.deleteColumn = try string(try require(d, "column", in: v, "deletes"), "deletes.column")

@@ -216,6 +216,11 @@ def test_stv_slices_has_the_configured_slice_count(conn):
     assert conn.execute("SELECT count(*) FROM stv_slices").fetchone()[0] == n
 
 
+def test_svv_user_info_shows_superuser_and_syslog_access(conn):
+    row = conn.execute("SELECT superuser, syslog_access FROM svv_user_info WHERE user_name = current_user").fetchone()
+    assert row == (True, "UNRESTRICTED")
+
+
 def test_open_transactions_in_svv_transactions_and_stv_inflight(conn, url, table):
     conn.execute(f"CREATE TABLE {table} (id int)")
     with psycopg.connect(url) as other:  # not autocommit: an open transaction

@@ -1,0 +1,87 @@
+import PostgresClient
+
+/// The source's clock and the oldest open transaction writing the stream's table — the start of a transaction
+/// that may still commit rows stamped before the watermark (docs/CONFIG.md, "Late commits"). PostgreSQL: the
+/// sessions holding a write lock on the table (`pg_locks` + `pg_stat_activity`); Redshift: `SVV_TRANSACTIONS`.
+/// Other users' transactions are visible only with the grant `check` names; without it only safety_lag guards.
+struct TransactionHorizon: Sendable, Equatable {
+    /// Source clock now, microseconds since the epoch (UTC).
+    var now: Int64
+    /// The oldest open transaction holding a write lock on the table (not this session).
+    var oldestWriter: OpenTransaction?
+    /// Integer watermarks: the largest watermark visible now.
+    var maxWatermark: Int64?
+
+    struct OpenTransaction: Sendable, Equatable, CustomStringConvertible {
+        var pid: String
+        var xid: String?
+        /// Transaction start, microseconds since the epoch (UTC).
+        var start: Int64
+        var description: String { "pid \(pid)" + (xid.map { " xid \($0)" } ?? "") + " since \(ValueText.timestampMicrosText(start))" }
+    }
+
+    /// One query: the clock, the oldest writer of `table` (`$1` schema, `$2` name) and, given `maxOf`, the
+    /// column's largest value.
+    static func sql(_ dialect: SQLDialect, maxOf column: String?, in table: String) -> String {
+        let maxValue = column.map { "(SELECT CAST(max(\(SQL.identifier($0))) AS varchar) FROM \(table))" } ?? "CAST(NULL AS varchar)"
+        let tableOID = "(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)"
+        switch dialect {
+        case .postgres:
+            return """
+                SELECT CAST(CAST(now() AT TIME ZONE 'UTC' AS timestamp(6)) AS varchar), CAST(w.pid AS varchar), CAST(w.xid AS varchar),
+                       CAST(w.start AS varchar), \(maxValue)
+                FROM (SELECT 1 AS one) d LEFT JOIN (
+                  SELECT a.pid, a.backend_xid AS xid, CAST(a.xact_start AT TIME ZONE 'UTC' AS timestamp(6)) AS start
+                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'relation' AND l.relation = \(tableOID) AND l.mode <> 'AccessShareLock'
+                    AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
+                  ORDER BY a.xact_start LIMIT 1) w ON 1 = 1
+                """
+        case .redshift:
+            return """
+                SELECT CAST(SYSDATE AS varchar), CAST(w.pid AS varchar), CAST(w.xid AS varchar), CAST(w.txn_start AS varchar), \(maxValue)
+                FROM (SELECT 1 AS one) d LEFT JOIN (
+                  SELECT t.pid, t.xid, t.txn_start FROM svv_transactions t
+                  WHERE t.lockable_object_type = 'relation' AND t.relation = \(tableOID) AND t.lock_mode <> 'AccessShareLock'
+                    AND t.pid <> pg_backend_pid()
+                  ORDER BY t.txn_start LIMIT 1) w ON 1 = 1
+                """
+        }
+    }
+
+    static func probe(_ reader: SourceReader, kind: WatermarkKind) async throws -> TransactionHorizon {
+        let table = reader.table
+        return try await reader.run { [dialect = reader.dialect] c in
+            try await probe(c, dialect: dialect, table: table.name, maxOf: kind == .integer ? table.watermarkName : nil)
+        }
+    }
+
+    static func probe(_ connection: PostgresConnection, dialect: SQLDialect, table: TableName, maxOf column: String?) async throws -> TransactionHorizon {
+        let sql = sql(dialect, maxOf: column, in: SQL.qualified(schema: table.schema, name: table.name))
+        let row = try await connection.query(sql, [table.schema ?? "public", table.name]).rows.first
+        guard let row, let nowText = row[0], let now = WatermarkKind.time(withTimeZone: false).value(of: nowText) else {
+            throw PostgresError(code: .unexpectedResult, message: "the source did not report its clock")
+        }
+        var writer: OpenTransaction?
+        if let pid = row[1], let startText = row[3], let start = WatermarkKind.time(withTimeZone: false).value(of: startText) {
+            writer = OpenTransaction(pid: pid, xid: row[2], start: start)
+        }
+        return TransactionHorizon(now: now, oldestWriter: writer, maxWatermark: row[4].flatMap { Int64($0) })
+    }
+
+    /// Whether this login sees other users' transactions (else only its own, and only safety_lag guards), and
+    /// the grant that would let it.
+    static func visibility(_ connection: PostgresConnection, dialect: SQLDialect) async throws -> (visible: Bool, grant: String) {
+        switch dialect {
+        case .postgres:
+            let visible = try await connection.query("""
+                SELECT CAST(rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS varchar) FROM pg_roles WHERE rolname = current_user
+                """).rows.first?.first ?? nil
+            return (visible == "true", "GRANT pg_read_all_stats TO <the mongoshift login>")
+        case .redshift:
+            let row = try await connection.query("SELECT CAST(superuser AS varchar), syslog_access FROM svv_user_info WHERE user_name = current_user").rows.first
+            let visible = row?[0] == "true" || row?[1] == "UNRESTRICTED"
+            return (visible, "ALTER USER <the mongoshift login> WITH SYSLOG ACCESS UNRESTRICTED")
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import BSON
+import Foundation
+import MongoClient
+import PostgresClient
+import TestSupport
+import XCTest
+
+/// Watermarks of every type (issue "Late commits never lost"): lookback re-reads what slipped past every bound and
+/// rewrites only what changed, a date watermark is refused with a finer column named, and `check` and `lag` say
+/// when an open transaction holds a stream or cannot be seen.
+final class WatermarkTests: IntegrationTestCase {
+    override var namePrefix: String { "wm" }
+
+    func writeConfig(_ streams: String, metrics: Bool = false) throws -> String {
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:
+        \(streams)
+        """
+        let path = directory + "/wm.yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func stream(_ name: String, table: String, watermark: String = "wm", extra: String = "") -> String {
+        """
+          - name: \(name)
+            from: { table: public.\(table) }
+            to: { collection: \(name) }
+            key: [id]
+            watermark: \(watermark)
+            safety_lag: 0s
+        \(extra)
+        """
+    }
+
+    /// Lookback on every watermark type: a row committed with a stamp behind the tail's position (as a commit
+    /// invisible to the transaction bound would be) is picked up; re-read rows that did not change are counted as
+    /// rescanned, not rewritten.
+    func testLookbackOnEveryWatermarkTypeCatchesWhatSlippedPast() async throws {
+        let types: [(name: String, sql: String, value: String, behind: String, lookback: String)] = [
+            ("ts", "timestamp", "(now() AT TIME ZONE 'UTC')", "(now() AT TIME ZONE 'UTC') - interval '20 seconds'", "1m"),
+            ("tstz", "timestamptz", "now()", "now() - interval '20 seconds'", "1m"),
+            ("i", "integer", "nextval('public.\(table)_seq')::integer", "(SELECT max(wm) FROM public.\(table)_i) - 5", "100"),
+            ("b", "bigint", "nextval('public.\(table)_seq')", "(SELECT max(wm) FROM public.\(table)_b) - 5", "100"),
+        ]
+        try await connection.execute("CREATE SEQUENCE public.\(table)_seq")
+        onTeardown { [connection, table] in _ = try? await connection?.execute("DROP SEQUENCE IF EXISTS public.\(table)_seq CASCADE") }
+        var streams = ""
+        for t in types {
+            try await connection.execute("""
+                CREATE TABLE public.\(table)_\(t.name) (id bigint PRIMARY KEY, note text, wm \(t.sql) NOT NULL DEFAULT \(t.value));
+                INSERT INTO public.\(table)_\(t.name) (id, note) SELECT g, 'initial' FROM generate_series(1, 30) g;
+                """)
+            onTeardown { [connection, table] in _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)_\(t.name)") }
+            streams += stream(t.name, table: "\(table)_\(t.name)", extra: "    lookback: \(t.lookback)") + "\n"
+        }
+        let config = try writeConfig(streams)
+        let port = Int.random(in: 20_000...30_000)
+        let (process, _) = try startRun(config, arguments: ["--metrics-addr", "127.0.0.1:\(port)"])
+        try await waitFor("every snapshot") { types.allSatisfy { phase($0.name) == "streaming" } }
+        for t in types {
+            // Newer rows move the position on…
+            try await connection.execute("INSERT INTO public.\(table)_\(t.name) (id, note) SELECT g, 'newer' FROM generate_series(100, 104) g")
+        }
+        for t in types {
+            try await waitFor("\(t.name): the newer rows") { try await mongo.count(database: database, collection: t.name, filter: ["note": "newer"]) == 5 }
+        }
+        for t in types {
+            // …then a row arrives stamped behind it.
+            try await connection.execute("INSERT INTO public.\(table)_\(t.name) (id, note, wm) VALUES (500, 'slipped', \(t.behind))")
+        }
+        for t in types {
+            try await waitFor("\(t.name): the row that slipped past the position, by lookback", timeout: 30) {
+                try await mongo.count(database: database, collection: t.name, filter: ["note": "slipped"]) == 1
+            }
+        }
+        try await Task.sleep(for: .seconds(1))
+        let metrics = HTTPGet.body(port: port, path: "/metrics") ?? ""
+        for t in types {
+            let line = metrics.split(separator: "\n").first { $0.hasPrefix("mongoshift_rows_rescanned_total{stream=\"\(t.name)\"}") }
+            let rescanned = line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            XCTAssertGreaterThan(rescanned, 0, "\(t.name): unchanged rows re-read are counted, not rewritten:\n\(metrics)")
+        }
+        stop(process)
+    }
+
+    /// Item 4: a `date` watermark cannot order changes within a day: refused, naming a finer column.
+    func testDateWatermarksAreRefusedNamingAFinerColumn() async throws {
+        try await connection.execute("CREATE TABLE public.\(table) (id bigint PRIMARY KEY, day date, changed_at timestamp)")
+        let config = try writeConfig(stream("days", table: table, watermark: "day"))
+        let check = try MongoshiftProcess.run(["check", "--config", config])
+        XCTAssertEqual(check.status, 1, check.stdout + check.stderr)
+        XCTAssertTrue((check.stdout + check.stderr).contains(#"watermark column "day" is a date"#) && (check.stdout + check.stderr).contains("changed_at"),
+                      check.stdout + check.stderr)
+        let run = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(run.status, 2, run.stderr)
+    }
+
+    /// `check` says when open transactions of other logins are invisible (and the grant that fixes it), and when
+    /// one holds a stream; `lag` names the holding transaction.
+    func testCheckAndLagReportAHeldStreamAndInvisibleTransactions() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, note text, wm timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'));
+            INSERT INTO public.\(table) (id, note) SELECT g, 'initial' FROM generate_series(1, 10) g;
+            """)
+        let config = try writeConfig(stream("held", table: table))
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        let load = try await PostgresConnection.connect(pg)
+        try await load.execute("BEGIN; INSERT INTO public.\(table) (id, note) VALUES (99, 'open')")
+        let pid = try await load.query("SELECT pg_backend_pid()::text").rows[0][0]!
+        try await Task.sleep(for: .seconds(2))
+        let check = try MongoshiftProcess.run(["check", "--config", config])
+        XCTAssertEqual(check.status, 1)
+        XCTAssertTrue(check.stdout.contains("held: an open transaction writing public.\(table) (pid \(pid)"), check.stdout)
+        let lag = try MongoshiftProcess.run(["lag", "--config", config, "--json"])
+        XCTAssertTrue(lag.stdout.contains(#""held_by":{"age_seconds""#) && lag.stdout.contains(#""pid":"\#(pid)""#), lag.stdout)
+        let table = try MongoshiftProcess.run(["lag", "--config", config, "--table"])
+        XCTAssertTrue(table.stdout.contains("pid \(pid)"), table.stdout)
+        try await load.execute("ROLLBACK")
+
+        // A login that cannot see other sessions: check names the grant.
+        let role = TestServers.uniqueName("blind")
+        try await TestServers.createPasswordRole(connection, role, password: "blind-pw")
+        onTeardown { [connection] in _ = try? await connection?.execute("DROP OWNED BY \(role); DROP ROLE IF EXISTS \(role)") }
+        var url = URLComponents(string: pg)!
+        url.user = role
+        url.password = "blind-pw"
+        let yaml = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: pg, with: url.string!)
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let blind = try MongoshiftProcess.run(["check", "--config", config])
+        XCTAssertTrue(blind.stdout.contains("open transactions of other logins are not visible") && blind.stdout.contains("GRANT pg_read_all_stats TO"),
+                      blind.stdout + blind.stderr)
+    }
+}

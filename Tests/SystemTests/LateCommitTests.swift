@@ -1,0 +1,86 @@
+import BSON
+import Foundation
+import MongoClient
+import PostgresClient
+import TestSupport
+import XCTest
+
+/// Issue "Late commits never lost": warehouse loads are long transactions whose rows are stamped at their start
+/// and committed minutes later. With the default configuration (safety_lag 60 s) the tail must hold its watermark
+/// behind such a transaction, for timestamp and integer watermarks, and deliver its rows once it commits.
+final class LateCommitTests: IntegrationTestCase {
+    override var namePrefix: String { "late" }
+
+    /// How long the late transaction stays open (the acceptance asks 3 minutes; MONGOSHIFT_LATE_COMMIT_SECONDS
+    /// shortens it for local iterations).
+    var holdSeconds: Double { Double(ProcessInfo.processInfo.environment["MONGOSHIFT_LATE_COMMIT_SECONDS"] ?? "") ?? 180 }
+
+    func testATransactionCommittingThreeMinutesLateIsDeliveredWithTheDefaultConfiguration() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table)_ts (id bigint PRIMARY KEY, note text, updated_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'));
+            CREATE SEQUENCE public.\(table)_seq;
+            CREATE TABLE public.\(table)_int (id bigint PRIMARY KEY, note text, version bigint NOT NULL DEFAULT nextval('public.\(table)_seq'));
+            INSERT INTO public.\(table)_ts (id, note) SELECT g, 'initial' FROM generate_series(1, 50) g;
+            INSERT INTO public.\(table)_int (id, note) SELECT g, 'initial' FROM generate_series(1, 50) g;
+            """)
+        onTeardown { [connection, table] in
+            _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)_ts, public.\(table)_int; DROP SEQUENCE IF EXISTS public.\(table)_seq")
+        }
+        // The default configuration: no safety_lag, no lookback set.
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        streams:
+          - name: ts
+            from: { table: public.\(table)_ts }
+            to: { collection: ts }
+            key: [id]
+            watermark: updated_at
+          - name: int
+            from: { table: public.\(table)_int }
+            to: { collection: int }
+            key: [id]
+            watermark: version
+        """
+        let config = directory + "/late.yaml"
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let (process, base) = try startRun(config)
+        try await waitFor("both snapshots") { phase("ts") == "streaming" && phase("int") == "streaming" }
+        // The load: stamps its rows now (transaction start / sequence values taken now), commits much later.
+        let load = try await PostgresConnection.connect(pg)
+        try await load.execute("""
+            BEGIN;
+            INSERT INTO public.\(table)_ts (id, note, updated_at) SELECT g, 'late load', now() AT TIME ZONE 'UTC' FROM generate_series(1001, 1020) g;
+            INSERT INTO public.\(table)_int (id, note) SELECT g, 'late load' FROM generate_series(1001, 1020) g;
+            """)
+        // Meanwhile other sessions keep committing newer rows: the tail must not pass the load's stamps.
+        let started = Date()
+        var n = 0
+        while Date().timeIntervalSince(started) < holdSeconds {
+            n += 1
+            try await connection.execute("""
+                INSERT INTO public.\(table)_ts (id, note) VALUES (\(2000 + n), 'steady');
+                INSERT INTO public.\(table)_int (id, note) VALUES (\(2000 + n), 'steady');
+                """)
+            try await Task.sleep(for: .seconds(5))
+        }
+        // While it is open, lag names it.
+        let lag = try MongoshiftProcess.run(["lag", "--config", config, "--json"])
+        XCTAssertTrue(lag.stdout.contains("\"held_by\":{"), lag.stdout)
+        try await load.execute("COMMIT")
+        for stream in ["ts", "int"] {
+            try await waitFor("\(stream): the late load arrives", timeout: 150) {
+                try await mongo.count(database: database, collection: stream, filter: ["note": "late load"]) == 20
+            }
+            let steady = try await mongo.count(database: database, collection: stream, filter: ["note": "steady"])
+            try await waitFor("\(stream): every steady row too", timeout: 150) {
+                try await mongo.count(database: database, collection: stream, filter: ["note": "steady"]) == n
+            }
+            _ = steady
+        }
+        let log = MongoshiftProcess.output(base).stderr
+        XCTAssertTrue(log.contains("an open transaction writing the table holds the watermark back"), log.suffix(2000).description)
+        stop(process)
+    }
+}

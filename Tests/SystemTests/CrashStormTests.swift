@@ -141,7 +141,8 @@ final class CrashStormTests: IntegrationTestCase {
 }
 
 /// Keeps changing a fixture table until stopped: inserts, updates (statement-wide `updated_at` ties), soft
-/// deletes and un-deletes, hard deletes, and late commits (a transaction held open while others commit).
+/// deletes and un-deletes, hard deletes, and late commits (a transaction held open 2.5 s — longer than the
+/// stream's 1 s safety_lag — while others commit).
 /// Returns the number of statements committed.
 struct PostgresWriter: Sendable {
     let url: String
@@ -156,6 +157,8 @@ struct PostgresWriter: Sendable {
         var next = firstNewId
         var writes = 0
         var iteration = 0
+        var lateCommit: Task<Void, Error>?
+        defer { lateCommit?.cancel() }
         while !stop.isSet {
             iteration += 1
             let ids = (0..<40).map { _ in Int.random(in: 1..<next, using: &rng) }.map(String.init).joined(separator: ",")
@@ -174,22 +177,32 @@ struct PostgresWriter: Sendable {
             case 5:
                 try await c.execute("DELETE FROM \(table) WHERE id IN (\((0..<5).map { _ in String(Int.random(in: 1..<next, using: &rng)) }.joined(separator: ",")))")
                 writes += 1
-            case 7:
-                // A late commit: its rows' updated_at is older than rows committed while it was open.
-                // (Disjoint rows: the open transaction's row locks must not block the other connection.)
+            case 7 where lateCommit == nil:
+                // A late commit: its rows' updated_at (its start) is older than rows others commit while it stays
+                // open, for longer than safety_lag. (Rows of its own — even ids of one residue — so its row locks
+                // never block the other connection.)
                 let k = iteration % 89
-                try await late.execute("BEGIN; UPDATE \(table) SET note = 'late \(iteration)', updated_at = now() WHERE id % 89 = \(k) AND id % 2 = 0")
+                let open = iteration
+                try await late.execute("BEGIN; UPDATE \(table) SET note = 'late \(open)', updated_at = now() WHERE id % 89 = \(k) AND id % 2 = 0")
+                lateCommit = Task {
+                    try await Task.sleep(for: .milliseconds(2500))
+                    try await late.execute("COMMIT")
+                }
                 try await c.execute("UPDATE \(table) SET note = 'meanwhile \(iteration)', updated_at = now() WHERE id % 89 = \(k) AND id % 2 = 1")
-                try await Task.sleep(for: .milliseconds(300))
-                try await late.execute("COMMIT")
                 writes += 2
             case 9:
                 try await c.execute("UPDATE \(table) SET is_deleted = false, note = 'undeleted', updated_at = now() WHERE is_deleted AND id % 2 = 0")
                 writes += 1
             default: break
             }
+            if let task = lateCommit, iteration % 10 == 6 {
+                // Never two at once on its connection; and committed before the writer stops.
+                try await task.value
+                lateCommit = nil
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
+        if let task = lateCommit { try await task.value }
         return writes
     }
 }

@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["BSON", "Changes", "MongoClient", "PostgresClient", "StateStore", "Replication", "ShiftCore"],
                 path: "Tests/TestSupport"),
         // No servers: `swift test --filter UnitTests` runs these alone, in seconds.
-        .testTarget(name: "UnitTests", dependencies: ["mongoshift", "BSON", "Changes", "Spool", "StateStore", "Replication", "CZstd", "TestSupport"]),
+        .testTarget(name: "UnitTests", dependencies: ["mongoshift", "BSON", "Changes", "Spool", "StateStore", "Replication", "PostgresClient", "CZstd", "TestSupport"]),
         // Against the dev servers (skipped with the reason printed when MONGOSHIFT_TEST_PG / _MONGO are unset).
         .testTarget(name: "IntegrationTests", dependencies: ["mongoshift", "BSON", "Changes", "MongoClient", "PostgresClient", "Spool",
                                                              "StateStore", "Replication", "TestSupport"]),

@@ -31,7 +31,7 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable, Transient
     }
 
     /// Worth retrying on a fresh connection: connection trouble, admin shutdown/cancel, serialization failures,
-    /// deadlocks, too many connections, statement timeouts (Redshift WLM also cancels with 57014).
+    /// deadlocks, too many connections, statement timeouts (Redshift WLM also cancels with 57014), Redshift's 1023.
     public var isTransient: Bool {
         if code == .connectionFailed {
             // Refusals that no retry will change: credentials, TLS requirements, unknown database or role.
@@ -42,6 +42,22 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable, Transient
         guard let state = sqlState else { return false }
         return state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53")
             || ["40001", "40P01", "57014", "55P03"].contains(state)
+            || isRedshiftSerializationConflict || isConcurrentCreateRace
+    }
+
+    /// Two sessions ran the same `CREATE … IF NOT EXISTS` at once (streams sharing a schema start together):
+    /// the loser sees the catalog's unique index or "already exists"; run again, the statement finds the object.
+    public var isConcurrentCreateRace: Bool {
+        guard let state = sqlState else { return false }
+        if ["42P07", "42P06", "42710"].contains(state) { return query?.uppercased().contains("IF NOT EXISTS") ?? false }
+        return state == "23505" && ["pg_type_typname_nsp_index", "pg_namespace_nspname_index", "pg_class_relname_nsp_index"]
+            .contains { message.contains($0) || (detail ?? "").contains($0) }
+    }
+
+    /// Redshift's `ERROR: 1023 … Serializable isolation violation` (SQLSTATE XX000): another transaction
+    /// committed first; the transaction can simply run again.
+    public var isRedshiftSerializationConflict: Bool {
+        sqlState == "XX000" && (message.hasPrefix("1023") || message.contains("Serializable isolation violation"))
     }
 
     public var description: String {

@@ -56,7 +56,7 @@ final class KeySpaceTests: IntegrationTestCase {
             .map { "\($0[0] ?? "?")=\($0[1] ?? "?")" }
         XCTAssertEqual(copied, ["bool=2", "date=60", "decimal=60", "double=60", "int32=60", "int64=60", "objectId=60", "string=60",
                                 "subdocument=60", "uuid=60"], "every type bracket copied whole")
-        let verify = try MongoshiftProcess.run(["verify", "--config", try mongoToTableConfig(partitions: 8)])
+        let verify = try MongoshiftProcess.run(["verify", "--config", try mongoToTableConfig(partitions: 8), "--show", "200"])
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
     }
 

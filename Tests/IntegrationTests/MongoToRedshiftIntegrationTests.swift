@@ -107,6 +107,28 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// Issue "A local Redshift…" fix 3 on PostgreSQL: widening `_id` (char(24) → varchar) keeps the primary key
+    /// (the old column swap dropped it silently, and `discover` then showed `key=NONE`).
+    func testWideningTheKeyColumnKeepsThePrimaryKey() async throws {
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...300).map { .insert(["_id": .int32(Int32($0)), "name": "numbered"]) })
+        let (process, _) = try startRun(try writeConfig())
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        // integer → varchar: no ALTER TYPE can do it, the column is swapped (or the table rebuilt).
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [
+            .insert(["_id": "a-string-key", "name": "stringly"]),
+            .update(filter: ["_id": .int32(1)], update: ["$set": .document(["name": "after the widening"])], upsert: false),
+        ])
+        try await assertConverged()
+        let key = try await connection.query("""
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_constraint c
+            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+            WHERE c.conrelid = '\(appsTable)'::regclass AND c.contype = 'p'
+            """).rows
+        XCTAssertEqual(key.map { $0[0] }, ["_id"], "the key column is still the primary key")
+        XCTAssertTrue(key.first?[1]?.hasPrefix("character varying") ?? false, "and it was widened: \(key)")
+        stop(process)
+    }
+
     func testKillNineDuringSnapshotAndDuringStreaming() async throws {
         let ids = try await seed(mongo, count: 20_000)
         let config = try writeConfig(batch: "64KiB")

@@ -54,13 +54,13 @@ final class CrashStormTests: IntegrationTestCase {
 
     /// The storm while `write` mutates the source, then one clean run until `compare` finds the target exact;
     /// records the figures (docs/RELIABILITY.md) and returns the last comparison and the crash-point count.
-    func stormThenCompare(_ scenario: String, config: String, rng: inout SeededGenerator,
+    func stormThenCompare(_ scenario: String, config: String, rounds: Int, rng: inout SeededGenerator,
                           write: @escaping @Sendable (StopSignal) async throws -> Int,
                           compare: () async throws -> (Convergence.Tally, [String])) async throws -> (Convergence.Tally, [String], Int) {
         let stop = StopSignal()
         let writing = Task { try await write(stop) }
         let started = Date()
-        let crashes = try await storm(config: config, rounds: Storm.rounds, rng: &rng)
+        let crashes = try await storm(config: config, rounds: rounds, rng: &rng)
         stop.set()
         let writes = try await writing.value
         var tally = Convergence.Tally()
@@ -69,7 +69,7 @@ final class CrashStormTests: IntegrationTestCase {
             (tally, reasons) = try await compare()
             return tally.isExact && reasons.isEmpty && tally.checked > 0
         }
-        Storm.report(scenario: scenario, rounds: Storm.rounds, crashes: crashes, writes: writes, tally: tally,
+        Storm.report(scenario: scenario, rounds: rounds, crashes: crashes, writes: writes, tally: tally,
                      seconds: Date().timeIntervalSince(started))
         return (tally, reasons, crashes)
     }
@@ -77,19 +77,37 @@ final class CrashStormTests: IntegrationTestCase {
     // MARK: - Redshift → Mongo
 
     func testCrashStormRedshiftToMongo() async throws {
-        var rng = SeededGenerator()
-        print("storm seed: \(rng.seed) (replay with MONGOSHIFT_STORM_SEED)")
         let table = TestServers.uniqueName("storm_orders")
         onTeardown { [connection] in _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)") }
         try await Fixtures.createOrders(connection, table: table, rows: 20_000)
-        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
-                                              extra: "    reconcile_every: 2s", defaults: "batch_bytes: 64KiB")
-        let writer = PostgresWriter(url: pg, table: "public.\(table)", firstNewId: 20_001, seed: rng.next())
-        let (last, reasons, crashes) = try await stormThenCompare("redshift→mongo crash storm", config: config, rng: &rng,
+        try await crashStormRedshiftToMongo(table: table, url: pg, dialect: .postgres, rounds: Storm.rounds, rows: 20_000)
+    }
+
+    /// The same storm with `dialect: redshift` through ops/dev-redshift: Redshift's SQL, serializable isolation
+    /// (the writer retries its 1023s), informational keys.
+    func testCrashStormRedshiftToMongoRedshiftDialect() async throws {
+        let (rs, logPath) = try TestServers.requireRedshift()
+        let log = StatementLog(path: logPath)
+        let offset = log.offset
+        let table = TestServers.uniqueName("storm_rs_orders")
+        onTeardown { [connection] in _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)") }
+        let source = try await PostgresConnection.connect(rs)
+        try await Fixtures.createRedshiftOrders(source, table: table, rows: 5_000)
+        try await crashStormRedshiftToMongo(table: table, url: rs, dialect: .redshift, rounds: Storm.rounds, rows: 5_000)
+        XCTAssertEqual(log.refusals(after: offset), [], "dev-redshift accepted every statement mongoshift sent")
+    }
+
+    func crashStormRedshiftToMongo(table: String, url: String, dialect: PostgresWriter.Dialect, rounds: Int, rows: Int) async throws {
+        var rng = SeededGenerator()
+        print("storm seed: \(rng.seed) (replay with MONGOSHIFT_STORM_SEED)")
+        let config = try Fixtures.writeConfig(directory: directory, pg: url, mongo: mongoURL, database: database, table: table,
+                                              extra: "    reconcile_every: 2s", defaults: "batch_bytes: 64KiB", dialect: "\(dialect)")
+        let writer = PostgresWriter(url: url, table: "public.\(table)", firstNewId: rows + 1, seed: rng.next(), dialect: dialect)
+        let (last, reasons, crashes) = try await stormThenCompare("redshift→mongo crash storm (\(dialect))", config: config, rounds: rounds, rng: &rng,
                                                                   write: { try await writer.run(until: $0) }) { [self] in
             try await Convergence.compare(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
         }
-        XCTAssertGreaterThan(last.checked, 19_000)
+        XCTAssertGreaterThan(last.checked, rows * 95 / 100)
         XCTAssertEqual(last.lost, 0, "lost rows: \(reasons)")
         XCTAssertEqual(last.duplicated, 0)
         XCTAssertEqual(last.regressed, 0, "regressed rows: \(reasons)")
@@ -100,6 +118,18 @@ final class CrashStormTests: IntegrationTestCase {
     // MARK: - Mongo → Redshift
 
     func testCrashStormMongoToRedshift() async throws {
+        try await crashStormMongoToRedshift(url: pg, dialect: "postgres", rounds: Storm.rounds)
+    }
+
+    func testCrashStormMongoToRedshiftRedshiftDialect() async throws {
+        let (rs, logPath) = try TestServers.requireRedshift()
+        let log = StatementLog(path: logPath)
+        let offset = log.offset
+        try await crashStormMongoToRedshift(url: rs, dialect: "redshift", rounds: Storm.rounds)
+        XCTAssertEqual(log.refusals(after: offset), [], "dev-redshift accepted every statement mongoshift sent")
+    }
+
+    func crashStormMongoToRedshift(url: String, dialect: String, rounds: Int) async throws {
         var rng = SeededGenerator()
         print("storm seed: \(rng.seed) (replay with MONGOSHIFT_STORM_SEED)")
         let schema = TestServers.uniqueName("storm")
@@ -108,7 +138,7 @@ final class CrashStormTests: IntegrationTestCase {
         try await writer.seed(count: 5_000)
         let yaml = """
         state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
+        redshift: { url: "\(url)", dialect: \(dialect) }
         mongo: { url: "\(mongoURL)", database: \(database) }
         defaults: { poll_interval: 200ms, batch_bytes: 64KiB }
         streams:
@@ -120,7 +150,7 @@ final class CrashStormTests: IntegrationTestCase {
         """
         let config = directory + "/config.yaml"
         try yaml.write(toFile: config, atomically: true, encoding: .utf8)
-        let (tally, reasons, crashes) = try await stormThenCompare("mongo→redshift crash storm", config: config, rng: &rng,
+        let (tally, reasons, crashes) = try await stormThenCompare("mongo→redshift crash storm (\(dialect))", config: config, rounds: rounds, rng: &rng,
                                                                    write: { try await writer.run(until: $0) }) { [self] in
             guard let r = try? await TableComparison.compare(mongo: mongo, database: database, collection: "apps", pg: connection,
                                                              table: "\(schema).apps") else { return (Convergence.Tally(), ["table not readable yet"]) }
@@ -145,10 +175,33 @@ final class CrashStormTests: IntegrationTestCase {
 /// stream's 1 s safety_lag — while others commit).
 /// Returns the number of statements committed.
 struct PostgresWriter: Sendable {
+    /// The source's SQL: PostgreSQL's, or Redshift's through ops/dev-redshift (`SYSDATE`, the transaction's start,
+    /// for `now()`; `VALUES` lists for `generate_series`; `JSON_PARSE` for `jsonb_build_object`).
+    enum Dialect: String, CustomStringConvertible {
+        case postgres, redshift
+        var description: String { rawValue }
+        var now: String { self == .postgres ? "now()" : "SYSDATE" }
+    }
+
     let url: String
     let table: String
     let firstNewId: Int
     let seed: UInt64
+    var dialect: Dialect = .postgres
+
+    func insert(from first: Int, count: Int) -> String {
+        switch dialect {
+        case .postgres:
+            return """
+                INSERT INTO \(table) (id, customer_id, quantity, amount, paid, status, order_date, created_at, updated_at, attrs, note)
+                SELECT g, 7, 1, 9.5, false, 'storm', DATE '2024-03-03', now(), now(), jsonb_build_object('i', g), 'inserted'
+                FROM generate_series(\(first), \(first + count - 1)) g
+                """
+        case .redshift:
+            return "INSERT INTO \(table) (\(Fixtures.redshiftOrderColumns)) VALUES "
+                + (first..<first + count).map { Fixtures.redshiftOrderValues(id: $0, note: "inserted") }.joined(separator: ", ")
+        }
+    }
 
     func run(until stop: StopSignal) async throws -> Int {
         var rng = SeededGenerator(seed: seed)
@@ -159,23 +212,25 @@ struct PostgresWriter: Sendable {
         var iteration = 0
         var lateCommit: Task<Void, Error>?
         defer { lateCommit?.cancel() }
+        // The rows the open late transaction holds (even ids of one residue mod 89): the other connection leaves
+        // them alone meanwhile, so its statements never wait on those row locks.
+        var held: Int?
+        func free(_ id: Int) -> Bool { held.map { id % 89 != $0 || id % 2 == 1 } ?? true }
+        func notHeld() -> String { held.map { " AND NOT (id % 89 = \($0) AND id % 2 = 0)" } ?? "" }
         while !stop.isSet {
             iteration += 1
-            let ids = (0..<40).map { _ in Int.random(in: 1..<next, using: &rng) }.map(String.init).joined(separator: ",")
-            try await c.execute("""
-                INSERT INTO \(table) (id, customer_id, quantity, amount, paid, status, order_date, created_at, updated_at, attrs, note)
-                SELECT g, 7, 1, 9.5, false, 'storm', DATE '2024-03-03', now(), now(), jsonb_build_object('i', g), 'inserted'
-                FROM generate_series(\(next), \(next + 24)) g
-                """)
+            let ids = (0..<40).map { _ in Int.random(in: 1..<next, using: &rng) }.filter(free).map(String.init).joined(separator: ",")
+            try await write(c, insert(from: next, count: 25))
             next += 25
-            try await c.execute("UPDATE \(table) SET amount = amount + 1, note = 'update \(iteration)', updated_at = now() WHERE id IN (\(ids))")
+            try await write(c, "UPDATE \(table) SET amount = amount + 1, note = 'update \(iteration)', updated_at = \(dialect.now) WHERE id IN (\(ids))")
             writes += 2
             switch iteration % 10 {
             case 3:
-                try await c.execute("UPDATE \(table) SET is_deleted = true, updated_at = now() WHERE id % 97 = \(Int.random(in: 0..<97, using: &rng)) AND id < \(next)")
+                try await write(c, "UPDATE \(table) SET is_deleted = true, updated_at = \(dialect.now) WHERE id % 97 = \(Int.random(in: 0..<97, using: &rng)) AND id < \(next)\(notHeld())")
                 writes += 1
             case 5:
-                try await c.execute("DELETE FROM \(table) WHERE id IN (\((0..<5).map { _ in String(Int.random(in: 1..<next, using: &rng)) }.joined(separator: ",")))")
+                let gone = (0..<5).map { _ in Int.random(in: 1..<next, using: &rng) }.filter(free).map(String.init)
+                if !gone.isEmpty { try await write(c, "DELETE FROM \(table) WHERE id IN (\(gone.joined(separator: ",")))") }
                 writes += 1
             case 7 where lateCommit == nil:
                 // A late commit: its rows' updated_at (its start) is older than rows others commit while it stays
@@ -183,15 +238,22 @@ struct PostgresWriter: Sendable {
                 // never block the other connection.)
                 let k = iteration % 89
                 let open = iteration
-                try await late.execute("BEGIN; UPDATE \(table) SET note = 'late \(open)', updated_at = now() WHERE id % 89 = \(k) AND id % 2 = 0")
-                lateCommit = Task {
-                    try await Task.sleep(for: .milliseconds(2500))
-                    try await late.execute("COMMIT")
+                do {
+                    held = k
+                    try await late.execute("BEGIN; UPDATE \(table) SET note = 'late \(open)', updated_at = \(dialect.now) WHERE id % 89 = \(k) AND id % 2 = 0")
+                    lateCommit = Task {
+                        try await Task.sleep(for: .milliseconds(2500))
+                        // A serialization failure at COMMIT rolls it back: nothing was acknowledged.
+                        do { try await late.execute("COMMIT") } catch let e as PostgresError where e.isTransient {}
+                    }
+                } catch let e as PostgresError where e.isTransient {
+                    _ = try? await late.execute("ROLLBACK")
+                    held = nil
                 }
-                try await c.execute("UPDATE \(table) SET note = 'meanwhile \(iteration)', updated_at = now() WHERE id % 89 = \(k) AND id % 2 = 1")
+                try await write(c, "UPDATE \(table) SET note = 'meanwhile \(iteration)', updated_at = \(dialect.now) WHERE id % 89 = \(k) AND id % 2 = 1")
                 writes += 2
             case 9:
-                try await c.execute("UPDATE \(table) SET is_deleted = false, note = 'undeleted', updated_at = now() WHERE is_deleted AND id % 2 = 0")
+                try await write(c, "UPDATE \(table) SET is_deleted = false, note = 'undeleted', updated_at = \(dialect.now) WHERE is_deleted AND id % 2 = 0\(notHeld())")
                 writes += 1
             default: break
             }
@@ -199,11 +261,28 @@ struct PostgresWriter: Sendable {
                 // Never two at once on its connection; and committed before the writer stops.
                 try await task.value
                 lateCommit = nil
+                held = nil
             }
             try await Task.sleep(for: .milliseconds(100))
         }
         if let task = lateCommit { try await task.value }
         return writes
+    }
+
+    /// Serializable isolation (Redshift's 1023, PostgreSQL's 40001) refuses one of two conflicting
+    /// transactions; the application runs it again, as a real one must.
+    func write(_ c: PostgresConnection, _ sql: String) async throws {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                try await c.execute(sql)
+                return
+            } catch let e as PostgresError where e.isTransient && attempt < 50 {
+                _ = try? await c.execute("ROLLBACK")
+                try await Task.sleep(for: .milliseconds(20 * attempt))
+            }
+        }
     }
 }
 

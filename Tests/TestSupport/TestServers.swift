@@ -17,6 +17,16 @@ public enum TestServers {
         return url
     }
 
+    /// The Redshift stand-in (ops/dev-redshift) and its statement log.
+    public static func requireRedshift() throws -> (url: String, log: String) {
+        let env = ProcessInfo.processInfo.environment
+        guard let url = env["MONGOSHIFT_TEST_REDSHIFT"], !url.isEmpty, let log = env["MONGOSHIFT_TEST_REDSHIFT_LOG"] else {
+            print("skipping: MONGOSHIFT_TEST_REDSHIFT is not set (ops/servers start exports it; run ops/test or .ci/run)")
+            throw XCTSkip("MONGOSHIFT_TEST_REDSHIFT is not set")
+        }
+        return (url, log)
+    }
+
     public static func requireMongo() throws -> String {
         guard let url = mongoURL, !url.isEmpty else {
             print("skipping: MONGOSHIFT_TEST_MONGO is not set (start ops/dev-mongo/start or run .ci/run)")

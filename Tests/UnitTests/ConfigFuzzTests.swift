@@ -17,7 +17,7 @@ final class ConfigFuzzTests: XCTestCase {
         let tokens = ["{", "}", "[", "]", ":", "- ", "\n", "  ", "\t", "\"", "'", "${", "$$", "&a", "*a", "!!str ", "? ", "|", ">",
                       "0", "-1", "1e999", "9999999999999999999999", "8MiB", "1.5KiB", "NaN", "~", "null", "streams:", "key: []",
                       "from: { table: x }", "to: { collection: y }", "\u{0}", "é", "\u{FEFF}", "#", "---", "...", "<<: *a"]
-        let env = ["MONGOSHIFT_DEMO_STATE": "/tmp/x", "MONGOSHIFT_DEMO_PG": "postgresql://h/db", "MONGOSHIFT_DEMO_MONGO": "mongodb://h/"]
+        let env = ["MONGOSHIFT_DEMO_STATE": "/tmp/x", "MONGOSHIFT_DEMO_REDSHIFT": "postgresql://h/db", "MONGOSHIFT_DEMO_MONGO": "mongodb://h/"]
         var accepted = 0
         for i in 0..<iterations {
             var text = Array(seeds.randomElement(using: &rng)!)

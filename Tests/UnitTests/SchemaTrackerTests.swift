@@ -28,7 +28,7 @@ final class SchemaTrackerTests: XCTestCase {
         XCTAssertEqual(ColumnType.of(.array([1])), .nested)
         XCTAssertEqual(ColumnType.of(.timestamp(BSONTimestamp(seconds: 1, increment: 2))), .bigint)
         XCTAssertNil(ColumnType.of(.null))
-        for type in [ColumnType.boolean, .integer, .bigint, .decimal(scale: 4), .double, .timestamp, .char24, .varchar(77), .nested, .binary] {
+        for type in [ColumnType.boolean, .integer, .bigint, .decimal(scale: 4), .double, .timestamp, .char24, .varchar(77), .nested, .binary(64_000), .binary(1_024_000)] {
             XCTAssertEqual(ColumnType(persisted: type.description), type)
         }
     }
@@ -86,7 +86,7 @@ final class SchemaTrackerTests: XCTestCase {
 final class TargetSQLTests: XCTestCase {
     let schema = TableSchema(columns: [
         .init(name: "_id", path: "_id", type: .char24), .init(name: "doc", path: "doc", type: .nested),
-        .init(name: "bin", path: "bin", type: .binary), .init(name: "Select", path: "Select", type: .varchar(16)),
+        .init(name: "bin", path: "bin", type: .binary(64_000)), .init(name: "Select", path: "Select", type: .varchar(16)),
     ])
 
     func statements(_ dialect: SQLDialect) -> [String] {
@@ -96,10 +96,16 @@ final class TargetSQLTests: XCTestCase {
                    sql.highestGeneration(), sql.sweep()]
         out += [sql.lockCheckpoints()].compactMap { $0 }
         out += sql.createStage(schema)
+        out.append(sql.addColumn(.init(name: "n", path: "n", type: .integer)))
+        out.append(sql.alterColumnType(.init(name: "s", path: "s", type: .varchar(1024))))
+        if dialect == .postgres { out.append(sql.alterColumnType(.init(name: "n", path: "n", type: .bigint))) }
+        out.append(sql.catalogColumns())
+        let swap = sql.columnSwap(.init(name: "n", path: "n", type: .bigint), from: .integer)
+        out += [swap.addTemporary, swap.copy, swap.dropOld, swap.renameTemporary]
+        let widerKey = TableSchema(columns: [.init(name: "_id", path: "_id", type: .varchar(64))] + schema.columns.dropFirst())
+        let rebuild = sql.tableRebuild(widerKey, from: schema)
+        out += [rebuild.dropRebuild, rebuild.create, rebuild.fill, rebuild.dropOld] + rebuild.swap
         return out
-            + sql.ddl(for: .addColumn(.init(name: "n", path: "n", type: .integer)))
-            + sql.ddl(for: .widenColumn(.init(name: "n", path: "n", type: .bigint), from: .integer))
-            + sql.ddl(for: .widenColumn(.init(name: "s", path: "s", type: .varchar(1024)), from: .varchar(16)))
     }
 
     func testRedshiftDialectUsesOnlyRedshiftConstructs() {
@@ -111,6 +117,8 @@ final class TargetSQLTests: XCTestCase {
         XCTAssertTrue(all.contains("LOCK \"analytics\".\"mongoshift_checkpoints\""))
         XCTAssertTrue(all.contains("ALTER TABLE \"analytics\".\"Apps \"\"x\"\"\" ALTER COLUMN \"s\" TYPE varchar(1024)"), "VARCHAR grows in place")
         XCTAssertTrue(all.contains("RENAME COLUMN \"n__mongoshift_new\" TO \"n\""), "other widenings swap columns")
+        XCTAssertTrue(all.contains(#"ALTER TABLE "analytics"."Apps ""x""" RENAME TO "Apps ""x""__mongoshift_old""#), "a key column widens by a table rebuild")
+        XCTAssertTrue(all.contains(#"SELECT CAST("_id" AS varchar(64)), "doc", "bin", "Select", "_mongoshift_gen" FROM"#), all)
         XCTAssertTrue(all.contains("GETDATE()"))
     }
 

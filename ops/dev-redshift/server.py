@@ -87,8 +87,9 @@ class Server:
         self.refusal_ids = itertools.count(1)
         self.s3 = loadunload.S3(args)
 
-    def write_log(self, session: int, sql: str, ok: bool, error: str | None, at: str) -> None:
-        line = json.dumps({"time": at, "session": session, "sql": sql, "ok": ok, "error": error}, ensure_ascii=False)
+    def write_log(self, session: int, sql: str, ok: bool, error: str | None, at: str, application: str = "") -> None:
+        line = json.dumps({"time": at, "session": session, "application": application, "sql": sql, "ok": ok, "error": error},
+                          ensure_ascii=False)
         with self.log_lock:
             self.log.write(line + "\n")
 
@@ -176,6 +177,7 @@ class Session:
                 params[k.decode()] = v.decode()
         self.user = params.get("user", "")
         self.database = params.get("database", self.user)
+        self.application = params.get("application_name", "")
         # Redshift's session defaults: serializable isolation, UTC, ISO dates. dev_redshift.session marks the
         # sessions the DDL hook acts on (direct PostgreSQL sessions keep PostgreSQL's behaviour).
         extra = ("-c default_transaction_isolation=serializable -c TimeZone=UTC -c DateStyle=ISO,MDY "
@@ -259,7 +261,7 @@ class Session:
                         ok, err = False, err or g.error
                     elif i > g.failed_at:
                         ok, err = False, err or "not run: an earlier statement of the same request failed"
-                self.server.write_log(self.pid, sql, ok, err, at)
+                self.server.write_log(self.pid, sql, ok, err, at, getattr(self, "application", ""))
         if force:
             self.groups.clear()
         else:

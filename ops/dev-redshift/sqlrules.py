@@ -281,6 +281,13 @@ class Translator:
                 elif qual == "pg_catalog" and w in _SYSTEM_VIEWS:
                     out[sig[j - 2]] = Tok("word", SCHEMA)
                 continue
+            in_cast = prev is not None and (prev.text == "::" or (prev.low == "as" and _inside_cast(toks, sig, j)))
+            if nxt is not None and nxt.text == "(" and in_cast and w in ("varbyte", "varbinary"):
+                # CAST(x AS VARBYTE(n)): bytea takes no length (the column's CHECK keeps the limit).
+                out[i] = Tok("word", "bytea")
+                for k in range(sig[j + 1], sig[_matching(toks, sig, j + 1)] + 1):
+                    out[k] = Tok("ws", "")
+                continue
             if nxt is not None and nxt.text == "(":
                 if w in _DATEPART_FUNCS:
                     # DATEADD(second, ...): the date part is a keyword (or a string); PostgreSQL wants text.

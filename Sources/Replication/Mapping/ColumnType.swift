@@ -15,10 +15,13 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
     case varchar(Int)
     /// SUPER (redshift) / jsonb (postgres): nested documents and arrays.
     case nested
-    /// VARBYTE (redshift) / bytea (postgres).
-    case binary
+    /// VARBYTE(n) (redshift; n bytes, 64,000 or 1,024,000) / bytea (postgres).
+    case binary(Int)
 
     public static let maxVarchar = 65_535
+    /// Redshift VARBYTE: 64,000 bytes without a length (the width binary columns start at), 1,024,000 at most.
+    public static let defaultVarbyte = 64_000
+    public static let maxVarbyte = 1_024_000
 
     /// The type a single BSON value asks for; nil for null/undefined (no information).
     public static func of(_ value: BSON) -> ColumnType? {
@@ -35,7 +38,7 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         case .objectId: return .char24
         case .string(let s): return .varchar(width(for: s.utf8.count))
         case .document, .array: return .nested
-        case .binary: return .binary
+        case .binary(let b): return .binary(b.data.count <= defaultVarbyte ? defaultVarbyte : maxVarbyte)
         case .regex, .opaque: return .varchar(256)
         }
     }
@@ -80,6 +83,7 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
             return .decimal(scale: s)
         case (.decimal(let a), .decimal(let b)): return .decimal(scale: max(a, b))
         case (.varchar(let a), .varchar(let b)): return .varchar(max(a, b))
+        case (.binary(let a), .binary(let b)): return .binary(max(a, b))
         case (.nested, _), (_, .nested): return .nested
         default:
             return .varchar(max(textWidth, other.textWidth))
@@ -108,7 +112,7 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         case .char24: "char(24)"
         case .varchar(let n): "varchar(\(n))"
         case .nested: dialect == .redshift ? "super" : "jsonb"
-        case .binary: dialect == .redshift ? "varbyte" : "bytea"
+        case .binary(let n): dialect == .redshift ? "varbyte(\(n))" : "bytea"
         }
     }
 
@@ -124,7 +128,7 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         case .char24: "char24"
         case .varchar(let n): "varchar:\(n)"
         case .nested: "nested"
-        case .binary: "binary"
+        case .binary(let n): "binary:\(n)"
         }
     }
 
@@ -140,7 +144,7 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         case "char24": self = .char24
         case "varchar": self = .varchar(Int(parts.last ?? "16") ?? 16)
         case "nested": self = .nested
-        case "binary": self = .binary
+        case "binary": self = .binary(parts.count > 1 ? Int(parts.last!) ?? Self.defaultVarbyte : Self.defaultVarbyte)
         default: return nil
         }
     }

@@ -25,6 +25,8 @@ public enum ValueText {
 
     /// Redshift limits: VARCHAR 65,535 bytes; SUPER 16 MiB per value; VARBYTE 1,024,000 bytes.
     public static let superLimit = 16 * 1024 * 1024
+    /// A string inside a SUPER value: 65,535 bytes (Redshift's default).
+    public static let superStringLimit = 65_535
     public static let varbyteLimit = 1_024_000
 
     public static func text(_ value: BSON, as type: ColumnType, column: String) throws(TooLarge) -> String {
@@ -33,9 +35,10 @@ public enum ValueText {
             let json = plainJSON(value)
             if json.utf8.count > superLimit { throw TooLarge(column: column, bytes: json.utf8.count, limit: superLimit) }
             return json
-        case .binary:
+        case .binary(let n):
             guard case .binary(let b) = value else { return scalarText(value) }
-            if b.data.count > varbyteLimit { throw TooLarge(column: column, bytes: b.data.count, limit: varbyteLimit) }
+            let limit = min(n, varbyteLimit)
+            if b.data.count > limit { throw TooLarge(column: column, bytes: b.data.count, limit: limit) }
             return b.data.map { String(format2: $0) }.joined()
         case .varchar(let n):
             let s = scalarText(value)
@@ -53,6 +56,19 @@ public enum ValueText {
             return scalarText(value)
         default:
             return scalarText(value)
+        }
+    }
+
+    /// The byte length of the longest string anywhere inside a document or array (keys included); nil for none.
+    public static func longestString(in value: BSON) -> Int? {
+        switch value {
+        case .string(let s): return s.utf8.count
+        case .document(let d):
+            return d.reduce(nil as Int?) { best, element in
+                [best, element.0.utf8.count, longestString(in: element.1)].compactMap { $0 }.max()
+            }
+        case .array(let items): return items.compactMap(longestString(in:)).max()
+        default: return nil
         }
     }
 

@@ -21,6 +21,7 @@ public actor RedshiftApplier: ChangeTarget {
     private var prepared = false
     /// The table has the generation column (added once to tables created before it existed).
     private var hasGenerationColumn = false
+    private static let setupGate = ApplyGate()
 
     public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
         self.context = context
@@ -44,13 +45,18 @@ public actor RedshiftApplier: ChangeTarget {
 
     private func prepare(_ c: PostgresConnection) async throws {
         if !prepared {
-            if let schema = sql.createSchema() { try await c.execute(schema) }
-            try await c.execute(sql.createCheckpoints())
+            // Streams sharing a schema start together: one at a time, so `IF NOT EXISTS` never races inside a
+            // process (workers in other processes may still race; that error is retried, PostgresError).
+            let sql = self.sql
+            try await Self.setupGate.serially {
+                if let schema = sql.createSchema() { try await c.execute(schema) }
+                try await c.execute(sql.createCheckpoints())
+            }
             try await c.query(sql.seedCheckpoint(), [context.checkpointKey])
             prepared = true
         }
         if tableExists && !hasGenerationColumn {
-            do { try await c.execute(sql.addGenerationColumn()) } catch let e as PostgresError where e.sqlState == "42701" {}
+            try await SchemaChanger(sql: sql, logger: context.logger).ensureGenerationColumn(on: c)
             hasGenerationColumn = true
         }
     }
@@ -102,6 +108,7 @@ public actor RedshiftApplier: ChangeTarget {
         let latest = changes.latestPerKey()
         var outcome = ApplyOutcome()
         let documents = latest.compactMap { $0.operation == .upsert ? $0.document : nil }
+        let previous = tracker.schema
         let schemaChanges: [SchemaChange]
         do {
             schemaChanges = try tracker.observe(documents)
@@ -131,7 +138,12 @@ public actor RedshiftApplier: ChangeTarget {
                 for (value, column) in zip(tracker.row(of: doc), schema.columns) {
                     var text = try value.map { v throws(ValueText.TooLarge) in try ValueText.text(v, as: column.type, column: column.name) }
                     // bytea text input is `\x` + hex; Redshift's FROM_HEX takes the bare hex.
-                    if column.type == .binary, sql.dialect == .postgres, let hex = text, case .binary? = value { text = "\\x" + hex }
+                    if case .binary = column.type, sql.dialect == .postgres, let hex = text, case .binary? = value { text = "\\x" + hex }
+                    if column.type == .nested, sql.dialect == .redshift, let value, let longest = ValueText.longestString(in: value),
+                       longest > ValueText.superStringLimit {
+                        throw ValueText.TooLarge(column: column.name, bytes: longest, limit: ValueText.superStringLimit,
+                                                 reason: "a string of \(longest) bytes inside the SUPER value exceeds Redshift's \(ValueText.superStringLimit)-byte limit")
+                    }
                     row.append(text)
                 }
                 rows.append(row + ["u"])
@@ -142,14 +154,15 @@ public actor RedshiftApplier: ChangeTarget {
         let sqlText = sql
         let name = context.checkpointKey
         let loadRows = rows
-        let ddl: [String] = tableExists ? schemaChanges.flatMap { sqlText.ddl(for: $0) } : [sqlText.createTable(schema)]
+        let changer = SchemaChanger(sql: sqlText, logger: context.logger)
+        let exists = tableExists
         let generation = try await context.state.snapshotGeneration(context.name)
         let applied = try await source.run(policy, logger: context.logger, role: "target") { [self] c in
             try await self.prepare(c)
-            for statement in ddl {
-                do { try await c.execute(statement) } catch let e as PostgresError where e.sqlState == "42701" || e.sqlState == "42P07" {
-                    // Already there: the DDL ran before a crash, then the batch was replayed.
-                }
+            if exists {
+                try await changer.apply(schemaChanges, schema: schema, previous: previous, on: c)
+            } else {
+                try await c.execute(sqlText.createTable(schema))
             }
             return try await self.load(c, rows: loadRows, schema: schema, segment: segment, stream: name, generation: generation)
         }

@@ -31,7 +31,7 @@ public struct TargetSQL: Sendable {
         return "CREATE TABLE IF NOT EXISTS \(target) (\(columns.joined(separator: ", ")), \(generation) bigint, PRIMARY KEY (\(SQL.identifier("_id"))))"
     }
 
-    /// Adds the generation column to a table created before it existed (42701 when it is there already).
+    /// Adds the generation column to a table created before it existed.
     public func addGenerationColumn() -> String {
         "ALTER TABLE \(target) ADD COLUMN \(generation) bigint"
     }
@@ -75,39 +75,90 @@ public struct TargetSQL: Sendable {
 
     var now: String { dialect == .redshift ? "GETDATE()" : "now()" }
 
-    /// DDL for a schema change. Redshift cannot change a column's type in place except VARCHAR growth, and cannot
-    /// run that ALTER inside a transaction: callers run DDL before the data transaction.
-    public func ddl(for change: SchemaChange) -> [String] {
-        switch change {
-        case .addColumn(let c):
-            return ["ALTER TABLE \(target) ADD COLUMN \(SQL.identifier(c.name)) \(c.type.sql(dialect))"]
-        case .widenColumn(let c, let old):
-            let column = SQL.identifier(c.name)
-            if dialect == .postgres {
-                let using: String = switch c.type {
-                case .nested: "to_jsonb(\(column))"
-                case .varchar: "\(column)::text"
-                default: "\(column)::\(c.type.sql(dialect))"
-                }
-                return ["ALTER TABLE \(target) ALTER COLUMN \(column) TYPE \(c.type.sql(dialect)) USING \(using)"]
-            }
-            if old.canAlterInPlace(to: c.type, dialect: dialect) {
-                return ["ALTER TABLE \(target) ALTER COLUMN \(column) TYPE \(c.type.sql(dialect))"]
-            }
-            let temporary = SQL.identifier(c.name + "__mongoshift_new")
-            let cast: String = switch c.type {
-            case .nested: "CAST(\(column) AS SUPER)"
-            case .varchar: old == .nested ? "JSON_SERIALIZE(\(column))" : "CAST(\(column) AS \(c.type.sql(dialect)))"
-            default: "CAST(\(column) AS \(c.type.sql(dialect)))"
-            }
-            return [
-                "ALTER TABLE \(target) ADD COLUMN \(temporary) \(c.type.sql(dialect))",
-                "UPDATE \(target) SET \(temporary) = \(cast)",
-                "ALTER TABLE \(target) DROP COLUMN \(column)",
-                "ALTER TABLE \(target) RENAME COLUMN \(temporary) TO \(column)",
-            ]
+    public func addColumn(_ c: TableSchema.Column) -> String {
+        "ALTER TABLE \(target) ADD COLUMN \(SQL.identifier(c.name)) \(c.type.sql(dialect))"
+    }
+
+    /// PostgreSQL: any widening in place (`USING` converts the values; the key stays a key). Redshift: VARCHAR
+    /// growth of a non-key column only, and outside a transaction block.
+    public func alterColumnType(_ c: TableSchema.Column) -> String {
+        let column = SQL.identifier(c.name)
+        guard dialect == .postgres else { return "ALTER TABLE \(target) ALTER COLUMN \(column) TYPE \(c.type.sql(dialect))" }
+        let using: String = switch c.type {
+        case .nested: "to_jsonb(\(column))"
+        case .varchar: "\(column)::text"
+        default: "\(column)::\(c.type.sql(dialect))"
+        }
+        return "ALTER TABLE \(target) ALTER COLUMN \(column) TYPE \(c.type.sql(dialect)) USING \(using)"
+    }
+
+    /// The value of `column` (of type `old`) converted to `new`, for a column swap or a table rebuild.
+    func converted(_ column: String, from old: ColumnType, to new: ColumnType) -> String {
+        let c = SQL.identifier(column)
+        if old == new { return c }
+        return switch new {
+        case .nested: "CAST(\(c) AS SUPER)"
+        case .varchar: old == .nested ? "JSON_SERIALIZE(\(c))" : "CAST(\(c) AS \(new.sql(dialect)))"
+        default: "CAST(\(c) AS \(new.sql(dialect)))"
         }
     }
+
+    /// Redshift: a non-key column whose type cannot change in place moves through a new column. Each step can run
+    /// again after a crash (`SchemaChanger` looks at which columns exist).
+    public struct ColumnSwap: Sendable {
+        public var temporary: String
+        public var addTemporary: String
+        public var copy: String
+        public var dropOld: String
+        public var renameTemporary: String
+    }
+
+    public func columnSwap(_ c: TableSchema.Column, from old: ColumnType) -> ColumnSwap {
+        let temporary = c.name + "__mongoshift_new"
+        return ColumnSwap(
+            temporary: temporary,
+            addTemporary: "ALTER TABLE \(target) ADD COLUMN \(SQL.identifier(temporary)) \(c.type.sql(dialect))",
+            copy: "UPDATE \(target) SET \(SQL.identifier(temporary)) = \(converted(c.name, from: old, to: c.type))",
+            dropOld: "ALTER TABLE \(target) DROP COLUMN \(SQL.identifier(c.name))",
+            renameTemporary: "ALTER TABLE \(target) RENAME COLUMN \(SQL.identifier(temporary)) TO \(SQL.identifier(c.name))")
+    }
+
+    /// Redshift: a key column's type cannot change at all (neither ALTER nor DROP): the table is rebuilt — a new
+    /// table filled from the old, swapped in by two renames in one transaction, the old one dropped after.
+    public struct TableRebuild: Sendable {
+        public var rebuildName: String
+        public var oldName: String
+        public var dropRebuild: String
+        public var create: String
+        public var fill: String
+        public var swap: [String]
+        public var dropOld: String
+    }
+
+    public func tableRebuild(_ schema: TableSchema, from old: TableSchema) -> TableRebuild {
+        let rebuildName = String((table.name + "__mongoshift_rebuild").prefix(127))
+        let oldName = String((table.name + "__mongoshift_old").prefix(127))
+        let rebuild = TargetSQL(dialect: dialect, table: TableName(schema: table.schema, name: rebuildName))
+        let oldTypes = Dictionary(uniqueKeysWithValues: old.columns.map { ($0.name, $0.type) })
+        let existing = schema.columns.filter { oldTypes[$0.name] != nil }
+        let columns = (existing.map { SQL.identifier($0.name) } + [generation]).joined(separator: ", ")
+        let values = (existing.map { converted($0.name, from: oldTypes[$0.name]!, to: $0.type) } + [generation]).joined(separator: ", ")
+        return TableRebuild(
+            rebuildName: rebuildName, oldName: oldName,
+            dropRebuild: "DROP TABLE IF EXISTS \(rebuild.target)",
+            create: rebuild.createTable(schema),
+            fill: "INSERT INTO \(rebuild.target) (\(columns)) SELECT \(values) FROM \(target)",
+            swap: ["ALTER TABLE \(target) RENAME TO \(SQL.identifier(oldName))",
+                   "ALTER TABLE \(rebuild.target) RENAME TO \(SQL.identifier(table.name))"],
+            dropOld: "DROP TABLE IF EXISTS \(SQL.qualified(schema: table.schema, name: oldName))")
+    }
+
+    /// The target's columns as the catalog has them (`$1` schema, `$2` table).
+    public func catalogColumns() -> String {
+        "SELECT column_name, data_type, CAST(character_maximum_length AS varchar(12)) FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2"
+    }
+
+    var catalogParameters: [String?] { [table.schema ?? "public", table.name] }
 
     /// A session-local staging table: the target's columns plus `__op` ('u' upsert, 'd' delete).
     public func createStage(_ schema: TableSchema) -> [String] {

@@ -87,8 +87,14 @@ public struct ConfigCheck: Sendable {
            let n = Int(dup ?? "0"), n > 0 {
             problem("key (\(table.keyNames.joined(separator: ", "))) is not unique: \(n) duplicated values in a 100,000-row sample")
         }
-        if let w = table.watermarkName, !(await isIndexedOrSorted(pg, table: stream.table, column: w)) {
-            problem("watermark column \"\(w)\" has no index / sort key: every poll scans the table")
+        if let w = table.watermarkName {
+            do {
+                if try await !isIndexedOrSorted(pg, table: stream.table, column: w) {
+                    problem("watermark column \"\(w)\" has no index / sort key: every poll scans the table")
+                }
+            } catch {
+                problem("cannot tell whether watermark column \"\(w)\" has an index / sort key: \(error)")
+            }
         }
         if let w = table.watermarkName,
            let nulls = try? await pg.query("SELECT count(*) FROM \(qualified) WHERE \(SQL.identifier(w)) IS NULL").rows.first?.first, let n = Int(nulls ?? "0"), n > 0 {
@@ -107,20 +113,32 @@ public struct ConfigCheck: Sendable {
         return problems
     }
 
-    /// PostgreSQL: an index whose first column is it; Redshift: a sort key on it (pg_table_def.sortkey).
-    func isIndexedOrSorted(_ pg: PostgresConnection, table: TableName, column: String) async -> Bool {
+    /// PostgreSQL: an index whose first column is it; Redshift: a sort key on it (`pg_table_def.sortkey`; that
+    /// view lists only schemas on the search_path, so the table's schema is put there for the query). Throws when
+    /// the catalog cannot be read: that is reported, not taken as "fine".
+    func isIndexedOrSorted(_ pg: PostgresConnection, table: TableName, column: String) async throws -> Bool {
         let schema = table.schema ?? "public"
-        let dialect = config.redshift?.dialect ?? .postgres
-        let sql: String = switch dialect {
-        case .postgres: """
-            SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-            WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
-            """
-        case .redshift: "SELECT count(*) FROM pg_table_def WHERE schemaname = $1 AND tablename = $2 AND \"column\" = $3 AND sortkey <> 0"
+        switch config.redshift?.dialect ?? .postgres {
+        case .postgres:
+            let n = try await pg.query("""
+                SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+                WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
+                """, [schema, table.name, column]).rows.first?.first ?? nil
+            return (Int(n ?? "0") ?? 0) > 0
+        case .redshift:
+            let previous = try await pg.query("SHOW search_path").rows.first?.first ?? nil
+            try await pg.execute("SET search_path TO \(SQL.identifier(schema))")
+            let n: Result<String?, Error>
+            do {
+                n = .success(try await pg.query("SELECT count(*) FROM pg_table_def WHERE schemaname = $1 AND tablename = $2 AND \"column\" = $3 AND sortkey <> 0",
+                                                [schema, table.name, column]).rows.first?.first ?? nil)
+            } catch {
+                n = .failure(error)
+            }
+            try await pg.execute("SET search_path TO \(previous ?? "\"$user\", public")")
+            return (Int(try n.get() ?? "0") ?? 0) > 0
         }
-        guard let n = try? await pg.query(sql, [schema, table.name, column]).rows.first?.first else { return true }
-        return (Int(n ?? "0") ?? 0) > 0
     }
 
     func checkCollection(_ stream: StreamConfig, _ mongo: MongoClient, _ database: String) async -> [Problem] {

@@ -5,6 +5,9 @@ import PostgresClient
 
 /// Compares a Mongo collection with its Redshift/PostgreSQL table value by value (top-level fields → columns,
 /// as `flatten: 1` lays them out): the differing `_id`s by kind, with a readable reason for the first few.
+/// Memory is one page on each side, whatever the sizes: documents are read in `_id` order bracket by bracket
+/// (`TypeBracket`) and matched with their rows by an `IN` list; then the table's `_id`s are read in pages and
+/// looked up in the collection, to find rows whose documents are gone.
 public enum TableComparison {
     public struct Result: Sendable {
         public var checked = 0
@@ -17,42 +20,93 @@ public enum TableComparison {
     }
 
     public static func compare(mongo: MongoClient, database: String, collection: String, pg: PostgresConnection,
-                               table: String, excluding: Set<String> = [], reasonLimit: Int = 10) async throws -> Result {
+                               table: String, excluding: Set<String> = [], reasonLimit: Int = 10, pageSize: Int = 1000) async throws -> Result {
         var result = Result()
-        let rows = try await pg.query("SELECT * FROM \(table)")
-        let columns = Dictionary(uniqueKeysWithValues: rows.columns.enumerated().map { ($1.name, $0) })
-        guard let idColumn = columns["_id"] else { return result }
-        var byId: [String: [String?]] = [:]
-        for row in rows.rows { byId[row[idColumn] ?? ""] = row }
-        var seen = Set<String>()
         func note(_ text: String) { if result.reasons.count < reasonLimit { result.reasons.append(text) } }
-        for doc in try await mongo.findAll(database: database, collection: collection) {
-            let id = doc["_id"] ?? .null
-            let idText = ValueText.scalarText(id)
-            if excluding.contains(idText) { continue }
-            seen.insert(idText)
-            result.checked += 1
-            guard let row = byId[idText] else { result.missing.append(id); note("missing in table: \(idText)"); continue }
-            var differs = false
-            var fieldsSeen = Set<String>()
-            for (field, value) in doc {
-                let name = field == "_id" ? "_id" : ColumnNaming.sanitize(field)
-                fieldsSeen.insert(name)
-                guard let c = columns[name] else { differs = true; note("\(idText): no column for field \(field)"); continue }
-                if !matches(value, row[c], rows.columns[c].typeOID) {
-                    differs = true
-                    note("\(idText).\(field): mongo \(ExtendedJSON.relaxed(value)) table \(row[c] ?? "NULL")")
+        let probe = try await pg.query("SELECT * FROM \(table) LIMIT 0")
+        guard probe.columns.contains(where: { $0.name == "_id" }) else { return result }
+        let id = SQL.identifier("_id")
+        // Pass 1: every document against its row.
+        for bracket in TypeBracket.allCases {
+            var after: BSON?
+            while true {
+                let docs = try await mongo.findAll(database: database, collection: collection, filter: bracket.filter(after: after, upTo: nil),
+                                                   sort: ["_id": 1], limit: pageSize)
+                if docs.isEmpty { break }
+                after = docs.last?["_id"]
+                let texts = docs.map { ValueText.scalarText($0["_id"] ?? .null) }
+                let rows = try await pg.query("SELECT * FROM \(table) WHERE \(id) IN (\((1...texts.count).map { "$\($0)" }.joined(separator: ", ")))", texts)
+                let columns = Dictionary(uniqueKeysWithValues: rows.columns.enumerated().map { ($1.name, $0) })
+                let idColumn = columns["_id"]!
+                var byId: [String: [String?]] = [:]
+                for row in rows.rows { byId[row[idColumn] ?? ""] = row }
+                for (doc, idText) in zip(docs, texts) where !excluding.contains(idText) {
+                    result.checked += 1
+                    let key = doc["_id"] ?? .null
+                    guard let row = byId[idText] else { result.missing.append(key); note("missing in table: \(idText)"); continue }
+                    if !same(doc, row, columns: columns, types: rows.columns.map(\.typeOID), idText: idText, note: note) { result.changed.append(key) }
                 }
+                if docs.count < pageSize { break }
             }
-            for (name, c) in columns where !fieldsSeen.contains(name) && row[c] != nil && !name.hasPrefix("_mongoshift") {
-                differs = true
-                note("\(idText).\(name): not in the document but \(row[c]!) in the table")
-            }
-            if differs { result.changed.append(id) }
         }
-        result.extra = byId.keys.filter { !seen.contains($0) && !excluding.contains($0) }.sorted()
+        // Pass 2: rows whose documents are gone.
+        var lastID: String?
+        while true {
+            let page = try await pg.query("SELECT \(id) FROM \(table)\(lastID == nil ? "" : " WHERE \(id) > $1") ORDER BY \(id) LIMIT \(pageSize)",
+                                          lastID.map { [$0] } ?? [])
+            let texts = page.rows.compactMap { $0[0] }
+            if texts.isEmpty { break }
+            lastID = texts.last
+            let candidates = texts.flatMap(Self.keyCandidates)
+            let found = try await mongo.findAll(database: database, collection: collection, filter: ["_id": .document(["$in": .array(candidates)])],
+                                                projection: ["_id": 1])
+            let present = Set(found.map { ValueText.scalarText($0["_id"] ?? .null) })
+            for text in texts where !present.contains(text) && !excluding.contains(text) { result.extra.append(text) }
+            if texts.count < pageSize { break }
+        }
         if !result.extra.isEmpty { note("extra rows in table: \(result.extra.count), e.g. \(result.extra.prefix(3))") }
         return result
+    }
+
+    /// Compares one document with its row: every field with its column, and no other column holding a value.
+    static func same(_ doc: Document, _ row: [String?], columns: [String: Int], types: [UInt32], idText: String, note: (String) -> Void) -> Bool {
+        var differs = false
+        var fieldsSeen = Set<String>()
+        for (field, value) in doc {
+            let name = field == "_id" ? "_id" : ColumnNaming.sanitize(field)
+            fieldsSeen.insert(name)
+            guard let c = columns[name] else { differs = true; note("\(idText): no column for field \(field)"); continue }
+            if !matches(value, row[c], types[c]) {
+                differs = true
+                note("\(idText).\(field): mongo \(ExtendedJSON.relaxed(value)) table \(row[c] ?? "NULL")")
+            }
+        }
+        for (name, c) in columns where !fieldsSeen.contains(name) && row[c] != nil && !name.hasPrefix("_mongoshift") {
+            differs = true
+            note("\(idText).\(name): not in the document but \(row[c]!) in the table")
+        }
+        return !differs
+    }
+
+    /// The `_id` values whose text (as the table holds it) is `text`: an ObjectId, a number, a document, a string,
+    /// a date, a timestamp, a binary.
+    static func keyCandidates(_ text: String) -> [BSON] {
+        var out: [BSON] = [.string(text)]
+        if let oid = ObjectId(hex: text) { out.append(.objectId(oid)) }
+        if let n = Int64(text) { out.append(.int64(n)); if let small = Int32(exactly: n) { out.append(.int32(small)) } }
+        if let d = Double(text), text.contains(".") || text.contains("e") { out.append(.double(d)) }
+        if let decimal = Decimal128(text) { out.append(.decimal128(decimal)) }
+        if text.hasPrefix("{") || text.hasPrefix("["), let parsed = try? JSONToBSON.parse(text) { out.append(parsed) }
+        if text == "true" || text == "false" { out.append(.bool(text == "true")) }
+        if let ms = TextValueDecoder.parseTimestampText(text) { out.append(.datetime(ms)) }
+        if let packed = UInt64(text) {
+            out.append(.timestamp(BSONTimestamp(seconds: UInt32(packed >> 32), increment: UInt32(truncatingIfNeeded: packed))))
+        }
+        if text.count % 4 == 0, let data = Data(base64Encoded: text), !data.isEmpty {
+            // The table holds a binary `_id` as base64, whatever its subtype: the common ones.
+            for subtype: UInt8 in [0, 3, 4] { out.append(.binary(BSONBinary(subtype: subtype, data: [UInt8](data)))) }
+        }
+        return out
     }
 
     static func matches(_ value: BSON, _ text: String?, _ type: UInt32) -> Bool {
@@ -74,12 +128,14 @@ public enum TableComparison {
         case PostgresType.timestamp:
             guard case .datetime(let ms) = value else { return false }
             return TextValueDecoder.parseTimestampText(text) == ms
-        case PostgresType.jsonb, PostgresType.json:
+        case PostgresType.jsonb, PostgresType.json, PostgresType.redshiftSuper:
             guard let a = try? JSONToBSON.parse(text), let b = try? JSONToBSON.parse(ValueText.plainJSON(value)) else { return false }
             return canonical(a) == canonical(b)
-        case PostgresType.bytea:
+        case PostgresType.bytea, PostgresType.redshiftVarbyte:
+            // bytea prints `\x` + hex; Redshift's VARBYTE the bare hex.
             guard case .binary(let b) = value else { return false }
-            return text == "\\x" + b.data.map { String(format2: $0) }.joined()
+            let hex = b.data.map { String(format2: $0) }.joined()
+            return text == "\\x" + hex || text == hex
         default:
             return text == ValueText.scalarText(value)
         }

@@ -25,6 +25,7 @@ extension Mongoshift {
                     return
                 }
                 print("TABLES (Redshift/PostgreSQL)")
+                if let note = tables.compactMap(\.estimateNote).first { print("  (no row estimates: \(note))") }
                 for t in tables {
                     print("  \(t.name)  rows≈\(t.estimatedRows.map(String.init) ?? "?")  key=\(t.key.isEmpty ? "NONE (set key:)" : t.key.joined(separator: ","))"
                           + "  watermark candidates=\(t.watermarkCandidates.isEmpty ? "none" : t.watermarkCandidates.joined(separator: ","))"

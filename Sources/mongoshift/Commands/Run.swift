@@ -112,7 +112,7 @@ actor FailedStreams {
 struct EveryStreamFailed: Error, CustomStringConvertible {
     var streams: [String]
     var description: String {
-        "every stream has failed (\(streams.joined(separator: ", "))): the reasons are in the log and in `mongoshift lag`"
+        "every stream has failed (\(streams.sorted().joined(separator: ", "))): the reasons are in the log and in `mongoshift lag`"
     }
 }
 

@@ -35,6 +35,7 @@ extension Mongoshift {
                     }
                     remaining += repair ? report.differences - report.repaired : report.differences
                 }
+                print("peak RSS \(PeakMemory.megabytes) MiB")
                 if remaining > 0 { throw Exit.thresholdFailed }
             } catch {
                 throw ErrorReporting.fail(error)

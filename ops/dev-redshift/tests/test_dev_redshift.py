@@ -339,6 +339,15 @@ def test_varbyte_default_64000_and_max_1024000(conn, table):
     assert refused(conn, f"CREATE TABLE {table}_x (v varbyte(1024001))")[1] == "length for type varbyte cannot exceed 1024000"
 
 
+def test_cast_to_sized_varbyte_in_a_table_rewrite(conn, table):
+    conn.execute(f"CREATE TABLE {table} (v varbyte(4))")
+    conn.execute(f"INSERT INTO {table} VALUES (FROM_HEX('abcd'))")
+    conn.execute(f"CREATE TABLE {table}_w (v varbyte(70000))")
+    conn.execute(f"INSERT INTO {table}_w SELECT CAST(v AS VARBYTE(70000)) FROM {table}")
+    assert one(conn, f"SELECT TO_HEX(v) FROM {table}_w")[0] == "abcd"
+    conn.execute(f"DROP TABLE {table}_w")
+
+
 def test_super_string_at_most_65535_bytes(conn, table):
     conn.execute(f"CREATE TABLE {table} (s super)")
     conn.execute(f"INSERT INTO {table} VALUES (JSON_PARSE(%s))", (json.dumps({"a": "x" * 65535}),))
@@ -496,7 +505,7 @@ def test_every_statement_is_logged_once(conn, table):
     assert sum(1 for r in records if r["sql"].endswith(f"'{marker}-p'")) >= 3
     bad = [r for r in records if f"{marker}-e" in r["sql"]]
     assert len(bad) == 1 and bad[0]["ok"] is False and "does not exist" in bad[0]["error"]
-    assert all(set(r) == {"time", "session", "sql", "ok", "error"} for r in records)
+    assert all(set(r) == {"time", "session", "application", "sql", "ok", "error"} for r in records)
 
 
 # ------------------------------------------------------------------------------------------------ COPY

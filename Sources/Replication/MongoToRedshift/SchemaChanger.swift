@@ -1,0 +1,102 @@
+import Logging
+import PostgresClient
+
+/// Runs a batch's schema changes on the target, before and outside its data transaction (Redshift cannot change
+/// a column's type inside one). Every step can run again after a crash at any point: each looks at the catalog
+/// first (which columns and tables exist) and does only what is left.
+///
+/// - New columns: `ADD COLUMN` (already there: done). Nothing is tried and forgiven: every statement sent is one
+///   the target accepts.
+/// - PostgreSQL widens in place (`ALTER COLUMN … TYPE … USING`), key columns included.
+/// - Redshift grows a non-key VARCHAR in place; other non-key widenings move through a new column (add, copy,
+///   drop, rename); a key column (`_id`) can be neither altered nor dropped, so the table is rebuilt and swapped in
+///   by two renames in one transaction.
+struct SchemaChanger {
+    let sql: TargetSQL
+    let logger: Logger
+
+    func apply(_ changes: [SchemaChange], schema: TableSchema, previous: TableSchema, on c: PostgresConnection) async throws {
+        guard !changes.isEmpty else { return }
+        let keyWidened = changes.contains { if case .widenColumn(let column, _) = $0 { column.name == "_id" } else { false } }
+        if sql.dialect == .redshift && keyWidened {
+            try await rebuild(schema, from: previous, on: c)
+            return
+        }
+        var present: Set<String>?
+        for change in changes {
+            switch change {
+            case .addColumn(let column):
+                if present == nil { present = try await catalogColumnNames(on: c) }
+                if !present!.contains(column.name) { try await c.execute(sql.addColumn(column)) }
+            case .widenColumn(let column, let old):
+                if sql.dialect == .postgres {
+                    try await c.execute(sql.alterColumnType(column))
+                } else if old.canAlterInPlace(to: column.type, dialect: sql.dialect) {
+                    if try await catalogWidth(column.name, on: c) ?? 0 < column.type.textWidth {
+                        try await c.execute(sql.alterColumnType(column))
+                    }
+                } else {
+                    try await swap(column, from: old, on: c)
+                }
+            }
+        }
+    }
+
+    private func swap(_ column: TableSchema.Column, from old: ColumnType, on c: PostgresConnection) async throws {
+        let steps = sql.columnSwap(column, from: old)
+        let present = try await catalogColumnNames(on: c)
+        switch (present.contains(column.name), present.contains(steps.temporary)) {
+        case (true, false):
+            try await c.execute(steps.addTemporary)
+            try await c.execute(steps.copy)
+            try await c.execute(steps.dropOld)
+            try await c.execute(steps.renameTemporary)
+        case (true, true):
+            // A crash after adding (or filling) the new column: fill it again, then finish.
+            try await c.execute(steps.copy)
+            try await c.execute(steps.dropOld)
+            try await c.execute(steps.renameTemporary)
+        case (false, true):
+            // A crash between the drop and the rename.
+            try await c.execute(steps.renameTemporary)
+        case (false, false):
+            throw PostgresError(code: .unexpectedResult, message: "column \(column.name) of \(sql.target) is missing: neither it nor \(steps.temporary) exists")
+        }
+    }
+
+    private func rebuild(_ schema: TableSchema, from previous: TableSchema, on c: PostgresConnection) async throws {
+        let plan = sql.tableRebuild(schema, from: previous)
+        // A crash after the swap left the old table: gone first (the rebuilt one is the target now).
+        try await c.execute(plan.dropOld)
+        try await c.execute(plan.dropRebuild)
+        try await c.execute(plan.create)
+        try await c.execute(plan.fill)
+        try await c.execute("BEGIN")
+        do {
+            for statement in plan.swap { try await c.execute(statement) }
+            try await c.execute("COMMIT")
+        } catch {
+            _ = try? await c.execute("ROLLBACK")
+            throw error
+        }
+        try await c.execute(plan.dropOld)
+        logger.notice("rebuilt the target table to widen its key column", metadata: ["table": "\(sql.target)"])
+    }
+
+    /// Adds the snapshot-generation column to a table created before it existed, unless it is there.
+    func ensureGenerationColumn(on c: PostgresConnection) async throws {
+        if try await !catalogColumnNames(on: c).contains(TargetSQL.generationColumn) {
+            try await c.execute(sql.addGenerationColumn())
+        }
+    }
+
+    private func catalogColumnNames(on c: PostgresConnection) async throws -> Set<String> {
+        Set(try await c.query(sql.catalogColumns(), sql.catalogParameters).rows.compactMap { $0[0] })
+    }
+
+    private func catalogWidth(_ column: String, on c: PostgresConnection) async throws -> Int? {
+        let rows = try await c.query(sql.catalogColumns(), sql.catalogParameters).rows
+        guard let row = rows.first(where: { $0[0] == column }), let width = row[2] else { return nil }
+        return Int(width)
+    }
+}

@@ -1,0 +1,219 @@
+import BSON
+import Foundation
+import MongoClient
+import PostgresClient
+import TestSupport
+import XCTest
+
+/// `dialect: redshift` end to end against the Redshift stand-in (ops/dev-redshift: Redshift's SQL, limits and
+/// refusals, serializable isolation, informational keys), both directions: snapshot and tail with idle periods,
+/// soft and hard deletes, schema evolution and widening (VARCHAR, VARBYTE, the `_id` key), oversized values, and
+/// `check`, `discover`, `verify`, `lag`. Every statement mongoshift sends must be accepted: each test fails if the
+/// stand-in refused one, and the suite prints how many distinct statement shapes it exercised.
+final class RedshiftDialectTests: IntegrationTestCase {
+    override var namePrefix: String { "rs" }
+    var rs = ""
+    var log: StatementLog!
+    var logOffset: UInt64 = 0
+    nonisolated(unsafe) static var shapes = Set<String>()
+
+    override func setUp() async throws {
+        try await super.setUp()
+        let (url, path) = try TestServers.requireRedshift()
+        rs = url
+        log = StatementLog(path: path)
+        logOffset = log.offset
+    }
+
+    override func tearDown() async throws {
+        if let log {
+            let entries = log.entries(after: logOffset)
+            let refused = entries.filter { !$0.ok }
+            XCTAssertEqual(refused.map { "\($0.sql.prefix(300)) → \($0.error ?? "")" }, [], "every statement mongoshift sent was accepted")
+            Self.shapes.formUnion(entries.map { StatementLog.shape($0.sql) })
+            print("redshift dialect: \(entries.count) statements in this test, \(Self.shapes.count) distinct shapes so far")
+        }
+        try await super.tearDown()
+    }
+
+    override class func tearDown() {
+        print("redshift dialect: \(shapes.count) distinct statement shapes exercised against ops/dev-redshift")
+        super.tearDown()
+    }
+
+    func config(_ streams: String, extra: String = "") throws -> String {
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(rs)", dialect: redshift }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms, batch_bytes: 256KiB }
+        \(extra)
+        streams:
+        \(streams)
+        """
+        let path = directory + "/redshift.yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    // MARK: Redshift → Mongo
+
+    func testRedshiftToMongoSnapshotTailIdleDeletesAndOperations() async throws {
+        // A table made the Redshift way: informational key, SUPER, VARBYTE, no index.
+        let source = try await PostgresConnection.connect(rs)
+        try await source.execute("""
+            CREATE TABLE public.\(table) (id bigint NOT NULL, customer_id integer, amount decimal(12,2), note varchar(64),
+              attrs super, payload varbyte, is_deleted boolean DEFAULT false, updated_at timestamp NOT NULL, PRIMARY KEY (id));
+            INSERT INTO public.\(table) SELECT g, g % 7, g * 1.25, 'row ' || g, JSON_PARSE('{"g": ' || g || '}'), FROM_HEX('0a0b'), false, GETDATE()
+            FROM generate_series(1, 400) g;
+            """)
+        let cfg = try config("""
+          - name: orders
+            from: { table: public.\(table) }
+            to: { collection: orders }
+            watermark: updated_at
+            safety_lag: 1s
+            deletes: { column: is_deleted }
+            reconcile_every: 1s
+            partitions: 3
+        """)
+        let check = try MongoshiftProcess.run(["check", "--config", cfg])
+        XCTAssertTrue(check.stdout.contains("has no index / sort key"), "Redshift tables have no index:\n\(check.stdout)")
+        let (process, _) = try startRun(cfg)
+        try await waitFor("snapshot") { phase("orders") == "streaming" }
+        // Idle: the tail polls an unchanged table for a while (the first idle poll used to fail on Redshift).
+        try await Task.sleep(for: .seconds(3))
+        XCTAssertEqual(phase("orders"), "streaming")
+        try await source.execute("UPDATE public.\(table) SET note = 'changed', updated_at = GETDATE() WHERE id <= 50")
+        try await source.execute("UPDATE public.\(table) SET is_deleted = true, updated_at = GETDATE() WHERE id BETWEEN 51 AND 60")
+        try await source.execute("DELETE FROM public.\(table) WHERE id BETWEEN 61 AND 65")
+        try await source.execute("INSERT INTO public.\(table) SELECT g, 1, 1.00, 'new', JSON_PARSE('[1,2]'), FROM_HEX('ff'), false, GETDATE() FROM generate_series(1001, 1020) g")
+        try await waitFor("convergence") {
+            let (tally, reasons) = try await Convergence.compare(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
+            return tally.isExact && reasons.isEmpty
+        }
+        let lag = try MongoshiftProcess.run(["lag", "--config", cfg, "--json"])
+        XCTAssertEqual(lag.status, 0, lag.stderr)
+        XCTAssertTrue(lag.stdout.contains(#""phase":"streaming""#), lag.stdout)
+        stop(process)
+        let verify = try MongoshiftProcess.run(["verify", "--config", cfg])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+        let discover = try MongoshiftProcess.run(["discover", "--config", cfg])
+        XCTAssertEqual(discover.status, 0, discover.stderr)
+        XCTAssertTrue(discover.stdout.contains(table) && discover.stdout.contains("key=id"), discover.stdout)
+    }
+
+    /// Issue "A local Redshift…" fix 5: `check` reads sort keys of schemas that are not on the search_path (and
+    /// reports a failed lookup instead of calling it fine); `discover` lists empty tables with 0 rows.
+    func testCheckSeesSortKeysOutsideTheSearchPathAndDiscoverListsEmptyTables() async throws {
+        let source = try await PostgresConnection.connect(rs)
+        let ns = table + "_src"
+        onTeardown { [rs] in
+            let c = try? await PostgresConnection.connect(rs)
+            _ = try? await c?.execute("DROP SCHEMA IF EXISTS \(ns) CASCADE")
+        }
+        try await source.execute("""
+            CREATE SCHEMA \(ns);
+            CREATE TABLE \(ns).sorted (id bigint NOT NULL, updated_at timestamp NOT NULL, PRIMARY KEY (id)) SORTKEY (updated_at);
+            CREATE TABLE \(ns).unsorted (id bigint NOT NULL, updated_at timestamp NOT NULL, PRIMARY KEY (id));
+            CREATE TABLE \(ns).empty (id bigint NOT NULL, updated_at timestamp NOT NULL, PRIMARY KEY (id));
+            INSERT INTO \(ns).sorted SELECT g, GETDATE() FROM generate_series(1, 10) g;
+            INSERT INTO \(ns).unsorted SELECT g, GETDATE() FROM generate_series(1, 10) g;
+            """)
+        let cfg = try config("""
+          - name: sorted
+            from: { table: \(ns).sorted }
+            to: { collection: sorted }
+            watermark: updated_at
+          - name: unsorted
+            from: { table: \(ns).unsorted }
+            to: { collection: unsorted }
+            watermark: updated_at
+        """)
+        let check = try MongoshiftProcess.run(["check", "--config", cfg])
+        let lines = check.stdout.split(separator: "\n").filter { $0.contains("has no index / sort key") || $0.contains("cannot tell") }
+        XCTAssertEqual(lines.count, 1, check.stdout)
+        XCTAssertTrue(lines.first?.contains("unsorted") ?? false, check.stdout)
+        let discover = try MongoshiftProcess.run(["discover", "--config", cfg])
+        XCTAssertEqual(discover.status, 0, discover.stderr)
+        XCTAssertTrue(discover.stdout.contains("\(ns).empty  rows≈0"), discover.stdout)
+    }
+
+    // MARK: Mongo → Redshift
+
+    func testMongoToRedshiftSchemaEvolutionWideningAndLimits() async throws {
+        let ids = (0..<200).map { _ in ObjectId.generate() }
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", ids.enumerated().map { i, id in
+            .insert(["_id": .objectId(id), "name": .string("app \(i)"), "qty": .int32(Int32(i)), "meta": .document(["n": .int32(Int32(i))]),
+                     "blob": .binary(BSONBinary(subtype: 0, data: [UInt8(i % 256)]))])
+        })
+        let cfg = try config("""
+          - name: apps
+            from: { collection: apps }
+            to: { table: \(table).apps }
+            partitions: 2
+        """)
+        let (process, base) = try startRun(cfg)
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        try await Task.sleep(for: .seconds(2))  // idle
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [
+            // VARCHAR growth in place, int → bigint → double (column swap), a new field.
+            .update(filter: ["_id": .objectId(ids[0])], update: ["$set": .document(["name": .string(String(repeating: "n", count: 300)),
+                                                                                      "qty": .int64(10_000_000_000), "added": "yes"])], upsert: false),
+            .update(filter: ["_id": .objectId(ids[1])], update: ["$set": .document(["qty": .double(2.5)])], upsert: false),
+            // A binary value between 64,000 and 1,024,000 bytes: the VARBYTE column widens.
+            .update(filter: ["_id": .objectId(ids[2])], update: ["$set": .document(["blob": .binary(BSONBinary(subtype: 0, data: [UInt8](repeating: 7, count: 100_000)))])], upsert: false),
+            // A string over 65,535 bytes inside a SUPER value: dead-lettered, the batch goes on.
+            .update(filter: ["_id": .objectId(ids[3])], update: ["$set": .document(["meta": .document(["long": .string(String(repeating: "x", count: 70_000))])])], upsert: false),
+            .delete(filter: ["_id": .objectId(ids[4])]),
+        ])
+        // A string _id: the key column widens from char(24): the table is rebuilt (Redshift alters no key column).
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [.insert(["_id": "a-string-key", "name": "stringly", "qty": 1])])
+        let diffs = try await TableConvergence.wait(timeout: 90, mongo: mongo, database: database, collection: "apps", pg: connection,
+                                                    table: "\(table).apps", excluding: [ids[3].description])
+        XCTAssertEqual(diffs, [])
+        let letters = try String(contentsOfFile: state + "/deadletter/apps.jsonl", encoding: .utf8)
+        XCTAssertTrue(letters.contains(ids[3].description) && letters.contains("65535"), letters)
+        let logText = MongoshiftProcess.output(base).stderr
+        XCTAssertTrue(logText.contains("rebuilt the target table to widen its key column"), logText.suffix(3000).description)
+        let key = try await connection.query("SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'apps' AND column_name = '_id'",
+                                             [table]).rows.first?.first ?? nil
+        XCTAssertEqual(key, "character varying")
+        stop(process)
+        let verify = try MongoshiftProcess.run(["verify", "--config", cfg])
+        XCTAssertTrue(verify.stdout.contains("1 differences") || verify.status == 0, verify.stdout)
+    }
+
+    /// Issue "A local Redshift…" fix 2: concurrent applies into one schema (two streams, their snapshot pages and
+    /// tails at once) queue on the checkpoint LOCK instead of failing with 1023.
+    func testConcurrentStreamsIntoOneSchemaDoNotConflict() async throws {
+        for name in ["a", "b"] {
+            _ = try await mongo.bulkWrite(database: database, collection: name, (1...300).map { .insert(["_id": .int32(Int32($0)), "v": .int32(Int32($0))]) })
+        }
+        let cfg = try config("""
+          - name: a
+            from: { collection: a }
+            to: { table: \(table).a }
+            partitions: 3
+          - name: b
+            from: { collection: b }
+            to: { table: \(table).b }
+            partitions: 3
+        """, extra: "")
+        let (process, base) = try startRun(cfg)
+        try await waitFor("both snapshots") { phase("a") == "streaming" && phase("b") == "streaming" }
+        for round in 0..<5 {
+            for name in ["a", "b"] {
+                _ = try await mongo.bulkWrite(database: database, collection: name, (1...300).map {
+                    .update(filter: ["_id": .int32(Int32($0))], update: ["$set": .document(["v": .int32(Int32(round))])], upsert: false)
+                })
+            }
+        }
+        for name in ["a", "b"] {
+            let diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: name, pg: connection, table: "\(table).\(name)")
+            XCTAssertEqual(diffs, [], name)
+        }
+        XCTAssertFalse(MongoshiftProcess.output(base).stderr.contains("1023"), "no serialization conflict")
+        stop(process)
+    }
+}

@@ -21,6 +21,8 @@ let package = Package(
         .systemLibrary(name: "CMongoC", pkgConfig: "libmongoc-1.0", providers: [.apt(["libmongoc-dev", "libbson-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // Leaves first; each module depends only on those above it (docs/ARCHITECTURE.md).
         .target(name: "ShiftCore"),
@@ -29,16 +31,17 @@ let package = Package(
         .target(name: "PostgresClient", dependencies: ["CLibPQ", "ShiftCore"]),
         .target(name: "MongoClient", dependencies: ["CMongoC", "BSON", "ShiftCore"]),
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
+        .target(name: "S3", dependencies: ["CCurl", "CCrypto", "ShiftCore"]),
         .target(name: "Spool", dependencies: ["CZstd", "BSON", "Changes", "ShiftCore"]),
         .target(name: "StateStore", dependencies: ["Changes", "BSON", "ShiftCore", "SQLiteStore", "PostgresClient"]),
         .target(name: "Replication", dependencies: [
-            "BSON", "Changes", "PostgresClient", "MongoClient", "Spool", "StateStore", "ShiftCore",
+            "BSON", "Changes", "PostgresClient", "MongoClient", "Spool", "StateStore", "ShiftCore", "S3",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
         .executableTarget(name: "mongoshift", dependencies: [
-            "Replication", "StateStore", "BSON", "Changes", "MongoClient", "PostgresClient", "ShiftCore",
+            "Replication", "StateStore", "BSON", "Changes", "MongoClient", "PostgresClient", "ShiftCore", "S3",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -49,15 +52,15 @@ let package = Package(
 
         // Test helpers: the dev servers' URLs from the environment, unique names, running the built binary, the
         // integration suites' shared setUp/tearDown.
-        .target(name: "TestSupport", dependencies: ["BSON", "Changes", "MongoClient", "PostgresClient", "StateStore", "Replication", "ShiftCore"],
+        .target(name: "TestSupport", dependencies: ["BSON", "Changes", "MongoClient", "PostgresClient", "StateStore", "Replication", "ShiftCore", "S3"],
                 path: "Tests/TestSupport"),
         // No servers: `swift test --filter UnitTests` runs these alone, in seconds.
-        .testTarget(name: "UnitTests", dependencies: ["mongoshift", "BSON", "Changes", "Spool", "StateStore", "Replication", "PostgresClient", "CZstd", "TestSupport"]),
+        .testTarget(name: "UnitTests", dependencies: ["mongoshift", "BSON", "Changes", "Spool", "StateStore", "Replication", "PostgresClient", "S3", "CZstd", "TestSupport"]),
         // Against the dev servers (skipped with the reason printed when MONGOSHIFT_TEST_PG / _MONGO are unset).
         .testTarget(name: "IntegrationTests", dependencies: ["mongoshift", "BSON", "Changes", "MongoClient", "PostgresClient", "Spool",
-                                                             "StateStore", "Replication", "TestSupport"]),
+                                                             "StateStore", "Replication", "S3", "TestSupport"]),
         // Whole processes under abuse: crash storms, server faults, several workers, memory.
-        .testTarget(name: "SystemTests", dependencies: ["BSON", "Changes", "MongoClient", "PostgresClient", "StateStore", "Replication", "TestSupport"]),
+        .testTarget(name: "SystemTests", dependencies: ["BSON", "Changes", "MongoClient", "PostgresClient", "StateStore", "Replication", "S3", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

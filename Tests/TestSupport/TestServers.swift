@@ -27,6 +27,16 @@ public enum TestServers {
         return (url, log)
     }
 
+    /// The S3 emulator beside the Redshift stand-in: endpoint and bucket (credentials are in AWS_* variables).
+    public static func requireS3() throws -> (endpoint: String, bucket: String) {
+        let env = ProcessInfo.processInfo.environment
+        guard let endpoint = env["MONGOSHIFT_TEST_S3_ENDPOINT"], !endpoint.isEmpty, let bucket = env["MONGOSHIFT_TEST_S3_BUCKET"] else {
+            print("skipping: MONGOSHIFT_TEST_S3_ENDPOINT is not set (ops/servers start exports it; run ops/test or .ci/run)")
+            throw XCTSkip("MONGOSHIFT_TEST_S3_ENDPOINT is not set")
+        }
+        return (endpoint, bucket)
+    }
+
     public static func requireMongo() throws -> String {
         guard let url = mongoURL, !url.isEmpty else {
             print("skipping: MONGOSHIFT_TEST_MONGO is not set (start ops/dev-mongo/start or run .ci/run)")

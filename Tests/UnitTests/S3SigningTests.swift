@@ -1,0 +1,108 @@
+import Foundation
+import S3
+import XCTest
+
+/// SigV4 against the worked examples of AWS's S3 documentation ("Signature Calculations for the Authorization
+/// Header: Transferring Payload in a Single Chunk"): same inputs, same signatures.
+final class S3SigningTests: XCTestCase {
+    let credentials = AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", source: "test")
+    let signer = SigV4Signer(region: "us-east-1")
+    let date = Date(timeIntervalSince1970: 1_369_353_600)  // 2013-05-24T00:00:00Z
+
+    func authorization(_ method: String, path: String, query: [(String, String)] = [], headers: [(String, String)] = [],
+                       payload: String = SigV4Signer.emptyPayloadHash) -> String {
+        let signed = signer.sign(method: method, host: "examplebucket.s3.amazonaws.com", path: path, query: SigV4Signer.canonicalQuery(query),
+                                 headers: headers, payloadHash: payload, credentials: credentials, date: date)
+        return signed.first { $0.0 == "authorization" }!.1
+    }
+
+    func testGetObjectWithRange() {
+        XCTAssertEqual(authorization("GET", path: "/test.txt", headers: [("Range", "bytes=0-9")]),
+                       "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+                       + "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+    }
+
+    func testPutObjectWithAnEncodedKey() {
+        let body = Array("Welcome to Amazon S3.".utf8)
+        let hash = Digest.hex(Digest.sha256(body))
+        XCTAssertEqual(hash, "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072")
+        let auth = authorization("PUT", path: "/" + SigV4Signer.encode("test$file.text", keepSlash: true),
+                                 headers: [("Date", "Fri, 24 May 2013 00:00:00 GMT"), ("x-amz-storage-class", "REDUCED_REDUNDANCY")], payload: hash)
+        XCTAssertTrue(auth.hasSuffix("SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class, "
+                                     + "Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"), auth)
+    }
+
+    func testGetBucketLifecycleValuelessParameter() {
+        XCTAssertTrue(authorization("GET", path: "/", query: [("lifecycle", "")])
+            .hasSuffix("Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"))
+    }
+
+    func testListObjectsSortsTheQuery() {
+        XCTAssertEqual(SigV4Signer.canonicalQuery([("prefix", "J"), ("max-keys", "2")]), "max-keys=2&prefix=J")
+        XCTAssertTrue(authorization("GET", path: "/", query: [("prefix", "J"), ("max-keys", "2")])
+            .hasSuffix("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"))
+    }
+
+    func testEncodingKeepsOnlyUnreservedCharacters() {
+        XCTAssertEqual(SigV4Signer.encode("a b/c+d=e~f_g.h-i", keepSlash: false), "a%20b%2Fc%2Bd%3De~f_g.h-i")
+        XCTAssertEqual(SigV4Signer.encode("dir/ü.zst", keepSlash: true), "dir/%C3%BC.zst")
+    }
+
+    func testSessionTokenIsSignedAndSent() {
+        var temporary = credentials
+        temporary.sessionToken = "token/with+chars"
+        let signed = signer.sign(method: "GET", host: "h", path: "/", query: "", headers: [], payloadHash: SigV4Signer.emptyPayloadHash,
+                                 credentials: temporary, date: date)
+        XCTAssertEqual(signed.first { $0.0 == "x-amz-security-token" }?.1, "token/with+chars")
+        XCTAssertTrue(signed.first { $0.0 == "authorization" }!.1.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token"))
+    }
+
+    func testCredentialDescriptionNeverShowsTheSecret() {
+        XCTAssertFalse("\(credentials)".contains("wJalr"))
+    }
+
+    // MARK: the credential chain's local sources
+
+    func chain(_ environment: [String: String]) -> CredentialChain {
+        CredentialChain(region: "us-east-1", environment: environment.merging(["AWS_EC2_METADATA_DISABLED": "true"]) { a, _ in a },
+                        transport: HTTPTransport(lanes: 1))
+    }
+
+    func testEnvironmentComesFirst() async throws {
+        let found = try await chain(["AWS_ACCESS_KEY_ID": "AKENV", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t", "HOME": "/nonexistent"]).credentials()
+        XCTAssertEqual(found.accessKeyID, "AKENV")
+        XCTAssertEqual(found.sessionToken, "t")
+        XCTAssertEqual(found.source, "environment (AWS_ACCESS_KEY_ID)")
+    }
+
+    func testProfilesFromTheSharedFiles() async throws {
+        let dir = NSTemporaryDirectory() + "aws-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[default]\naws_access_key_id = AKDEFAULT\naws_secret_access_key = s1\n\n[prod]\naws_access_key_id=AKPROD\naws_secret_access_key=s2\n"
+            .write(toFile: dir + "/credentials", atomically: true, encoding: .utf8)
+        try "[profile staging]\nregion = eu-west-1\naws_access_key_id = AKSTAGING\naws_secret_access_key = s3\n"
+            .write(toFile: dir + "/config", atomically: true, encoding: .utf8)
+        let files = ["AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials", "AWS_CONFIG_FILE": dir + "/config"]
+        let byDefault = try await chain(files).credentials()
+        XCTAssertEqual(byDefault.accessKeyID, "AKDEFAULT")
+        let prod = try await chain(files.merging(["AWS_PROFILE": "prod"]) { a, _ in a }).credentials()
+        XCTAssertEqual(prod.accessKeyID, "AKPROD")
+        let staging = try await chain(files.merging(["AWS_PROFILE": "staging"]) { a, _ in a }).credentials()
+        XCTAssertEqual(staging.accessKeyID, "AKSTAGING")
+        let named = CredentialChain(.profile("prod"), region: "us-east-1", environment: files.merging(["AWS_ACCESS_KEY_ID": "AKENV", "AWS_SECRET_ACCESS_KEY": "x"]) { a, _ in a },
+                                    transport: HTTPTransport(lanes: 1))
+        let chosen = try await named.credentials()
+        XCTAssertEqual(chosen.accessKeyID, "AKPROD", "a named profile skips the environment")
+    }
+
+    func testNoCredentialsAnywhereIsOneClearError() async throws {
+        do {
+            _ = try await chain(["HOME": "/nonexistent"]).credentials()
+            XCTFail("expected no credentials")
+        } catch let e as S3Error {
+            XCTAssertEqual(e.code, .credentialsUnavailable)
+            XCTAssertTrue(e.description.contains("no AWS credentials found"), e.description)
+        }
+    }
+}

@@ -75,6 +75,9 @@ public enum SnapshotKey: Sendable, Hashable, CustomStringConvertible {
     case columns([String])
     case documentID(BSON)
     case typeBracket(String)
+    /// An UNLOAD snapshot partition: files before `file` (in its manifest's order) are spooled, and the first
+    /// `rows` rows of `file`.
+    case unloadFile(file: Int, rows: Int)
 
     public var columns: [String]? {
         if case .columns(let c) = self { return c }
@@ -91,6 +94,7 @@ public enum SnapshotKey: Sendable, Hashable, CustomStringConvertible {
         case .columns(let c): c.joined(separator: ",")
         case .documentID(let id): ExtendedJSON.relaxed(id)
         case .typeBracket(let name): "<\(name)>"
+        case .unloadFile(let file, let rows): "file \(file) row \(rows)"
         }
     }
 }
@@ -105,7 +109,7 @@ public struct PositionError: Error, CustomStringConvertible, Sendable {
 
 extension StreamPosition {
     /// `{w: text, k?: [text]}` · `{t: token, ts?: timestamp, after_invalidate?: true}` · `{k: [text]}` · `{id: _id}` ·
-    /// `{tb: bracket}`.
+    /// `{tb: bracket}` · `{uf: file, ur: rows}`.
     /// (These are the keys the state stores of earlier versions hold, so they stay readable.)
     public var document: Document {
         switch self {
@@ -124,6 +128,8 @@ extension StreamPosition {
             return ["id": id]
         case .snapshotKey(.typeBracket(let name)):
             return ["tb": .string(name)]
+        case .snapshotKey(.unloadFile(let file, let rows)):
+            return ["uf": .int64(Int64(file)), "ur": .int64(Int64(rows))]
         }
     }
 
@@ -151,6 +157,8 @@ extension StreamPosition {
             self = .snapshotKey(.documentID(id))
         } else if case .string(let name)? = document["tb"] {
             self = .snapshotKey(.typeBracket(name))
+        } else if let file = document["uf"]?.int64Value, let rows = document["ur"]?.int64Value {
+            self = .snapshotKey(.unloadFile(file: Int(file), rows: Int(rows)))
         } else if let k = document["k"] {
             // Earlier versions stored a Mongo partition key as `{k: _id}`; an `_id` is never an array.
             if case .array = k, let key = try texts(k) {

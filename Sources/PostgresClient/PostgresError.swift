@@ -27,7 +27,7 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable, Transient
         self.sqlState = sqlState
         self.message = message
         self.detail = detail
-        self.query = query.map { $0.count > 200 ? String($0.prefix(200)) + "…" : $0 }
+        self.query = query.map { Redaction.redactSQL($0) }.map { $0.count > 200 ? String($0.prefix(200)) + "…" : $0 }
     }
 
     /// Worth retrying on a fresh connection: connection trouble, admin shutdown/cancel, serialization failures,

@@ -36,7 +36,7 @@ public struct S3Object: Sendable, Equatable {
 /// they expire (or when S3 calls them expired).
 public final class S3Client: Sendable {
     public let settings: S3Settings
-    let credentials: CredentialChain
+    public let credentials: CredentialChain
     let transport: HTTPTransport
     let signer: SigV4Signer
 

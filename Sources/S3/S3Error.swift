@@ -1,6 +1,8 @@
+import ShiftCore
+
 /// A failed S3 (or credential) step: what was attempted, on which bucket/key, with which credentials (their
 /// source, never the secret), and what the service said. One line (docs/S3.md, "Errors").
-public struct S3Error: Error, CustomStringConvertible, Sendable {
+public struct S3Error: Error, CustomStringConvertible, Sendable, TransientClassifying {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let raw: String
         public var description: String { raw }

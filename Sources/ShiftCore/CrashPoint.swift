@@ -19,7 +19,18 @@ public enum CrashPoint {
     /// After a tail segment's file is durable and before the state store records it (stop point only).
     public static let tailSealed = "tail.sealed"
 
+    /// COPY loads: after a batch's files are in S3, before the transaction.
+    public static let loadUploaded = "load.uploaded"
+    /// COPY loads: after COPY filled the stage table, before the transaction commits.
+    public static let loadCopied = "load.copied"
+    /// COPY loads: after the transaction committed, before its files are deleted.
+    public static let loadCommitted = "load.committed"
+    /// UNLOAD snapshots: after a file's rows are spooled (the partition's position moved), before the file is deleted.
+    public static let unloadFileSpooled = "unload.file-spooled"
+
     public static let all = [segmentSealed, segmentRecorded, targetWritten, checkpointWritten, spoolBeforeRename]
+    /// The S3 paths' own points (reached only with `load: copy` / `extract: unload`).
+    public static let s3 = [loadUploaded, loadCopied, loadCommitted, unloadFileSpooled]
 
     private static let armed: (name: String, at: Int)? = parse(ProcessInfo.processInfo.environment["MONGOSHIFT_CRASH_AT"])
     private static let hits = Atomic<Int>(0)

@@ -12,6 +12,18 @@ public enum Redaction {
         return out
     }
 
+    /// COPY and UNLOAD authorization clauses: `SECRET_ACCESS_KEY '…'`, `SESSION_TOKEN '…'`, `CREDENTIALS '…'`
+    /// → `'***'` (access key IDs are kept: they identify, they do not authorize).
+    public static func redactSQL(_ sql: String) -> String {
+        guard sql.range(of: "SECRET_ACCESS_KEY", options: .caseInsensitive) != nil || sql.range(of: "CREDENTIALS", options: .caseInsensitive) != nil
+            || sql.range(of: "SESSION_TOKEN", options: .caseInsensitive) != nil else { return sql }
+        var out = sql
+        for keyword in ["SECRET_ACCESS_KEY", "SESSION_TOKEN", "CREDENTIALS"] {
+            out = out.replacingOccurrences(of: "(?i)(\\b\(keyword)\\s+(AS\\s+)?)'(?:[^']|'')*'?", with: "$1'***'", options: .regularExpression)
+        }
+        return out
+    }
+
     private static func redactUserInfo(_ text: String) -> String {
         guard let schemeEnd = text.range(of: "://") else { return text }
         let rest = text[schemeEnd.upperBound...]

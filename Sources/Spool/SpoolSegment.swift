@@ -1,4 +1,4 @@
-internal import CZstd
+import Zstd
 import Foundation
 import ShiftCore
 import BSON
@@ -72,17 +72,8 @@ public struct SpoolSegmentWriter: Sendable {
 
     /// The complete file image (exposed for tests and the fuzz corpus).
     public func encode(first: StreamPosition?, last: StreamPosition?, level: Int32 = 1) throws -> [UInt8] {
-        let bound = ZSTD_compressBound(raw.count)
-        var payload = [UInt8](repeating: 0, count: bound)
-        let written = payload.withUnsafeMutableBytes { out in
-            raw.withUnsafeBytes { input in
-                ZSTD_compress(out.baseAddress, bound, input.baseAddress, input.count, level)
-            }
-        }
-        if ZSTD_isError(written) != 0 {
-            throw SpoolError(code: .compression, path: stream, reason: String(cString: ZSTD_getErrorName(written)))
-        }
-        payload.removeSubrange(written...)
+        let payload: [UInt8]
+        do { payload = try Zstd.compress(raw, level: level) } catch { throw SpoolError(code: .compression, path: stream, reason: "\(error)") }
         var out: [UInt8] = []
         out.reserveCapacity(payload.count + 256)
         out += SpoolSegmentHeader.magic
@@ -147,16 +138,12 @@ public enum SpoolSegmentReader {
         let last = try position()
         guard p + payloadLength == bytes.count - 4 else { throw corrupt("payload length mismatch") }
         // The frame states its content size: check it before allocating what the header claims.
-        let frameSize = bytes.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress! + p, payloadLength) }
+        let frameSize = bytes.withUnsafeBytes { Zstd.frameContentSize(UnsafeRawBufferPointer(rebasing: $0[p..<(p + payloadLength)])) }
         guard frameSize == UInt64(rawLength) else { throw corrupt("raw length \(rawLength) does not match the payload") }
-        var raw = [UInt8](repeating: 0, count: rawLength)
-        let got = raw.withUnsafeMutableBytes { out in
-            bytes.withUnsafeBytes { input in
-                ZSTD_decompress(out.baseAddress, rawLength, input.baseAddress! + p, payloadLength)
-            }
-        }
-        if ZSTD_isError(got) != 0 { throw corrupt("zstd: \(String(cString: ZSTD_getErrorName(got)))") }
-        guard got == rawLength else { throw corrupt("decompressed \(got) bytes, header says \(rawLength)") }
+        let raw: [UInt8]
+        do {
+            raw = try bytes.withUnsafeBytes { try Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[p..<(p + payloadLength)]), rawLength: rawLength) }
+        } catch { throw corrupt("\(error)") }
         var changes: [Change] = []
         changes.reserveCapacity(min(records, raw.count / 5))  // a record is at least 5 bytes, whatever the header says
         var q = 0

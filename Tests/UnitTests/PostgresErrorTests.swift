@@ -27,3 +27,16 @@ final class PostgresErrorTests: XCTestCase {
         XCTAssertFalse(server("XX000", "Invalid digit, Value 'x'").isTransient)
     }
 }
+
+/// COPY/UNLOAD authorization clauses never reach an error or a log line.
+final class SQLRedactionTests: XCTestCase {
+    func testSecretsInAuthorizationClausesAreMasked() {
+        let sql = "COPY s FROM 's3://b/m' ACCESS_KEY_ID 'AKIA1' SECRET_ACCESS_KEY 'se''cret/+x' SESSION_TOKEN 'tok' REGION 'us-east-1' MANIFEST"
+        let redacted = PostgresError(code: .server, sqlState: "XX000", message: "m", query: sql).query ?? ""
+        XCTAssertFalse(redacted.contains("se''cret") || redacted.contains("tok'"), redacted)
+        XCTAssertTrue(redacted.contains("SECRET_ACCESS_KEY '***'") && redacted.contains("SESSION_TOKEN '***'"), redacted)
+        XCTAssertTrue(redacted.contains("ACCESS_KEY_ID 'AKIA1'") && redacted.contains("REGION 'us-east-1'"), redacted)
+        let old = "COPY s FROM 's3://b/m' CREDENTIALS 'aws_access_key_id=A;aws_secret_access_key=S' CSV"
+        XCTAssertEqual(PostgresError(code: .server, message: "m", query: old).query, "COPY s FROM 's3://b/m' CREDENTIALS '***' CSV")
+    }
+}

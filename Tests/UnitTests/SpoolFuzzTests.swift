@@ -1,5 +1,5 @@
 import Changes
-import CZstd
+import Zstd
 import Foundation
 import MongoClient
 import Spool
@@ -50,9 +50,9 @@ final class SpoolFuzzTests: XCTestCase {
     func segment(withRaw raw: [UInt8], from valid: [UInt8]) -> [UInt8] {
         let payloadLength = valid[20..<28].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
         let headerEnd = valid.count - 4 - payloadLength
-        var payload = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
-        let n = payload.withUnsafeMutableBytes { out in raw.withUnsafeBytes { ZSTD_compress(out.baseAddress, out.count, $0.baseAddress, raw.count, 1) } }
-        var out = Array(valid[..<headerEnd]) + payload[..<n] + [0, 0, 0, 0]
+        let payload = try! Zstd.compress(raw)
+        let n = payload.count
+        var out = Array(valid[..<headerEnd]) + payload + [0, 0, 0, 0]
         field(&out, at: 12, width: 8, value: UInt64(raw.count))
         field(&out, at: 20, width: 8, value: UInt64(n))
         reseal(&out)
@@ -105,8 +105,8 @@ final class SpoolFuzzTests: XCTestCase {
         let valid = try validSegment()
         let rawLength = valid[12..<20].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
         let payloadLength = valid[20..<28].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        var raw = [UInt8](repeating: 0, count: rawLength)
-        _ = raw.withUnsafeMutableBytes { out in valid.withUnsafeBytes { ZSTD_decompress(out.baseAddress, rawLength, $0.baseAddress! + valid.count - 4 - payloadLength, payloadLength) } }
-        return raw
+        return try valid.withUnsafeBytes {
+            try Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[(valid.count - 4 - payloadLength)..<(valid.count - 4)]), rawLength: rawLength)
+        }
     }
 }

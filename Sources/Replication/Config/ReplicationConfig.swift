@@ -30,11 +30,42 @@ public struct RedshiftEndpoint: Sendable {
     /// libpq URI or conninfo. May carry a password: never log it unredacted.
     public var url: String
     public var dialect: SQLDialect = .redshift
-    public init(url: String, dialect: SQLDialect = .redshift) {
+    /// Where COPY loads and UNLOAD snapshots are staged (Redshift dialect only); nil = no S3.
+    public var s3: S3Staging?
+    public init(url: String, dialect: SQLDialect = .redshift, s3: S3Staging? = nil) {
         self.url = url
         self.dialect = dialect
+        self.s3 = s3
     }
 }
+
+/// The S3 bucket and prefix Redshift's COPY reads and UNLOAD writes (docs/CONFIG.md, "S3 staging").
+public struct S3Staging: Sendable {
+    public var bucket: String
+    /// Key prefix for everything mongoshift stages (`<prefix><stream>/load/…`, `…/unload/…`). Default `mongoshift/`.
+    public var prefix: String = "mongoshift/"
+    /// The bucket's region (signing, and COPY's REGION). Default `AWS_REGION`, else us-east-1 (the executable
+    /// fills it in).
+    public var region: String = "us-east-1"
+    /// A non-AWS endpoint (`http(s)://host:port`: an emulator, a VPC endpoint); nil = AWS.
+    public var endpoint: String?
+    /// The role Redshift assumes to read and write the bucket (`arn:aws:iam::…:role/…` or `default`). Without
+    /// it, COPY and UNLOAD carry the client's own credentials (temporary ones included).
+    public var iamRole: String?
+    /// A named profile of the shared AWS files instead of the standard chain.
+    public var profile: String?
+
+    public init(bucket: String) { self.bucket = bucket }
+}
+
+/// How Mongo → Redshift batches reach the table (Redshift dialect): `copy` stages zstd files in S3 and runs
+/// `COPY … FROM 's3://…'`; `insert` sends multi-row INSERTs. PostgreSQL always streams `COPY FROM STDIN`.
+public enum LoadMethod: String, Sendable { case copy, insert }
+
+/// How Redshift → Mongo snapshots read the table: `unload` runs one `UNLOAD` per partition into S3 and reads the
+/// files; `select` reads keyset pages; `auto` unloads tables of at least `unload_min_rows` rows when S3 is
+/// configured. Tails always poll with SELECT.
+public enum ExtractMethod: String, Sendable { case auto, unload, select }
 
 public struct MongoEndpoint: Sendable {
     public var url: String
@@ -56,6 +87,12 @@ public struct StreamDefaults: Sendable {
     public var parallelism = 2
     /// Spool size at which extraction pauses until the applier catches up. Default 10 GiB.
     public var spoolMaxBytes = 10 << 30
+    /// nil = `copy` when `redshift.s3` is set (Redshift dialect), else `insert`.
+    public var load: LoadMethod?
+    /// Default `auto`.
+    public var extract: ExtractMethod = .auto
+    /// `extract: auto` unloads tables with at least this many rows (the catalog's estimate). Default 1,000,000.
+    public var unloadMinRows = 1_000_000
     public init() {}
 }
 
@@ -153,6 +190,10 @@ public struct StreamConfig: Sendable {
     public var parallelism: Int
     public var memoryBudget: Int
     public var spoolMaxBytes: Int
+    /// Mongo → Redshift load method; nil = decided by the endpoint (`copy` with S3 in Redshift dialect).
+    public var load: LoadMethod?
+    public var extract: ExtractMethod
+    public var unloadMinRows: Int
 
     /// The page / segment size actually used: `batch_bytes`, shrunk so that every buffer the stream holds at once
     /// (a page and its compressed copy per snapshot worker, plus the segment being applied) fits `memory_budget`.
@@ -170,5 +211,14 @@ public struct StreamConfig: Sendable {
         parallelism = defaults.parallelism
         memoryBudget = defaults.memoryBudget
         spoolMaxBytes = defaults.spoolMaxBytes
+        load = defaults.load
+        extract = defaults.extract
+        unloadMinRows = defaults.unloadMinRows
+    }
+
+    /// The load method in effect against `endpoint`.
+    public func loadMethod(_ endpoint: RedshiftEndpoint) -> LoadMethod {
+        if endpoint.dialect == .postgres { return .insert }
+        return load ?? (endpoint.s3 != nil ? .copy : .insert)
     }
 }

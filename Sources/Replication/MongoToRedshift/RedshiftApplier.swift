@@ -3,6 +3,7 @@ import Changes
 import Foundation
 import Logging
 import PostgresClient
+import ShiftCore
 import Spool
 import StateStore
 
@@ -22,12 +23,23 @@ public actor RedshiftApplier: ChangeTarget {
     /// The table has the generation column (added once to tables created before it existed).
     private var hasGenerationColumn = false
     private static let setupGate = ApplyGate()
+    /// `load: copy`: batches staged in S3 and loaded with COPY (Redshift dialect).
+    let copyLoader: CopyLoader?
+    /// The cluster's slice count (`stv_slices`), read once: COPY files come in multiples of it.
+    private var slices: Int?
+    private var leftoversCollected = false
 
     public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
         self.context = context
         self.source = PostgresSource(url: endpoint.url)
         self.sql = TargetSQL(dialect: endpoint.dialect, table: context.stream.table)
         self.policy = policy
+        if let staging = endpoint.s3, context.stream.loadMethod(endpoint) == .copy {
+            copyLoader = CopyLoader(stage: S3Stage(staging: staging, stream: context.name), localDirectory: context.config.stateDirectory + "/tmp",
+                                    logger: context.logger)
+        } else {
+            copyLoader = nil
+        }
         let saved = try await context.state.loadColumns(context.name)
         let columns = saved.compactMap { c in ColumnType(persisted: c.type).map { TableSchema.Column(name: c.name, path: c.path, type: $0) } }
         tracker = SchemaTracker(schema: TableSchema(columns: columns), flatten: context.stream.flatten)
@@ -157,15 +169,23 @@ public actor RedshiftApplier: ChangeTarget {
         let changer = SchemaChanger(sql: sqlText, logger: context.logger)
         let exists = tableExists
         let generation = try await context.state.snapshotGeneration(context.name)
-        let applied = try await source.run(policy, logger: context.logger, role: "target") { [self] c in
-            try await self.prepare(c)
-            if exists {
-                try await changer.apply(schemaChanges, schema: schema, previous: previous, on: c)
-            } else {
-                try await c.execute(sqlText.createTable(schema))
+        let staged = try await stageForCopy(rows, schema: schema, batch: segment.map { "\($0.seq)" } ?? "repair")
+        let applied: Bool
+        do {
+            applied = try await source.run(policy, logger: context.logger, role: "target") { [self] c in
+                try await self.prepare(c)
+                if exists {
+                    try await changer.apply(schemaChanges, schema: schema, previous: previous, on: c)
+                } else {
+                    try await c.execute(sqlText.createTable(schema))
+                }
+                return try await self.load(c, rows: loadRows, staged: staged, schema: schema, segment: segment, stream: name, generation: generation)
             }
-            return try await self.load(c, rows: loadRows, schema: schema, segment: segment, stream: name, generation: generation)
+        } catch {
+            if let staged { await copyLoader?.remove(staged) }
+            throw error
         }
+        if let staged { await copyLoader?.remove(staged) }
         if !tableExists || !schemaChanges.isEmpty {
             let created = !tableExists
             tableExists = true
@@ -190,8 +210,8 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     /// The transaction. Returns false when the checkpoint shows the batch was already applied (a replay).
-    private func load(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema, segment: SegmentRecord?, stream: String,
-                      generation: Int64) async throws -> Bool {
+    private func load(_ c: PostgresConnection, rows: [[String?]], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,
+                      stream: String, generation: Int64) async throws -> Bool {
         try await c.execute("BEGIN")
         do {
             if let segment {
@@ -211,7 +231,13 @@ public actor RedshiftApplier: ChangeTarget {
             case .postgres:
                 try await copy(c, rows: rows, schema: schema)
             case .redshift:
-                try await insert(c, rows: rows, schema: schema)
+                if let staged, let copyLoader {
+                    if staged.rows > 0 { try await c.execute(try await copyLoader.copyStatement(stageTable: sql.stage, schema: schema, staged: staged)) }
+                    if !staged.oversized.isEmpty { try await insert(c, rows: staged.oversized, schema: schema) }
+                    CrashPoint.hit(CrashPoint.loadCopied)
+                } else {
+                    try await insert(c, rows: rows, schema: schema)
+                }
             }
             try await c.execute(sql.deleteChanged())
             try await c.query(sql.insertUpserts(schema), [String(generation)])
@@ -220,11 +246,28 @@ public actor RedshiftApplier: ChangeTarget {
                                                             String(segment.kind == .snapshot ? 0 : leaseEpoch)])
             }
             try await c.execute("COMMIT")
+            if staged != nil { CrashPoint.hit(CrashPoint.loadCommitted) }
             return true
         } catch {
             _ = try? await c.execute("ROLLBACK")
             throw error
         }
+    }
+
+    /// `load: copy`: the batch's rows written and uploaded before the transaction (nil otherwise). The first
+    /// batch of a run first removes what an earlier run left in the stream's `load/` prefix.
+    private func stageForCopy(_ rows: [[String?]], schema: TableSchema, batch: String) async throws -> CopyLoader.Staged? {
+        guard let copyLoader, !rows.isEmpty else { return nil }
+        if !leftoversCollected {
+            _ = try await copyLoader.collectLeftovers()
+            leftoversCollected = true
+        }
+        if slices == nil {
+            slices = try await source.run(policy, logger: context.logger, role: "target") { c in
+                Int(try await c.query("SELECT CAST(count(*) AS integer) FROM stv_slices").rows.first?.first??.description ?? "1") ?? 1
+            }
+        }
+        return try await copyLoader.upload(rows: rows, schema: schema, batch: "\(batch)-\(UInt32.random(in: 0...UInt32.max))", slices: slices ?? 1)
     }
 
     /// In the open transaction: takes the checkpoint lock (Redshift: before anything else), seeds the fence row

@@ -13,13 +13,55 @@ import StateStore
 struct RedshiftSnapshotSource: SnapshotSource {
     /// Copier 0's connection (also used for planning); the others open their own.
     let reader: SourceReader
+    /// S3 staging (Redshift dialect with `redshift.s3`): partitions may be copied by UNLOAD.
+    let stage: S3Stage?
 
     private var context: StreamContext { reader.context }
     private var table: SourceTable { reader.table }
     var copiers: Int { context.stream.parallelism }
 
     func estimatedRows() async throws -> Int {
-        Int(try await reader.scalar("SELECT count(*) FROM \(table.qualifiedName)") ?? "0") ?? 0
+        if let estimate = try await catalogRowEstimate() { return estimate }
+        return Int(try await reader.scalar("SELECT count(*) FROM \(table.qualifiedName)") ?? "0") ?? 0
+    }
+
+    /// The catalog's row count (Redshift: `svv_table_info.tbl_rows`; PostgreSQL: `reltuples`) without scanning
+    /// the table; nil when the catalog does not say (no statistics, or the view needs a grant this login lacks).
+    func catalogRowEstimate() async throws -> Int? {
+        let schema = context.stream.table.schema ?? "public", name = context.stream.table.name
+        let sql = reader.dialect == .redshift
+            ? "SELECT CAST(tbl_rows AS bigint) FROM svv_table_info WHERE \"schema\" = $1 AND \"table\" = $2"
+            : "SELECT CAST(c.reltuples AS bigint) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"
+        guard let text = try? await reader.scalar(sql, [schema, name]), let n = Int(text), n >= 0 else { return nil }
+        return n
+    }
+
+    /// `extract:` for a partition not started yet: UNLOAD needs S3 and integer (or no) bounds; `auto` unloads
+    /// tables the catalog counts at `unload_min_rows` or more.
+    func unloads(_ partition: PartitionState) async throws -> Bool {
+        switch partition.lastKey {
+        case .unloadFile?: return stage != nil
+        case .columns?: return false
+        default: break
+        }
+        guard stage != nil else { return false }
+        let bounds = [partition.lower?.columns?.first, partition.upper?.columns?.first].compactMap { $0 }
+        guard bounds.allSatisfy({ Int64($0) != nil }) else { return false }
+        return try await chooseUnload()
+    }
+
+    private func chooseUnload() async throws -> Bool {
+        switch context.stream.extract {
+        case .unload: return true
+        case .select: return false
+        case .auto: return (try await catalogRowEstimate() ?? 0) >= context.stream.unloadMinRows
+        }
+    }
+
+    /// Deletes the stream's UNLOAD files (every generation): after the snapshot completed.
+    func removeUnloadedFiles(_ stage: S3Stage) async throws {
+        let removed = try await stage.client.deletePrefix(stage.bucket, prefix: stage.prefix("unload"))
+        if removed > 0 { context.logger.info("removed UNLOAD files of the completed snapshot", metadata: ["objects": "\(removed)"]) }
     }
 
     // MARK: planning
@@ -50,7 +92,11 @@ struct RedshiftSnapshotSource: SnapshotSource {
             }
         }
         try await reportUncopyableKeys(keys)
-        let bounds = try await partitionBounds()
+        // UNLOAD bounds partitions by number only (it takes no parameters): other keys unload as one partition,
+        // still split in files per slice.
+        var unloadWhole = false
+        if stage != nil && !table.hasIntegerKey { unloadWhole = try await chooseUnload() }
+        let bounds: [(String?, String?)] = unloadWhole ? [(nil, nil)] : try await partitionBounds()
         return SnapshotPlan(start: .watermark(WatermarkPosition(value: start)),
                             tailSeed: seed.map { .watermark(WatermarkPosition(value: $0)) },
                             bounds: bounds.map { (lower: $0.0.map { .columns([$0]) }, upper: $0.1.map { .columns([$0]) }) },
@@ -123,6 +169,11 @@ struct RedshiftSnapshotSource: SnapshotSource {
 
     func copy(_ partition: PartitionState, copier: Int, into pages: SnapshotPages) async throws {
         let copy = copier == 0 ? reader : reader.onNewConnection()
+        if let stage, try await unloads(partition) {
+            try await UnloadSnapshotCopier(reader: copy, stage: stage)
+                .copy(partition, lower: partition.lower?.columns?.first, upper: partition.upper?.columns?.first, into: pages)
+            return
+        }
         var after = partition.lastKey?.columns
         let lower = partition.lower?.columns?.first
         let upper = partition.upper?.columns?.first

@@ -31,8 +31,16 @@ public struct RedshiftToMongoService: Service {
     /// `spoolOnly`: stop once every page is durable in the spool.
     public func snapshot(spoolOnly: Bool) async throws -> SnapshotOutcome {
         let target: ChangeTarget? = spoolOnly ? nil : MongoTarget(applier: try applier())
-        let source = RedshiftSnapshotSource(reader: try await SourceReader.open(context: context, redshift: redshift, policy: policy))
-        return try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
+        let stage = redshift.dialect == .redshift ? redshift.s3.map { S3Stage(staging: $0, stream: context.name) } : nil
+        let source = RedshiftSnapshotSource(reader: try await SourceReader.open(context: context, redshift: redshift, policy: policy), stage: stage)
+        let outcome = try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
+        if let stage, context.role == .owner, case .completed = outcome {
+            try await source.removeUnloadedFiles(stage)
+        } else if let stage, context.role == .owner, case .alreadyComplete = outcome {
+            // A crash between a partition's last page and its files' deletion left them: gone now.
+            try await source.removeUnloadedFiles(stage)
+        }
+        return outcome
     }
 
     private func applier() throws -> MongoApplier {

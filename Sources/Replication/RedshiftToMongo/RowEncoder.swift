@@ -3,6 +3,16 @@ import Changes
 import PostgresClient
 import Spool
 
+/// One source row in text form: a libpq result row (`PostgresRowView`) or a line of an UNLOAD file (`UnloadRow`).
+public protocol SourceRow: ~Copyable {
+    func isNull(_ column: Int) -> Bool
+    /// The value's text bytes, valid while the row is.
+    func bytes(_ column: Int) -> UnsafeBufferPointer<UInt8>
+    func string(_ column: Int) -> String?
+}
+
+extension PostgresRowView: SourceRow {}
+
 /// Turns one source row into a `Change`: `_id` from the key (composite → subdocument), every column as a field,
 /// `_mongoshift.v` = the row's version (`RowVersion`, from its watermark) for the target's guard, soft deletes as
 /// deletes.
@@ -21,7 +31,7 @@ public struct RowEncoder: Sendable {
         case nullKey
     }
 
-    public func encode(_ row: borrowing PostgresRowView) -> Outcome {
+    public func encode<Row: SourceRow & ~Copyable>(_ row: borrowing Row) -> Outcome {
         var keyText: [String] = []
         keyText.reserveCapacity(table.keyIndexes.count)
         for i in table.keyIndexes {
@@ -62,7 +72,7 @@ public struct RowEncoder: Sendable {
         return .change(change, keyText: keyText, watermarkText: watermarkText)
     }
 
-    func key(_ row: borrowing PostgresRowView) throws(ValueError) -> BSON {
+    func key<Row: SourceRow & ~Copyable>(_ row: borrowing Row) throws(ValueError) -> BSON {
         if table.keyIndexes.count == 1 {
             let i = table.keyIndexes[0]
             return try TextValueDecoder.decode(row.bytes(i), type: table.columns[i].typeOID, column: table.columns[i].name)

@@ -49,7 +49,7 @@ struct ConfigLoader {
         }
         if let lease = top["lease"] { config.leaseDuration = try duration(lease, "lease") }
         if let node = top["redshift"] {
-            let m = try mapping(node, "redshift", allowed: ["url", "dialect"])
+            let m = try mapping(node, "redshift", allowed: ["url", "dialect", "s3"])
             let url = try string(try require(m, "url", in: node, "redshift"), "redshift.url")
             var endpoint = RedshiftEndpoint(url: url)
             if let d = m["dialect"] {
@@ -57,6 +57,12 @@ struct ConfigLoader {
                     throw located(d, "redshift.dialect must be redshift or postgres")
                 }
                 endpoint.dialect = dialect
+            }
+            if let s3 = m["s3"] {
+                guard endpoint.dialect == .redshift else {
+                    throw located(s3, "redshift.s3 is for dialect redshift (PostgreSQL loads with COPY FROM STDIN and reads with SELECT)")
+                }
+                endpoint.s3 = try parseS3(s3)
             }
             config.redshift = endpoint
         }
@@ -66,7 +72,11 @@ struct ConfigLoader {
                                          database: try string(try require(m, "database", in: node, "mongo"), "mongo.database"))
         }
         if let node = top["defaults"] {
-            let m = try mapping(node, "defaults", allowed: ["batch_bytes", "memory_budget", "poll_interval", "parallelism", "spool_max_bytes"])
+            let m = try mapping(node, "defaults", allowed: ["batch_bytes", "memory_budget", "poll_interval", "parallelism", "spool_max_bytes",
+                                                             "load", "extract", "unload_min_rows"])
+            if let v = m["load"] { config.defaults.load = try loadMethod(v, "defaults.load") }
+            if let v = m["extract"] { config.defaults.extract = try extractMethod(v, "defaults.extract") }
+            if let v = m["unload_min_rows"] { config.defaults.unloadMinRows = try integer(v, "defaults.unload_min_rows", min: 0, max: Int.max) }
             if let v = m["batch_bytes"] { config.defaults.batchBytes = try size(v, "defaults.batch_bytes") }
             if let v = m["memory_budget"] { config.defaults.memoryBudget = try size(v, "defaults.memory_budget") }
             if let v = m["poll_interval"] { config.defaults.pollInterval = try duration(v, "defaults.poll_interval") }
@@ -90,6 +100,14 @@ struct ConfigLoader {
                 if config.redshift == nil { throw ConfigError(file: file, line: nil, message: "stream \(stream.name) needs a `redshift:` section") }
                 if config.mongo == nil { throw ConfigError(file: file, line: nil, message: "stream \(stream.name) needs a `mongo:` section") }
             }
+            if config.redshift?.s3 == nil {
+                if stream.load == .copy, config.redshift?.dialect == .redshift {
+                    throw ConfigError(file: file, line: nil, message: "stream \(stream.name): `load: copy` needs `redshift.s3` (the bucket COPY reads)")
+                }
+                if stream.extract == .unload {
+                    throw ConfigError(file: file, line: nil, message: "stream \(stream.name): `extract: unload` needs `redshift.s3` (the bucket UNLOAD writes)")
+                }
+            }
         }
         return config
     }
@@ -97,7 +115,7 @@ struct ConfigLoader {
     private func parseStream(_ node: Node, config: ReplicationConfig) throws -> StreamConfig {
         let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "tombstone_retention",
                                     "partitions", "flatten", "on_history_lost", "on_drop", "batch_bytes", "poll_interval",
-                                    "parallelism", "memory_budget", "spool_max_bytes"]
+                                    "parallelism", "memory_budget", "spool_max_bytes", "load", "extract", "unload_min_rows"]
         let m = try mapping(node, "a stream", allowed: allowed)
         let name = try string(try require(m, "name", in: node, "stream"), "name")
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) else {
@@ -156,10 +174,57 @@ struct ConfigLoader {
         if let v = m["parallelism"] { stream.parallelism = try integer(v, "parallelism", min: 1, max: 64) }
         if let v = m["memory_budget"] { stream.memoryBudget = try size(v, "memory_budget") }
         if let v = m["spool_max_bytes"] { stream.spoolMaxBytes = try size(v, "spool_max_bytes") }
+        if let v = m["load"] {
+            guard stream.direction == .mongoToRedshift else { throw located(v, "stream \(name): `load` is for Mongo → Redshift streams") }
+            stream.load = try loadMethod(v, "load")
+        }
+        if let v = m["extract"] {
+            guard stream.direction == .redshiftToMongo else { throw located(v, "stream \(name): `extract` is for Redshift → Mongo streams") }
+            stream.extract = try extractMethod(v, "extract")
+        }
+        if let v = m["unload_min_rows"] { stream.unloadMinRows = try integer(v, "unload_min_rows", min: 0, max: Int.max) }
         if stream.direction == .redshiftToMongo, stream.deleteColumn != nil, stream.watermark == nil {
             throw located(node, "stream \(name): soft deletes need a `watermark:` column to be noticed")
         }
         return stream
+    }
+
+    private func parseS3(_ node: Node) throws -> S3Staging {
+        let m = try mapping(node, "redshift.s3", allowed: ["bucket", "prefix", "region", "endpoint", "iam_role", "profile"])
+        let bucket = try string(try require(m, "bucket", in: node, "redshift.s3"), "redshift.s3.bucket")
+        guard !bucket.isEmpty, !bucket.contains("/"), !bucket.hasPrefix("s3:") else {
+            throw located(m["bucket"]!, "redshift.s3.bucket is a bucket name (no s3://, no slash); put the path in `prefix:`")
+        }
+        var s3 = S3Staging(bucket: bucket)
+        if let v = m["prefix"] {
+            var prefix = try string(v, "redshift.s3.prefix")
+            while prefix.hasPrefix("/") { prefix.removeFirst() }
+            if !prefix.isEmpty && !prefix.hasSuffix("/") { prefix += "/" }
+            s3.prefix = prefix
+        }
+        s3.region = try m["region"].map { try string($0, "redshift.s3.region") } ?? environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
+        if let v = m["endpoint"] {
+            let endpoint = try string(v, "redshift.s3.endpoint")
+            guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else { throw located(v, "redshift.s3.endpoint must start with http:// or https://") }
+            s3.endpoint = endpoint
+        }
+        if let v = m["iam_role"] {
+            let role = try string(v, "redshift.s3.iam_role")
+            guard role == "default" || role.hasPrefix("arn:") else { throw located(v, "redshift.s3.iam_role must be a role ARN (arn:aws:iam::…:role/…) or `default`") }
+            s3.iamRole = role
+        }
+        if let v = m["profile"] { s3.profile = try string(v, "redshift.s3.profile") }
+        return s3
+    }
+
+    private func loadMethod(_ node: Node, _ what: String) throws -> LoadMethod {
+        guard let method = LoadMethod(rawValue: try string(node, what)) else { throw located(node, "\(what) must be copy or insert") }
+        return method
+    }
+
+    private func extractMethod(_ node: Node, _ what: String) throws -> ExtractMethod {
+        guard let method = ExtractMethod(rawValue: try string(node, what)) else { throw located(node, "\(what) must be auto, unload or select") }
+        return method
     }
 
     // MARK: - node helpers

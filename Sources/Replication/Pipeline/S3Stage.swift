@@ -1,0 +1,42 @@
+import Foundation
+import PostgresClient
+import S3
+
+/// The S3 staging area of one stream (docs/CONFIG.md, "S3 staging"): `<prefix><stream>/load/…` for COPY batches,
+/// `<prefix><stream>/unload/…` for UNLOAD snapshots; the authorization clause COPY and UNLOAD carry.
+public struct S3Stage: Sendable {
+    public let staging: S3Staging
+    public let client: S3Client
+    let stream: String
+
+    public init(staging: S3Staging, stream: String, transport: HTTPTransport = HTTPTransport(lanes: 2)) {
+        self.staging = staging
+        self.stream = stream
+        let settings = S3Settings(region: staging.region, endpoint: staging.endpoint)
+        let chain = CredentialChain(staging.profile.map { .profile($0) } ?? .standard, region: staging.region, transport: transport)
+        client = S3Client(settings: settings, credentials: chain, transport: transport)
+    }
+
+    public var bucket: String { staging.bucket }
+
+    /// The stream's key prefix for `kind` ("load", "unload", "probe").
+    public func prefix(_ kind: String) -> String {
+        staging.prefix + ColumnNaming.sanitize(stream) + "/" + kind + "/"
+    }
+
+    public func url(_ key: String) -> String { "s3://\(staging.bucket)/\(key)" }
+
+    /// `IAM_ROLE '…'`, or the client's own credentials (with their session token), plus `REGION`. Carries secrets:
+    /// the statement is never logged (`Redaction.redactSQL`).
+    public func authorization() async throws -> String {
+        var clause: String
+        if let role = staging.iamRole {
+            clause = role == "default" ? "IAM_ROLE default" : "IAM_ROLE \(SQL.literal(role))"
+        } else {
+            let creds = try await client.credentials.credentials()
+            clause = "ACCESS_KEY_ID \(SQL.literal(creds.accessKeyID)) SECRET_ACCESS_KEY \(SQL.literal(creds.secretAccessKey))"
+            if let token = creds.sessionToken { clause += " SESSION_TOKEN \(SQL.literal(token))" }
+        }
+        return clause + " REGION \(SQL.literal(staging.region))"
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import Changes
+import PostgresClient
+import S3
+import ShiftCore
+import Spool
+import StateStore
+import Zstd
+
+/// Copies one snapshot partition through `UNLOAD` (docs/ARCHITECTURE.md, "Snapshot"): Redshift writes the
+/// partition's rows to S3 in parallel (one or more zstd JSON files per slice, with a manifest); the files are read
+/// one at a time — downloaded to local disk, decompressed as a stream, each line decoded by the table's catalog
+/// types into the spool, page by page. The partition's position is `(file, rows)`, so a crash resumes at the row
+/// after the last durable page of the file it was reading, against the same manifest; without the manifest the
+/// partition is unloaded again. Once a partition's files are all spooled they are deleted.
+struct UnloadSnapshotCopier {
+    let reader: SourceReader
+    let stage: S3Stage
+
+    private var context: StreamContext { reader.context }
+    private var table: SourceTable { reader.table }
+
+    static let maxFileBytes = "256 MB"
+
+    func copy(_ partition: PartitionState, lower: String?, upper: String?, into pages: SnapshotPages) async throws {
+        let generation = try await context.state.snapshotGeneration(context.name)
+        let prefix = stage.prefix("unload") + "g\(generation)/" + String(format: "p%05d/", partition.index)
+        var files: [String]?
+        var (file, skip) = (0, 0)
+        if case .unloadFile(let f, let r)? = partition.lastKey {
+            files = try? await manifest(prefix)
+            if files != nil { (file, skip) = (f, r) } else {
+                context.logger.notice("UNLOAD manifest gone: unloading the partition again", metadata: ["partition": "\(partition.index)"])
+            }
+        }
+        if files == nil {
+            try await unload(prefix: prefix, lower: lower, upper: upper)
+            files = try await manifest(prefix)
+        }
+        let encoder = RowEncoder(table: table)
+        // Each page starts where the partition's recorded position stands (the state store checks it).
+        var cursor = partition.lastKey ?? partition.lower
+        let local = context.config.stateDirectory + "/tmp"
+        try FileManager.default.createDirectory(atPath: local, withIntermediateDirectories: true)
+        for index in file..<(files?.count ?? 0) {
+            if Task.isShuttingDownGracefully { return }
+            let path = local + "/\(ColumnNaming.sanitize(context.name))-unload-\(partition.index)-\(index).json.zst"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try await stage.client.download(stage.bucket, key: files![index], to: path)
+            let finished = try await spool(file: path, index: index, skip: index == file ? skip : 0, partition: partition.index,
+                                           encoder: encoder, cursor: &cursor, into: pages)
+            if !finished { return }
+            CrashPoint.hit(CrashPoint.unloadFileSpooled)
+        }
+        try await stage.client.deletePrefix(stage.bucket, prefix: prefix)
+    }
+
+    /// `UNLOAD ('SELECT … WHERE key range') TO 's3://…/pNNNNN/' … FORMAT JSON ZSTD MANIFEST PARALLEL ON`.
+    /// The bounds are the planner's integer cuts (numbers only: UNLOAD takes no parameters).
+    private func unload(prefix: String, lower: String?, upper: String?) async throws {
+        let key = SQL.identifier(table.keyNames[0])
+        var conditions: [String] = []
+        if let lower { conditions.append("\(key) > \(try Self.integerLiteral(lower))") }
+        if let upper { conditions.append("\(key) <= \(try Self.integerLiteral(upper))") }
+        let columns = table.columns.map { SQL.identifier($0.name) }.joined(separator: ", ")
+        let query = "SELECT \(columns) FROM \(table.qualifiedName)" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+        let statement = "UNLOAD (\(Self.quoted(query))) TO \(SQL.literal(stage.url(prefix))) \(try await stage.authorization()) "
+            + "FORMAT AS JSON ZSTD MANIFEST PARALLEL ON MAXFILESIZE \(Self.maxFileBytes) CLEANPATH"
+        try await reader.run { c in _ = try await c.execute(statement) }
+        context.logger.info("snapshot partition unloaded to S3", metadata: ["prefix": "\(stage.url(prefix))"])
+    }
+
+    /// The data files of a manifest, in its order (the order positions refer to).
+    private func manifest(_ prefix: String) async throws -> [String] {
+        let bytes = try await stage.client.getObject(stage.bucket, key: prefix + "manifest")
+        guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+              let entries = object["entries"] as? [[String: Any]] else {
+            throw ReplicationError(.sourceData, stream: context.name, "UNLOAD manifest \(stage.url(prefix + "manifest")) has no entries")
+        }
+        let bucketPrefix = "s3://\(stage.bucket)/"
+        return try entries.map { entry in
+            guard let url = entry["url"] as? String, url.hasPrefix(bucketPrefix) else {
+                throw ReplicationError(.sourceData, stream: context.name, "UNLOAD manifest entry outside s3://\(stage.bucket): \(entry["url"] ?? "?")")
+            }
+            return String(url.dropFirst(bucketPrefix.count))
+        }
+    }
+
+    /// Spools one downloaded file from row `skip` on, a page at a time; false when shutdown interrupted it.
+    private func spool(file path: String, index: Int, skip: Int, partition: Int, encoder: RowEncoder, cursor: inout SnapshotKey?,
+                       into pages: SnapshotPages) async throws -> Bool {
+        let input = try ZstdFileReader(path: path)
+        var writer = SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes)
+        var deadLetters: [DeadLetterFile.Entry] = []
+        var row = 0
+        var pending: [UInt8] = []
+        func take(_ line: ArraySlice<UInt8>) throws {
+            row += 1
+            if row <= skip || line.isEmpty { return }
+            let decoded = try line.withUnsafeBufferPointer { try UnloadRow(line: $0, columns: table.columns) }
+            switch encoder.encode(decoded) {
+            case .change(let change, _, _): writer.append(record: change.record)
+            case .deadLetter(let entry, _, _): deadLetters.append(entry)
+            case .nullKey: break  // counted and reported at planning
+            }
+        }
+        while let chunk = try input.next() {
+            pending += chunk
+            var start = 0
+            while let newline = pending[start...].firstIndex(of: 0x0A) {
+                try take(pending[start..<newline])
+                start = newline + 1
+                if writer.byteCount >= pages.pageBytes {
+                    if Task.isShuttingDownGracefully { return false }
+                    try await pages.waitForSpace()
+                    try await pages.deadLetter(deadLetters)
+                    deadLetters = []
+                    let last = SnapshotKey.unloadFile(file: index, rows: row)
+                    try await pages.spool(writer, partition: partition, first: cursor, last: last)
+                    writer = SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes)
+                    cursor = last
+                }
+            }
+            pending.removeFirst(start)
+        }
+        if !pending.isEmpty { try take(pending[...]) }
+        try await pages.waitForSpace()
+        try await pages.deadLetter(deadLetters)
+        let last = SnapshotKey.unloadFile(file: index + 1, rows: 0)
+        try await pages.spool(writer, partition: partition, first: cursor, last: last)
+        cursor = last
+        return true
+    }
+
+    static func integerLiteral(_ text: String) throws -> String {
+        guard let value = Int64(text) else { throw ReplicationError(.sourceData, stream: "", "UNLOAD partition bound \(text.prefix(40)) is not an integer") }
+        return String(value)
+    }
+
+    /// The query as UNLOAD's string argument: quotes and backslashes escaped with a backslash.
+    static func quoted(_ query: String) -> String {
+        "'" + query.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+    }
+}

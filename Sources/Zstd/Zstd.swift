@@ -1,0 +1,131 @@
+internal import CZstd
+import Foundation
+
+/// zstd from Debian's libzstd: whole buffers (spool segments) and streams (COPY and UNLOAD files), so only this
+/// module touches the C API.
+public struct ZstdError: Error, CustomStringConvertible, Sendable {
+    public var reason: String
+    public var description: String { "zstd: \(reason)" }
+}
+
+public enum Zstd {
+    public static func compress(_ raw: [UInt8], level: Int32 = 1) throws -> [UInt8] {
+        let bound = ZSTD_compressBound(raw.count)
+        var out = [UInt8](repeating: 0, count: bound)
+        let written = out.withUnsafeMutableBytes { o in raw.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, bound, i.baseAddress, i.count, level) } }
+        if ZSTD_isError(written) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(written))) }
+        out.removeSubrange(written...)
+        return out
+    }
+
+    /// The content size a frame declares (nil when unknown or not a frame).
+    public static func frameContentSize(_ frame: UnsafeRawBufferPointer) -> UInt64? {
+        let size = ZSTD_getFrameContentSize(frame.baseAddress, frame.count)
+        return size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR ? nil : size
+    }
+
+    /// Decompresses one frame whose content size is known to be `rawLength`.
+    public static func decompress(_ frame: UnsafeRawBufferPointer, rawLength: Int) throws -> [UInt8] {
+        var raw = [UInt8](repeating: 0, count: rawLength)
+        let got = raw.withUnsafeMutableBytes { o in ZSTD_decompress(o.baseAddress, rawLength, frame.baseAddress, frame.count) }
+        if ZSTD_isError(got) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(got))) }
+        guard got == rawLength else { throw ZstdError(reason: "decompressed \(got) bytes, expected \(rawLength)") }
+        return raw
+    }
+}
+
+/// Compresses a stream into a file as it is written; memory stays at one buffer. The instance owns the context.
+public final class ZstdFileWriter {
+    private let context: OpaquePointer
+    private let handle: FileHandle
+    private var output: [UInt8]
+    public private(set) var compressedBytes: Int64 = 0
+    public private(set) var rawBytes: Int64 = 0
+
+    public init(path: String, level: Int32 = 3) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw ZstdError(reason: "cannot create \(path)")
+        }
+        self.handle = handle
+        context = ZSTD_createCCtx()
+        ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)
+        output = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
+    }
+
+    deinit { ZSTD_freeCCtx(context); try? handle.close() }
+
+    public func write(_ bytes: [UInt8]) throws {
+        rawBytes += Int64(bytes.count)
+        try bytes.withUnsafeBytes { try pump($0, end: false) }
+    }
+
+    /// Ends the frame, fsyncs and closes the file.
+    public func finish() throws {
+        try pump(UnsafeRawBufferPointer(start: nil, count: 0), end: true)
+        try handle.synchronize()
+        try handle.close()
+    }
+
+    private func pump(_ bytes: UnsafeRawBufferPointer, end: Bool) throws {
+        var input = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+        while true {
+            let (remaining, produced): (Int, Int) = try output.withUnsafeMutableBytes { o in
+                var out = ZSTD_outBuffer(dst: o.baseAddress, size: o.count, pos: 0)
+                let r = ZSTD_compressStream2(context, &out, &input, end ? ZSTD_e_end : ZSTD_e_continue)
+                if ZSTD_isError(r) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(r))) }
+                return (r, out.pos)
+            }
+            if produced > 0 {
+                try handle.write(contentsOf: output[0..<produced])
+                compressedBytes += Int64(produced)
+            }
+            if end ? remaining == 0 : input.pos == input.size { return }
+        }
+    }
+}
+
+/// Decompresses a file (one or more frames) chunk by chunk; memory stays at one buffer each way.
+public final class ZstdFileReader {
+    private let context: OpaquePointer
+    private let handle: FileHandle
+    private var input: [UInt8] = []
+    private var inputPos = 0
+    private var output: [UInt8]
+    private var finished = false
+
+    public init(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw ZstdError(reason: "cannot read \(path)") }
+        self.handle = handle
+        context = ZSTD_createDCtx()
+        output = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
+    }
+
+    deinit { ZSTD_freeDCtx(context); try? handle.close() }
+
+    /// The next decompressed bytes; nil at the end of the file.
+    public func next() throws -> [UInt8]? {
+        while true {
+            if inputPos == input.count {
+                if finished { return nil }
+                let chunk = try handle.read(upToCount: ZSTD_DStreamInSize()) ?? Data()
+                if chunk.isEmpty {
+                    finished = true
+                    return nil
+                }
+                input = [UInt8](chunk)
+                inputPos = 0
+            }
+            let produced: Int = try input.withUnsafeBytes { i in
+                try output.withUnsafeMutableBytes { o in
+                    var inBuf = ZSTD_inBuffer(src: i.baseAddress, size: i.count, pos: inputPos)
+                    var outBuf = ZSTD_outBuffer(dst: o.baseAddress, size: o.count, pos: 0)
+                    let r = ZSTD_decompressStream(context, &outBuf, &inBuf)
+                    if ZSTD_isError(r) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(r))) }
+                    inputPos = inBuf.pos
+                    return outBuf.pos
+                }
+            }
+            if produced > 0 { return Array(output[0..<produced]) }
+        }
+    }
+}

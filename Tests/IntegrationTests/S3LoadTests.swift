@@ -69,6 +69,9 @@ final class S3LoadTests: IntegrationTestCase {
         try await seed(1...1500)
         let offset = log.offset
         let cfg = try config()
+        let check = try MongoshiftProcess.run(["check", "--config", cfg])
+        XCTAssertFalse(check.stdout.contains("s3:"), "the bucket works and Redshift reads it (a probe COPY):\n\(check.stdout)")
+        XCTAssertTrue(log.entries(after: offset).contains { $0.sql.hasPrefix("COPY mongoshift_s3_probe FROM 's3://\(bucket)/\(prefix)") && $0.ok })
         let (process, _) = try startRun(cfg)
         try await waitFor("snapshot") { phase("apps") == "streaming" }
         try await seed(1...300, version: 1)
@@ -108,5 +111,79 @@ final class S3LoadTests: IntegrationTestCase {
         stop(process)
         let left = try await staged()
         XCTAssertEqual(left, [], "no orphan object after the next start")
+    }
+}
+
+/// Issue "Redshift at warehouse scale" acceptance: a missing bucket, refused credentials and an unreachable
+/// endpoint each stop `snapshot` with one line naming the bucket, the step and the credentials' source (never
+/// the secret), exit 3; `check` reports the same line.
+final class S3FailureTests: IntegrationTestCase {
+    override var namePrefix: String { "s3fail" }
+
+    func config(bucket: String, endpoint: String) throws -> String {
+        let (rs, _) = try TestServers.requireRedshift()
+        let yaml = """
+        state: \(state)
+        redshift:
+          url: "\(rs)"
+          dialect: redshift
+          s3: { bucket: \(bucket), prefix: probe-test/, endpoint: "\(endpoint)" }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        streams:
+          - name: apps
+            from: { collection: apps }
+            to: { table: \(table).apps }
+        """
+        let path = directory + "/\(bucket).yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func assertOneLine(_ result: MongoshiftProcess.Result, _ expected: [String], secret: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(result.status, 3, result.stderr, file: file, line: line)
+        let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("mongoshift: error:") }
+        XCTAssertEqual(errors.count, 1, result.stderr, file: file, line: line)
+        for part in expected { XCTAssertTrue(errors.first?.contains(part) ?? false, "\(part) in: \(errors)", file: file, line: line) }
+        XCTAssertFalse(result.stderr.contains(secret) || result.stdout.contains(secret), "never the secret", file: file, line: line)
+    }
+
+    func testMissingBucketDeniedCredentialsAndUnreachableEndpoint() async throws {
+        let (endpoint, _) = try TestServers.requireS3()
+        let secret = ProcessInfo.processInfo.environment["AWS_SECRET_ACCESS_KEY"] ?? "devredshift-secret"
+        let missing = try MongoshiftProcess.run(["snapshot", "--config", try config(bucket: "no-such-bucket-\(getpid())", endpoint: endpoint)])
+        assertOneLine(missing, ["S3 PutObject s3://no-such-bucket-", "bucket does not exist", "[credentials: environment (AWS_ACCESS_KEY_ID)]"], secret: secret)
+
+        // An S3 endpoint that checks credentials (moto with authentication on) and knows none of ours.
+        let port = try Self.freePort()
+        let strict = Process()
+        strict.executableURL = URL(fileURLWithPath: TestServers.repositoryRoot + "/.venv-redshift/bin/moto_server")
+        strict.arguments = ["-H", "127.0.0.1", "-p", "\(port)"]
+        strict.environment = ProcessInfo.processInfo.environment.merging(["INITIAL_NO_AUTH_ACTION_COUNT": "0"]) { $1 }
+        strict.standardOutput = FileHandle.nullDevice
+        strict.standardError = FileHandle.nullDevice
+        try strict.run()
+        onTeardown { strict.terminate() }
+        try await waitFor("the strict S3 endpoint") { HTTPGet.body(port: port, path: "/") != nil }
+        let denied = try MongoshiftProcess.run(["snapshot", "--config", try config(bucket: "locked", endpoint: "http://127.0.0.1:\(port)")])
+        assertOneLine(denied, ["S3 PutObject s3://locked/probe-test/", "credentials refused", "InvalidAccessKeyId", "[credentials: environment (AWS_ACCESS_KEY_ID)]"], secret: secret)
+
+        let unreachable = try MongoshiftProcess.run(["snapshot", "--config", try config(bucket: "anything", endpoint: "http://127.0.0.1:1")])
+        assertOneLine(unreachable, ["S3 PutObject s3://anything/probe-test/", "endpoint unreachable"], secret: secret)
+
+        let check = try MongoshiftProcess.run(["check", "--config", try config(bucket: "no-such-bucket-\(getpid())", endpoint: endpoint)])
+        XCTAssertTrue(check.stdout.contains("s3: S3 PutObject s3://no-such-bucket-"), check.stdout)
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
     }
 }

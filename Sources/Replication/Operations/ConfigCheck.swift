@@ -48,6 +48,14 @@ public struct ConfigCheck: Sendable {
                 problems.append(Problem(subject: "mongo", message: "cannot connect: \(error)"))
             }
         }
+        if S3Probe.needsS3(streams, config.redshift), let staging = config.redshift?.s3 {
+            do {
+                try await S3Probe.bucketAccess(staging)
+                if let pg { try await S3Probe.redshiftReads(staging, on: pg) }
+            } catch {
+                problems.append(Problem(subject: "s3", message: "\(error)"))
+            }
+        }
         for stream in streams {
             switch stream.direction {
             case .redshiftToMongo:

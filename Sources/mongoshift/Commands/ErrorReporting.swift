@@ -3,6 +3,7 @@ import Foundation
 import MongoClient
 import PostgresClient
 import Replication
+import S3
 import ShiftCore
 import StateStore
 
@@ -18,6 +19,8 @@ enum ErrorReporting {
         case let e as PostgresError where e.sqlState == "42501": return Exit.usage
         case let e as MongoError where e.code == .invalidURI: return Exit.usage
         case let e as MongoError where e.code == .connection: return Exit.cannotConnect
+        // The staging bucket: missing, refused, unreachable, or no credentials.
+        case is S3Error: return Exit.cannotConnect
         case let e as StateStoreError where e.code == .corrupt: return Exit.internal
         case is CancellationError: return .success
         default: return Exit.internal

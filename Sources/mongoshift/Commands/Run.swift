@@ -33,6 +33,8 @@ extension Mongoshift {
             do {
                 let (config, streams, logger) = try options.prepare()
                 let state = try StateStore.open(config)
+                // The staging bucket is checked before any stream depends on it: one line and exit 3 if it fails.
+                if S3Probe.needsS3(streams, config.redshift), let staging = config.redshift?.s3 { try await S3Probe.bucketAccess(staging) }
                 if metricsAddr != "off" {
                     let address = metricsAddr ?? Self.defaultMetricsAddress
                     let names = streams.map(\.name)

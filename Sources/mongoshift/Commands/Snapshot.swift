@@ -25,6 +25,8 @@ extension Mongoshift {
                 let state = try StateStore.open(config)
                 let mongo = try config.mongo.map { try MongoClient(url: $0.url) }
                 let policy = RetryPolicy(maxAttempts: maxAttempts)
+                // The staging bucket is checked before any stream depends on it: one line and exit 3 if it fails.
+                if S3Probe.needsS3(streams, config.redshift), let staging = config.redshift?.s3 { try await S3Probe.bucketAccess(staging) }
                 // Fail fast (exit 3) on an unreachable Mongo rather than after spooling the whole source.
                 if let mongo, !spoolOnly || streams.contains(where: { $0.direction == .mongoToRedshift }) {
                     try await policy.run({ try await mongo.ping() })

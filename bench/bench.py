@@ -418,11 +418,117 @@ def steady_lag_mongo_to_pg(coll, cur, seconds, rate=2000):
 
 # ---------------------------------------------------------------------------------------------- main
 
+
+# ---------------------------------------------------------------------------------------------- 5. Redshift bulk paths
+# Against ops/dev-redshift and its S3 emulator (moto): a PostgreSQL behind a Python proxy, so absolute figures say
+# nothing about a cluster. What they show is how each path grows with the table and what it costs the client.
+
+RS = os.environ.get("MONGOSHIFT_TEST_REDSHIFT")
+S3_ENDPOINT = os.environ.get("MONGOSHIFT_TEST_S3_ENDPOINT")
+S3_BUCKET = os.environ.get("MONGOSHIFT_TEST_S3_BUCKET")
+
+
+def rs_config(path, stream_yaml, database, s3_prefix):
+    state = path + ".state"
+    text = f"""state: {state}
+redshift:
+  url: "{RS}"
+  dialect: redshift
+  s3: {{ bucket: {S3_BUCKET}, prefix: {s3_prefix}, endpoint: "{S3_ENDPOINT}" }}
+mongo: {{ url: "{MONGO}", database: {database} }}
+streams:
+{stream_yaml}
+"""
+    open(path, "w").write(text)
+    return state
+
+
+def bench_redshift_apply(rows, runs):
+    """Mongo -> Redshift apply of the same staged spool: multi-row INSERTs, COPY from S3, and PostgreSQL's own
+    COPY + MERGE of the same rows as the baseline."""
+    db = "bench_rs_apply"
+    subprocess.run([os.path.join(CBIN, "mongo_bulk"), MONGO, db, "seed", str(rows)], check=True, capture_output=True)
+    results = {"insert": [], "copy": [], "COPY + MERGE": []}
+    staged = {}
+    for load in ["insert", "copy"]:
+        cfg = os.path.join(TMP, f"rs-apply-{load}.yaml")
+        state = rs_config(cfg, f"  - name: a\n    from: {{ collection: seed }}\n    to: {{ table: bench_rs.t_{load} }}\n    load: {load}\n", db, "bench-apply/")
+        shutil.rmtree(state, ignore_errors=True)
+        measure([BIN, "snapshot", "--spool-only", "--config", cfg, "--log-format", "json"])
+        staged[load] = (cfg, state, state + ".copy")
+        shutil.rmtree(state + ".copy", ignore_errors=True)
+        shutil.copytree(state, state + ".copy")
+    csv = os.path.join(TMP, "rs-apply.csv")
+    for r in range(runs):
+        for load in ["insert", "copy"]:
+            cfg, state, copy = staged[load]
+            psql(f"DROP TABLE IF EXISTS bench_rs.t_{load}; DROP TABLE IF EXISTS bench_rs.mongoshift_checkpoints", url=RS)
+            shutil.rmtree(state, ignore_errors=True)
+            shutil.copytree(copy, state)
+            res = measure([BIN, "snapshot", "--config", cfg, "--log-format", "json"])
+            if res["rc"] == 0:
+                results[load].append(res)
+            log(f"redshift apply run {r + 1} load={load}: {rows / res['wall']:,.0f} rows/s, {res['cpu'] / rows * 1e6:.1f} µs/row client CPU, rc={res['rc']}")
+        # Baseline: the same rows, PostgreSQL-native COPY into a temp table and MERGE into a keyed table.
+        if r == 0:
+            subprocess.run(["sh", "-c", f"psql '{PG}' -qc \"\\copy bench_rs.t_copy TO '{csv}' WITH (FORMAT csv)\""], check=True)
+        psql("DROP TABLE IF EXISTS bench_rs.merged; CREATE TABLE bench_rs.merged (LIKE bench_rs.t_copy); ALTER TABLE bench_rs.merged ADD PRIMARY KEY (_id)")
+        cols = psql("SELECT string_agg(quote_ident(column_name), ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema='bench_rs' AND table_name='t_copy'")
+        sets = ",".join(f"{c}=s.{c}" for c in cols.split(",") if c != "_id")
+        script = (f"BEGIN; CREATE TEMP TABLE stage (LIKE bench_rs.t_copy) ON COMMIT DROP; \\copy stage FROM '{csv}' WITH (FORMAT csv)\n"
+                  f"MERGE INTO bench_rs.merged t USING stage s ON t._id = s._id WHEN MATCHED THEN UPDATE SET {sets} "
+                  f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({','.join('s.' + c for c in cols.split(','))}); COMMIT;")
+        sql_file = os.path.join(TMP, "rs-merge.sql")
+        open(sql_file, "w").write(script)
+        res = measure(["psql", PG, "-v", "ON_ERROR_STOP=1", "-qf", sql_file])
+        if res["rc"] == 0:
+            results["COPY + MERGE"].append(res)
+        log(f"redshift apply run {r + 1} PostgreSQL COPY+MERGE: {rows / res['wall']:,.0f} rows/s")
+    return {k: {"rows": rows, "rows_per_s": median([rows / x["wall"] for x in v]), "cpu_us_per_row": median([x["cpu"] / rows * 1e6 for x in v]),
+                "rss_mib": median([x["rss_mib"] for x in v])} if v else {"failed": True} for k, v in results.items()}
+
+
+def rs_snapshot_table(rows):
+    """A Redshift-made table (informational key, no index, no sort key) of `rows` rows, filled on the backend."""
+    name = f"bench_rs_snap_{rows}"
+    if psql(f"SELECT count(*) FROM pg_tables WHERE tablename = '{name}'") == "1" and psql(f"SELECT count(*) FROM public.{name}") == str(rows):
+        return name
+    log(f"generating {name}")
+    psql(f"DROP TABLE IF EXISTS public.{name}", url=RS)
+    psql(f"CREATE TABLE public.{name} (id bigint NOT NULL, customer_id integer, amount decimal(12,2), note varchar(64), "
+         f"is_deleted boolean, updated_at timestamp NOT NULL, PRIMARY KEY (id))", url=RS)
+    psql(f"INSERT INTO public.{name} SELECT g, g % 997, g * 1.25, 'note ' || g, false, now() FROM generate_series(1, {rows}) g; ANALYZE public.{name}")
+    return name
+
+
+def bench_redshift_snapshot(sizes, runs):
+    """Redshift -> spool: keyset SELECT pages vs UNLOAD, on tables without an index on the key (as on Redshift)."""
+    out = {}
+    for rows in sizes:
+        table = rs_snapshot_table(rows)
+        out[str(rows)] = {}
+        for extract in ["select", "unload"]:
+            vals = []
+            for r in range(runs):
+                cfg = os.path.join(TMP, f"rs-snap-{extract}.yaml")
+                state = rs_config(cfg, f"  - name: s\n    from: {{ table: public.{table} }}\n    to: {{ collection: s }}\n    key: [id]\n"
+                                       f"    watermark: updated_at\n    extract: {extract}\n    partitions: 8\n", "bench_rs_snap", "bench-snap/")
+                shutil.rmtree(state, ignore_errors=True)
+                res = measure([BIN, "snapshot", "--spool-only", "--config", cfg, "--log-format", "json"], timeout=7200)
+                shutil.rmtree(state, ignore_errors=True)
+                if res["rc"] == 0:
+                    vals.append(res)
+                log(f"redshift snapshot {rows:,} rows extract={extract} run {r + 1}: {res['wall']:.1f} s, {rows / res['wall']:,.0f} rows/s, peak RSS {res['rss_mib']:.0f} MiB")
+            out[str(rows)][extract] = {"seconds": median([x["wall"] for x in vals]), "rows_per_s": median([rows / x["wall"] for x in vals]),
+                                       "cpu_us_per_row": median([x["cpu"] / rows * 1e6 for x in vals]), "rss_mib": median([x["rss_mib"] for x in vals])} if vals else {"failed": True}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="extract,memory,apply,latency")
+    ap.add_argument("--only", default="extract,memory,apply,latency,redshift")
     args = ap.parse_args()
     quick = args.quick
     rows = 500_000 if quick else 5_000_000
@@ -460,6 +566,13 @@ def main():
     if "latency" in only:
         results["latency"] = bench_latency(30 if quick else 120, 10_000)
         stamp("latency")
+        save()
+    if "redshift" in only and RS and S3_ENDPOINT:
+        psql("CREATE SCHEMA IF NOT EXISTS bench_rs", url=RS)
+        results["redshift"] = {"apply": bench_redshift_apply(20_000 if quick else 100_000, args.runs),
+                               "snapshot": bench_redshift_snapshot([200_000, 1_000_000] if quick else [1_000_000, 5_000_000], max(1, args.runs - 2))}
+        stamp("redshift")
+        pymongo_client().drop_database("bench_rs_apply")
     save()
     shutil.rmtree(TMP, ignore_errors=True)
     log("results:", results_path)

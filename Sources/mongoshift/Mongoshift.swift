@@ -14,6 +14,12 @@ struct Mongoshift: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
+            // The argument parser's usage failures exit 64 (EX_USAGE); mongoshift documents 2 for every usage or
+            // configuration error (docs/ARCHITECTURE.md, "Contracts").
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(Exit.usage.rawValue)
+            }
             exit(withError: error)
         }
     }

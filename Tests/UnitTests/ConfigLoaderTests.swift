@@ -79,6 +79,30 @@ final class ConfigLoaderTests: XCTestCase {
         assertError(valid.replacingOccurrences(of: "${MONGO_URL}", with: "${NOPE_NOT_SET}"), line: 6, contains: "NOPE_NOT_SET is not set")
     }
 
+    /// Issue 18 (first run): every unset variable is named at once, not one per attempt.
+    func testAllMissingEnvironmentVariablesAreListed() {
+        let yaml = valid.replacingOccurrences(of: "${MONGO_URL}", with: "${NOPE_ONE}")
+            .replacingOccurrences(of: "${PGPASS}", with: "${NOPE_TWO}")
+            .replacingOccurrences(of: "state: ./st", with: "state: ./st   # ${IN_A_COMMENT} is not a variable")
+        assertError(yaml, line: 3, contains: "environment variables not set: NOPE_TWO (line 3), NOPE_ONE (line 6)")
+        XCTAssertThrowsError(try loader.parse(yaml)) { XCTAssertFalse("\($0)".contains("IN_A_COMMENT")) }
+        // `$$` is a literal dollar, not a variable.
+        let literal = valid.replacingOccurrences(of: "${MONGO_URL}", with: "mongodb://h/?x=$${NOT_A_VAR}")
+        XCTAssertNoThrow(try loader.parse(literal))
+    }
+
+    /// Issue 18 (first run): a config file that cannot be read says why.
+    func testUnreadableConfigFileSaysWhy() {
+        let missing = ConfigLoader(file: "/nonexistent/mongoshift.yaml", environment: [:])
+        XCTAssertThrowsError(try missing.load()) { error in
+            XCTAssertEqual("\(error)", "/nonexistent/mongoshift.yaml: cannot read the file: No such file or directory")
+        }
+        let directory = ConfigLoader(file: NSTemporaryDirectory(), environment: [:])
+        XCTAssertThrowsError(try directory.load()) { error in
+            XCTAssertTrue("\(error)".contains("Is a directory"), "\(error)")
+        }
+    }
+
     func testMalformedYAML() {
         assertError("state: ./x\nstreams:\n  - name: [unclosed\n", line: 4, contains: "invalid YAML")
     }

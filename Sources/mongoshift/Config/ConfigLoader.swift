@@ -15,13 +15,33 @@ struct ConfigLoader {
     }
 
     func load() throws -> ReplicationConfig {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw ConfigError(file: file, line: nil, message: "cannot read the file")
-        }
+        let data = try readFile()
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(file: file, line: nil, message: "not valid UTF-8")
         }
         return try parse(text)
+    }
+
+    /// The file's bytes, or an error that says why not (`No such file or directory`, `Permission denied`, …).
+    private func readFile() throws -> Data {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw unreadable(errno) }
+        defer { close(fd) }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw unreadable(errno)
+            }
+            if n == 0 { return data }
+            data.append(contentsOf: buffer[..<n])
+        }
+    }
+
+    private func unreadable(_ code: Int32) -> ConfigError {
+        ConfigError(file: file, line: nil, message: "cannot read the file: \(String(cString: strerror(code)))")
     }
 
     func parse(_ text: String) throws -> ReplicationConfig {
@@ -32,6 +52,7 @@ struct ConfigLoader {
         } catch let error as YamlError {
             throw yamlError(error)
         }
+        try checkVariablesAreSet(root)
         let top = try mapping(root, "the top level", allowed: ["state", "local_dir", "lease", "redshift", "mongo", "defaults", "streams"])
         var config = ReplicationConfig()
         if let state = top["state"] {
@@ -258,26 +279,61 @@ struct ConfigLoader {
     private func expand(_ text: String, _ node: Node, _ what: String) throws -> String {
         guard text.contains("$") else { return text }
         var out = ""
-        var rest = Substring(text)
-        while let dollar = rest.firstIndex(of: "$") {
-            out += rest[..<dollar]
-            let after = rest[rest.index(after: dollar)...]
-            if after.first == "$" {
-                out += "$"
-                rest = after.dropFirst()
-            } else if after.first == "{", let close = after.firstIndex(of: "}") {
-                let name = String(after[after.index(after: after.startIndex)..<close])
+        for piece in Self.pieces(of: text) {
+            switch piece {
+            case .text(let t): out += t
+            case .variable(let name):
                 guard let value = environment[name] else {
                     throw located(node, "\(what): environment variable \(name) is not set")
                 }
                 out += value
+            }
+        }
+        return out
+    }
+
+    private enum Piece { case text(Substring), variable(String) }
+
+    /// `text` cut into literal runs and `${VAR}` references (`$$` → `$`).
+    private static func pieces(of text: String) -> [Piece] {
+        var pieces: [Piece] = []
+        var rest = Substring(text)
+        while let dollar = rest.firstIndex(of: "$") {
+            pieces.append(.text(rest[..<dollar]))
+            let after = rest[rest.index(after: dollar)...]
+            if after.first == "$" {
+                pieces.append(.text("$"))
+                rest = after.dropFirst()
+            } else if after.first == "{", let close = after.firstIndex(of: "}") {
+                pieces.append(.variable(String(after[after.index(after: after.startIndex)..<close])))
                 rest = after[after.index(after: close)...]
             } else {
-                out += "$"
+                pieces.append(.text("$"))
                 rest = after
             }
         }
-        return out + rest
+        pieces.append(.text(rest))
+        return pieces
+    }
+
+    /// Every unset `${VAR}` of the file in one error (a first run should not discover them one at a time).
+    private func checkVariablesAreSet(_ root: Node) throws {
+        var missing: [(name: String, line: Int?)] = []
+        func walk(_ node: Node) {
+            switch node {
+            case .scalar(let s):
+                for case .variable(let name) in Self.pieces(of: s.string) where environment[name] == nil
+                    && !missing.contains(where: { $0.name == name }) {
+                    missing.append((name, node.mark?.line))
+                }
+            case .mapping(let m): for (k, v) in m { walk(k); walk(v) }
+            case .sequence(let seq): seq.forEach(walk)
+            }
+        }
+        walk(root)
+        guard missing.count > 1 else { return }
+        let list = missing.map { entry in entry.line.map { "\(entry.name) (line \($0))" } ?? entry.name }.joined(separator: ", ")
+        throw ConfigError(file: file, line: missing[0].line, message: "environment variables not set: \(list)")
     }
 
     private func integer(_ node: Node, _ what: String, min: Int, max: Int) throws -> Int {

@@ -101,6 +101,9 @@ public struct BSONTimestamp: Sendable, Hashable, Comparable {
         self.increment = increment
     }
     public static func < (a: Self, b: Self) -> Bool { (a.seconds, a.increment) < (b.seconds, b.increment) }
+
+    /// For people: `2026-12-04T22:10:37Z #3` (the UTC second, then the ordinal within it).
+    public var readable: String { "\(ISODate.format(seconds: Int64(seconds))) #\(increment)" }
 }
 
 extension BSON: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral, ExpressibleByFloatLiteral {

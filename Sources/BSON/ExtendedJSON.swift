@@ -125,6 +125,12 @@ public enum ISODate {
         return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 
+    /// `2024-01-02T03:04:05Z` (whole seconds since the epoch, UTC).
+    public static func format(seconds: Int64) -> String {
+        guard let text = format(milliseconds: seconds * 1000) else { return String(seconds) }
+        return text.dropLast(5) + "Z"
+    }
+
     /// `2024-01-02T03:04:05.123Z` for years 1970…9999 (Extended JSON's relaxed range); nil outside.
     public static func format(milliseconds ms: Int64) -> String? {
         guard ms >= 0 && ms < 253_402_300_800_000 else { return nil }

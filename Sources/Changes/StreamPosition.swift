@@ -63,7 +63,7 @@ public struct ChangeStreamPosition: Sendable, Hashable, CustomStringConvertible 
     }
 
     public var description: String {
-        clusterTime.map { "cluster time \($0.seconds).\($0.increment)" } ?? "resume token"
+        clusterTime.map { "cluster time \($0.readable)" } ?? "resume token"
     }
 }
 

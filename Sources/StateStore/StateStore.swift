@@ -47,7 +47,7 @@ public final class StateStore: Sendable {
             } else {
                 try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
                 try StateMigrations.migrate(database)
-                try database.query("INSERT INTO meta VALUES ('instance_id', ?) ON CONFLICT DO NOTHING", [.text(UUID().uuidString.lowercased())])
+                _ = try database.query("INSERT INTO meta VALUES ('instance_id', ?) ON CONFLICT DO NOTHING", [.text(UUID().uuidString.lowercased())])
             }
             instanceID = try database.query("SELECT value FROM meta WHERE key = 'instance_id'").first?.first?.text ?? ""
         } catch let error as StateStoreError where error.code == .corrupt {
@@ -69,7 +69,7 @@ public final class StateStore: Sendable {
             defer { try? database.migrated() }
             if !readOnly {
                 try StateMigrations.migrate(database)
-                try database.query("INSERT INTO meta VALUES ('instance_id', ?) ON CONFLICT DO NOTHING", [.text(UUID().uuidString.lowercased())])
+                _ = try database.query("INSERT INTO meta VALUES ('instance_id', ?) ON CONFLICT DO NOTHING", [.text(UUID().uuidString.lowercased())])
             }
             return try database.query("SELECT value FROM meta WHERE key = 'instance_id'").first?.first?.text ?? ""
         }

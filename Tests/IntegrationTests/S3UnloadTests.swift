@@ -85,4 +85,31 @@ final class S3UnloadTests: IntegrationTestCase {
         let left = try await s3.list(bucket, prefix: prefix)
         XCTAssertEqual(left, [], "no orphan file after the snapshot completed")
     }
+
+    /// `extract: auto` sizes tables by svv_table_info, which Redshift shows to superusers only: `check` names the
+    /// grant a regular login needs (else large tables would silently be read by SELECT pages).
+    func testCheckNamesTheGrantExtractAutoNeeds() async throws {
+        let cfg = try Fixtures.writeConfig(directory: directory, pg: rs, mongo: mongoURL, database: database, table: table,
+                                           defaults: "batch_bytes: 64KiB", dialect: """
+                                           redshift
+                                             s3: { bucket: \(bucket), prefix: \(prefix), endpoint: "\(endpoint)" }
+                                           """)
+        let role = TestServers.uniqueName("etl")
+        try await TestServers.createPasswordRole(connection, role, password: "Etl-pw-1234")
+        onTeardown { [connection, source] in
+            _ = try? await source?.execute("REVOKE SELECT ON svv_table_info FROM \(role)")
+            _ = try? await connection?.execute("DROP OWNED BY \(role); DROP ROLE IF EXISTS \(role)")
+        }
+        var url = URLComponents(string: rs)!
+        url.user = role
+        url.password = "Etl-pw-1234"
+        let yaml = try String(contentsOfFile: cfg, encoding: .utf8).replacingOccurrences(of: rs, with: url.string!)
+        try yaml.write(toFile: cfg, atomically: true, encoding: .utf8)
+        let line = "orders: cannot read svv_table_info"
+        let refused = try MongoshiftProcess.run(["check", "--config", cfg, "--min-oplog-window", "0s"])
+        XCTAssertTrue(refused.stdout.contains(line) && refused.stdout.contains("GRANT SELECT ON svv_table_info"), refused.stdout + refused.stderr)
+        try await source.execute("GRANT SELECT ON svv_table_info TO \(role)")
+        let granted = try MongoshiftProcess.run(["check", "--config", cfg, "--min-oplog-window", "0s"])
+        XCTAssertFalse(granted.stdout.contains(line), granted.stdout)
+    }
 }

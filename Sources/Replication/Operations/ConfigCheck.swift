@@ -118,6 +118,15 @@ public struct ConfigCheck: Sendable {
                 problem("an open transaction writing \(stream.table) (\(writer), open \((horizon.now - writer.start) / 1_000_000) s) holds the watermark back until it ends")
             }
         }
+        // `extract: auto` decides by svv_table_info, which only superusers (or a grant) may read.
+        if config.redshift?.dialect == .redshift, config.redshift?.s3 != nil, stream.extract == .auto {
+            do {
+                _ = try await pg.query("SELECT CAST(tbl_rows AS bigint) FROM svv_table_info WHERE \"schema\" = $1 AND \"table\" = $2",
+                                       [stream.table.schema ?? "public", stream.table.name])
+            } catch {
+                problem("cannot read svv_table_info, so `extract: auto` cannot size the table and snapshots it by SELECT: GRANT SELECT ON svv_table_info TO the login, or set `extract: unload`")
+            }
+        }
         return problems
     }
 

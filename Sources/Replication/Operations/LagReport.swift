@@ -37,6 +37,10 @@ public struct StreamLag: Sendable {
     /// commit rows stamped before the watermark), when one does.
     public var heldBy: HeldBy?
 
+    public init(name: String, direction: String, phase: String) {
+        (self.name, self.direction, self.phase) = (name, direction, phase)
+    }
+
     public struct HeldBy: Sendable {
         public var pid: String
         public var xid: String?
@@ -108,7 +112,7 @@ public enum LagReport {
                 lag.probeError = "the server reports no operationTime (not a replica set?)"
                 return
             }
-            lag.sourceHead = "cluster time \(now.seconds).\(now.increment)"
+            lag.sourceHead = "cluster time \(now.readable)"
             lag.lagSeconds = ClusterClock.lag(now: now, applied: applied)
             lag.resumeTokenAgeSeconds = lag.lagSeconds
             if let window = await ClusterClock.oplogWindow(client) { lag.oplogWindowSeconds = window.seconds }

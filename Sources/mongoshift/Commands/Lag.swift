@@ -1,4 +1,5 @@
 import ArgumentParser
+import BSON
 import Foundation
 import Replication
 import ShiftCore
@@ -58,7 +59,7 @@ extension Mongoshift {
                     "lag_seconds": s.lagSeconds ?? NSNull(), "applied_position": s.appliedPosition ?? NSNull(),
                     "source_head": s.sourceHead ?? NSNull(), "spool_segments": s.spoolSegments, "spool_rows": s.spoolRows,
                     "spool_bytes": s.spoolBytes, "deadletters": s.deadLetters, "rows_applied": s.rowsApplied,
-                    "last_error": s.lastError.map(Redaction.redact) ?? NSNull(), "last_error_at": s.lastErrorAt ?? NSNull(),
+                    "last_error": s.lastError.map(Redaction.redact) ?? NSNull(), "last_error_at": s.lastErrorAt.map(Self.isoTime) ?? NSNull(),
                     "owner": s.owner ?? NSNull(),
                 ]
                 if let e = s.probeError { d["probe_error"] = Redaction.redact(e) }
@@ -73,6 +74,11 @@ extension Mongoshift {
             return String(decoding: data, as: UTF8.self)
         }
 
+        /// `2026-12-04T22:10:37.125Z` for an epoch time in seconds.
+        static func isoTime(_ epochSeconds: Double) -> String {
+            ISODate.format(milliseconds: Int64((epochSeconds * 1000).rounded())) ?? String(epochSeconds)
+        }
+
         static func table(_ report: [StreamLag]) -> String {
             let header = ["STREAM", "DIRECTION", "PHASE", "OWNER", "LAG", "APPLIED", "SOURCE HEAD", "HELD BY", "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
             var rows = [header]
@@ -81,7 +87,7 @@ extension Mongoshift {
                              s.appliedPosition ?? "-", s.sourceHead ?? (s.probeError == nil ? "-" : "unreachable"),
                              s.heldBy.map { "pid \($0.pid)\($0.xid.map { " xid \($0)" } ?? "") open \(Int($0.ageSeconds)) s" } ?? "-",
                              "\(s.spoolSegments)/\(s.spoolRows)/\(s.spoolBytes)", String(s.deadLetters),
-                             Redaction.redact(s.lastError ?? s.probeError ?? "-")])
+                             Redaction.redact(s.lastError.map { e in s.lastErrorAt.map { "\(Self.isoTime($0)) \(e)" } ?? e } ?? s.probeError ?? "-")])
             }
             let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
             return rows.map { r in

@@ -542,7 +542,7 @@ def main():
         json.dump(results, open(results_path, "w"), indent=1)
 
     def stamp(section):
-        results.setdefault("measured", {})[section] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        results.setdefault("measured", {})[section] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()) + f" ({'quick' if quick else 'full'}, {args.runs} runs)"
     results["meta"] = {"mode": "quick" if quick else "full", "runs": args.runs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "cpus": os.cpu_count(), "machine": os.uname().machine}
     ensure_orders(rows)

@@ -62,6 +62,15 @@ public struct ChangeStreamPosition: Sendable, Hashable, CustomStringConvertible 
         self.afterInvalidate = afterInvalidate
     }
 
+    /// A start time with no token yet (`reset --to time:`/`now`): the change stream opens at `time`, inclusive;
+    /// the first event or idle advance replaces it with a real token.
+    public init(startingAt time: BSONTimestamp) {
+        self.init(resumeToken: Document(), clusterTime: time)
+    }
+
+    /// The start time of a position that has no token yet.
+    public var startTime: BSONTimestamp? { resumeToken.isEmpty ? clusterTime : nil }
+
     public var description: String {
         clusterTime.map { "cluster time \($0.readable)" } ?? "resume token"
     }

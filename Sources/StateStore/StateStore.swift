@@ -173,10 +173,51 @@ public final class StateStore: Sendable {
         try await transaction { parts in
             if let lease { try parts.leases.check(lease) }
             try parts.streams.transition(name, .reset)
-            try parts.partitions.deleteAll(name)
-            try parts.segments.deleteAll(name)
-            try parts.streams.clearPositions(name)
+            try Self.forgetPositions(parts, name)
         }
+    }
+
+    /// Partitions, segments and positions gone; the extract generation moves on.
+    private static func forgetPositions(_ parts: Parts, _ name: String) throws {
+        try parts.partitions.deleteAll(name)
+        try parts.segments.deleteAll(name)
+        try parts.streams.clearPositions(name)
+    }
+
+    /// Operator reset to a position (`reset --to now|time:|token:|watermark:`): the stream tails from `position`,
+    /// with no snapshot; pending segments and partitions are forgotten (their spool files go at the next start)
+    /// and the extract generation moves on. `note` (who, when, what) is kept for `lag`. Under `lease`.
+    public func repositionStream(_ name: String, to position: StreamPosition, note: String, lease: Lease) async throws {
+        try await transaction { parts in
+            try parts.leases.check(lease)
+            try parts.streams.transition(name, .reposition)
+            try Self.forgetPositions(parts, name)
+            try parts.streams.setExtractPosition(name, position)
+            try parts.streams.setAppliedPosition(name, position)
+            try parts.streams.markSnapshotComplete(name)
+            try parts.streams.recordError(name, nil)
+            try Self.saveResetNote(parts.db, name, note)
+        }
+    }
+
+    /// Operator reset to a new snapshot (`reset --to snapshot`), noted for `lag`. Under `lease`.
+    public func resetStream(_ name: String, note: String, lease: Lease) async throws {
+        try await transaction { parts in
+            try parts.leases.check(lease)
+            try parts.streams.transition(name, .reset)
+            try Self.forgetPositions(parts, name)
+            try parts.streams.recordError(name, nil)
+            try Self.saveResetNote(parts.db, name, note)
+        }
+    }
+
+    /// The last operator reset of the stream (`lag`), nil when there was none.
+    public func lastReset(_ name: String) async throws -> String? {
+        try await run { try $0.db.query("SELECT value FROM meta WHERE key = ?", [.text("reset:" + name)]).first?.first?.text }
+    }
+
+    private static func saveResetNote(_ db: StateDatabase, _ name: String, _ note: String) throws {
+        _ = try db.query("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [.text("reset:" + name), .text(note)])
     }
 
     public func recordError(_ name: String, _ message: String?) async throws {

@@ -4,6 +4,7 @@
 ///      ▲                 │  ▲ begin (re-plan)       │
 ///      └──── reset ──────┴──┴───────────────────────┘          (reset: history lost, operator)
 ///     any ──fail──▶ failed(from: phase) ──resume──▶ phase
+///     any ──reposition──▶ streaming                            (operator: `reset --to now|time|token|watermark`)
 ///
 /// A value type, unit-tested without a database; the state store applies it inside the transaction that persists
 /// the phase, so an illegal transition fails loudly instead of leaving a stream in a state nothing expects.
@@ -51,6 +52,8 @@ public struct StreamLifecycle: Sendable, Equatable {
         case resume
         /// Forget positions and partitions: the next run snapshots again.
         case reset
+        /// An operator set the stream's position: it tails from there, with no snapshot.
+        case reposition
     }
 
     public struct IllegalTransition: Error, CustomStringConvertible, Sendable, Equatable {
@@ -82,6 +85,8 @@ public struct StreamLifecycle: Sendable, Equatable {
             break
         case (_, .reset):
             state = .new
+        case (_, .reposition):
+            state = .streaming
         default:
             throw IllegalTransition(state: state, event: event)
         }

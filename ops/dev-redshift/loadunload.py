@@ -469,6 +469,7 @@ class Loader:
             delim = str(o.get("delimiter", ","))
             quote = str(o.get("quote", '"'))
             reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, quotechar=quote, strict=True)
+            lines = text.splitlines()  # once: the raw text of a record is cut from it (per record would be quadratic)
             last = 0
             while True:
                 try:
@@ -485,18 +486,19 @@ class Loader:
                 if not rec and "ignoreblanklines" in o:
                     last = line
                     continue
-                raw = "\n".join(text.splitlines()[last:line])[:1024] if len(self.errors) <= self.maxerror + 1 else ""
+                raw = "\n".join(lines[last:line])[:1024] if len(self.errors) <= self.maxerror + 1 else ""
                 last = line
                 self.add(rec if rec else [""], filename, line, raw)
             return
         delim = str(o.get("delimiter", "|"))
         escape = "escape" in o
+        total = text.count("\n") + 1
         for n, line in enumerate(text.split("\n"), 1):
             if n <= skip:
                 continue
             if line.endswith("\r"):
                 line = line[:-1]
-            if line == "" and (n == text.count("\n") + 1 or "ignoreblanklines" in o):
+            if line == "" and (n == total or "ignoreblanklines" in o):
                 continue
             if escape:
                 fields, cur, i = [], [], 0
@@ -524,6 +526,8 @@ class Loader:
         dec = json.JSONDecoder()
         pos, n = 0, len(text)
         names = [c["name"] for c in self.columns]
+        # Line numbers counted incrementally (counting from the file's start per record is quadratic).
+        line, counted = 1, 0
         while True:
             while pos < n and text[pos] in " \t\r\n":
                 pos += 1
@@ -533,10 +537,11 @@ class Loader:
             try:
                 obj, pos = dec.raw_decode(text, pos)
             except ValueError as e:
-                line = text.count("\n", 0, start) + 1
+                line += text.count("\n", counted, start)
                 self.error(LoadError(1224, f"Invalid JSONPath format or malformed JSON: {e.msg}"), filename, line, text[start:start + 1024])
                 break
-            line = text.count("\n", 0, pos) + 1
+            line += text.count("\n", counted, pos)
+            counted = pos
             raw = text[start:pos]
             if not isinstance(obj, dict):
                 self.error(LoadError(1224, "Invalid JSON object: the top level must be an object"), filename, line, raw)

@@ -47,7 +47,7 @@ struct ChangeStreamTailer {
         // A getMore waits at most half a poll interval for new events, so a batch closes within about one.
         var options: Document = ["fullDocument": "updateLookup",
                                  "maxAwaitTimeMS": .int64(Int64(max(100, interval.seconds * 500)))]
-        options.append(position.afterInvalidate ? "startAfter" : "resumeAfter", .document(position.resumeToken))
+        position.appendResumeOption(to: &options)
         let stream = try await client.watch(database: database, collection: context.stream.collection, options: options)
         var last = position
         while !Task.isShuttingDownGracefully {
@@ -126,5 +126,23 @@ struct ChangeStreamTailer {
         try await context.state.recordError(context.name, "\(what) (on_drop: \(context.stream.onDrop.rawValue))")
         let after = ChangeStreamPosition(resumeToken: token, clusterTime: last.clusterTime, afterInvalidate: true)
         try await record(SpoolSegmentWriter(stream: context.name), to: after, cursor: &cursor)
+    }
+}
+
+extension ChangeStreamPosition {
+    /// Where a change stream opened at this position starts: after the token (`startAfter` past an invalidate,
+    /// else `resumeAfter`), or at the start time of a position that has none yet (`startAtOperationTime`).
+    func appendResumeOption(to options: inout Document) {
+        if let time = startTime {
+            options.append("startAtOperationTime", .timestamp(time))
+        } else {
+            options.append(afterInvalidate ? "startAfter" : "resumeAfter", .document(resumeToken))
+        }
+    }
+
+    var watchOptions: Document {
+        var options: Document = ["maxAwaitTimeMS": 100]
+        appendResumeOption(to: &options)
+        return options
     }
 }

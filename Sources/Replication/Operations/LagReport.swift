@@ -36,6 +36,8 @@ public struct StreamLag: Sendable {
     /// Redshift → Mongo: the open transaction writing the table that holds the watermark back (it may still
     /// commit rows stamped before the watermark), when one does.
     public var heldBy: HeldBy?
+    /// The last operator reset (`mongoshift reset`): when, by whom, to what.
+    public var lastReset: String?
 
     public init(name: String, direction: String, phase: String) {
         (self.name, self.direction, self.phase) = (name, direction, phase)
@@ -75,6 +77,7 @@ public enum LagReport {
                 lag.deadLetters = s.rowsDeadLettered
                 lag.lastError = s.lastError
                 lag.lastErrorAt = s.lastErrorAt
+                lag.lastReset = try? await state.lastReset(stream.name)
                 if let backlog = try? await state.spoolBacklog(stream.name) {
                     (lag.spoolSegments, lag.spoolRows, lag.spoolBytes) = (backlog.segments, backlog.rows, backlog.bytes)
                 }

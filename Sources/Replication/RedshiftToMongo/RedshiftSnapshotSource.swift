@@ -66,6 +66,25 @@ struct RedshiftSnapshotSource: SnapshotSource {
 
     // MARK: planning
 
+    /// Where a tail starting now begins: the bound a poll would use right now (nil: no watermark). Also what
+    /// `reset --to now` sets. `scalar` runs a one-value query on the source.
+    static func tailSeed(_ horizon: TransactionHorizon, table: SourceTable, safetyLag: Duration, logger: Logger,
+                         scalar: (String) async throws -> String?) async throws -> String? {
+        switch table.watermarkKind {
+        case nil:
+            return nil
+        case .time(let tz)?:
+            let decision = PollBound(kind: .time(withTimeZone: tz), safetyLag: safetyLag).decide(horizon, position: nil)
+            if let writer = decision.heldBy { logger.notice("an open transaction writing the table holds the tail's start", metadata: ["transaction": "\(writer)"]) }
+            return decision.value.map(WatermarkKind.time(withTimeZone: tz).boundText)
+        case .integer?:
+            if horizon.oldestWriter == nil { return horizon.maxWatermark.map(String.init) ?? "0" }
+            let w = SQL.identifier(table.watermarkName!)
+            let lowest = try await scalar("SELECT CAST(min(\(w)) AS varchar) FROM \(table.qualifiedName)").flatMap { Int64($0) }
+            return lowest.map { String($0 == .min ? $0 : $0 - 1) } ?? "0"
+        }
+    }
+
     /// The snapshot's start is the source clock; the tail's seed is the bound a poll would use right now
     /// (`PollBound`: `now - safety_lag`, or before an open transaction writing the table), so no commit that lands
     /// after the copy read its range is missed. Integer watermarks start at the largest value visible — or, with a
@@ -74,22 +93,8 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let keys = table.keyNames.map(SQL.identifier)
         let horizon = try await TransactionHorizon.probe(reader, kind: table.watermarkKind ?? .time(withTimeZone: false))
         let start = ValueText.timestampMicrosText(horizon.now)
-        var seed: String?
-        switch table.watermarkKind {
-        case nil:
-            seed = nil
-        case .time?:
-            let decision = PollBound(kind: table.watermarkKind!, safetyLag: context.stream.safetyLag).decide(horizon, position: nil)
-            seed = decision.value.map(table.watermarkKind!.boundText)
-            if let writer = decision.heldBy { context.logger.notice("snapshot: an open transaction writing the table holds the tail's start", metadata: ["transaction": "\(writer)"]) }
-        case .integer?:
-            if horizon.oldestWriter == nil {
-                seed = horizon.maxWatermark.map(String.init) ?? "0"
-            } else {
-                let w = SQL.identifier(table.watermarkName!)
-                let lowest = try await reader.scalar("SELECT CAST(min(\(w)) AS varchar) FROM \(table.qualifiedName)").flatMap { Int64($0) }
-                seed = lowest.map { String($0 == .min ? $0 : $0 - 1) } ?? "0"
-            }
+        let seed = try await Self.tailSeed(horizon, table: table, safetyLag: context.stream.safetyLag, logger: context.logger) {
+            try await reader.scalar($0)
         }
         try await reportUncopyableKeys(keys)
         // UNLOAD bounds partitions by number only (it takes no parameters): other keys unload as one partition,

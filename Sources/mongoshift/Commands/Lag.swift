@@ -60,7 +60,7 @@ extension Mongoshift {
                     "source_head": s.sourceHead ?? NSNull(), "spool_segments": s.spoolSegments, "spool_rows": s.spoolRows,
                     "spool_bytes": s.spoolBytes, "deadletters": s.deadLetters, "rows_applied": s.rowsApplied,
                     "last_error": s.lastError.map(Redaction.redact) ?? NSNull(), "last_error_at": s.lastErrorAt.map(Self.isoTime) ?? NSNull(),
-                    "owner": s.owner ?? NSNull(),
+                    "owner": s.owner ?? NSNull(), "last_reset": s.lastReset ?? NSNull(),
                 ]
                 if let e = s.probeError { d["probe_error"] = Redaction.redact(e) }
                 if let age = s.resumeTokenAgeSeconds { d["resume_token_age_seconds"] = age }
@@ -90,9 +90,10 @@ extension Mongoshift {
                              Redaction.redact(s.lastError.map { e in s.lastErrorAt.map { "\(Self.isoTime($0)) \(e)" } ?? e } ?? s.probeError ?? "-")])
             }
             let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
-            return rows.map { r in
+            let lines = rows.map { r in
                 r.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
-            }.joined(separator: "\n")
+            }
+            return (lines + report.compactMap { s in s.lastReset.map { "\(s.name): last reset \($0)" } }).joined(separator: "\n")
         }
     }
 }

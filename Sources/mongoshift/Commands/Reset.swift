@@ -1,0 +1,91 @@
+import ArgumentParser
+import BSON
+import Foundation
+import Replication
+import StateStore
+
+extension Mongoshift {
+    struct Reset: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Moves one stream to a resume point: a new snapshot, now, a cluster time or resume token (Mongo), a watermark (Redshift).",
+            discussion: """
+            --to snapshot | now | time:<ISO-8601> | token:<resume token> (Mongo → Redshift) | watermark:<value> \
+            (Redshift → Mongo). Asks for confirmation on a terminal (--yes for scripts); refuses while a worker holds \
+            the stream. Changes only the stream's position in the state store; `lag` shows the last reset. \
+            Exit 1 when refused.
+            """)
+
+        @OptionGroup var options: GlobalOptions
+
+        @Option(help: "snapshot, now, time:<ISO-8601>, token:<resume token> or watermark:<value>.")
+        var to: String
+
+        @Flag(help: "Do not ask for confirmation.")
+        var yes = false
+
+        func validate() throws {
+            guard options.streams.count == 1 else { throw ValidationError("reset takes exactly one --stream NAME") }
+            guard ResetTarget(parsing: to) != nil else {
+                throw ValidationError("--to \"\(to)\": use snapshot, now, time:<ISO-8601 e.g. 2026-12-04T10:00:00Z>, token:<resume token> or watermark:<value>")
+            }
+        }
+
+        func run() async throws {
+            do {
+                let (config, streams, logger) = try options.prepare()
+                let stream = streams[0], target = ResetTarget(parsing: to)!
+                let state = try StateStore.open(config)
+                if let holder = try await Self.liveHolder(state, stream.name) {
+                    throw StreamReset.Refusal(description: "stream \(stream.name) is running on \(holder): stop it (or wait for its lease to expire) before a reset")
+                }
+                let current = try await state.stream(stream.name)
+                let position = try await StreamReset.resolve(target, stream: stream, config: config, logger: logger)
+                let was = current.map { "\($0.phase.rawValue), applied \($0.appliedPosition?.description ?? "nothing")" } ?? "never run"
+                let becomes = position.map { "tail from \($0)" } ?? "a new snapshot at the next run"
+                print("stream \(stream.name): \(was) → \(becomes)")
+                if !yes {
+                    guard isatty(STDIN_FILENO) != 0 else {
+                        throw ValidationError("stdin is not a terminal: add --yes to confirm the reset")
+                    }
+                    print("reset? [y/N] ", terminator: "")
+                    guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+                        print("not reset")
+                        return
+                    }
+                }
+                _ = try await state.ensureStream(stream.name, direction: stream.direction.rawValue)
+                guard let lease = try await state.acquireLease(stream.name, duration: config.leaseDuration) else {
+                    throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker meanwhile: not reset")
+                }
+                let note = "\(ISODate.format(seconds: Int64(Date().timeIntervalSince1970))) by \(Self.operatorName()): --to \(target) (was \(was))"
+                if let position {
+                    try await state.repositionStream(stream.name, to: position, note: note, lease: lease)
+                } else {
+                    try await state.resetStream(stream.name, note: note, lease: lease)
+                }
+                try? await state.releaseLease(lease)
+                logger.notice("stream reset", metadata: ["stream": "\(stream.name)", "to": "\(target)", "position": "\(position?.description ?? "snapshot")",
+                                                         "by": "\(Self.operatorName())", "was": "\(was)"])
+                print("stream \(stream.name) reset: \(becomes)")
+            } catch let refusal as StreamReset.Refusal {
+                FileHandle.standardError.write(Data("mongoshift: \(refusal)\n".utf8))
+                throw Exit.thresholdFailed
+            } catch {
+                throw ErrorReporting.fail(error)
+            }
+        }
+
+        /// The worker holding the stream's lease now, if any (an expired lease holds nothing).
+        static func liveHolder(_ state: StateStore, _ stream: String) async throws -> String? {
+            guard let lease = try await state.leases().first(where: { $0.stream == stream }),
+                  lease.expiresAt > Date().timeIntervalSince1970 else { return nil }
+            return "\(lease.holder) (epoch \(lease.epoch), lease until \(ISODate.format(seconds: Int64(lease.expiresAt))))"
+        }
+
+        static func operatorName() -> String {
+            let env = ProcessInfo.processInfo.environment
+            let user = env["SUDO_USER"] ?? env["USER"] ?? env["LOGNAME"] ?? "uid \(getuid())"
+            return "\(user)@\(ProcessInfo.processInfo.hostName)"
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import BSON
+import Foundation
+import MongoClient
+import PostgresClient
+import TestSupport
+import XCTest
+
+/// `mongoshift reset`: moves exactly the position asked (and nothing else), refuses while a worker holds the
+/// stream or without confirmation, and the next run tails from there; `lag` shows the last reset.
+final class ResetTests: IntegrationTestCase {
+    override var namePrefix: String { "reset" }
+
+    func lagStream(_ config: String, _ name: String) throws -> [String: Any] {
+        let result = try MongoshiftProcess.run(["lag", "--config", config, "--json", "--stream", name])
+        let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        return try XCTUnwrap((json?["streams"] as? [[String: Any]])?.first, result.stdout + result.stderr)
+    }
+
+    func testRedshiftStreamResetToAWatermarkReplaysFromThereOnly() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 200)
+        try await connection.execute("UPDATE public.\(table) SET updated_at = TIMESTAMPTZ '2026-01-01 00:00:00+00' + id * INTERVAL '1 second', note = 'n' || id")
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        let before = try lagStream(config, "orders")["applied_position"] as? String
+        // The target drifts (someone edited documents by hand): ids 151… no longer match their rows.
+        _ = try await mongo.bulkWrite(database: database, collection: "orders",
+                                      (151...200).map { .update(filter: ["_id": .int64(Int64($0))], update: ["$set": .document(["note": "drift"])], upsert: false) })
+
+        // Without a terminal and without --yes: refused, nothing changed.
+        let unconfirmed = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "watermark:2026-01-01 00:02:30+00"])
+        XCTAssertEqual(unconfirmed.status, 2, unconfirmed.stderr)
+        XCTAssertTrue(unconfirmed.stderr.contains("--yes"), unconfirmed.stderr)
+        XCTAssertEqual(try lagStream(config, "orders")["applied_position"] as? String, before)
+
+        let bad = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "watermark:not a time", "--yes"])
+        XCTAssertEqual(bad.status, 1, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("is not a value of updated_at"), bad.stderr)
+        let wrongKind = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "time:2026-01-01T00:00:00Z", "--yes"])
+        XCTAssertEqual(wrongKind.status, 1, wrongKind.stderr)
+        XCTAssertEqual(try lagStream(config, "orders")["applied_position"] as? String, before)
+
+        let reset = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "watermark:2026-01-01 00:02:30+00", "--yes"])
+        XCTAssertEqual(reset.status, 0, reset.stderr)
+        let after = try lagStream(config, "orders")
+        XCTAssertEqual(after["phase"] as? String, "streaming")
+        XCTAssertTrue((after["applied_position"] as? String)?.hasPrefix("2026-01-01 00:02:30") ?? false, "\(after)")
+        XCTAssertTrue((after["last_reset"] as? String)?.contains("--to watermark:2026-01-01 00:02:30+00") ?? false, "\(after)")
+        let drifted = try await mongo.count(database: database, collection: "orders", filter: ["note": "drift"])
+        XCTAssertEqual(drifted, 50, "reset changes the position only, never the target")
+
+        // The next run re-reads rows after 00:02:30 (ids 151…200): the drift is repaired, nothing before is touched.
+        let (process, _) = try startRun(config)
+        try await waitFor("replay from the reset point", timeout: 60) {
+            (try? await self.mongo.count(database: self.database, collection: "orders", filter: ["note": "drift"])) == 0
+        }
+        stop(process)
+        let (tally, reasons) = try await Convergence.compare(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
+        XCTAssertTrue(tally.isExact && reasons.isEmpty, "\(tally) \(reasons)")
+    }
+
+    func testResetIsRefusedWhileAWorkerRunsTheStreamAndToSnapshotCopiesAgain() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 100)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        let (process, _) = try startRun(config)
+        try await waitFor("streaming") { self.phase("orders") == "streaming" }
+        let refused = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "snapshot", "--yes"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("stream orders is running on"), refused.stderr)
+        XCTAssertEqual(phase("orders"), "streaming")
+        stop(process)
+
+        let reset = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "snapshot", "--yes"])
+        XCTAssertEqual(reset.status, 0, reset.stderr)
+        XCTAssertEqual(phase("orders"), "new", "the next run snapshots again")
+        _ = try await mongo.command(["drop": "orders"], database: database)
+        let snapshot = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(snapshot.status, 0, snapshot.stderr)
+        let copied = try await mongo.count(database: database, collection: "orders")
+        XCTAssertEqual(copied, 100)
+    }
+
+    func testMongoStreamResetToAClusterTimeReplaysTheChangesAfterIt() async throws {
+        let schema = TestServers.uniqueName("rst")
+        onTeardown { [connection] in _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE") }
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...20).map { .insert(["_id": .int32(Int32($0)), "v": 1]) })
+        let path = directory + "/m2r.yaml"
+        try """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:
+          - { name: apps, from: { collection: apps }, to: { table: \(schema).apps } }
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        let (first, _) = try startRun(path)
+        try await waitFor("snapshot") { self.phase("apps") == "streaming" }
+        // A cluster time between the snapshot and ten inserts.
+        let reply = try await mongo.command(["ping": 1], database: database)
+        guard case .timestamp(let mark)? = reply["operationTime"] else { return XCTFail("no operationTime") }
+        try await Task.sleep(for: .milliseconds(1100))
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", (21...30).map { .insert(["_id": .int32(Int32($0)), "v": 2]) })
+        try await waitFor("inserts applied") {
+            (try? await self.connection.query("SELECT count(*) FROM \(schema).apps").rows.first?.first ?? nil) == "30"
+        }
+        stop(first)
+        // The target loses the inserted rows (a bad manual fix): resume from the mark instead of re-copying all.
+        try await connection.execute("DELETE FROM \(schema).apps WHERE _id > 20")
+        let iso = ISODate.format(seconds: Int64(mark.seconds))
+        let reset = try MongoshiftProcess.run(["reset", "--config", path, "--stream", "apps", "--to", "time:\(iso)", "--yes"])
+        XCTAssertEqual(reset.status, 0, reset.stderr)
+        XCTAssertTrue(reset.stdout.contains("cluster time \(iso)"), reset.stdout)
+        let lag = try lagStream(path, "apps")
+        XCTAssertTrue((lag["last_reset"] as? String)?.contains("--to time:\(iso)") ?? false, "\(lag)")
+        let (second, _) = try startRun(path)
+        try await waitFor("replayed from the cluster time") {
+            (try? await self.connection.query("SELECT count(*) FROM \(schema).apps").rows.first?.first ?? nil) == "30"
+        }
+        stop(second)
+        let token = try MongoshiftProcess.run(["reset", "--config", path, "--stream", "apps", "--to", "token:zz", "--yes"])
+        XCTAssertEqual(token.status, 2, "a malformed token is a usage error: \(token.stderr)")
+    }
+}

@@ -124,5 +124,48 @@ if lat:
               "(slow, single-threaded) dev Mongo server, so it reached far less than 2,000 rows/s; both directions' figures include "
               "that server's apply time." + (f" Note: {R['meta']['note']}." if R["meta"].get("note") else ""), ""]
 
+rs = R.get("redshift")
+if rs:
+    a, sn = rs["apply"], rs["snapshot"]
+    base = a.get("COPY + MERGE", {}).get("rows_per_s")
+    lines += ["## Redshift paths, against the stand-in" + when("redshift"), "",
+              "**Measured against `ops/dev-redshift` and its S3 emulator (moto), not Amazon Redshift.** The stand-in is a Python "
+              "proxy: it parses, checks and converts every COPY value and formats every UNLOAD row itself, so wall times here "
+              "measure mostly the stand-in. Client CPU (mongoshift's own user + system time) is the comparable figure.", "",
+              "Mongo → Redshift apply of the same staged 100k-document spool (`snapshot` after `--spool-only`): multi-row INSERTs "
+              "(`load: insert`), COPY from zstd JSON files in S3 (`load: copy`), and PostgreSQL's own `\\copy` + `MERGE` of "
+              "the same rows directly on the backend as the baseline.", "",
+              "| path | rows/s | × COPY + MERGE | client CPU µs/row | peak RSS MiB |", "|---|---:|---:|---:|---:|"]
+    for k in ["insert", "copy", "COPY + MERGE"]:
+        v = a.get(k, {})
+        if v.get("failed"):
+            lines.append(f"| {k} | failed | | | |")
+            continue
+        lines.append(f"| {k} | {fmt(v.get('rows_per_s'))} | {fmt(v['rows_per_s'] / base if base else None, 2)} | "
+                     f"{fmt(v.get('cpu_us_per_row'), 1)} | {fmt(v.get('rss_mib'))} |")
+    sizes = sorted(sn, key=int)
+    lines += ["", "Redshift → spool snapshot (`snapshot --spool-only`, 8 partitions) of a Redshift-made table with an informational "
+              "key and no index — as on Redshift, where each keyset page (`extract: select`) re-reads the rest of its "
+              "partition — against `extract: unload` (one UNLOAD per partition, files read one at a time):", "",
+              "| extract | " + " | ".join(f"{int(n):,} rows s" for n in sizes) + f" | growth {int(sizes[-1]) // int(sizes[0])}× rows | "
+              "client CPU µs/row | peak RSS MiB |", "|---|" + "---:|" * (len(sizes) + 3)]
+    for k in ["select", "unload"]:
+        vals = [sn[n].get(k, {}) for n in sizes]
+        secs = [v.get("seconds") for v in vals]
+        growth = secs[-1] / secs[0] if all(secs) else None
+        lines.append(f"| {k} | " + " | ".join(fmt(x, 1) for x in secs) + f" | **{fmt(growth, 1)}×** | "
+                     f"{fmt(vals[-1].get('cpu_us_per_row'), 2)} | {fmt(max(v.get('rss_mib') or 0 for v in vals))} |")
+    ug = [sn[n].get("unload", {}).get("seconds") for n in sizes]
+    ugrowth = ug[-1] / ug[0] if all(ug) else None
+    urss = max(sn[n].get("unload", {}).get("rss_mib") or 0 for n in sizes)
+    lines += ["", "Goals (issue \"Redshift at warehouse scale\"): UNLOAD snapshot time linear in rows, 5M ≤ 5.5× 1M — "
+              f"**{fmt(ugrowth, 1)}×, {'met' if ugrowth and ugrowth <= 5.5 else 'missed'}** (keyset pages grow like the square); "
+              f"peak RSS ≤ 64 MiB — **{fmt(urss)} MiB, {'met' if urss <= 64 else 'missed'}** (files are streamed from disk; the "
+              "process's own baseline with its libraries is ~55 MiB, plus a page per copier at the default `batch_bytes`; see "
+              "issue \"Performance\"); apply by COPY ≥ 0.7× COPY + MERGE — **not measurable "
+              "here**: the stand-in's Python COPY is the bottleneck, so the ratio above is the stand-in's, not Redshift's. What "
+              "only a real cluster can show: COPY's parallel load across slices and UNLOAD's parallel export, which this "
+              "stand-in runs on one core.", ""]
+
 open(os.path.join(OUT_DIR, "RESULTS.md"), "w").write("\n".join(lines) + "\n")
 print("wrote bench/RESULTS.md")

@@ -109,3 +109,13 @@ public struct StoredColumn: Sendable, Equatable {
         self.type = type
     }
 }
+
+/// Operator-facing notes a stream carries in the state store's `meta` table (no schema change): the last
+/// `reset`, and a hard-delete reconcile that refused to delete.
+public enum StreamNote: String, Sendable, CaseIterable {
+    case lastReset = "reset"
+    case reconcileRefused = "reconcile_refused"
+
+    func key(_ stream: String) -> String { rawValue + ":" + stream }
+}
+

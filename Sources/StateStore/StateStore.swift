@@ -196,7 +196,7 @@ public final class StateStore: Sendable {
             try parts.streams.setAppliedPosition(name, position)
             try parts.streams.markSnapshotComplete(name)
             try parts.streams.recordError(name, nil)
-            try Self.saveResetNote(parts.db, name, note)
+            try Self.writeNote(parts.db, .lastReset, name, note)
         }
     }
 
@@ -207,17 +207,26 @@ public final class StateStore: Sendable {
             try parts.streams.transition(name, .reset)
             try Self.forgetPositions(parts, name)
             try parts.streams.recordError(name, nil)
-            try Self.saveResetNote(parts.db, name, note)
+            try Self.writeNote(parts.db, .lastReset, name, note)
         }
     }
 
-    /// The last operator reset of the stream (`lag`), nil when there was none.
-    public func lastReset(_ name: String) async throws -> String? {
-        try await run { try $0.db.query("SELECT value FROM meta WHERE key = ?", [.text("reset:" + name)]).first?.first?.text }
+    /// A stream's note of `kind` (shown by `lag` and `check`), nil when there is none.
+    public func note(_ kind: StreamNote, stream name: String) async throws -> String? {
+        try await run { try $0.db.query("SELECT value FROM meta WHERE key = ?", [.text(kind.key(name))]).first?.first?.text }
     }
 
-    private static func saveResetNote(_ db: StateDatabase, _ name: String, _ note: String) throws {
-        _ = try db.query("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [.text("reset:" + name), .text(note)])
+    /// Sets (or with nil, clears) a stream's note of `kind`.
+    public func setNote(_ kind: StreamNote, stream name: String, _ text: String?) async throws {
+        try await run { try Self.writeNote($0.db, kind, name, text) }
+    }
+
+    private static func writeNote(_ db: StateDatabase, _ kind: StreamNote, _ name: String, _ text: String?) throws {
+        if let text {
+            _ = try db.query("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [.text(kind.key(name)), .text(text)])
+        } else {
+            _ = try db.query("DELETE FROM meta WHERE key = ?", [.text(kind.key(name))])
+        }
     }
 
     public func recordError(_ name: String, _ message: String?) async throws {

@@ -176,6 +176,12 @@ public struct StreamConfig: Sendable {
     public var deleteColumn: String?
     /// Hard-delete reconcile period (0 = off). Default 1 h.
     public var reconcileEvery: Duration = .seconds(3600)
+    /// Hard-delete reconcile guard: a cycle that finds more than this fraction of the target's documents missing
+    /// at the source deletes nothing (and says so). Default 0.10.
+    public var maxDeleteRatio = 0.10
+    /// A document is deleted only when found missing on two reconcile cycles at least this far apart. Default 0 s:
+    /// two cycles, `reconcile_every` apart.
+    public var deleteGrace: Duration = .zero
     /// How long a delete's tombstone refuses older upserts of its key (Redshift → Mongo). Default 168 h (7 days):
     /// far longer than a stalled worker's lease or an applied backlog.
     public var tombstoneRetention: Duration = .seconds(7 * 24 * 3600)

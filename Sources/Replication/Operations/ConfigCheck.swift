@@ -11,6 +11,10 @@ public struct ConfigCheck: Sendable {
         public var subject: String
         public var message: String
         public var description: String { "\(subject): \(message)" }
+
+        public init(subject: String, message: String) {
+            (self.subject, self.message) = (subject, message)
+        }
     }
 
     let config: ReplicationConfig

@@ -38,6 +38,8 @@ public struct StreamLag: Sendable {
     public var heldBy: HeldBy?
     /// The last operator reset (`mongoshift reset`): when, by whom, to what.
     public var lastReset: String?
+    /// The last hard-delete reconcile refused to delete (`max_delete_ratio`); nil once a cycle passes.
+    public var reconcileRefused: String?
 
     public init(name: String, direction: String, phase: String) {
         (self.name, self.direction, self.phase) = (name, direction, phase)
@@ -77,7 +79,8 @@ public enum LagReport {
                 lag.deadLetters = s.rowsDeadLettered
                 lag.lastError = s.lastError
                 lag.lastErrorAt = s.lastErrorAt
-                lag.lastReset = try? await state.lastReset(stream.name)
+                lag.lastReset = try? await state.note(.lastReset, stream: stream.name)
+                lag.reconcileRefused = try? await state.note(.reconcileRefused, stream: stream.name)
                 if let backlog = try? await state.spoolBacklog(stream.name) {
                     (lag.spoolSegments, lag.spoolRows, lag.spoolBytes) = (backlog.segments, backlog.rows, backlog.bytes)
                 }

@@ -16,6 +16,8 @@ public struct StreamMetrics: Sendable {
     let rowsRescanned: Counter
     /// How far below `now - safety_lag` an open transaction writing the table holds the watermark (0: not held).
     let watermarkHoldSeconds: Gauge
+    /// Reconcile cycles that deleted nothing because too many documents were missing (`max_delete_ratio`).
+    let reconcileRefusals: Counter
 
     public init(stream: String) {
         let labels = [("stream", stream)]
@@ -30,5 +32,6 @@ public struct StreamMetrics: Sendable {
         lagSeconds = Gauge(label: "mongoshift_lag_seconds", dimensions: labels)
         rowsRescanned = Counter(label: "mongoshift_rows_rescanned_total", dimensions: labels)
         watermarkHoldSeconds = Gauge(label: "mongoshift_watermark_hold_seconds", dimensions: labels)
+        reconcileRefusals = Counter(label: "mongoshift_reconcile_refusals_total", dimensions: labels)
     }
 }

@@ -6,8 +6,9 @@ import PostgresClient
 ///
 /// The key space is cut into ranges of about `rangeRows` keys; each range compares count and key sum on both
 /// sides, and only mismatching ranges are drilled into: their keys are listed — Mongo's first, then the
-/// source's, so a row inserted meanwhile is never mistaken for a deleted one — and Mongo keys absent from the
-/// source are deleted. Supports single integer keys (the common case); other keys are reported as unsupported.
+/// source's, so a row inserted meanwhile is never mistaken for a deleted one. The Mongo keys absent from the
+/// source go to `DeleteGuard`, which decides what is deleted (two sightings, `max_delete_ratio`). Supports single
+/// integer keys (the common case); other keys are reported as unsupported.
 struct HardDeleteReconciler {
     let reader: SourceReader
     let applier: MongoApplier
@@ -19,15 +20,24 @@ struct HardDeleteReconciler {
     struct Result {
         var rangesChecked = 0
         var rangesMismatched = 0
-        var deleted = 0
+        /// Target keys absent at the source (at most `limit + 1`: listing stops past the limit).
+        var missing: [BSON] = []
+        var complete = true
+        /// The target's document count the limit is a fraction of.
+        var targetCount = 0
+        var supported = true
     }
 
-    func reconcile() async throws -> Result {
+    /// Lists the target's documents whose source rows are gone, stopping once more than `limit(targetCount)`
+    /// were found. Deletes nothing.
+    func findMissing(limit: (Int) -> Int) async throws -> Result {
         var result = Result()
         guard table.keyIndexes.count == 1, table.hasIntegerKey else {
-            context.logger.warning("hard-delete reconcile supports single integer keys only; skipped", metadata: ["key": "\(table.keyNames)"])
+            result.supported = false
             return result
         }
+        result.targetCount = try await applier.client.count(database: applier.database, collection: applier.collection)
+        let cap = limit(result.targetCount)
         let k = SQL.identifier(table.keyNames[0])
         let live = table.deleteIndex.map { SoftDelete.liveCondition(table.columns[$0]) } ?? "TRUE"
         let bounds = try await reader.run { [table] c in
@@ -55,7 +65,11 @@ struct HardDeleteReconciler {
             }
             if mongoSide.0 != sourceSide.0 || mongoSide.1 != sourceSide.1 {
                 result.rangesMismatched += 1
-                result.deleted += try await drill(lower, upper, k: k, live: live)
+                result.missing += try await drill(lower, upper, k: k, live: live)
+                if result.missing.count > cap {
+                    result.complete = false
+                    break
+                }
             }
             lower = upper
         }
@@ -74,7 +88,7 @@ struct HardDeleteReconciler {
         return ["_id": .document(range)]
     }
 
-    private func drill(_ lower: Int64?, _ upper: Int64, k: String, live: String) async throws -> Int {
+    private func drill(_ lower: Int64?, _ upper: Int64, k: String, live: String) async throws -> [BSON] {
         let inRange = Self.mongoRange(lower, upper)
         let mongoKeys = try await applier.client.findAll(database: applier.database, collection: applier.collection, filter: inRange,
                                                          projection: ["_id": 1]).compactMap { $0["_id"]?.intValue.map(Int64.init) }
@@ -83,12 +97,7 @@ struct HardDeleteReconciler {
             Set(try await c.query("SELECT \(k)::text FROM \(table.qualifiedName) WHERE \(condition) AND \(live)", params)
                 .rows.compactMap { $0[0].flatMap { Int64($0) } })
         }
-        let gone = mongoKeys.filter { !sourceKeys.contains($0) }
-        if gone.isEmpty { return 0 }
-        let ids: [BSON] = gone.map { .int64($0) }
-        let removed = try await applier.deleteKeys(ids)
-        context.logger.info("reconcile deleted documents whose source rows are gone", metadata: ["count": "\(removed)", "range": "(\(lower.map(String.init) ?? "-∞"), \(upper)]"])
-        return removed
+        return mongoKeys.filter { !sourceKeys.contains($0) }.map { .int64($0) }
     }
 
     /// Count and key sum of a range (the sum as decimal text: 64-bit keys overflow a 64-bit sum).

@@ -93,6 +93,8 @@ public struct RedshiftToMongoService: Service {
             if context.stream.reconcileEvery > .zero {
                 group.addTask { [context] in
                     let reconciler = HardDeleteReconciler(reader: reader.onNewConnection(), applier: applier)
+                    var deleteGuard = DeleteGuard(maxRatio: context.stream.maxDeleteRatio, graceSeconds: context.stream.deleteGrace.seconds)
+                    var warnedUnsupported = false
                     while !Task.isShuttingDownGracefully {
                         try await pause(context.stream.reconcileEvery)
                         if Task.isShuttingDownGracefully { break }
@@ -100,9 +102,17 @@ public struct RedshiftToMongoService: Service {
                         guard try await context.state.spoolBacklog(context.name).segments == 0 else { continue }
                         do {
                             // A reconcile is read-mostly and idempotent: SIGTERM abandons it rather than wait.
-                            let r = try await cancelWhenGracefulShutdown { try await reconciler.reconcile() }
-                            context.logger.debug("reconcile done", metadata: ["ranges": "\(r.rangesChecked)", "mismatched": "\(r.rangesMismatched)",
-                                                                               "deleted": "\(r.deleted)"])
+                            let found = try await cancelWhenGracefulShutdown { [deleteGuard] in try await reconciler.findMissing(limit: deleteGuard.limit) }
+                            guard found.supported else {
+                                if !warnedUnsupported {
+                                    context.logger.warning("hard-delete reconcile supports single integer keys only; skipped", metadata: ["key": "\(context.stream.key)"])
+                                    warnedUnsupported = true
+                                }
+                                continue
+                            }
+                            let decision = deleteGuard.decide(missing: found.missing, complete: found.complete, targetCount: found.targetCount,
+                                                              now: Date().timeIntervalSince1970)
+                            try await applyReconcile(decision, found: found, context: context, applier: applier)
                         } catch where Task.isShuttingDownGracefully {
                             break
                         } catch where RetryPolicy.isTransient(error) {
@@ -115,4 +125,33 @@ public struct RedshiftToMongoService: Service {
         }
         context.logger.info("stopped: positions persisted")
     }
+
+    /// Carries out the guard's decision: deletes (and clears a refusal note), or refuses — logged once per run of
+    /// refusals, counted, and noted for `lag` and `check`.
+    private func applyReconcile(_ decision: DeleteGuard.Decision, found: HardDeleteReconciler.Result, context: StreamContext,
+                                applier: MongoApplier) async throws {
+        switch decision {
+        case .delete(let keys, let waiting):
+            let removed = keys.isEmpty ? 0 : try await applier.deleteKeys(keys)
+            if removed > 0 { context.logger.info("reconcile deleted documents whose source rows are gone", metadata: ["count": "\(removed)"]) }
+            context.logger.debug("reconcile done", metadata: ["ranges": "\(found.rangesChecked)", "mismatched": "\(found.rangesMismatched)",
+                                                               "deleted": "\(removed)", "waiting_for_second_sighting": "\(waiting)"])
+            if try await context.state.note(.reconcileRefused, stream: context.name) != nil {
+                try await context.state.setNote(.reconcileRefused, stream: context.name, nil)
+                context.logger.notice("hard-delete reconcile within max_delete_ratio again")
+            }
+        case .refuse(let missing, let limit):
+            context.metrics.reconcileRefusals.increment()
+            let share = found.targetCount > 0 ? Int((Double(missing) / Double(found.targetCount) * 100).rounded()) : 100
+            let text = "\(found.complete ? "" : "more than ")\(missing) of \(found.targetCount) documents (\(found.complete ? "" : "over ")\(share) %) are "
+                + "missing at the source, over max_delete_ratio (\(limit) documents): nothing deleted"
+            let previous = try await context.state.note(.reconcileRefused, stream: context.name)
+            if previous == nil {
+                context.logger.error("hard-delete reconcile refused", metadata: ["missing": "\(missing)", "limit": "\(limit)", "target_documents": "\(found.targetCount)"])
+            }
+            try await context.state.setNote(.reconcileRefused, stream: context.name,
+                                            "\(ISODate.format(seconds: Int64(Date().timeIntervalSince1970))) \(text)")
+        }
+    }
 }
+

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Replication
+import StateStore
 
 extension Mongoshift {
     struct Check: AsyncParsableCommand {
@@ -22,7 +23,15 @@ extension Mongoshift {
                 let (config, streams, _) = try options.prepare()
                 var check = ConfigCheck(config: config, streams: streams)
                 check.minimumOplogWindow = ConfigLoader.parseDuration(minOplogWindow) ?? .seconds(86_400)
-                let problems = await check.run()
+                var problems = await check.run()
+                // What the running replicator refused to do and is waiting on a human for (read-only: never blocks it).
+                if let state = try? StateStore.open(config, readOnly: true) {
+                    for stream in streams {
+                        if let refused = try? await state.note(.reconcileRefused, stream: stream.name) {
+                            problems.append(ConfigCheck.Problem(subject: stream.name, message: "hard-delete reconcile refused: \(refused)"))
+                        }
+                    }
+                }
                 for problem in problems { print(problem) }
                 if problems.isEmpty {
                     print("ok: \(streams.count) stream(s) checked, no problem found")

@@ -61,6 +61,7 @@ extension Mongoshift {
                     "spool_bytes": s.spoolBytes, "deadletters": s.deadLetters, "rows_applied": s.rowsApplied,
                     "last_error": s.lastError.map(Redaction.redact) ?? NSNull(), "last_error_at": s.lastErrorAt.map(Self.isoTime) ?? NSNull(),
                     "owner": s.owner ?? NSNull(), "last_reset": s.lastReset ?? NSNull(),
+                    "reconcile_refused": s.reconcileRefused ?? NSNull(),
                 ]
                 if let e = s.probeError { d["probe_error"] = Redaction.redact(e) }
                 if let age = s.resumeTokenAgeSeconds { d["resume_token_age_seconds"] = age }
@@ -93,7 +94,10 @@ extension Mongoshift {
             let lines = rows.map { r in
                 r.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
             }
-            return (lines + report.compactMap { s in s.lastReset.map { "\(s.name): last reset \($0)" } }).joined(separator: "\n")
+            let notes = report.flatMap { s in
+                [s.lastReset.map { "\(s.name): last reset \($0)" }, s.reconcileRefused.map { "\(s.name): hard-delete reconcile refused: \($0)" }].compactMap { $0 }
+            }
+            return (lines + notes).joined(separator: "\n")
         }
     }
 }

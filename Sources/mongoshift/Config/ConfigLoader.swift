@@ -134,7 +134,7 @@ struct ConfigLoader {
     }
 
     private func parseStream(_ node: Node, config: ReplicationConfig) throws -> StreamConfig {
-        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "tombstone_retention",
+        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "max_delete_ratio", "delete_grace", "tombstone_retention",
                                     "partitions", "flatten", "on_history_lost", "on_drop", "batch_bytes", "poll_interval",
                                     "parallelism", "memory_budget", "spool_max_bytes", "load", "extract", "unload_min_rows"]
         let m = try mapping(node, "a stream", allowed: allowed)
@@ -180,6 +180,8 @@ struct ConfigLoader {
         }
         if let v = m["reconcile_every"] { stream.reconcileEvery = try duration(v, "reconcile_every") }
         if let v = m["tombstone_retention"] { stream.tombstoneRetention = try duration(v, "tombstone_retention") }
+        if let v = m["max_delete_ratio"] { stream.maxDeleteRatio = try ratio(v, "max_delete_ratio") }
+        if let v = m["delete_grace"] { stream.deleteGrace = try duration(v, "delete_grace") }
         if let v = m["partitions"] { stream.partitions = try integer(v, "partitions", min: 1, max: 10_000) }
         if let v = m["flatten"] { stream.flatten = try integer(v, "flatten", min: 0, max: 8) }
         if let v = m["on_history_lost"] {
@@ -340,6 +342,14 @@ struct ConfigLoader {
         let text = try string(node, what)
         guard let v = Int(text), v >= min, v <= max else { throw located(node, "\(what) must be an integer from \(min) to \(max), not \"\(text)\"") }
         return v
+    }
+
+    /// `10%` or `0.1`, from 0 to 1.
+    private func ratio(_ node: Node, _ what: String) throws -> Double {
+        let text = try string(node, what)
+        let value = text.hasSuffix("%") ? Double(text.dropLast()).map { $0 / 100 } : Double(text)
+        guard let value, value >= 0, value <= 1 else { throw located(node, "\(what) must be a fraction from 0 to 1 or a percentage (10%), not \"\(text)\"") }
+        return value
     }
 
     private func duration(_ node: Node, _ what: String) throws -> Duration {

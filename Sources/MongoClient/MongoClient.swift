@@ -31,11 +31,27 @@ public struct BulkWriteError: Sendable, Hashable {
     public var index: Int
     public var code: Int
     public var message: String
+
+    public init(index: Int, code: Int, message: String) {
+        (self.index, self.code, self.message) = (index, code, message)
+    }
 }
 
 public struct BulkWriteResult: Sendable {
     public var inserted = 0, matched = 0, modified = 0, upserted = 0, removed = 0
     public var writeErrors: [BulkWriteError] = []
+
+    public init() {}
+
+    /// Adds the result of a later bulk that wrote operations from `offset` on (its error indexes shift by it).
+    public mutating func append(_ other: BulkWriteResult, offset: Int) {
+        inserted += other.inserted
+        matched += other.matched
+        modified += other.modified
+        upserted += other.upserted
+        removed += other.removed
+        writeErrors += other.writeErrors.map { var e = $0; e.index += offset; return e }
+    }
 }
 
 /// A libmongoc client. Its blocking calls run on the client's own thread, one at a time; use separate clients

@@ -25,9 +25,15 @@ public struct MongoError: Error, CustomStringConvertible, Sendable, TransientCla
         self.labels = labels
     }
 
-    /// Network trouble, no primary, a stepping-down primary, shutdown: retry later.
+    /// The server asks the client to slow down: 16500 (Cosmos DB's "Request rate is large"), or an error labelled
+    /// `SystemOverloadedError`. Retried after a back-off, never a failure.
+    public var isThrottled: Bool { Self.isThrottling(serverCode) || labels.contains("SystemOverloadedError") }
+
+    public static func isThrottling(_ serverCode: Int) -> Bool { serverCode == 16500 }
+
+    /// Network trouble, no primary, a stepping-down primary, shutdown, throttling: retry later.
     public var isTransient: Bool {
-        if code == .connection { return true }
+        if code == .connection || isThrottled { return true }
         if labels.contains("RetryableWriteError") || labels.contains("ResumableChangeStreamError") { return true }
         return [6, 7, 43, 63, 89, 91, 150, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436].contains(serverCode)
     }

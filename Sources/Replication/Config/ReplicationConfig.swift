@@ -182,6 +182,9 @@ public struct StreamConfig: Sendable {
     /// A document is deleted only when found missing on two reconcile cycles at least this far apart. Default 0 s:
     /// two cycles, `reconcile_every` apart.
     public var deleteGrace: Duration = .zero
+    /// Redshift → Mongo: at most this many write operations per second on the target (shared clusters, Cosmos
+    /// DB's Mongo API); nil = no limit.
+    public var maxWritesPerSecond: Int?
     /// How long a delete's tombstone refuses older upserts of its key (Redshift → Mongo). Default 168 h (7 days):
     /// far longer than a stalled worker's lease or an applied backlog.
     public var tombstoneRetention: Duration = .seconds(7 * 24 * 3600)

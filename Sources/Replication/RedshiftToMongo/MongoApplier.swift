@@ -20,12 +20,39 @@ public struct MongoApplier: Sendable {
     public static let maxDocumentBytes = 16 * 1024 * 1024
     let tombstones: Tombstones
     private let gate = ApplyGate()
+    /// `max_writes_per_second` (shared clusters, Cosmos DB): nil = as fast as the server takes them.
+    let limiter: WriteRateLimiter?
 
-    public init(client: MongoClient, database: String, collection: String) {
+    public init(client: MongoClient, database: String, collection: String, maxWritesPerSecond: Int? = nil) {
         self.client = client
         self.database = database
         self.collection = collection
         tombstones = Tombstones(client: client, database: database, collection: collection)
+        limiter = maxWritesPerSecond.map { WriteRateLimiter(perSecond: $0) }
+    }
+
+    /// A bulk write to the collection, paced by `max_writes_per_second` (split into the limiter's chunks). Items
+    /// the server throttled (16500) make it throw a transient error: the whole batch — idempotent — is retried
+    /// after a back-off, and counted as a retry, never dead-lettered.
+    func write(_ ops: [WriteOperation]) async throws -> BulkWriteResult {
+        guard let limiter else { return try Self.checkThrottling(try await client.bulkWrite(database: database, collection: collection, ops)) }
+        var total = BulkWriteResult()
+        var offset = 0
+        while offset < ops.count {
+            let chunk = Array(ops[offset..<min(ops.count, offset + limiter.chunk)])
+            try await limiter.acquire(chunk.count)
+            let result = try Self.checkThrottling(try await client.bulkWrite(database: database, collection: collection, chunk))
+            total.append(result, offset: offset)
+            offset += chunk.count
+        }
+        return total
+    }
+
+    static func checkThrottling(_ result: BulkWriteResult) throws -> BulkWriteResult {
+        if let throttled = result.writeErrors.first(where: { MongoError.isThrottling($0.code) }) {
+            throw MongoError(code: .server, serverCode: throttled.code, message: "throttled by the server: \(throttled.message)")
+        }
+        return result
     }
 
     public struct Outcome: Sendable {
@@ -72,7 +99,7 @@ public struct MongoApplier: Sendable {
         }
         var replaceQueue = upserts
         if mode == .insertFirst && !upserts.isEmpty {
-            let result = try await client.bulkWrite(database: database, collection: collection, upserts.map { .insert($0.document!) })
+            let result = try await write(upserts.map { .insert($0.document!) })
             replaceQueue = []
             outcome.applied += result.inserted
             for error in result.writeErrors {
@@ -85,7 +112,7 @@ public struct MongoApplier: Sendable {
                 .replace(filter: Self.guardFilter(key: $0.key, version: $0.version, strictlyNewer: mode == .rescan),
                          replacement: $0.document!, upsert: true)
             }
-            let result = try await client.bulkWrite(database: database, collection: collection, ops)
+            let result = try await write(ops)
             var failed = Set<Int>()
             for error in result.writeErrors {
                 failed.insert(error.index)
@@ -100,7 +127,7 @@ public struct MongoApplier: Sendable {
             try await tombstones.record(deletes.compactMap { d in d.version.map { (d.key, $0) } })
             gate.noteTombstones()
             let ops: [WriteOperation] = deletes.map { .delete(filter: Self.guardFilter(key: $0.key, version: $0.version)) }
-            let result = try await client.bulkWrite(database: database, collection: collection, ops)
+            let result = try await write(ops)
             for error in result.writeErrors {
                 outcome.deadLetters.append(.init(key: deletes[error.index].key, reason: "mongo \(error.code): \(error.message)"))
             }
@@ -120,7 +147,7 @@ public struct MongoApplier: Sendable {
                 return (id, doc.value(at: "_mongoshift.v") ?? .int64(RowVersion.unversioned))
             })
             gate.noteTombstones()
-            let result = try await client.bulkWrite(database: database, collection: collection, keys.map { .delete(filter: ["_id": $0]) })
+            let result = try await write(keys.map { .delete(filter: ["_id": $0]) })
             return result.removed
         }
     }

@@ -44,7 +44,8 @@ public struct RedshiftToMongoService: Service {
     }
 
     private func applier() throws -> MongoApplier {
-        MongoApplier(client: try MongoClient(url: mongo.url), database: mongo.database, collection: context.stream.collection)
+        MongoApplier(client: try MongoClient(url: mongo.url), database: mongo.database, collection: context.stream.collection,
+                     maxWritesPerSecond: context.stream.maxWritesPerSecond)
     }
 
     private func runOnce() async throws {

@@ -134,7 +134,7 @@ struct ConfigLoader {
     }
 
     private func parseStream(_ node: Node, config: ReplicationConfig) throws -> StreamConfig {
-        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "max_delete_ratio", "delete_grace", "tombstone_retention",
+        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "max_delete_ratio", "delete_grace", "max_writes_per_second", "tombstone_retention",
                                     "partitions", "flatten", "on_history_lost", "on_drop", "batch_bytes", "poll_interval",
                                     "parallelism", "memory_budget", "spool_max_bytes", "load", "extract", "unload_min_rows"]
         let m = try mapping(node, "a stream", allowed: allowed)
@@ -182,6 +182,10 @@ struct ConfigLoader {
         if let v = m["tombstone_retention"] { stream.tombstoneRetention = try duration(v, "tombstone_retention") }
         if let v = m["max_delete_ratio"] { stream.maxDeleteRatio = try ratio(v, "max_delete_ratio") }
         if let v = m["delete_grace"] { stream.deleteGrace = try duration(v, "delete_grace") }
+        if let v = m["max_writes_per_second"] {
+            guard stream.direction == .redshiftToMongo else { throw located(v, "stream \(name): max_writes_per_second limits writes to a Mongo target (a Redshift → Mongo stream)") }
+            stream.maxWritesPerSecond = try integer(v, "max_writes_per_second", min: 1, max: 10_000_000)
+        }
         if let v = m["partitions"] { stream.partitions = try integer(v, "partitions", min: 1, max: 10_000) }
         if let v = m["flatten"] { stream.flatten = try integer(v, "flatten", min: 0, max: 8) }
         if let v = m["on_history_lost"] {

@@ -182,6 +182,8 @@ public struct StreamConfig: Sendable {
     /// A document is deleted only when found missing on two reconcile cycles at least this far apart. Default 0 s:
     /// two cycles, `reconcile_every` apart.
     public var deleteGrace: Duration = .zero
+    /// `columns: {include, exclude, rename}`: which columns / fields reach the target, under which names.
+    public var columns = FieldMapping.identity
     /// Redshift → Mongo: at most this many write operations per second on the target (shared clusters, Cosmos
     /// DB's Mongo API); nil = no limit.
     public var maxWritesPerSecond: Int?

@@ -73,7 +73,7 @@ struct ChangeStreamTailer {
                 case "insert", "replace", "update":
                     // updateLookup gives null when the document was deleted since: its delete event follows.
                     guard case .document(let full)? = event["fullDocument"] else { continue }
-                    writer.append(Change(operation: .upsert, key: key, document: full, version: version, sourceTimeMillis: time))
+                    writer.append(Change(operation: .upsert, key: key, document: context.stream.columns.apply(full), version: version, sourceTimeMillis: time))
                 case "delete":
                     writer.append(Change(operation: .delete, key: key, version: version, sourceTimeMillis: time))
                 default:

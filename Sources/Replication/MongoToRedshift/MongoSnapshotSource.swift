@@ -129,7 +129,7 @@ struct MongoSnapshotSource: SnapshotSource {
                 if docs.isEmpty { break }
                 var writer = SpoolSegmentWriter(stream: context.name)
                 for doc in docs {
-                    writer.append(Change(operation: .upsert, key: doc["_id"] ?? .null, document: doc))
+                    writer.append(Change(operation: .upsert, key: doc["_id"] ?? .null, document: context.stream.columns.apply(doc)))
                 }
                 let lastKey = docs.last!["_id"] ?? .null
                 try await pages.spool(writer, partition: partition.index, first: previous, last: .documentID(lastKey))

@@ -20,7 +20,8 @@ public enum TableComparison {
     }
 
     public static func compare(mongo: MongoClient, database: String, collection: String, pg: PostgresConnection,
-                               table: String, excluding: Set<String> = [], reasonLimit: Int = 10, pageSize: Int = 1000) async throws -> Result {
+                               table: String, excluding: Set<String> = [], reasonLimit: Int = 10, pageSize: Int = 1000,
+                               mapping: FieldMapping = .identity) async throws -> Result {
         var result = Result()
         func note(_ text: String) { if result.reasons.count < reasonLimit { result.reasons.append(text) } }
         let probe = try await pg.query("SELECT * FROM \(table) LIMIT 0")
@@ -44,7 +45,7 @@ public enum TableComparison {
                     result.checked += 1
                     let key = doc["_id"] ?? .null
                     guard let row = byId[idText] else { result.missing.append(key); note("missing in table: \(idText)"); continue }
-                    if !same(doc, row, columns: columns, types: rows.columns.map(\.typeOID), idText: idText, note: note) { result.changed.append(key) }
+                    if !same(mapping.apply(doc), row, columns: columns, types: rows.columns.map(\.typeOID), idText: idText, note: note) { result.changed.append(key) }
                 }
                 if docs.count < pageSize { break }
             }

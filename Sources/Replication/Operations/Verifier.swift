@@ -45,7 +45,7 @@ public struct Verifier: Sendable {
         let client = try MongoClient(url: mongo.url)
         let target = SQL.qualified(schema: context.stream.table.schema, name: context.stream.table.name)
         let result = try await TableComparison.compare(mongo: client, database: mongo.database, collection: context.stream.collection,
-                                                       pg: pg, table: target)
+                                                       pg: pg, table: target, mapping: context.stream.columns)
         report.rowsChecked = result.checked
         report.changed = result.changed
         report.missing = result.missing
@@ -57,7 +57,7 @@ public struct Verifier: Sendable {
         if !ids.isEmpty {
             let docs = try await client.findAll(database: mongo.database, collection: context.stream.collection,
                                                 filter: ["_id": .document(["$in": .array(ids)])])
-            fixes += docs.map { Change(operation: .upsert, key: $0["_id"] ?? .null, document: $0) }
+            fixes += docs.map { Change(operation: .upsert, key: $0["_id"] ?? .null, document: context.stream.columns.apply($0)) }
         }
         if !result.extra.isEmpty {
             // Extra rows are named by their _id text; the column type turns the text back into the key.

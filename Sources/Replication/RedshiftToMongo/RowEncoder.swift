@@ -52,7 +52,7 @@ public struct RowEncoder: Sendable {
         var deleted = false
         for (i, column) in table.columns.enumerated() {
             if row.isNull(i) {
-                doc.append(column.name, .null)
+                doc.append(table.fieldNames[i], .null)
                 continue
             }
             let value: BSON
@@ -63,7 +63,7 @@ public struct RowEncoder: Sendable {
             }
             if i == table.watermarkIndex { version = RowVersion.of(row.bytes(i), type: column.typeOID) ?? RowVersion.unversioned }
             if i == table.deleteIndex { deleted = SoftDelete.isDeleted(value) }
-            doc.append(column.name, value)
+            doc.append(table.fieldNames[i], value)
         }
         doc.append("_mongoshift", .document(["v": .int64(version)]))
         let change = deleted

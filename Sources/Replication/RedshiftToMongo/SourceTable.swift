@@ -7,6 +7,17 @@ public struct SourceTable: Sendable {
     public var keyIndexes: [Int]
     public var watermarkIndex: Int?
     public var deleteIndex: Int?
+    /// The target's field name of each column (`columns.rename`; the column's name otherwise).
+    public var fieldNames: [String]
+
+    public init(name: TableName, columns: [PostgresColumn], keyIndexes: [Int], watermarkIndex: Int?, deleteIndex: Int?, fieldNames: [String]? = nil) {
+        self.name = name
+        self.columns = columns
+        self.keyIndexes = keyIndexes
+        self.watermarkIndex = watermarkIndex
+        self.deleteIndex = deleteIndex
+        self.fieldNames = fieldNames ?? columns.map(\.name)
+    }
 
     public var keyNames: [String] { keyIndexes.map { columns[$0].name } }
     public var watermarkName: String? { watermarkIndex.map { columns[$0].name } }
@@ -27,19 +38,7 @@ public struct SourceTable: Sendable {
         } catch let error as PostgresError where error.sqlState == "42P01" {
             throw ReplicationError(.configuration, stream: stream.name, "table \(stream.table) not found")
         }
-        let columns = probe.columns
-        // Column names become field names of replacement documents, which drivers refuse (and MongoDB's
-        // update paths misread) when they start with '$' or contain '.': say so now, not once per row.
-        if let bad = columns.first(where: { $0.name.hasPrefix("$") || $0.name.contains(".") || $0.name.isEmpty }) {
-            throw ReplicationError(.configuration, stream: stream.name,
-                                   "column \"\(bad.name)\" of \(stream.table) cannot be a MongoDB field name ('$' prefix or '.'); select it under another name in a view")
-        }
-        func index(of name: String, role: String) throws -> Int {
-            guard let i = columns.firstIndex(where: { $0.name == name }) ?? columns.firstIndex(where: { $0.name.lowercased() == name.lowercased() }) else {
-                throw ReplicationError(.configuration, stream: stream.name, "\(role) column \"\(name)\" not found in \(stream.table)")
-            }
-            return i
-        }
+        var columns = probe.columns
         var keyNames = stream.key
         if keyNames.isEmpty {
             keyNames = try await declaredPrimaryKey(connection, table: stream.table)
@@ -47,6 +46,39 @@ public struct SourceTable: Sendable {
                 throw ReplicationError(.configuration, stream: stream.name,
                                        "no key: set `key:` (Redshift does not enforce primary keys) or declare one on \(stream.table)")
             }
+        }
+        // `columns:` — excluded columns are never selected, so they never reach the spool.
+        let mapping = stream.columns
+        if !mapping.isIdentity {
+            func actual(_ name: String) -> String? {
+                (columns.first { $0.name == name } ?? columns.first { $0.name.lowercased() == name.lowercased() })?.name
+            }
+            for name in (mapping.include ?? []) + mapping.exclude + Array(mapping.rename.keys) where actual(name) == nil {
+                throw ReplicationError(.configuration, stream: stream.name, "columns: no column \"\(name)\" in \(stream.table)")
+            }
+            let needed = Set((keyNames + [stream.watermark, stream.deleteColumn].compactMap { $0 }).compactMap(actual))
+            if let name = mapping.exclude.compactMap(actual).first(where: needed.contains) {
+                throw ReplicationError(.configuration, stream: stream.name, "columns.exclude: \"\(name)\" is the stream's key, watermark or soft-delete column")
+            }
+            let excluded = Set(mapping.exclude.compactMap(actual))
+            let included = mapping.include.map { Set($0.compactMap(actual)) }
+            columns = columns.filter { needed.contains($0.name) || (!excluded.contains($0.name) && (included?.contains($0.name) ?? true)) }
+        }
+        let fieldNames = columns.map { column in mapping.rename.first { $0.key == column.name || $0.key.lowercased() == column.name.lowercased() }?.value ?? column.name }
+        // Column names become field names of replacement documents, which drivers refuse (and MongoDB's
+        // update paths misread) when they start with '$' or contain '.': say so now, not once per row.
+        if let bad = fieldNames.first(where: { $0.hasPrefix("$") || $0.contains(".") || $0.isEmpty }) {
+            throw ReplicationError(.configuration, stream: stream.name,
+                                   "column \"\(bad)\" of \(stream.table) cannot be a MongoDB field name ('$' prefix or '.'); rename it (`columns.rename`) or exclude it")
+        }
+        if Set(fieldNames).count < fieldNames.count {
+            throw ReplicationError(.configuration, stream: stream.name, "columns.rename: two columns would have the same field name")
+        }
+        func index(of name: String, role: String) throws -> Int {
+            guard let i = columns.firstIndex(where: { $0.name == name }) ?? columns.firstIndex(where: { $0.name.lowercased() == name.lowercased() }) else {
+                throw ReplicationError(.configuration, stream: stream.name, "\(role) column \"\(name)\" not found in \(stream.table)")
+            }
+            return i
         }
         let keyIndexes = try keyNames.map { try index(of: $0, role: "key") }
         let watermarkIndex = try stream.watermark.map { try index(of: $0, role: "watermark") }
@@ -71,7 +103,8 @@ public struct SourceTable: Sendable {
             }
         }
         let deleteIndex = try stream.deleteColumn.map { try index(of: $0, role: "soft-delete") }
-        return SourceTable(name: stream.table, columns: columns, keyIndexes: keyIndexes, watermarkIndex: watermarkIndex, deleteIndex: deleteIndex)
+        return SourceTable(name: stream.table, columns: columns, keyIndexes: keyIndexes, watermarkIndex: watermarkIndex, deleteIndex: deleteIndex,
+                           fieldNames: fieldNames)
     }
 
     static func declaredPrimaryKey(_ connection: PostgresConnection, table: TableName) async throws -> [String] {

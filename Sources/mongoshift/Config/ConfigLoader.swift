@@ -134,7 +134,7 @@ struct ConfigLoader {
     }
 
     private func parseStream(_ node: Node, config: ReplicationConfig) throws -> StreamConfig {
-        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "max_delete_ratio", "delete_grace", "max_writes_per_second", "tombstone_retention",
+        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "max_delete_ratio", "delete_grace", "max_writes_per_second", "columns", "tombstone_retention",
                                     "partitions", "flatten", "on_history_lost", "on_drop", "batch_bytes", "poll_interval",
                                     "parallelism", "memory_budget", "spool_max_bytes", "load", "extract", "unload_min_rows"]
         let m = try mapping(node, "a stream", allowed: allowed)
@@ -163,6 +163,7 @@ struct ConfigLoader {
             if stream.key.isEmpty { throw located(key, "key must name at least one column") }
         }
         if let v = m["watermark"] { stream.watermark = try string(v, "watermark") }
+        if let v = m["columns"] { stream.columns = try columnMapping(v, stream: name, direction: stream.direction) }
         if let v = m["safety_lag"] { stream.safetyLag = try duration(v, "safety_lag") }
         if let v = m["lookback"] {
             let text = try string(v, "lookback")
@@ -346,6 +347,32 @@ struct ConfigLoader {
         let text = try string(node, what)
         guard let v = Int(text), v >= min, v <= max else { throw located(node, "\(what) must be an integer from \(min) to \(max), not \"\(text)\"") }
         return v
+    }
+
+    /// `columns: {include: [...], exclude: [...], rename: {from: to}}`.
+    private func columnMapping(_ node: Node, stream name: String, direction: StreamConfig.Direction) throws -> FieldMapping {
+        let m = try mapping(node, "stream \(name).columns", allowed: ["include", "exclude", "rename"])
+        func names(_ key: String) throws -> [String]? {
+            guard let v = m[key] else { return nil }
+            guard case .sequence(let items) = v else { throw located(v, "columns.\(key) must be a list of names") }
+            return try items.map { try string($0, "columns.\(key)") }
+        }
+        var mapping = FieldMapping(include: try names("include"), exclude: try names("exclude") ?? [])
+        if let v = m["rename"] {
+            guard case .mapping(let pairs) = v else { throw located(v, "columns.rename must be a mapping from: to") }
+            for (fromNode, to) in pairs {
+                let from = try string(fromNode, "columns.rename")
+                guard mapping.rename[from] == nil else { throw located(fromNode, "columns.rename: \"\(from)\" is renamed twice") }
+                mapping.rename[from] = try string(to, "columns.rename.\(from)")
+            }
+        }
+        if direction == .redshiftToMongo, let dotted = mapping.exclude.first(where: { $0.contains(".") }) {
+            throw located(node, "stream \(name): columns.exclude names columns; \"\(dotted)\" is a path (paths are for Mongo → Redshift)")
+        }
+        if let problem = mapping.problems(reserved: ["_id", "_mongoshift"]).first {
+            throw located(node, "stream \(name): columns: \(problem)")
+        }
+        return mapping
     }
 
     /// `10%` or `0.1`, from 0 to 1.

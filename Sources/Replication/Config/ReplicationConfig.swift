@@ -182,6 +182,11 @@ public struct StreamConfig: Sendable {
     /// A document is deleted only when found missing on two reconcile cycles at least this far apart. Default 0 s:
     /// two cycles, `reconcile_every` apart.
     public var deleteGrace: Duration = .zero
+    /// Redshift → Mongo `where:`: a SQL predicate on the source table; only rows matching it reach Mongo, and a
+    /// row that stops matching is deleted there.
+    public var filter: String?
+    /// Mongo → Redshift `match:`: only documents matching it reach the table; one that stops matching is deleted.
+    public var match: MatchFilter?
     /// `columns: {include, exclude, rename}`: which columns / fields reach the target, under which names.
     public var columns = FieldMapping.identity
     /// Redshift → Mongo: at most this many write operations per second on the target (shared clusters, Cosmos

@@ -73,6 +73,11 @@ struct ChangeStreamTailer {
                 case "insert", "replace", "update":
                     // updateLookup gives null when the document was deleted since: its delete event follows.
                     guard case .document(let full)? = event["fullDocument"] else { continue }
+                    if let match = context.stream.match, !match.matches(full) {
+                        // Outside `match:` (or no longer in it): it must not be, or stay, in the table.
+                        writer.append(Change(operation: .delete, key: key, version: version, sourceTimeMillis: time))
+                        continue
+                    }
                     writer.append(Change(operation: .upsert, key: key, document: context.stream.columns.apply(full), version: version, sourceTimeMillis: time))
                 case "delete":
                     writer.append(Change(operation: .delete, key: key, version: version, sourceTimeMillis: time))

@@ -121,7 +121,8 @@ struct MongoSnapshotSource: SnapshotSource {
             var afterHere = after.flatMap { TypeBracket(of: $0) == bracket ? $0 : nil }
             while !Task.isShuttingDownGracefully {
                 try await pages.waitForSpace()
-                let filter = bracket.filter(after: afterHere, upTo: upper)
+                let range = bracket.filter(after: afterHere, upTo: upper)
+                let filter: Document = context.stream.match.map { ["$and": .array([.document(range), .document($0.document)])] } ?? range
                 let limit = sizer.rows
                 let docs = try await policy.run {
                     try await client.findAll(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit)

@@ -21,7 +21,7 @@ public enum TableComparison {
 
     public static func compare(mongo: MongoClient, database: String, collection: String, pg: PostgresConnection,
                                table: String, excluding: Set<String> = [], reasonLimit: Int = 10, pageSize: Int = 1000,
-                               mapping: FieldMapping = .identity) async throws -> Result {
+                               mapping: FieldMapping = .identity, match: MatchFilter? = nil) async throws -> Result {
         var result = Result()
         func note(_ text: String) { if result.reasons.count < reasonLimit { result.reasons.append(text) } }
         let probe = try await pg.query("SELECT * FROM \(table) LIMIT 0")
@@ -44,6 +44,12 @@ public enum TableComparison {
                 for (doc, idText) in zip(docs, texts) where !excluding.contains(idText) {
                     result.checked += 1
                     let key = doc["_id"] ?? .null
+                    if let match, !match.matches(doc) {
+                        // Outside `match:`: the table must not hold it.
+                        result.checked -= 1
+                        if byId[idText] != nil { result.extra.append(idText); note("outside match: but in the table: \(idText)") }
+                        continue
+                    }
                     guard let row = byId[idText] else { result.missing.append(key); note("missing in table: \(idText)"); continue }
                     if !same(mapping.apply(doc), row, columns: columns, types: rows.columns.map(\.typeOID), idText: idText, note: note) { result.changed.append(key) }
                 }

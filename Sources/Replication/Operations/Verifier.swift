@@ -45,7 +45,8 @@ public struct Verifier: Sendable {
         let client = try MongoClient(url: mongo.url)
         let target = SQL.qualified(schema: context.stream.table.schema, name: context.stream.table.name)
         let result = try await TableComparison.compare(mongo: client, database: mongo.database, collection: context.stream.collection,
-                                                       pg: pg, table: target, mapping: context.stream.columns)
+                                                       pg: pg, table: target, mapping: context.stream.columns,
+                                                       match: context.stream.match)
         report.rowsChecked = result.checked
         report.changed = result.changed
         report.missing = result.missing
@@ -147,7 +148,8 @@ public struct Verifier: Sendable {
         for chunk in stride(from: 0, to: ids.count, by: 1000).map({ Array(ids[$0..<min($0 + 1000, ids.count)]) }) {
             let texts = chunk.map { ValueText.scalarText($0) }
             let placeholders = (1...texts.count).map { "$\($0)" }.joined(separator: ", ")
-            let rows = try await pg.query("SELECT \(SQL.identifier(column.name))::text FROM \(table.qualifiedName) WHERE \(SQL.identifier(column.name)) IN (\(placeholders))", texts).rows
+            let rows = try await pg.query("SELECT \(SQL.identifier(column.name))::text FROM \(table.qualifiedName) WHERE \(SQL.identifier(column.name)) IN (\(placeholders))"
+                                          + (table.filterCondition.map { " AND \($0)" } ?? ""), texts).rows
             for r in rows {
                 guard var text = r[0] else { continue }
                 if let v = try? text.withUTF8({ try TextValueDecoder.decode($0, type: column.typeOID, column: column.name) }) { present.insert(v) }

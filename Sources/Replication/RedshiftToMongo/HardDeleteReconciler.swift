@@ -39,7 +39,8 @@ struct HardDeleteReconciler {
         result.targetCount = try await applier.client.count(database: applier.database, collection: applier.collection)
         let cap = limit(result.targetCount)
         let k = SQL.identifier(table.keyNames[0])
-        let live = table.deleteIndex.map { SoftDelete.liveCondition(table.columns[$0]) } ?? "TRUE"
+        let conditions = [table.deleteIndex.map { SoftDelete.liveCondition(table.columns[$0]) }, table.filterCondition].compactMap { $0 }
+        let live = conditions.isEmpty ? "TRUE" : conditions.joined(separator: " AND ")
         let bounds = try await reader.run { [table] c in
             try await c.query("SELECT min(\(k))::text, max(\(k))::text, count(*)::text FROM \(table.qualifiedName)").rows.first
         }

@@ -21,6 +21,7 @@ public enum KeysetQuery {
         if let upper { conditions.append("\(keys[0]) <= \(bind(upper))") }
         // NULL keys never qualify for a keyset page; `check` and the snapshot report them.
         for k in keys { conditions.append("\(k) IS NOT NULL") }
+        if let filter = table.filterCondition { conditions.append(filter) }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName)\(whereClause) ORDER BY \(keys.joined(separator: ", ")) LIMIT \(limit)"
         return (sql, params)

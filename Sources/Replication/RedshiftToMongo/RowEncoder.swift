@@ -5,6 +5,7 @@ import Spool
 
 /// One source row in text form: a libpq result row (`PostgresRowView`) or a line of an UNLOAD file (`UnloadRow`).
 public protocol SourceRow: ~Copyable {
+    var columnCount: Int { get }
     func isNull(_ column: Int) -> Bool
     /// The value's text bytes, valid while the row is.
     func bytes(_ column: Int) -> UnsafeBufferPointer<UInt8>
@@ -66,6 +67,8 @@ public struct RowEncoder: Sendable {
             doc.append(table.fieldNames[i], value)
         }
         doc.append("_mongoshift", .document(["v": .int64(version)]))
+        // A row that no longer matches `where:` leaves the target like a deleted one.
+        if let f = table.inFilterIndex, f < row.columnCount, row.string(f) == "0" { deleted = true }
         let change = deleted
             ? Change(operation: .delete, key: id, version: .int64(version))
             : Change(operation: .upsert, key: id, document: doc, version: .int64(version))

@@ -9,6 +9,8 @@ public struct SourceTable: Sendable {
     public var deleteIndex: Int?
     /// The target's field name of each column (`columns.rename`; the column's name otherwise).
     public var fieldNames: [String]
+    /// `where:`: rows outside it are not copied, and a polled row outside it is deleted from the target.
+    public var filter: String?
 
     public init(name: TableName, columns: [PostgresColumn], keyIndexes: [Int], watermarkIndex: Int?, deleteIndex: Int?, fieldNames: [String]? = nil) {
         self.name = name
@@ -24,7 +26,15 @@ public struct SourceTable: Sendable {
     /// The watermark column's kind (time or integer); nil without a watermark.
     var watermarkKind: WatermarkKind? { watermarkIndex.flatMap { WatermarkKind(typeOID: columns[$0].typeOID) } }
     public var qualifiedName: String { SQL.qualified(schema: name.schema, name: name.name) }
-    public var selectList: String { columns.map { SQL.identifier($0.name) }.joined(separator: ", ") }
+    public var selectList: String {
+        columns.map { SQL.identifier($0.name) }.joined(separator: ", ")
+            + (filter.map { ", CASE WHEN (\($0)) THEN 1 ELSE 0 END AS \(SQL.identifier(Self.inFilterColumn))" } ?? "")
+    }
+    static let inFilterColumn = "_mongoshift_in"
+    /// The result column saying whether a row matches `where:` (after the table's columns); nil without a filter.
+    public var inFilterIndex: Int? { filter == nil ? nil : columns.count }
+    /// `(where)`, or nil without a filter: for conditions that must only see matching rows.
+    public var filterCondition: String? { filter.map { "(\($0))" } }
     /// The first key column is integer-typed: partitions split min…max arithmetically.
     public var hasIntegerKey: Bool { keyIndexes.first.map { PostgresType.integers.contains(columns[$0].typeOID) } ?? false }
 
@@ -103,8 +113,17 @@ public struct SourceTable: Sendable {
             }
         }
         let deleteIndex = try stream.deleteColumn.map { try index(of: $0, role: "soft-delete") }
-        return SourceTable(name: stream.table, columns: columns, keyIndexes: keyIndexes, watermarkIndex: watermarkIndex, deleteIndex: deleteIndex,
-                           fieldNames: fieldNames)
+        if let filter = stream.filter {
+            do {
+                _ = try await connection.query("SELECT 1 FROM \(qualified) WHERE (\(filter)) LIMIT 0")
+            } catch let error as PostgresError {
+                throw ReplicationError(.configuration, stream: stream.name, "where: the source refuses the predicate: \(error.message)")
+            }
+        }
+        var table = SourceTable(name: stream.table, columns: columns, keyIndexes: keyIndexes, watermarkIndex: watermarkIndex, deleteIndex: deleteIndex,
+                                fieldNames: fieldNames)
+        table.filter = stream.filter
+        return table
     }
 
     static func declaredPrimaryKey(_ connection: PostgresConnection, table: TableName) async throws -> [String] {

@@ -8,6 +8,7 @@ import PostgresClient
 public final class UnloadRow: SourceRow {
     private let storage: UnsafeMutableBufferPointer<UInt8>
     private let spans: [Range<Int>?]
+    public var columnCount: Int { spans.count }
 
     public struct Malformed: Error, CustomStringConvertible {
         public var reason: String

@@ -62,6 +62,7 @@ struct UnloadSnapshotCopier {
         var conditions: [String] = []
         if let lower { conditions.append("\(key) > \(try Self.integerLiteral(lower))") }
         if let upper { conditions.append("\(key) <= \(try Self.integerLiteral(upper))") }
+        if let filter = table.filterCondition { conditions.append(filter) }
         let columns = table.columns.map { SQL.identifier($0.name) }.joined(separator: ", ")
         let query = "SELECT \(columns) FROM \(table.qualifiedName)" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
         let statement = "UNLOAD (\(Self.quoted(query))) TO \(SQL.literal(stage.url(prefix))) \(try await stage.authorization()) "

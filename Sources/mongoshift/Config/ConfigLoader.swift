@@ -1,3 +1,4 @@
+import BSON
 import Foundation
 import Replication
 import Yams
@@ -134,7 +135,7 @@ struct ConfigLoader {
     }
 
     private func parseStream(_ node: Node, config: ReplicationConfig) throws -> StreamConfig {
-        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "max_delete_ratio", "delete_grace", "max_writes_per_second", "columns", "tombstone_retention",
+        let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "max_delete_ratio", "delete_grace", "max_writes_per_second", "columns", "where", "match", "tombstone_retention",
                                     "partitions", "flatten", "on_history_lost", "on_drop", "batch_bytes", "poll_interval",
                                     "parallelism", "memory_budget", "spool_max_bytes", "load", "extract", "unload_min_rows"]
         let m = try mapping(node, "a stream", allowed: allowed)
@@ -164,6 +165,21 @@ struct ConfigLoader {
         }
         if let v = m["watermark"] { stream.watermark = try string(v, "watermark") }
         if let v = m["columns"] { stream.columns = try columnMapping(v, stream: name, direction: stream.direction) }
+        if let v = m["match"] {
+            guard stream.direction == .mongoToRedshift else { throw located(v, "stream \(name): `match:` filters a collection; a Redshift → Mongo stream uses `where:`") }
+            guard case .document(let document) = try bson(v) else { throw located(v, "stream \(name): `match:` is a $match document") }
+            do {
+                stream.match = try MatchFilter(document)
+            } catch {
+                throw located(v, "stream \(name): match: \(error)")
+            }
+        }
+        if let v = m["where"] {
+            guard stream.direction == .redshiftToMongo else { throw located(v, "stream \(name): `where:` filters a Redshift table; a Mongo → Redshift stream uses `match:`") }
+            let predicate = try string(v, "where").trimmingCharacters(in: .whitespaces)
+            guard !predicate.isEmpty, !predicate.contains(";") else { throw located(v, "stream \(name): `where:` is one SQL predicate (no ';')") }
+            stream.filter = predicate
+        }
         if let v = m["safety_lag"] { stream.safetyLag = try duration(v, "safety_lag") }
         if let v = m["lookback"] {
             let text = try string(v, "lookback")
@@ -373,6 +389,47 @@ struct ConfigLoader {
             throw located(node, "stream \(name): columns: \(problem)")
         }
         return mapping
+    }
+
+    /// A YAML value as BSON (`match:`): mappings → documents, sequences → arrays, plain scalars typed as YAML reads
+    /// them (integers, floats, booleans, null), quoted ones strings; `{$date: ISO-8601}` → a date.
+    private func bson(_ node: Node) throws -> BSON {
+        switch node {
+        case .mapping(let pairs):
+            var doc = Document()
+            for (k, v) in pairs {
+                guard case .scalar(let key) = k else { throw located(k, "keys must be plain names") }
+                doc.append(key.string, try bson(v))
+            }
+            if doc.keys == ["$date"], case .string(let text)? = doc["$date"] {
+                guard let ms = Self.parseISODate(text) else { throw located(node, "$date: \"\(text)\" is not an ISO-8601 time") }
+                return .datetime(ms)
+            }
+            return .document(doc)
+        case .sequence(let items):
+            return .array(try items.map { try bson($0) })
+        case .scalar(let s):
+            let text = try expand(s.string, node, "match")
+            if s.style != .plain { return .string(text) }
+            if let i = Int32(text) { return .int32(i) }
+            if let i = Int64(text) { return .int64(i) }
+            if let d = Double(text), text.contains(".") || text.lowercased().contains("e") { return .double(d) }
+            switch text {
+            case "true": return .bool(true)
+            case "false": return .bool(false)
+            case "null", "~": return .null
+            default: return .string(text)
+            }
+        }
+    }
+
+    static func parseISODate(_ text: String) -> Int64? {
+        let formatter = ISO8601DateFormatter()
+        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime], [.withFullDate]] {
+            formatter.formatOptions = options
+            if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+        }
+        return nil
     }
 
     /// `10%` or `0.1`, from 0 to 1.

@@ -31,5 +31,5 @@ struct Mongoshift: AsyncParsableCommand {
         Exit codes: 0 ok · 1 check/verify/lag threshold failed, or a reset refused · 2 usage or config error · 3 cannot connect · 4 internal.
         """,
         version: "0.1.0",
-        subcommands: [Run.self, Snapshot.self, Lag.self, Check.self, Discover.self, Verify.self, Reset.self])
+        subcommands: [Run.self, Snapshot.self, Plan.self, Lag.self, Check.self, Discover.self, Verify.self, Reset.self])
 }

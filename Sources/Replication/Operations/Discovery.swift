@@ -54,7 +54,7 @@ public struct Discovery: Sendable {
             var estimate: Int?
             var note: String?
             do {
-                estimate = try await estimateRows(pg, name, dialect: redshift.dialect)
+                estimate = try await Self.estimateRows(pg, name, dialect: redshift.dialect)
             } catch {
                 note = redshift.dialect == .redshift
                     ? "row estimates read SVV_TABLE_INFO, which shows other users' tables only to superusers (or with SYSLOG ACCESS UNRESTRICTED and SELECT on the table): \(error)"
@@ -78,7 +78,7 @@ public struct Discovery: Sendable {
         return temporal.map(\.0).sorted { (score($0), $0) < (score($1), $1) }
     }
 
-    func estimateRows(_ pg: PostgresConnection, _ name: TableName, dialect: SQLDialect) async throws -> Int? {
+    static func estimateRows(_ pg: PostgresConnection, _ name: TableName, dialect: SQLDialect) async throws -> Int? {
         let sql: String = switch dialect {
         case .postgres: "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"
         case .redshift: "SELECT CAST(tbl_rows AS bigint) FROM svv_table_info WHERE \"schema\" = $1 AND \"table\" = $2"

@@ -100,11 +100,11 @@ open class IntegrationTestCase: XCTestCase {
 
     /// A Mongo dev server of this test's own (it may be frozen, stopped, or given a short history). Killed at
     /// teardown. Returns its URL, once it answers, and its process id.
-    public func startPrivateMongo(history: Int = 1_000_000) async throws -> (url: String, pid: pid_t) {
+    public func startPrivateMongo(history: Int = 1_000_000, arguments: [String] = []) async throws -> (url: String, pid: pid_t) {
         let port = Int.random(in: 40_000...50_000)
         let python = TestServers.repositoryRoot + "/.venv-mongo/bin/python"
         let script = TestServers.repositoryRoot + "/ops/dev-mongo/server.py"
-        let words = [python, script, "--port", String(port), "--replset", "rs0", "--history", String(history)]
+        let words = [python, script, "--port", String(port), "--replset", "rs0", "--history", String(history)] + arguments
         var argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) }
         argv.append(nil)
         defer { argv.forEach { free($0) } }

@@ -82,6 +82,20 @@ VERSION = "7.0.14"
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
 
 
+def set_version(version: str) -> None:
+    """Report `version` (buildInfo, serverStatus, hello's wire version) and behave as it where that matters."""
+    global VERSION, MAX_WIRE_VERSION
+    major, minor = (int(x) for x in version.split(".")[:2])
+    VERSION = version
+    MAX_WIRE_VERSION = {(5, 0): 13, (6, 0): 17}.get((major, minor), 21 if major >= 7 else 17)
+
+
+def splits_large_events() -> bool:
+    """$changeStreamSplitLargeEvent: MongoDB 7.0, backported to 6.0.9."""
+    major, minor, patch = (int(x) for x in VERSION.split(".")[:3])
+    return major >= 7 or (major, minor) == (6, 0) and patch >= 9
+
+
 class CommandError(Exception):
     def __init__(self, code: int, message: str, codename: str = "", labels: list[str] | None = None):
         super().__init__(message)
@@ -1301,6 +1315,8 @@ class Server:
         if split_at and (len(split_at) > 1 or split_at[0] != len(rest) - 1):
             raise CommandError(7182802, "$changeStreamSplitLargeEvent can only appear once, as the last stage of a "
                                         "$changeStream pipeline", "Location7182802")
+        if split_at and not splits_large_events():
+            raise CommandError(40324, "Unrecognized pipeline stage name: '$changeStreamSplitLargeEvent'", "Location40324")
         split = bool(split_at)
         if split:
             rest = rest[:-1]
@@ -1524,7 +1540,11 @@ async def main() -> None:
     parser.add_argument("--replset", default="", help="answer hello as the primary of this one-member replica set")
     parser.add_argument("--history", type=int, default=1_000_000, help="change events retained (the 'oplog')")
     parser.add_argument("--data", default="", help="file to load at start and write at SIGTERM/SIGINT")
+    parser.add_argument("--server-version", default=VERSION,
+                        help="the MongoDB version to report (and behave as where versions differ: "
+                             "$changeStreamSplitLargeEvent needs 7.0 or 6.0.9)")
     args = parser.parse_args()
+    set_version(args.server_version)
     server = Server(args)
     listener = await asyncio.start_server(server.serve_connection, args.host, args.port, limit=MAX_MESSAGE)
     port = listener.sockets[0].getsockname()[1]

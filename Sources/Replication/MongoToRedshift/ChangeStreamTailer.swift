@@ -27,10 +27,23 @@ struct ChangeStreamTailer {
 
     func run() async throws {
         var cursor = try await context.state.extractCursor(context.name)
+        let splitting = await Self.serverSplitsLargeEvents(client, database: database)
+        // After an event over 16 MiB failed a batch on a server that cannot split it: read one event per batch, so
+        // the events before it are spooled and the failing one is the next after the position.
+        var oneAtATime = false
         while !Task.isShuttingDownGracefully {
             do {
-                // A handled drop reopens the stream after the event; anything else ends with shutdown.
-                if try await !tail(&cursor) { return }
+                // A handled drop (or the end of a one-at-a-time stretch) reopens the stream; anything else ends with shutdown.
+                if try await !tail(&cursor, splitting: splitting, oneAtATime: oneAtATime) { return }
+                oneAtATime = false
+            } catch let error as MongoError where error.serverCode == 10334 && !splitting {
+                if oneAtATime {
+                    try await skipOversizedEvent(&cursor, error: error)
+                    oneAtATime = false
+                } else {
+                    context.logger.warning("a change event over 16 MiB failed the batch; reading one event at a time to find it", metadata: ["error": "\(error)"])
+                    oneAtATime = true
+                }
             } catch let error as MongoError where policy.retries(error) && !error.isHistoryLost {
                 context.logger.warning("change stream interrupted, reopening from the last recorded token", metadata: ["error": "\(error)"])
                 try await pause(.seconds(1))
@@ -39,7 +52,7 @@ struct ChangeStreamTailer {
     }
 
     /// Reads until shutdown (false), or until a drop-like event was handled (true: reopen after it).
-    private func tail(_ cursor: inout ExtractCursor) async throws -> Bool {
+    private func tail(_ cursor: inout ExtractCursor, splitting: Bool, oneAtATime: Bool = false) async throws -> Bool {
         guard let position = cursor.position?.changeStream else {
             throw ReplicationError(.historyLost, stream: context.name, "no resume token stored for the stream")
         }
@@ -48,17 +61,25 @@ struct ChangeStreamTailer {
         var options: Document = ["fullDocument": "updateLookup",
                                  "maxAwaitTimeMS": .int64(Int64(max(100, interval.seconds * 500)))]
         position.appendResumeOption(to: &options)
-        let stream = try await client.watch(database: database, collection: context.stream.collection, options: options)
+        if oneAtATime { options.append("batchSize", 1) }
+        var eventsRead = 0
+        // Events over 16 MiB arrive in fragments (MongoDB ≥ 7.0, 6.0.9), reassembled below.
+        let pipeline: [Document] = splitting ? [["$changeStreamSplitLargeEvent": .document(Document())]] : []
+        let stream = try await client.watch(database: database, collection: context.stream.collection, pipeline: pipeline, options: options)
         var last = position
+        // The fragments of a split event read so far (across batches): the position stays before the event.
+        var fragments: Document?
         while !Task.isShuttingDownGracefully {
             try await context.waitForSpoolSpace()
-            let batch = try await stream.nextBatch(maxEvents: 100_000, maxBytes: context.stream.pageBytes, maxWait: interval)
+            let batch = try await stream.nextBatch(maxEvents: oneAtATime ? 1 : 100_000, maxBytes: context.stream.pageBytes, maxWait: interval)
+            eventsRead += batch.events.count
             // Cancelled while the blocking read ran (a sibling failed, a rewind): write nothing more.
             try Task.checkCancellation()
             var writer = SpoolSegmentWriter(stream: context.name)
             var dropEvent: (String, Document)?
             var lastEventToken: Document?
-            for event in batch.events {
+            for fragment in batch.events {
+                guard let event = Self.reassemble(fragment, into: &fragments) else { continue }
                 let op = event["operationType"]?.stringValue ?? ""
                 if case .timestamp(let t)? = event["clusterTime"] { last.clusterTime = t }
                 if op == "drop" || op == "rename" || op == "dropDatabase" || op == "invalidate" {
@@ -86,7 +107,8 @@ struct ChangeStreamTailer {
                 }
             }
             // Drained batches end at the server's postBatchResumeToken; a batch cut short (a drop) at its last event.
-            let token = dropEvent == nil ? (batch.resumeToken ?? lastEventToken) : lastEventToken
+            // Mid-way through a split event: at the last whole event (the fragments are read again after a restart).
+            let token = dropEvent == nil && fragments == nil ? (batch.resumeToken ?? lastEventToken) : lastEventToken
             if let token { last.resumeToken = token }
             last.afterInvalidate = false
             if writer.count > 0 {
@@ -101,8 +123,57 @@ struct ChangeStreamTailer {
                 try await handleDrop(op, token: token, last: last, cursor: &cursor)
                 return true
             }
+            // A one-at-a-time stretch that met no oversized event ends: back to full batches.
+            if oneAtATime && (eventsRead >= 1_000 || batch.events.isEmpty) && fragments == nil { return true }
         }
         return false
+    }
+
+    /// A whole event: `event` itself, or — for the last fragment of a split event (`splitEvent: {fragment, of}`) —
+    /// the fields of all its fragments with the last fragment's token as `_id` (resuming after it passes the
+    /// whole event); nil while fragments are still missing.
+    static func reassemble(_ event: Document, into fragments: inout Document?) -> Document? {
+        guard case .document(let split)? = event["splitEvent"], let n = split["fragment"]?.intValue, let of = split["of"]?.intValue else {
+            return event
+        }
+        var merged = n == 1 ? Document() : (fragments ?? Document())
+        for (key, value) in event where key != "_id" && key != "splitEvent" { merged.append(key, value) }
+        guard n >= of else {
+            fragments = merged
+            return nil
+        }
+        fragments = nil
+        if let token = event["_id"] { merged.append("_id", token) }
+        return merged
+    }
+
+    /// `$changeStreamSplitLargeEvent` exists from MongoDB 7.0 (and 6.0.9).
+    static func serverSplitsLargeEvents(_ client: MongoClient, database: String) async -> Bool {
+        guard let info = try? await client.command(["buildInfo": 1], database: database),
+              case .array(let parts)? = info["versionArray"] else { return false }
+        let v = parts.prefix(3).map { $0.intValue ?? 0 } + [0, 0, 0]
+        return v[0] >= 7 || (v[0] == 6 && v[1] == 0 && v[2] >= 9)
+    }
+
+    /// The server failed the stream on an event over 16 MiB and cannot split it: read that event without its
+    /// documents (key and token only), dead-letter its key with the reason, and move the position past it.
+    private func skipOversizedEvent(_ cursor: inout ExtractCursor, error: MongoError) async throws {
+        guard let position = cursor.position?.changeStream else { throw error }
+        var options: Document = ["maxAwaitTimeMS": 100]
+        position.appendResumeOption(to: &options)
+        let slim: [Document] = [["$project": .document(["fullDocument": 0, "updateDescription": 0, "fullDocumentBeforeChange": 0])]]
+        let stream = try await client.watch(database: database, collection: context.stream.collection, pipeline: slim, options: options)
+        let batch = try await stream.nextBatch(maxEvents: 1, maxWait: .seconds(5))
+        guard let event = batch.events.first, case .document(let token)? = event["_id"] else { throw error }
+        let key = event.value(at: "documentKey._id") ?? .null
+        try await context.deadLetter([.init(key: key, reason: "change event over MongoDB's 16 MiB limit (\(event["operationType"]?.stringValue ?? "?")); "
+                                               + "this server (before 7.0) cannot split it with $changeStreamSplitLargeEvent: \(error.message)")])
+        context.logger.error("skipped a change event over 16 MiB (dead-lettered)", metadata: ["key": "\(ExtendedJSON.relaxed(key))"])
+        var after = position
+        after.resumeToken = token
+        after.afterInvalidate = false
+        if case .timestamp(let t)? = event["clusterTime"] { after.clusterTime = t }
+        try await record(SpoolSegmentWriter(stream: context.name), to: after, cursor: &cursor)
     }
 
     private func record(_ writer: SpoolSegmentWriter, to last: ChangeStreamPosition, cursor: inout ExtractCursor) async throws {

@@ -124,3 +124,17 @@ def test_history_lost_and_data_file_survive_restart(spawn, tmp_path):
         c.t.c.insert_one({"_id": 11})
         assert next_events(stream, 1)[0]["documentKey"] == {"_id": 11}
     c.close()
+
+
+def test_an_older_server_refuses_the_split_stage(spawn):
+    old = spawn("--server-version", "6.0.5")
+    client = old.client()
+    assert client.admin.command("buildInfo")["versionArray"][:3] == [6, 0, 5]
+    with pytest.raises(OperationFailure) as err:
+        with client.t.c.watch(SPLIT, max_await_time_ms=50) as stream:
+            stream.try_next()
+    assert err.value.code == 40324
+    backported = spawn("--server-version", "6.0.9").client()
+    with backported.t.c.watch(SPLIT, max_await_time_ms=50) as stream:
+        assert stream.try_next() is None
+

@@ -54,18 +54,12 @@ final class ColumnMappingTests: IntegrationTestCase {
         _ = try await mongo.bulkWrite(database: database, collection: "people", (1...30).map {
             .insert(["_id": .int32(Int32($0)), "name": .string("p\($0)"), "ssn": "000-00-0000", "card": .document(["number": "4111", "brand": "visa"])])
         })
-        let path = directory + "/m2r.yaml"
-        try """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
+        let path = try writeStreamsConfig("""
           - name: people
             from: { collection: people }
             to: { table: \(schema).people }
             columns: { exclude: [ssn, card.number], rename: { name: full_name } }
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+        """)
         let (process, _) = try startRun(path)
         try await waitFor("snapshot") { self.phase("people") == "streaming" }
         _ = try await mongo.bulkWrite(database: database, collection: "people", [.insert(["_id": 31, "name": "new", "ssn": "999-99-9999"])])

@@ -45,18 +45,12 @@ final class FilterTests: IntegrationTestCase {
         _ = try await mongo.bulkWrite(database: database, collection: "accounts", (1...40).map {
             .insert(["_id": .int32(Int32($0)), "status": .string($0 % 4 == 0 ? "closed" : "active"), "balance": .int32(Int32($0 * 10))])
         })
-        let path = directory + "/m2r.yaml"
-        try """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
+        let path = try writeStreamsConfig("""
           - name: accounts
             from: { collection: accounts }
             to: { table: \(schema).accounts }
             match: { status: active, balance: { $gte: 50 } }
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+        """)
         let (process, _) = try startRun(path)
         try await waitFor("snapshot") { self.phase("accounts") == "streaming" }
         func count() async throws -> String? { try await connection.query("SELECT count(*)::text FROM \(schema).accounts").rows.first?.first ?? nil }

@@ -12,16 +12,7 @@ final class LargeEventTests: IntegrationTestCase {
     static let mib = 1 << 20
 
     func config(_ url: String, schema: String) throws -> String {
-        let path = directory + "/m2r.yaml"
-        try """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(url)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
-          - { name: big, from: { collection: big }, to: { table: \(schema).big } }
-        """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try writeStreamsConfig("  - { name: big, from: { collection: big }, to: { table: \(schema).big } }\n", mongo: url)
     }
 
     /// An update whose event carries a 7 MiB updateDescription and a 14 MiB fullDocument: over 16 MiB.

@@ -51,15 +51,9 @@ final class PlanTests: IntegrationTestCase {
         _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...50).map {
             .insert(["_id": .int32(Int32($0)), "name": .string("a\($0)"), "score": .double(Double($0) / 2)])
         })
-        let path = directory + "/m2r.yaml"
-        try """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
+        let path = try writeStreamsConfig("""
           - { name: apps, from: { collection: apps }, to: { table: \(schema).apps } }
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+        """)
         let plan = try MongoshiftProcess.run(["plan", "--config", path, "--print-sql"])
         XCTAssertEqual(plan.status, 0, plan.stderr)
         XCTAssertTrue(plan.stdout.contains("snapshot: needed, 50 documents"), plan.stdout)

@@ -83,15 +83,9 @@ final class ResetTests: IntegrationTestCase {
         let schema = TestServers.uniqueName("rst")
         onTeardown { [connection] in _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE") }
         _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...20).map { .insert(["_id": .int32(Int32($0)), "v": 1]) })
-        let path = directory + "/m2r.yaml"
-        try """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
+        let path = try writeStreamsConfig("""
           - { name: apps, from: { collection: apps }, to: { table: \(schema).apps } }
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+        """)
         let (first, _) = try startRun(path)
         try await waitFor("snapshot") { self.phase("apps") == "streaming" }
         // A cluster time between the snapshot and ten inserts.

@@ -124,6 +124,21 @@ open class IntegrationTestCase: XCTestCase {
         return (url, pid)
     }
 
+    /// A configuration on this test's servers (postgres dialect, 200 ms polls) with `streams` — YAML list items,
+    /// each line indented as under `streams:` — written to `directory/name`. Returns its path.
+    public func writeStreamsConfig(_ streams: String, mongo: String? = nil, name: String = "streams.yaml") throws -> String {
+        let path = directory + "/" + name
+        try """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongo ?? mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:
+
+        """.appending(streams).write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// The stream's phase as the state store holds it.
     public func phase(_ stream: String) -> String? { Fixtures.streamCounters(stateDirectory: state, stream: stream)?.phase }
 }

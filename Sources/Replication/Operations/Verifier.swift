@@ -121,41 +121,18 @@ public struct Verifier: Sendable {
             after = page.lastKeyText
             if page.rows < pageRows { break }
         }
-        // Pass 2: Mongo documents whose source rows are gone (hard deletes not reconciled yet).
-        var lastId: BSON?
-        while true {
-            let filter: Document = lastId.map { ["_id": .document(["$gt": $0])] } ?? [:]
-            let ids = try await client.findAll(database: mongo.database, collection: context.stream.collection, filter: filter,
-                                               sort: ["_id": 1], projection: ["_id": 1], limit: pageRows).compactMap { $0["_id"] }
-            if ids.isEmpty { break }
-            let present = try await sourceKeys(pg, table: table, ids: ids)
+        // Pass 2: Mongo documents whose source rows are gone (hard deletes not reconciled yet), any key shape.
+        let lookup = SourceKeyLookup(table: table, condition: table.filterCondition)
+        try await TargetKeyWalk(client: client, database: mongo.database, collection: context.stream.collection, pageSize: pageRows).forEachPage { ids in
+            let present = try await lookup.present(ids, on: pg)
             for id in ids where !present.contains(id) {
                 report.extra.append(id)
                 fixes.append(Change(operation: .delete, key: id))
             }
-            lastId = ids.last
-            if ids.count < pageRows { break }
+            return true
         }
         if repair && !fixes.isEmpty { report.repaired += try await apply(fixes, applier) }
         return report
-    }
-
-    /// The keys among `ids` that exist in the source (bound IN list: Redshift has no array parameters).
-    private func sourceKeys(_ pg: PostgresConnection, table: SourceTable, ids: [BSON]) async throws -> Set<BSON> {
-        guard table.keyIndexes.count == 1 else { return Set(ids) }  // composite keys: pass 1 covers them
-        let column = table.columns[table.keyIndexes[0]]
-        var present = Set<BSON>()
-        for chunk in stride(from: 0, to: ids.count, by: 1000).map({ Array(ids[$0..<min($0 + 1000, ids.count)]) }) {
-            let texts = chunk.map { ValueText.scalarText($0) }
-            let placeholders = (1...texts.count).map { "$\($0)" }.joined(separator: ", ")
-            let rows = try await pg.query("SELECT \(SQL.identifier(column.name))::text FROM \(table.qualifiedName) WHERE \(SQL.identifier(column.name)) IN (\(placeholders))"
-                                          + (table.filterCondition.map { " AND \($0)" } ?? ""), texts).rows
-            for r in rows {
-                guard var text = r[0] else { continue }
-                if let v = try? text.withUTF8({ try TextValueDecoder.decode($0, type: column.typeOID, column: column.name) }) { present.insert(v) }
-            }
-        }
-        return present
     }
 
     /// Source wins: unconditional replace-upserts and deletes.

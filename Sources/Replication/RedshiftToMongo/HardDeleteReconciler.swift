@@ -7,8 +7,9 @@ import PostgresClient
 /// The key space is cut into ranges of about `rangeRows` keys; each range compares count and key sum on both
 /// sides, and only mismatching ranges are drilled into: their keys are listed — Mongo's first, then the
 /// source's, so a row inserted meanwhile is never mistaken for a deleted one. The Mongo keys absent from the
-/// source go to `DeleteGuard`, which decides what is deleted (two sightings, `max_delete_ratio`). Supports single
-/// integer keys (the common case); other keys are reported as unsupported.
+/// source go to `DeleteGuard`, which decides what is deleted (two sightings, `max_delete_ratio`). Single integer keys
+/// (the common case) go by ranges; other keys (text, dates, composite) by a walk of the target's `_id`s checked
+/// against the source page by page, when the target holds more documents than the source has live rows.
 struct HardDeleteReconciler {
     let reader: SourceReader
     let applier: MongoApplier
@@ -25,22 +26,21 @@ struct HardDeleteReconciler {
         var complete = true
         /// The target's document count the limit is a fraction of.
         var targetCount = 0
-        var supported = true
     }
 
     /// Lists the target's documents whose source rows are gone, stopping once more than `limit(targetCount)`
     /// were found. Deletes nothing.
     func findMissing(limit: (Int) -> Int) async throws -> Result {
         var result = Result()
-        guard table.keyIndexes.count == 1, table.hasIntegerKey else {
-            result.supported = false
-            return result
-        }
         result.targetCount = try await applier.client.count(database: applier.database, collection: applier.collection)
         let cap = limit(result.targetCount)
-        let k = SQL.identifier(table.keyNames[0])
         let conditions = [table.deleteIndex.map { SoftDelete.liveCondition(table.columns[$0]) }, table.filterCondition].compactMap { $0 }
         let live = conditions.isEmpty ? "TRUE" : conditions.joined(separator: " AND ")
+        guard table.keyIndexes.count == 1, table.hasIntegerKey else {
+            try await findMissingByKeys(&result, cap: cap, live: live)
+            return result
+        }
+        let k = SQL.identifier(table.keyNames[0])
         let bounds = try await reader.run { [table] c in
             try await c.query("SELECT min(\(k))::text, max(\(k))::text, count(*)::text FROM \(table.qualifiedName)").rows.first
         }
@@ -75,6 +75,32 @@ struct HardDeleteReconciler {
             lower = upper
         }
         return result
+    }
+
+    /// Keys that are not a single integer: when the target holds more documents than the source has live rows,
+    /// walk the target's `_id`s page by page and ask the source which still exist (`SourceKeyLookup`).
+    private func findMissingByKeys(_ result: inout Result, cap: Int, live: String) async throws {
+        let sourceCount = try await reader.run { [table] c in
+            Int(try await c.query("SELECT CAST(count(*) AS varchar) FROM \(table.qualifiedName) WHERE \(live)").rows.first?.first??.description ?? "0") ?? 0
+        }
+        // The target holds every applied live row: no more documents than rows, no document whose row is gone.
+        guard result.targetCount > sourceCount else { return }
+        let lookup = SourceKeyLookup(table: table, condition: live)
+        let walk = TargetKeyWalk(client: applier.client, database: applier.database, collection: applier.collection)
+        var missing: [BSON] = []
+        var complete = true
+        var pages = 0
+        try await walk.forEachPage { ids in
+            pages += 1
+            let present = try await reader.run { c in try await lookup.present(ids, on: c) }
+            missing += ids.filter { !present.contains($0) }
+            if missing.count > cap { complete = false; return false }
+            return true
+        }
+        result.rangesChecked = pages
+        result.rangesMismatched = missing.isEmpty ? 0 : 1
+        result.missing = missing
+        result.complete = complete
     }
 
     /// `k > $1 AND k <= $2` (or only `k <= $1` for the first range).

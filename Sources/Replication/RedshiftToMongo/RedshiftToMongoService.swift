@@ -95,7 +95,6 @@ public struct RedshiftToMongoService: Service {
                 group.addTask { [context] in
                     let reconciler = HardDeleteReconciler(reader: reader.onNewConnection(), applier: applier)
                     var deleteGuard = DeleteGuard(maxRatio: context.stream.maxDeleteRatio, graceSeconds: context.stream.deleteGrace.seconds)
-                    var warnedUnsupported = false
                     while !Task.isShuttingDownGracefully {
                         try await pause(context.stream.reconcileEvery)
                         if Task.isShuttingDownGracefully { break }
@@ -104,13 +103,6 @@ public struct RedshiftToMongoService: Service {
                         do {
                             // A reconcile is read-mostly and idempotent: SIGTERM abandons it rather than wait.
                             let found = try await cancelWhenGracefulShutdown { [deleteGuard] in try await reconciler.findMissing(limit: deleteGuard.limit) }
-                            guard found.supported else {
-                                if !warnedUnsupported {
-                                    context.logger.warning("hard-delete reconcile supports single integer keys only; skipped", metadata: ["key": "\(context.stream.key)"])
-                                    warnedUnsupported = true
-                                }
-                                continue
-                            }
                             let decision = deleteGuard.decide(missing: found.missing, complete: found.complete, targetCount: found.targetCount,
                                                               now: Date().timeIntervalSince1970)
                             try await applyReconcile(decision, found: found, context: context, applier: applier)

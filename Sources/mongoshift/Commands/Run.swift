@@ -1,17 +1,12 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import Logging
 import MongoClient
 import Replication
 import ServiceLifecycle
 import ShiftCore
 import StateStore
-
-/// Carries a result from a task to the metrics thread that waits for it.
-final class HealthBox: @unchecked Sendable {
-    // @unchecked: written by one task before the semaphore is signalled, read after.
-    var failed = false
-}
 
 extension Mongoshift {
     struct Run: AsyncParsableCommand {
@@ -35,19 +30,13 @@ extension Mongoshift {
                 let state = try StateStore.open(config)
                 // The staging bucket is checked before any stream depends on it: one line and exit 3 if it fails.
                 if S3Probe.needsS3(streams, config.redshift), let staging = config.redshift?.s3 { try await S3Probe.bucketAccess(staging) }
+                let failures = FailedStreams(total: streams.count)
                 if metricsAddr != "off" {
                     let address = metricsAddr ?? Self.defaultMetricsAddress
-                    let names = streams.map(\.name)
                     let server = MetricsServer(registry: MetricsServer.bootstrap()) {
-                        // Healthy while no stream has failed (idle streams are healthy).
-                        let failed = names.filter { name in
-                            let box = HealthBox()
-                            let done = DispatchSemaphore(value: 0)
-                            Task { box.failed = (try? await state.stream(name))??.phase == .failed; done.signal() }
-                            done.wait()
-                            return box.failed
-                        }
-                        return failed.isEmpty ? (true, "ok") : (false, "failed streams: \(failed.joined(separator: ", "))")
+                        // Healthy while no stream of this process has failed (idle streams are healthy).
+                        let failed = failures.names
+                        return failed.isEmpty ? (true, "ok") : (false, "failed streams: \(failed.sorted().joined(separator: ", "))")
                     }
                     do {
                         try server.start(address: address)
@@ -58,7 +47,6 @@ extension Mongoshift {
                     }
                 }
                 var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-                let failures = FailedStreams(total: streams.count)
                 for stream in streams {
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
                     let (redshift, mongo) = (config.redshift!, config.mongo!)
@@ -97,16 +85,21 @@ extension Mongoshift {
 }
 
 /// Streams that stopped on a permanent error in this run.
-actor FailedStreams {
+/// The streams of this `run` that stopped on a permanent error; read by `/healthz` from the metrics thread.
+final class FailedStreams: Sendable {
     let total: Int
-    private(set) var names: [String] = []
+    private let failed = Mutex<[String]>([])
 
     init(total: Int) { self.total = total }
 
+    var names: [String] { failed.withLock { $0 } }
+
     /// Records a failed stream; true when it was the last one still running.
     func add(_ name: String) -> Bool {
-        names.append(name)
-        return names.count >= total
+        failed.withLock { names in
+            names.append(name)
+            return names.count >= total
+        }
     }
 }
 
@@ -131,7 +124,7 @@ struct StreamService: Service {
         } catch is CancellationError {
             return
         } catch {
-            if await failures.add(stream) { throw EveryStreamFailed(streams: await failures.names) }
+            if failures.add(stream) { throw EveryStreamFailed(streams: failures.names) }
             logger.error("stream stopped; the others go on", metadata: ["stream": "\(stream)", "error": "\(error)"])
         }
     }

@@ -1,0 +1,54 @@
+import BSON
+import Foundation
+import MongoClient
+import PostgresClient
+import TestSupport
+import XCTest
+
+/// Hard-delete reconcile for keys that are not a single integer — text keys and composite keys — and `verify`
+/// finding documents whose rows are gone for the same keys.
+final class ReconcileKeysTests: IntegrationTestCase {
+    override var namePrefix: String { "rkeys" }
+
+    func run(table: String, key: String, deleting condition: String, expect remaining: Int) async throws {
+        let config = try writeStreamsConfig("""
+          - name: t
+            from: { table: public.\(table) }
+            to: { collection: t }
+            key: [\(key)]
+            watermark: updated_at
+            safety_lag: 1s
+            reconcile_every: 1s
+        """)
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        try await connection.execute("DELETE FROM public.\(table) WHERE \(condition)")
+        let verify = try MongoshiftProcess.run(["verify", "--config", config])
+        XCTAssertEqual(verify.status, 1, verify.stdout)
+        XCTAssertTrue(verify.stdout.contains("extra \(200 - remaining)"), "verify finds the documents whose rows are gone: \(verify.stdout)")
+        let (process, _) = try startRun(config)
+        try await waitFor("the reconciler to delete the documents of the deleted rows", timeout: 60) {
+            try await self.mongo.count(database: self.database, collection: "t") == remaining
+        }
+        try await Task.sleep(for: .seconds(2))
+        let after = try await mongo.count(database: database, collection: "t")
+        XCTAssertEqual(after, remaining, "nothing else deleted")
+        stop(process)
+        XCTAssertEqual(try MongoshiftProcess.run(["verify", "--config", config]).status, 0)
+    }
+
+    func testTextKeys() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (code varchar(20) PRIMARY KEY, v int, updated_at timestamp NOT NULL DEFAULT now());
+            INSERT INTO public.\(table) (code, v) SELECT 'c-' || lpad(g::text, 4, '0') || CASE WHEN g % 3 = 0 THEN 'É' ELSE '' END, g FROM generate_series(1, 200) g;
+            """)
+        try await run(table: table, key: "code", deleting: "v IN (3, 50, 199)", expect: 197)
+    }
+
+    func testCompositeKeys() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (region text NOT NULL, n int NOT NULL, v int, updated_at timestamp NOT NULL DEFAULT now(), PRIMARY KEY (region, n));
+            INSERT INTO public.\(table) (region, n, v) SELECT CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g, g FROM generate_series(1, 200) g;
+            """)
+        try await run(table: table, key: "region, n", deleting: "n IN (10, 11)", expect: 198)
+    }
+}

@@ -88,6 +88,11 @@ public enum SnapshotKey: Sendable, Hashable, CustomStringConvertible {
     /// `rows` rows of `file`.
     case unloadFile(file: Int, rows: Int)
 
+    public var isUnloadFile: Bool {
+        if case .unloadFile = self { return true }
+        return false
+    }
+
     public var columns: [String]? {
         if case .columns(let c) = self { return c }
         return nil

@@ -24,19 +24,12 @@ final class BadStateTests: IntegrationTestCase {
     }
 
     func mongoConfig(onHistoryLost: String) throws -> String {
-        let yaml = """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
+        let path = try writeStreamsConfig("""
           - name: apps
             from: { collection: apps }
             to: { table: \(table).apps }
             on_history_lost: \(onHistoryLost)
-        """
-        let path = directory + "/apps.yaml"
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        """, name: "apps.yaml")
         return path
     }
 

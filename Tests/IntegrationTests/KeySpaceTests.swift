@@ -12,19 +12,12 @@ final class KeySpaceTests: IntegrationTestCase {
     override var namePrefix: String { "keys" }
 
     func mongoToTableConfig(partitions: Int) throws -> String {
-        let yaml = """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms, batch_bytes: 64KiB }
-        streams:
+        let path = try writeStreamsConfig("""
           - name: things
             from: { collection: things }
             to: { table: public.\(table) }
             partitions: \(partitions)
-        """
-        let path = directory + "/things.yaml"
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        """, defaults: "poll_interval: 200ms, batch_bytes: 64KiB", name: "things.yaml")
         return path
     }
 
@@ -81,12 +74,7 @@ final class KeySpaceTests: IntegrationTestCase {
             INSERT INTO public.\(table) (id, v) VALUES (-9223372036854775808, 'min'), (9223372036854775807, 'max'), (0, 'zero');
             INSERT INTO public.\(table) (id, v) SELECT g * 36028797018963968, 'g' || g FROM generate_series(-200, 200) g WHERE g <> 0;
             """)
-        let yaml = """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
+        let config = try writeStreamsConfig("""
           - name: wide
             from: { table: public.\(table) }
             to: { collection: wide }
@@ -95,9 +83,7 @@ final class KeySpaceTests: IntegrationTestCase {
             safety_lag: 1s
             partitions: 6
             reconcile_every: 1s
-        """
-        let config = directory + "/wide.yaml"
-        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        """, name: "wide.yaml")
         let (process, _) = try startRun(config)
         try await waitFor("snapshot") { phase("wide") == "streaming" }
         let copied = try await mongo.count(database: database, collection: "wide")
@@ -118,19 +104,12 @@ final class KeySpaceTests: IntegrationTestCase {
             CREATE TABLE public.\(table) (region text, n integer, v text, PRIMARY KEY (region, n));
             INSERT INTO public.\(table) SELECT r, g, repeat('x', 200) FROM unnest(ARRAY['eu', 'us', 'ap']) r, generate_series(1, 400) g;
             """)
-        let yaml = """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { batch_bytes: 64KiB }
-        streams:
+        let config = try writeStreamsConfig("""
           - name: pairs
             from: { table: public.\(table) }
             to: { collection: pairs }
             partitions: 3
-        """
-        let config = directory + "/pairs.yaml"
-        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        """, defaults: "batch_bytes: 64KiB", name: "pairs.yaml")
         let staged = try MongoshiftProcess.run(["snapshot", "--spool-only", "--config", config])
         XCTAssertEqual(staged.status, 0, staged.stderr)
         // Every page, so every partition's first page too: all but the first start at a one-column bound.

@@ -11,18 +11,8 @@ import XCTest
 final class WatermarkTests: IntegrationTestCase {
     override var namePrefix: String { "wm" }
 
-    func writeConfig(_ streams: String, metrics: Bool = false) throws -> String {
-        let yaml = """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
-        \(streams)
-        """
-        let path = directory + "/wm.yaml"
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+    func writeConfig(_ streams: String) throws -> String {
+        try writeStreamsConfig(streams, name: "wm.yaml")
     }
 
     func stream(_ name: String, table: String, watermark: String = "wm", extra: String = "") -> String {

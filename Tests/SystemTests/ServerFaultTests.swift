@@ -96,18 +96,11 @@ final class ServerFaultTests: IntegrationTestCase {
         _ = try await mongo.bulkWrite(database: database, collection: "apps",
                                       (1...500).map { .insert(["_id": .int32(Int32($0)), "name": .string("app \($0)")]) })
         let target = pg + (pg.contains("?") ? "&" : "?") + "options=-c%20statement_timeout%3D1000"
-        let yaml = """
-        state: \(state)
-        redshift: { url: "\(target)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
+        let config = try writeStreamsConfig("""
           - name: apps
             from: { collection: apps }
             to: { table: \(table).apps }
-        """
-        let config = directory + "/apps.yaml"
-        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        """, target: target, name: "apps.yaml")
         let (process, base) = try startRun(config)
         var diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "apps", pg: connection, table: "\(table).apps")
         XCTAssertEqual(diffs, [])

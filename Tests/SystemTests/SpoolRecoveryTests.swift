@@ -33,18 +33,11 @@ final class SpoolRecoveryTests: IntegrationTestCase {
 
     func mongoToTable(busy: Bool) async throws {
         streamName = "apps"
-        let yaml = """
-        state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
-        mongo: { url: "\(mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
-        streams:
+        let config = try writeStreamsConfig("""
           - name: apps
             from: { collection: apps }
             to: { table: public.\(table) }
-        """
-        let config = directory + "/apps.yaml"
-        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        """, name: "apps.yaml")
         _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...100).map { .insert(["_id": .int32(Int32($0)), "round": 0]) })
         let (process, base) = try startRun(config)
         try await waitFor("snapshot") { phase("apps") == "streaming" }

@@ -126,13 +126,14 @@ open class IntegrationTestCase: XCTestCase {
 
     /// A configuration on this test's servers (postgres dialect, 200 ms polls) with `streams` — YAML list items,
     /// each line indented as under `streams:` — written to `directory/name`. Returns its path.
-    public func writeStreamsConfig(_ streams: String, mongo: String? = nil, name: String = "streams.yaml") throws -> String {
+    public func writeStreamsConfig(_ streams: String, mongo: String? = nil, target: String? = nil, defaults: String = "poll_interval: 200ms",
+                                   name: String = "streams.yaml") throws -> String {
         let path = directory + "/" + name
         try """
         state: \(state)
-        redshift: { url: "\(pg)", dialect: postgres }
+        redshift: { url: "\(target ?? pg)", dialect: postgres }
         mongo: { url: "\(mongo ?? mongoURL)", database: \(database) }
-        defaults: { poll_interval: 200ms }
+        defaults: { \(defaults) }
         streams:
 
         """.appending(streams).write(toFile: path, atomically: true, encoding: .utf8)

@@ -113,47 +113,14 @@ public enum JSONToBSON {
 
         mutating func string() throws -> String {
             p += 1
-            var out: [UInt8] = []
-            while true {
-                guard p < bytes.count else { throw fail("unterminated string") }
-                let c = bytes[p]
-                p += 1
-                if c == UInt8(ascii: "\"") { break }
-                if c != UInt8(ascii: "\\") { out.append(c); continue }
-                guard p < bytes.count else { throw fail("unterminated escape") }
-                let e = bytes[p]
-                p += 1
-                switch e {
-                case UInt8(ascii: "n"): out.append(0x0A)
-                case UInt8(ascii: "t"): out.append(0x09)
-                case UInt8(ascii: "r"): out.append(0x0D)
-                case UInt8(ascii: "b"): out.append(0x08)
-                case UInt8(ascii: "f"): out.append(0x0C)
-                case UInt8(ascii: "u"):
-                    var scalar = try hex4()
-                    if (0xD800..<0xDC00).contains(scalar), p + 6 <= bytes.count, bytes[p] == UInt8(ascii: "\\"), bytes[p + 1] == UInt8(ascii: "u") {
-                        p += 2
-                        let low = try hex4()
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    guard let u = Unicode.Scalar(scalar) else { throw fail("invalid \\u escape") }
-                    out.append(contentsOf: Array(String(Character(u)).utf8))
-                default: out.append(e)
-                }
+            let out: [UInt8]
+            do {
+                out = try JSONString.read(bytes, at: &p)
+            } catch {
+                throw fail(error.reason)
             }
             guard let s = String(validating: out, as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
             return s
-        }
-
-        mutating func hex4() throws -> UInt32 {
-            guard p + 4 <= bytes.count else { throw fail("short \\u escape") }
-            var v: UInt32 = 0
-            for _ in 0..<4 {
-                guard let d = UInt32(String(UnicodeScalar(bytes[p])), radix: 16) else { throw fail("bad \\u escape") }
-                v = v << 4 | d
-                p += 1
-            }
-            return v
         }
     }
 }

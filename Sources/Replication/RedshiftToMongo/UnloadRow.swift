@@ -137,40 +137,11 @@ struct JSONObjectScanner {
 
     private mutating func string() throws -> [UInt8] {
         try expect(0x22)
-        var out: [UInt8] = []
-        while let c = peek {
-            i += 1
-            if c == 0x22 { return out }
-            guard c == 0x5C else { out.append(c); continue }
-            guard let e = peek else { break }
-            i += 1
-            switch e {
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "u"):
-                var scalar = try hex4()
-                if (0xD800..<0xDC00).contains(scalar), peek == 0x5C {
-                    i += 1
-                    try expect(UInt8(ascii: "u"))
-                    let low = try hex4()
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                }
-                out += Array(String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8)
-            default: out.append(e)
-            }
+        do {
+            return try JSONString.read(bytes, at: &i)
+        } catch {
+            throw UnloadRow.Malformed(reason: error.reason)
         }
-        throw UnloadRow.Malformed(reason: "unterminated string")
-    }
-
-    private mutating func hex4() throws -> UInt32 {
-        guard i + 4 <= bytes.count, let v = UInt32(String(decoding: UnsafeBufferPointer(rebasing: bytes[i..<(i + 4)]), as: UTF8.self), radix: 16) else {
-            throw UnloadRow.Malformed(reason: "bad \\u escape")
-        }
-        i += 4
-        return v
     }
 
     private mutating func skipNested() throws {

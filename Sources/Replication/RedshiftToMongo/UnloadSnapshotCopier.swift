@@ -11,8 +11,8 @@ import Zstd
 /// partition's rows to S3 in parallel (one or more zstd JSON files per slice, with a manifest); the files are read
 /// one at a time — downloaded to local disk, decompressed as a stream, each line decoded by the table's catalog
 /// types into the spool, page by page. The partition's position is `(file, rows)`, so a crash resumes at the row
-/// after the last durable page of the file it was reading, against the same manifest; without the manifest the
-/// partition is unloaded again. Once a partition's files are all spooled they are deleted.
+/// after the last durable page of the file it was reading, against the same manifest (an empty page records the
+/// UNLOAD itself before the first file is read); without the manifest the partition is unloaded again. Once a partition's files are all spooled they are deleted.
 struct UnloadSnapshotCopier {
     let reader: SourceReader
     let stage: S3Stage
@@ -33,13 +33,20 @@ struct UnloadSnapshotCopier {
                 context.logger.notice("UNLOAD manifest gone: unloading the partition again", metadata: ["partition": "\(partition.index)"])
             }
         }
+        // Each page starts where the partition's recorded position stands (the state store checks it).
+        var cursor = partition.lastKey ?? partition.lower
         if files == nil {
             try await unload(prefix: prefix, lower: lower, upper: upper)
             files = try await manifest(prefix)
+            if cursor?.isUnloadFile != true {
+                // The UNLOAD is done: an empty page records it, so a crash from here on resumes from its manifest
+                // instead of unloading the partition again.
+                let mark = SnapshotKey.unloadFile(file: 0, rows: 0)
+                try await pages.spool(SpoolSegmentWriter(stream: context.name), partition: partition.index, first: cursor, last: mark)
+                cursor = mark
+            }
         }
         let encoder = RowEncoder(table: table)
-        // Each page starts where the partition's recorded position stands (the state store checks it).
-        var cursor = partition.lastKey ?? partition.lower
         let local = context.config.stateDirectory + "/tmp"
         try FileManager.default.createDirectory(atPath: local, withIntermediateDirectories: true)
         for index in file..<(files?.count ?? 0) {

@@ -1,4 +1,5 @@
 import BSON
+import PostgresClient
 @testable import Replication
 import XCTest
 
@@ -34,5 +35,19 @@ final class DeleteGuardTests: XCTestCase {
         XCTAssertEqual(guardian.decide(missing: [keys[0]], complete: true, targetCount: 49, now: 4), .delete([keys[0]], waiting: 0),
                        "a refusal forgets nothing: the first sighting still counts")
         XCTAssertEqual(DeleteGuard(maxRatio: 0, graceSeconds: 0).limit(targetCount: 1_000_000), 0)
+        XCTAssertEqual(DeleteGuard(maxRatio: 0.1, graceSeconds: 0).limit(targetCount: 5), 1, "a small collection can still lose a row")
+    }
+
+    /// A key whose Mongo form is not exact (timestamps to the millisecond, floats) would make rows look gone: such
+    /// keys are not reconciled by lookup at all.
+    func testOnlyExactKeysAreLookedUp() {
+        func table(_ types: [UInt32]) -> SourceTable {
+            SourceTable(name: TableName(schema: nil, name: "t"), columns: types.enumerated().map { PostgresColumn(name: "k\($0.offset)", typeOID: $0.element, typeModifier: -1) },
+                        keyIndexes: Array(types.indices), watermarkIndex: nil, deleteIndex: nil)
+        }
+        XCTAssertTrue(SourceKeyLookup.isExact(table([PostgresType.text, PostgresType.int8, PostgresType.date, PostgresType.numeric])))
+        XCTAssertFalse(SourceKeyLookup.isExact(table([PostgresType.text, PostgresType.timestamp])))
+        XCTAssertFalse(SourceKeyLookup.isExact(table([PostgresType.float8])))
     }
 }
+

@@ -11,6 +11,13 @@ final class FieldMappingTests: XCTestCase {
         XCTAssertEqual(mapping.apply(doc), ["_id": 7, "full_name": "ada", "card": .document(["brand": "visa"]), "age": 36])
     }
 
+    func testExcludesReachIntoArraysAndARenameWinsOverAFieldOfItsNewName() {
+        let doc: Document = ["_id": 1, "cards": .array([.document(["number": "4111", "brand": "visa"]), .document(["number": "5500"])]),
+                             "name": "ada", "full_name": "old"]
+        let mapping = FieldMapping(exclude: ["cards.number"], rename: ["name": "full_name"])
+        XCTAssertEqual(mapping.apply(doc), ["_id": 1, "cards": .array([.document(["brand": "visa"]), .document([:])]), "full_name": "ada"])
+    }
+
     func testIncludeKeepsIDAlways() {
         XCTAssertEqual(FieldMapping(include: ["age"]).apply(doc), ["_id": 7, "age": 36])
         XCTAssertEqual(FieldMapping(include: ["age", "card"], exclude: ["card.number"]).apply(doc),

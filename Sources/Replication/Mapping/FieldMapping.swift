@@ -38,20 +38,28 @@ public struct FieldMapping: Sendable, Equatable {
 
     private static func apply(_ document: Document, mapping: FieldMapping, excludes: [String], topLevel: Bool) -> Document {
         var out = Document(reservingCapacity: document.byteCount)
+        // A field renamed onto the name of another field of the document wins over it (one field per name).
+        let renamedOnto = topLevel ? Set(document.keys.filter { mapping.rename[$0] != nil && mapping.keeps($0) }.compactMap { mapping.rename[$0] }) : []
         for (name, value) in document {
             let isID = topLevel && name == "_id"
             if !isID {
                 if topLevel, !mapping.keeps(name) { continue }
                 if excludes.contains(name) { continue }
+                if topLevel, mapping.rename[name] == nil, renamedOnto.contains(name) { continue }
             }
             let nested = excludes.compactMap { $0.hasPrefix(name + ".") ? String($0.dropFirst(name.count + 1)) : nil }
-            var kept = value
-            if !nested.isEmpty, case .document(let sub) = value {
-                kept = .document(apply(sub, mapping: mapping, excludes: nested, topLevel: false))
-            }
-            out.append(topLevel && !isID ? mapping.targetName(name) : name, kept)
+            out.append(topLevel && !isID ? mapping.targetName(name) : name, nested.isEmpty ? value : excluding(nested, from: value, mapping: mapping))
         }
         return out
+    }
+
+    /// Dotted excludes below a field: into a subdocument, or into each subdocument of an array.
+    private static func excluding(_ paths: [String], from value: BSON, mapping: FieldMapping) -> BSON {
+        switch value {
+        case .document(let sub): .document(apply(sub, mapping: mapping, excludes: paths, topLevel: false))
+        case .array(let items): .array(items.map { excluding(paths, from: $0, mapping: mapping) })
+        default: value
+        }
     }
 
     /// Problems with the lists themselves (names the source does not have are checked where it is read).

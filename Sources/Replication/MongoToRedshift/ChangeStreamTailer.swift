@@ -111,7 +111,9 @@ struct ChangeStreamTailer {
             let token = dropEvent == nil && fragments == nil ? (batch.resumeToken ?? lastEventToken) : lastEventToken
             if let token { last.resumeToken = token }
             last.afterInvalidate = false
-            if writer.count > 0 {
+            // One event at a time (hunting an oversized event): every event read moves the recorded position, even
+            // one that changes nothing, so the event that fails next is the one right after it.
+            if writer.count > 0 || (oneAtATime && lastEventToken != nil && fragments == nil && dropEvent == nil) {
                 try await record(writer, to: last, cursor: &cursor)
             } else if dropEvent == nil, let token, token != cursor.position?.changeStream?.resumeToken {
                 // Idle: the token moved without changes. With the server's cluster time, for lag.

@@ -121,16 +121,17 @@ public struct Verifier: Sendable {
             after = page.lastKeyText
             if page.rows < pageRows { break }
         }
-        // Pass 2: Mongo documents whose source rows are gone (hard deletes not reconciled yet), any key shape.
+        // Pass 2: Mongo documents whose source rows are gone (hard deletes not reconciled yet), any key shape whose
+        // Mongo form is exact (a timestamp key at millisecond precision would look gone).
         let lookup = SourceKeyLookup(table: table, condition: table.filterCondition)
-        try await TargetKeyWalk(client: client, database: mongo.database, collection: context.stream.collection, pageSize: pageRows).forEachPage { ids in
+        if SourceKeyLookup.isExact(table) { try await TargetKeyWalk(client: client, database: mongo.database, collection: context.stream.collection, pageSize: pageRows).forEachPage { ids in
             let present = try await lookup.present(ids, on: pg)
             for id in ids where !present.contains(id) {
                 report.extra.append(id)
                 fixes.append(Change(operation: .delete, key: id))
             }
             return true
-        }
+        } }
         if repair && !fixes.isEmpty { report.repaired += try await apply(fixes, applier) }
         return report
     }

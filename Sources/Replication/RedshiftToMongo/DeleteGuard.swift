@@ -23,8 +23,11 @@ struct DeleteGuard: Sendable, Equatable {
         self.grace = graceSeconds
     }
 
-    /// The most documents one cycle may find missing.
-    func limit(targetCount: Int) -> Int { Int((maxRatio * Double(targetCount)).rounded(.down)) }
+    /// The most documents one cycle may find missing: the ratio of the collection, at least one (a small
+    /// collection can lose a row), none with a ratio of 0.
+    func limit(targetCount: Int) -> Int {
+        maxRatio <= 0 ? 0 : max(1, Int((maxRatio * Double(targetCount)).rounded(.down)))
+    }
 
     /// `missing`: this cycle's keys present in the target and absent at the source; `complete` false when the
     /// cycle stopped listing them past the limit.

@@ -26,6 +26,22 @@ struct HardDeleteReconciler {
         var complete = true
         /// The target's document count the limit is a fraction of.
         var targetCount = 0
+        /// The key's Mongo form is not exact (timestamps, floats): nothing was compared.
+        var inexactKeys = false
+    }
+
+    /// Live rows: not soft-deleted, inside `where:`.
+    private var liveCondition: String {
+        let conditions = [table.deleteIndex.map { SoftDelete.liveCondition(table.columns[$0]) }, table.filterCondition].compactMap { $0 }
+        return conditions.isEmpty ? "TRUE" : conditions.joined(separator: " AND ")
+    }
+
+    /// Of `keys` (found missing earlier), those still without a live source row now — asked right before a delete,
+    /// so a row re-inserted since the listing keeps its document.
+    func stillMissing(_ keys: [BSON]) async throws -> [BSON] {
+        let lookup = SourceKeyLookup(table: table, condition: liveCondition)
+        let present = try await reader.run { c in try await lookup.present(keys, on: c) }
+        return keys.filter { !present.contains($0) }
     }
 
     /// Lists the target's documents whose source rows are gone, stopping once more than `limit(targetCount)`
@@ -34,8 +50,7 @@ struct HardDeleteReconciler {
         var result = Result()
         result.targetCount = try await applier.client.count(database: applier.database, collection: applier.collection)
         let cap = limit(result.targetCount)
-        let conditions = [table.deleteIndex.map { SoftDelete.liveCondition(table.columns[$0]) }, table.filterCondition].compactMap { $0 }
-        let live = conditions.isEmpty ? "TRUE" : conditions.joined(separator: " AND ")
+        let live = liveCondition
         guard table.keyIndexes.count == 1, table.hasIntegerKey else {
             try await findMissingByKeys(&result, cap: cap, live: live)
             return result
@@ -80,6 +95,10 @@ struct HardDeleteReconciler {
     /// Keys that are not a single integer: when the target holds more documents than the source has live rows,
     /// walk the target's `_id`s page by page and ask the source which still exist (`SourceKeyLookup`).
     private func findMissingByKeys(_ result: inout Result, cap: Int, live: String) async throws {
+        guard SourceKeyLookup.isExact(table) else {
+            result.inexactKeys = true
+            return
+        }
         let sourceCount = try await reader.run { [table] c in
             Int(try await c.query("SELECT CAST(count(*) AS varchar) FROM \(table.qualifiedName) WHERE \(live)").rows.first?.first??.description ?? "0") ?? 0
         }

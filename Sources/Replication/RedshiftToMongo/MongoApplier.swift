@@ -32,22 +32,38 @@ public struct MongoApplier: Sendable {
     }
 
     /// A bulk write to the collection, paced by `max_writes_per_second` (split into the limiter's chunks). Items
-    /// the server throttled (16500) make it throw a transient error: the whole batch — idempotent — is retried
-    /// after a back-off, and counted as a retry, never dead-lettered.
+    /// the server throttled (16500) are sent again, alone, after a back-off; after 8 rounds the batch fails with a
+    /// transient error, retried whole (it is idempotent) — never dead-lettered.
     func write(_ ops: [WriteOperation]) async throws -> BulkWriteResult {
-        guard let limiter else { return try Self.checkThrottling(try await client.bulkWrite(database: database, collection: collection, ops)) }
         var total = BulkWriteResult()
-        var offset = 0
-        while offset < ops.count {
-            let chunk = Array(ops[offset..<min(ops.count, offset + limiter.chunk)])
-            try await limiter.acquire(chunk.count)
-            let result = try Self.checkThrottling(try await client.bulkWrite(database: database, collection: collection, chunk))
-            total.append(result, offset: offset)
-            offset += chunk.count
+        var pending = Array(ops.indices)
+        var round = 0
+        while true {
+            var throttled: [Int] = []
+            var start = 0
+            while start < pending.count {
+                let indices = Array(pending[start..<min(pending.count, start + (limiter?.chunk ?? pending.count))])
+                if let limiter { try await limiter.acquire(indices.count) }
+                var result = try await client.bulkWrite(database: database, collection: collection, indices.map { ops[$0] })
+                // Errors name positions in this bulk: back to positions in `ops`, throttled ones set aside.
+                let errors = result.writeErrors
+                result.writeErrors = []
+                total.append(result, offset: 0)
+                for error in errors {
+                    if MongoError.isThrottling(error.code) { throttled.append(indices[error.index]) }
+                    else { total.writeErrors.append(BulkWriteError(index: indices[error.index], code: error.code, message: error.message)) }
+                }
+                start += indices.count
+            }
+            if throttled.isEmpty { return total }
+            if round >= 7 { _ = try Self.checkThrottling(BulkWriteResult(throttled: throttled.count)) }
+            try await Task.sleep(for: .milliseconds(Int(min(5_000, 100 * pow(2.0, Double(round))))))
+            pending = throttled
+            round += 1
         }
-        return total
     }
 
+    /// A result with throttled items is a transient error (the batch is retried whole, never dead-lettered).
     static func checkThrottling(_ result: BulkWriteResult) throws -> BulkWriteResult {
         if let throttled = result.writeErrors.first(where: { MongoError.isThrottling($0.code) }) {
             throw MongoError(code: .server, serverCode: throttled.code, message: "throttled by the server: \(throttled.message)")
@@ -186,3 +202,12 @@ struct MongoTarget: ChangeTarget {
         return ApplyOutcome(applied: o.applied, stale: o.stale, rescanned: o.rescanned, deadLetters: o.deadLetters)
     }
 }
+
+private extension BulkWriteResult {
+    /// A result standing for `throttled` items the server kept refusing.
+    init(throttled: Int) {
+        self.init()
+        writeErrors = [BulkWriteError(index: 0, code: 16500, message: "\(throttled) operations still throttled after 8 rounds")]
+    }
+}
+

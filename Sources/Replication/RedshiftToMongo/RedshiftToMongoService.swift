@@ -95,6 +95,7 @@ public struct RedshiftToMongoService: Service {
                 group.addTask { [context] in
                     let reconciler = HardDeleteReconciler(reader: reader.onNewConnection(), applier: applier)
                     var deleteGuard = DeleteGuard(maxRatio: context.stream.maxDeleteRatio, graceSeconds: context.stream.deleteGrace.seconds)
+                    var warnedInexact = false
                     while !Task.isShuttingDownGracefully {
                         try await pause(context.stream.reconcileEvery)
                         if Task.isShuttingDownGracefully { break }
@@ -103,9 +104,17 @@ public struct RedshiftToMongoService: Service {
                         do {
                             // A reconcile is read-mostly and idempotent: SIGTERM abandons it rather than wait.
                             let found = try await cancelWhenGracefulShutdown { [deleteGuard] in try await reconciler.findMissing(limit: deleteGuard.limit) }
+                            if found.inexactKeys {
+                                if !warnedInexact {
+                                    context.logger.warning("hard-delete reconcile skipped: the key holds timestamps or floats, whose Mongo form is not exact",
+                                                           metadata: ["key": "\(context.stream.key)"])
+                                    warnedInexact = true
+                                }
+                                continue
+                            }
                             let decision = deleteGuard.decide(missing: found.missing, complete: found.complete, targetCount: found.targetCount,
                                                               now: Date().timeIntervalSince1970)
-                            try await applyReconcile(decision, found: found, context: context, applier: applier)
+                            try await applyReconcile(decision, found: found, reconciler: reconciler, context: context, applier: applier)
                         } catch where Task.isShuttingDownGracefully {
                             break
                         } catch where RetryPolicy.isTransient(error) {
@@ -121,11 +130,12 @@ public struct RedshiftToMongoService: Service {
 
     /// Carries out the guard's decision: deletes (and clears a refusal note), or refuses — logged once per run of
     /// refusals, counted, and noted for `lag` and `check`.
-    private func applyReconcile(_ decision: DeleteGuard.Decision, found: HardDeleteReconciler.Result, context: StreamContext,
-                                applier: MongoApplier) async throws {
+    private func applyReconcile(_ decision: DeleteGuard.Decision, found: HardDeleteReconciler.Result, reconciler: HardDeleteReconciler,
+                                context: StreamContext, applier: MongoApplier) async throws {
         switch decision {
         case .delete(let keys, let waiting):
-            let removed = keys.isEmpty ? 0 : try await applier.deleteKeys(keys)
+            let confirmed = keys.isEmpty ? [] : try await reconciler.stillMissing(keys)
+            let removed = confirmed.isEmpty ? 0 : try await applier.deleteKeys(confirmed)
             if removed > 0 { context.logger.info("reconcile deleted documents whose source rows are gone", metadata: ["count": "\(removed)"]) }
             context.logger.debug("reconcile done", metadata: ["ranges": "\(found.rangesChecked)", "mismatched": "\(found.rangesMismatched)",
                                                                "deleted": "\(removed)", "waiting_for_second_sighting": "\(waiting)"])

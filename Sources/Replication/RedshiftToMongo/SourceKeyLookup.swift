@@ -11,6 +11,16 @@ struct SourceKeyLookup: Sendable {
     /// Rows that count as present (soft-delete liveness, `where:`); nil: every row.
     let condition: String?
 
+    /// Whether every key column's Mongo form is exact, so a lookup by it finds the row: integers, numerics, text,
+    /// dates, booleans. Timestamps (milliseconds in Mongo, microseconds at the source) and floats are not: a row
+    /// would look missing and its document be deleted.
+    static func isExact(_ table: SourceTable) -> Bool {
+        table.keyIndexes.allSatisfy { i in
+            let type = table.columns[i].typeOID
+            return ![PostgresType.timestamp, PostgresType.timestamptz, PostgresType.float4, PostgresType.float8, PostgresType.time].contains(type)
+        }
+    }
+
     /// Parameters per query: Redshift and PostgreSQL both take far more, but a statement stays small.
     static let parametersPerQuery = 1_000
 

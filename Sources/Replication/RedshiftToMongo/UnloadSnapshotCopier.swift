@@ -38,13 +38,12 @@ struct UnloadSnapshotCopier {
         if files == nil {
             try await unload(prefix: prefix, lower: lower, upper: upper)
             files = try await manifest(prefix)
-            if cursor?.isUnloadFile != true {
-                // The UNLOAD is done: an empty page records it, so a crash from here on resumes from its manifest
-                // instead of unloading the partition again.
-                let mark = SnapshotKey.unloadFile(file: 0, rows: 0)
-                try await pages.spool(SpoolSegmentWriter(stream: context.name), partition: partition.index, first: cursor, last: mark)
-                cursor = mark
-            }
+            // The UNLOAD is done: an empty page records it (file 0 of the new manifest, also after an UNLOAD that
+            // replaced a lost one), so a crash from here on resumes from this manifest's start, never unloading
+            // again and never resuming at a position of the old one.
+            let mark = SnapshotKey.unloadFile(file: 0, rows: 0)
+            try await pages.spool(SpoolSegmentWriter(stream: context.name), partition: partition.index, first: cursor, last: mark)
+            cursor = mark
         }
         let encoder = RowEncoder(table: table)
         let local = context.config.stateDirectory + "/tmp"

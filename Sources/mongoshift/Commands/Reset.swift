@@ -53,6 +53,10 @@ extension Mongoshift {
                         return
                     }
                 }
+                // The prompt may have waited: a worker started meanwhile wins.
+                if let holder = try await Self.liveHolder(state, stream.name) {
+                    throw StreamReset.Refusal(description: "stream \(stream.name) is running on \(holder): not reset")
+                }
                 _ = try await state.ensureStream(stream.name, direction: stream.direction.rawValue)
                 guard let lease = try await state.acquireLease(stream.name, duration: config.leaseDuration) else {
                     throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker meanwhile: not reset")

@@ -119,7 +119,7 @@ final class PostgresStateDatabase: StateDatabase, @unchecked Sendable {
 
     /// Ends the start-up critical section (see `init`).
     func migrated() throws(StateStoreError) {
-        if let key = lockKey { try run { try connection.queryBlocking("SELECT pg_advisory_unlock(hashtext($1))", [key]) } }
+        if let key = lockKey { _ = try run { try connection.queryBlocking("SELECT pg_advisory_unlock(hashtext($1))", [key]) } }
         lockKey = nil
     }
 
@@ -128,15 +128,15 @@ final class PostgresStateDatabase: StateDatabase, @unchecked Sendable {
         let quoted = SQL.identifier(schema)
         // Workers starting together would race creating the schema and tables: one at a time (released by
         // `migrated()` once the store's tables are current).
-        try run { try connection.queryBlocking("SELECT pg_advisory_lock(hashtext($1))", [schema]) }
+        _ = try run { try connection.queryBlocking("SELECT pg_advisory_lock(hashtext($1))", [schema]) }
         lockKey = schema
-        try run { try connection.queryBlocking("CREATE SCHEMA IF NOT EXISTS \(quoted)") }
-        try run { try connection.queryBlocking("SET search_path TO \(quoted)") }
+        _ = try run { try connection.queryBlocking("CREATE SCHEMA IF NOT EXISTS \(quoted)") }
+        _ = try run { try connection.queryBlocking("SET search_path TO \(quoted)") }
     }
 
     func execute(_ sql: String) throws(StateStoreError) {
         for statement in sql.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !statement.isEmpty {
-            try run { try connection.queryBlocking(statement) }
+            _ = try run { try connection.queryBlocking(statement) }
         }
     }
 

@@ -1,14 +1,11 @@
-import BSON
-import Changes
-
 /// MongoDB's comparison brackets, in its documented BSON comparison order: a query operator such as `$gt`
 /// compares within one bracket only (`{_id: {$gt: 5}}` never returns a string `_id`), so keyset pages over `_id`
 /// must walk the brackets one at a time. Arrays, regular expressions and `undefined` cannot be `_id`s.
-enum TypeBracket: Int, CaseIterable, Comparable, Sendable {
+public enum TypeBracket: Int, CaseIterable, Comparable, Sendable {
     case minKey, null, numbers, strings, objects, binaries, objectIds, booleans, dates, timestamps, maxKey
 
     /// The `$type` aliases that select this bracket.
-    var typeAliases: [String] {
+    public var typeAliases: [String] {
         switch self {
         case .minKey: ["minKey"]
         case .null: ["null"]
@@ -24,15 +21,15 @@ enum TypeBracket: Int, CaseIterable, Comparable, Sendable {
         }
     }
 
-    var name: String { "\(self)" }
+    public var name: String { "\(self)" }
 
-    init?(name: String) {
+    public init?(name: String) {
         guard let bracket = Self.allCases.first(where: { $0.name == name }) else { return nil }
         self = bracket
     }
 
     /// The bracket a value compares in.
-    init?(of value: BSON) {
+    public init?(of value: BSON) {
         switch value {
         case .minKey: self = .minKey
         case .null: self = .null
@@ -50,19 +47,10 @@ enum TypeBracket: Int, CaseIterable, Comparable, Sendable {
         }
     }
 
-    /// The bracket a partition bound lies in (nil: unbounded, as partitions planned before brackets were).
-    init?(of key: SnapshotKey?) {
-        switch key {
-        case .typeBracket(let name)?: self.init(name: name)
-        case .documentID(let value)?: self.init(of: value)
-        default: return nil
-        }
-    }
-
-    static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 
     /// `{_id: {$type: […], $gt: after, $lte: upper}}`: a range inside this bracket.
-    func filter(after: BSON?, upTo upper: BSON?) -> Document {
+    public func filter(after: BSON?, upTo upper: BSON?) -> Document {
         var range: Document = ["$type": .array(typeAliases.map(BSON.string))]
         if let after { range.append("$gt", after) }
         if let upper { range.append("$lte", upper) }

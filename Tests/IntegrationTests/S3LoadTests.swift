@@ -10,27 +10,8 @@ import XCTest
 /// `COPY … FROM 's3://…' MANIFEST`, the table equals the collection, and `kill -9` between upload and COPY,
 /// between COPY and commit, and after commit before cleanup loses nothing, duplicates nothing, and leaves no
 /// object behind once the stream has started again.
-final class S3LoadTests: IntegrationTestCase {
+final class S3LoadTests: S3StageTestCase {
     override var namePrefix: String { "s3load" }
-    var rs = ""
-    var log: StatementLog!
-    var s3: S3Client!
-    var bucket = ""
-    var endpoint = ""
-    var prefix = ""
-
-    override func setUp() async throws {
-        try await super.setUp()
-        let (url, path) = try TestServers.requireRedshift()
-        (endpoint, bucket) = try TestServers.requireS3()
-        rs = url
-        log = StatementLog(path: path)
-        prefix = TestServers.uniqueName("stage") + "/"
-        let transport = HTTPTransport(lanes: 1)
-        let region = ProcessInfo.processInfo.environment["AWS_REGION"] ?? "us-east-1"
-        s3 = S3Client(settings: S3Settings(region: region, endpoint: endpoint), credentials: CredentialChain(region: region, transport: transport), transport: transport)
-        onTeardown { [s3, bucket, prefix] in _ = try? await s3?.deletePrefix(bucket, prefix: prefix) }
-    }
 
     func config() throws -> String {
         let yaml = """

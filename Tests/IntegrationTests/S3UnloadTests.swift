@@ -9,27 +9,12 @@ import XCTest
 /// Redshift → Mongo snapshots by UNLOAD (`extract: unload`) through ops/dev-redshift and its S3 emulator: one
 /// UNLOAD per partition, files read one at a time into the spool; a crash mid-file resumes at the file's next
 /// unspooled row against the same manifest (no second UNLOAD), and no file is left once the snapshot completed.
-final class S3UnloadTests: IntegrationTestCase {
+final class S3UnloadTests: S3StageTestCase {
     override var namePrefix: String { "s3unload" }
-    var rs = ""
-    var log: StatementLog!
-    var s3: S3Client!
-    var bucket = ""
-    var endpoint = ""
-    var prefix = ""
     var source: PostgresConnection!
 
     override func setUp() async throws {
         try await super.setUp()
-        let (url, path) = try TestServers.requireRedshift()
-        (endpoint, bucket) = try TestServers.requireS3()
-        rs = url
-        log = StatementLog(path: path)
-        prefix = TestServers.uniqueName("stage") + "/"
-        let transport = HTTPTransport(lanes: 1)
-        let region = ProcessInfo.processInfo.environment["AWS_REGION"] ?? "us-east-1"
-        s3 = S3Client(settings: S3Settings(region: region, endpoint: endpoint), credentials: CredentialChain(region: region, transport: transport), transport: transport)
-        onTeardown { [s3, bucket, prefix] in _ = try? await s3?.deletePrefix(bucket, prefix: prefix) }
         source = try await PostgresConnection.connect(rs)
         try await Fixtures.createRedshiftOrders(source, table: table, rows: 6_000)
     }

@@ -1,4 +1,6 @@
 import Foundation
+import ShiftCore
+import Changes
 
 /// `state/spool/<stream>/<seq:020>.seg`: where one stream's segments live.
 public struct SpoolDirectory: Sendable {
@@ -8,6 +10,24 @@ public struct SpoolDirectory: Sendable {
         path = (root as NSString).appendingPathComponent(Self.safeName(stream))
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+    }
+
+    /// Segment files are finished and written (last frame, fsync, rename) on one thread, and read and decoded on
+    /// another, never on Swift's cooperative pool. Process-wide: sealing mostly waits on the disk, reading is one
+    /// applier's segment at a time per stream.
+    private static let sealing = IOThread(name: "spool-seal")
+    private static let reading = IOThread(name: "spool-read")
+
+    /// Seals `segment` as file `seq` (`SpoolSegmentWriter.seal`) on the spool thread. Returns the file size.
+    public func seal(_ segment: SpoolSegmentWriter, seq: Int64, first: StreamPosition?, last: StreamPosition?) async throws -> Int {
+        let path = segmentPath(seq)
+        return try await Self.sealing.run { try segment.seal(to: path, first: first, last: last) }
+    }
+
+    /// Reads and verifies segment `seq` on the spool thread.
+    public func read(_ seq: Int64) async throws -> SpoolSegment {
+        let path = segmentPath(seq)
+        return try await Self.reading.run { try SpoolSegmentReader.read(path: path) }
     }
 
     public func segmentPath(_ seq: Int64) -> String {

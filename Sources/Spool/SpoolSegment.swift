@@ -7,7 +7,8 @@ import Changes
 /// The header of a spool segment file (docs/ARCHITECTURE.md, "Spool").
 ///
 /// Layout, little-endian: `MSPL` · u16 version · u16 flags · u32 records · u64 raw length · u64 payload length ·
-/// u16 stream-name length + UTF-8 · u32 + BSON first position · u32 + BSON last position · zstd payload ·
+/// u16 stream-name length + UTF-8 · u32 + BSON first position · u32 + BSON last position · zstd payload (frames
+/// of about 1 MiB input each, every frame declaring its size; none for an empty segment) ·
 /// u32 CRC-32C of everything before it.
 public struct SpoolSegmentHeader: Sendable, Equatable {
     public static let magic: [UInt8] = Array("MSPL".utf8)
@@ -27,41 +28,70 @@ public struct SpoolSegment: Sendable {
     public var changes: [Change]
 }
 
-/// Accumulates changes in memory (bounded by the caller's batch size) and seals them into a durable segment file.
+/// Accumulates changes and seals them into a durable segment file. Records are compressed as they come, a
+/// frame per `frameBytes` of input, so a segment in the making holds one frame's input plus the compressed bytes
+/// (about a fifth of the page) — memory does not grow with `batch_bytes` (docs/ARCHITECTURE.md, "Spool").
 public struct SpoolSegmentWriter: Sendable {
+    /// Input per zstd frame: large enough for level 1's window, small enough to keep a copier lean.
+    public static let frameBytes = 1 << 20
+
     public let stream: String
-    private var raw: [UInt8] = []
+    private var staged: [UInt8] = []
+    private var compressed: [UInt8] = []
+    private var compressedRaw = 0
+    /// A compression failure while appending, reported when sealing.
+    private var failure: String?
     public private(set) var count = 0
 
+    /// `reserveBytes`: the expected page size (only a frame's worth is held uncompressed).
     public init(stream: String, reserveBytes: Int = 0) {
         self.stream = stream
-        raw.reserveCapacity(reserveBytes)
+        staged.reserveCapacity(min(reserveBytes, Self.frameBytes))
     }
 
-    /// Uncompressed bytes buffered so far.
-    public var byteCount: Int { raw.count }
+    /// Uncompressed bytes appended so far.
+    public var byteCount: Int { compressedRaw + staged.count }
 
     public mutating func append(_ change: Change) {
-        raw.append(contentsOf: change.record.bytes)
-        count += 1
+        append(record: change.record)
     }
 
-    /// Appends an already-encoded change record (hot path: the extractor builds records in place).
+    /// Appends an already-encoded change record.
     public mutating func append(record: Document) {
-        raw.append(contentsOf: record.bytes)
+        record.bytes.withUnsafeBytes { append(recordBytes: $0) }
+    }
+
+    /// Appends a record written in place (`BSONWriter`): its bytes are one complete BSON document.
+    public mutating func append(recordBytes: UnsafeRawBufferPointer) {
+        staged.append(contentsOf: recordBytes)
         count += 1
+        if staged.count >= Self.frameBytes { compressStaged() }
+    }
+
+    private mutating func compressStaged() {
+        guard failure == nil else { return }
+        do {
+            try staged.withUnsafeBytes { try Zstd.compress($0, appendingTo: &compressed) }
+            compressedRaw += staged.count
+            staged.removeAll(keepingCapacity: true)
+        } catch {
+            failure = "\(error)"
+        }
     }
 
     public mutating func reset() {
-        raw.removeAll(keepingCapacity: true)
+        staged.removeAll(keepingCapacity: true)
+        compressed.removeAll(keepingCapacity: true)
+        compressedRaw = 0
+        failure = nil
         count = 0
     }
 
     /// Compresses and writes the segment: temp file, fsync, rename, directory fsync. After this returns the
     /// segment survives a crash or power loss. Returns the file size.
     @discardableResult
-    public func seal(to path: String, first: StreamPosition?, last: StreamPosition?, level: Int32 = 1) throws -> Int {
-        let bytes = try encode(first: first, last: last, level: level)
+    public func seal(to path: String, first: StreamPosition?, last: StreamPosition?) throws -> Int {
+        let bytes = try encode(first: first, last: last)
         do {
             try DurableFile.write(bytes, to: path)
         } catch let error as FileError {
@@ -70,18 +100,25 @@ public struct SpoolSegmentWriter: Sendable {
         return bytes.count
     }
 
-    /// The complete file image (exposed for tests and the fuzz corpus).
-    public func encode(first: StreamPosition?, last: StreamPosition?, level: Int32 = 1) throws -> [UInt8] {
-        let payload: [UInt8]
-        do { payload = try Zstd.compress(raw, level: level) } catch { throw SpoolError(code: .compression, path: stream, reason: "\(error)") }
+    /// The complete file image (exposed for tests and the fuzz corpus). Does not change the writer: sealing again
+    /// (a retry after a full disk) writes the same bytes.
+    public func encode(first: StreamPosition?, last: StreamPosition?) throws -> [UInt8] {
+        if let failure { throw SpoolError(code: .compression, path: stream, reason: failure) }
+        var tail: [UInt8] = []
+        if !staged.isEmpty {
+            do { try staged.withUnsafeBytes { try Zstd.compress($0, appendingTo: &tail) } } catch {
+                throw SpoolError(code: .compression, path: stream, reason: "\(error)")
+            }
+        }
+        let payloadCount = compressed.count + tail.count
         var out: [UInt8] = []
-        out.reserveCapacity(payload.count + 256)
+        out.reserveCapacity(payloadCount + 256)
         out += SpoolSegmentHeader.magic
         append(&out, SpoolSegmentHeader.version)
         append(&out, UInt16(0))
         append(&out, UInt32(count))
-        append(&out, UInt64(raw.count))
-        append(&out, UInt64(payload.count))
+        append(&out, UInt64(byteCount))
+        append(&out, UInt64(payloadCount))
         let name = Array(stream.utf8)
         append(&out, UInt16(name.count))
         out += name
@@ -89,7 +126,8 @@ public struct SpoolSegmentWriter: Sendable {
             append(&out, UInt32(position.byteCount))
             out += position.bytes
         }
-        out += payload
+        out += compressed
+        out += tail
         append(&out, CRC32C.checksum(out))
         return out
     }
@@ -137,12 +175,12 @@ public enum SpoolSegmentReader {
         let first = try position()
         let last = try position()
         guard p + payloadLength == bytes.count - 4 else { throw corrupt("payload length mismatch") }
-        // The frame states its content size: check it before allocating what the header claims.
-        let frameSize = bytes.withUnsafeBytes { Zstd.frameContentSize(UnsafeRawBufferPointer(rebasing: $0[p..<(p + payloadLength)])) }
+        // The frames state their content sizes: check them before allocating what the header claims.
+        let frameSize = bytes.withUnsafeBytes { Zstd.contentSize(ofFrames: UnsafeRawBufferPointer(rebasing: $0[p..<(p + payloadLength)])) }
         guard frameSize == UInt64(rawLength) else { throw corrupt("raw length \(rawLength) does not match the payload") }
         let raw: [UInt8]
         do {
-            raw = try bytes.withUnsafeBytes { try Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[p..<(p + payloadLength)]), rawLength: rawLength) }
+            raw = rawLength == 0 ? [] : try bytes.withUnsafeBytes { try Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[p..<(p + payloadLength)]), rawLength: rawLength) }
         } catch { throw corrupt("\(error)") }
         var changes: [Change] = []
         changes.reserveCapacity(min(records, raw.count / 5))  // a record is at least 5 bytes, whatever the header says

@@ -10,12 +10,31 @@ public struct ZstdError: Error, CustomStringConvertible, Sendable {
 
 public enum Zstd {
     public static func compress(_ raw: [UInt8], level: Int32 = 1) throws -> [UInt8] {
+        try raw.withUnsafeBytes { try compress($0, level: level) }
+    }
+
+    /// One frame holding `raw` (its content size declared).
+    public static func compress(_ raw: UnsafeRawBufferPointer, level: Int32 = 1) throws -> [UInt8] {
         let bound = ZSTD_compressBound(raw.count)
-        var out = [UInt8](repeating: 0, count: bound)
-        let written = out.withUnsafeMutableBytes { o in raw.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, bound, i.baseAddress, i.count, level) } }
-        if ZSTD_isError(written) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(written))) }
-        out.removeSubrange(written...)
+        var result = 0
+        // Uninitialised capacity: only the pages zstd writes are ever touched (no memset of the whole bound).
+        let out = [UInt8](unsafeUninitializedCapacity: bound) { o, initialized in
+            result = ZSTD_compress(o.baseAddress, bound, raw.baseAddress, raw.count, level)
+            initialized = ZSTD_isError(result) != 0 ? 0 : result
+        }
+        if ZSTD_isError(result) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(result))) }
         return out
+    }
+
+    /// Compresses `raw` as one frame appended to `out` (a spool segment's payload is a run of frames). The bound
+    /// is borrowed only for the call, so `out` holds just the compressed bytes.
+    public static func compress(_ raw: UnsafeRawBufferPointer, appendingTo out: inout [UInt8], level: Int32 = 1) throws {
+        let bound = ZSTD_compressBound(raw.count)
+        try withUnsafeTemporaryAllocation(byteCount: bound, alignment: 16) { scratch in
+            let written = ZSTD_compress(scratch.baseAddress, bound, raw.baseAddress, raw.count, level)
+            if ZSTD_isError(written) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(written))) }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<written]))
+        }
     }
 
     /// The content size a frame declares (nil when unknown or not a frame).
@@ -24,7 +43,25 @@ public enum Zstd {
         return size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR ? nil : size
     }
 
-    /// Decompresses one frame whose content size is known to be `rawLength`.
+    /// The total content size a run of frames declares (nil when any frame is malformed or does not say).
+    public static func contentSize(ofFrames frames: UnsafeRawBufferPointer) -> UInt64? {
+        var total: UInt64 = 0
+        var at = 0
+        while at < frames.count {
+            let rest = UnsafeRawBufferPointer(rebasing: frames[at...])
+            let size = ZSTD_getFrameContentSize(rest.baseAddress, rest.count)
+            if size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR { return nil }
+            let length = ZSTD_findFrameCompressedSize(rest.baseAddress, rest.count)
+            if ZSTD_isError(length) != 0 || length == 0 { return nil }
+            let (sum, overflow) = total.addingReportingOverflow(size)
+            if overflow { return nil }
+            total = sum
+            at += length
+        }
+        return total
+    }
+
+    /// Decompresses one frame, or a run of frames, whose content size is known to be `rawLength`.
     public static func decompress(_ frame: UnsafeRawBufferPointer, rawLength: Int) throws -> [UInt8] {
         var raw = [UInt8](repeating: 0, count: rawLength)
         let got = raw.withUnsafeMutableBytes { o in ZSTD_decompress(o.baseAddress, rawLength, frame.baseAddress, frame.count) }

@@ -93,8 +93,8 @@ public enum TextValueDecoder {
             }
             return v
         }
-        func expect(_ c: Character) -> Bool {
-            guard p < text.count, text[p] == c.asciiValue! else { return false }
+        func expect(_ c: UInt8) -> Bool {
+            guard p < text.count, text[p] == c else { return false }
             p += 1
             return true
         }
@@ -102,12 +102,12 @@ public enum TextValueDecoder {
         var year = 0
         var yearDigits = 0
         while p < text.count, text[p] >= 48, text[p] <= 57 { year = year * 10 + Int(text[p]) - 48; p += 1; yearDigits += 1 }
-        guard yearDigits >= 4, expect("-"), let month = digits(2), expect("-"), let day = digits(2) else { return nil }
+        guard yearDigits >= 4, expect(UInt8(ascii: "-")), let month = digits(2), expect(UInt8(ascii: "-")), let day = digits(2) else { return nil }
         var micros: Int64 = 0
         var offsetSeconds = 0
         if p < text.count && text[p] == UInt8(ascii: " ") && p + 1 < text.count && text[p + 1] != UInt8(ascii: "B") {
             p += 1
-            guard let h = digits(2), expect(":"), let mi = digits(2), expect(":"), let s = digits(2) else { return nil }
+            guard let h = digits(2), expect(UInt8(ascii: ":")), let mi = digits(2), expect(UInt8(ascii: ":")), let s = digits(2) else { return nil }
             micros = Int64(h * 3600 + mi * 60 + s) * 1_000_000
             if p < text.count && text[p] == UInt8(ascii: ".") {
                 p += 1
@@ -126,8 +126,8 @@ public enum TextValueDecoder {
                 p += 1
                 guard let oh = digits(2) else { return nil }
                 var off = oh * 3600
-                if expect(":") { guard let om = digits(2) else { return nil }; off += om * 60 }
-                if expect(":") { guard let os = digits(2) else { return nil }; off += os }
+                if expect(UInt8(ascii: ":")) { guard let om = digits(2) else { return nil }; off += om * 60 }
+                if expect(UInt8(ascii: ":")) { guard let os = digits(2) else { return nil }; off += os }
                 offsetSeconds = sign * off
             }
         }
@@ -149,19 +149,11 @@ public enum TextValueDecoder {
         var start = 0
         if text.count >= 2 && text[0] == UInt8(ascii: "\\") && text[1] == UInt8(ascii: "x") { start = 2 }
         guard (text.count - start) % 2 == 0 else { return nil }
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 48...57: c - 48
-            case 97...102: c - 87
-            case 65...70: c - 55
-            default: nil
-            }
-        }
         var out: [UInt8] = []
         out.reserveCapacity((text.count - start) / 2)
         var i = start
         while i < text.count {
-            guard let hi = nibble(text[i]), let lo = nibble(text[i + 1]) else { return nil }
+            guard let hi = TextValueWriter.nibble(text[i]), let lo = TextValueWriter.nibble(text[i + 1]) else { return nil }
             out.append(hi << 4 | lo)
             i += 2
         }

@@ -98,7 +98,7 @@ struct SegmentApplyLoop {
         let path = context.spool.segmentPath(segment.seq)
         let decoded: SpoolSegment
         do {
-            decoded = try SpoolSegmentReader.read(path: path)
+            decoded = try await context.spool.read(segment.seq)
         } catch let error as SpoolError {
             // A torn or corrupt segment is never half-applied: forget it and re-extract its range. The discard
             // rewinds the extract position (a new generation), so the running extractor can record nothing more.

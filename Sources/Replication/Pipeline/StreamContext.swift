@@ -72,19 +72,18 @@ public struct StreamContext: Sendable {
     private func spool(_ writer: SpoolSegmentWriter, kind: SegmentRecord.Kind, partition: Int, first: StreamPosition?,
                        last: StreamPosition?, record: (SegmentRecord) async throws -> Void) async throws -> SegmentRecord {
         let seq = try await state.allocateSequence(name)
-        let path = spool.segmentPath(seq)
         var waitingSince: ContinuousClock.Instant?
         var bytes = 0
         while true {
             do {
-                bytes = try writer.seal(to: path, first: first, last: last)
+                bytes = try await spool.seal(writer, seq: seq, first: first, last: last)
                 break
             } catch let error as SpoolError where error.code == .noSpace {
                 if waitingSince == nil {
                     waitingSince = .now
                     metrics.errors.increment()
                     logger.error("spool disk full: extraction paused until space returns (the applier keeps draining)",
-                                 metadata: ["segment": "\(path)", "error": "\(error.reason)"])
+                                 metadata: ["segment": "\(spool.segmentPath(seq))", "error": "\(error.reason)"])
                 }
                 if Task.isShuttingDownGracefully { throw CancellationError() }
                 try await Task.sleep(for: .seconds(1))

@@ -1,4 +1,5 @@
 import BSON
+import Foundation
 import PostgresClient
 import Spool
 
@@ -10,38 +11,100 @@ final class PageSink: @unchecked Sendable {
     let encoder: RowEncoder
     var writer: SpoolSegmentWriter
     var rows = 0
-    var lastKeyText: [String]?
-    var lastWatermarkText: String?
+    var lastRow = RowTextMemo()
     var deadLetters: [DeadLetterFile.Entry] = []
     var nullKeys = 0
     var duplicateKeys = 0
+    /// Where each record is written before it joins the segment (reused: no allocation per row).
+    private var scratch = [UInt8](repeating: 0, count: 64 << 10)
 
     init(encoder: RowEncoder, writer: SpoolSegmentWriter) {
         self.encoder = encoder
         self.writer = writer
     }
 
-    func consume(_ row: borrowing PostgresRowView, detectDuplicates: Bool) {
+    func consume<Row: SourceRow & ~Copyable>(_ row: borrowing Row, detectDuplicates: Bool) {
         rows += 1
+        let outcome = encoder.encodeRecord(row, into: &scratch)
+        if case .nullKey = outcome {
+            nullKeys += 1
+            return
+        }
+        // Redshift does not enforce keys: report duplicates, never merge them silently.
+        let duplicate = detectDuplicates && lastRow.hasKey(of: row, encoder.table)
+        lastRow.remember(row, encoder.table)
+        if case .record(let n) = outcome, !duplicate {
+            scratch.withUnsafeBytes { writer.append(recordBytes: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            return
+        }
+        // Rare: a duplicate, or a row the in-place path could not write — the general encoder says why.
         switch encoder.encode(row) {
-        case .change(let change, let keyText, let wm):
-            if detectDuplicates, keyText == lastKeyText {
-                // Redshift does not enforce keys: report duplicates, never merge them silently.
+        case .change(let change, _, _):
+            if duplicate {
                 duplicateKeys += 1
                 deadLetters.append(.init(key: change.key, reason: "duplicate key in source (kept the first row)", payload: change.document))
             } else {
                 writer.append(record: change.record)
             }
-            lastKeyText = keyText
-            lastWatermarkText = wm
-        case .deadLetter(let entry, let keyText, let wm):
+        case .deadLetter(let entry, _, _):
             deadLetters.append(entry)
-            lastKeyText = keyText
-            lastWatermarkText = wm
         case .nullKey:
             nullKeys += 1
         }
     }
+}
+
+/// The key and watermark text of the last row read, kept as bytes (no String per row): the page's resume point
+/// and the duplicate check of the next row.
+struct RowTextMemo {
+    private var keyBytes: [UInt8] = []
+    private var keyEnds: [Int] = []
+    private var watermark: [UInt8]?
+
+    func hasKey<Row: SourceRow & ~Copyable>(of row: borrowing Row, _ table: SourceTable) -> Bool {
+        guard keyEnds.count == table.keyIndexes.count else { return false }
+        var start = 0
+        for (n, i) in table.keyIndexes.enumerated() {
+            let text = row.bytes(i)
+            let end = keyEnds[n]
+            guard end - start == text.count else { return false }
+            let same = keyBytes.withUnsafeBufferPointer { stored in
+                text.count == 0 || memcmp(stored.baseAddress! + start, text.baseAddress!, text.count) == 0
+            }
+            guard same else { return false }
+            start = end
+        }
+        return true
+    }
+
+    mutating func remember<Row: SourceRow & ~Copyable>(_ row: borrowing Row, _ table: SourceTable) {
+        keyBytes.removeAll(keepingCapacity: true)
+        keyEnds.removeAll(keepingCapacity: true)
+        for i in table.keyIndexes {
+            keyBytes.append(contentsOf: row.bytes(i))
+            keyEnds.append(keyBytes.count)
+        }
+        if let w = table.watermarkIndex, !row.isNull(w) {
+            if watermark == nil { watermark = [] }
+            watermark!.removeAll(keepingCapacity: true)
+            watermark!.append(contentsOf: row.bytes(w))
+        } else {
+            watermark = nil
+        }
+    }
+
+    var keyText: [String]? {
+        guard !keyEnds.isEmpty else { return nil }
+        var out: [String] = []
+        var start = 0
+        for end in keyEnds {
+            out.append(String(decoding: keyBytes[start..<end], as: UTF8.self))
+            start = end
+        }
+        return out
+    }
+
+    var watermarkText: String? { watermark.map { String(decoding: $0, as: UTF8.self) } }
 }
 
 struct PageResult {
@@ -59,7 +122,7 @@ enum PageReader {
                      stream: String, reserveBytes: Int, detectDuplicates: Bool) async throws -> PageResult {
         let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: stream, reserveBytes: reserveBytes))
         try await connection.stream(sql, params) { row in sink.consume(row, detectDuplicates: detectDuplicates) }
-        return PageResult(rows: sink.rows, lastKeyText: sink.lastKeyText, lastWatermarkText: sink.lastWatermarkText,
+        return PageResult(rows: sink.rows, lastKeyText: sink.lastRow.keyText, lastWatermarkText: sink.lastRow.watermarkText,
                           writer: sink.writer, deadLetters: sink.deadLetters, nullKeys: sink.nullKeys, duplicateKeys: sink.duplicateKeys)
     }
 }

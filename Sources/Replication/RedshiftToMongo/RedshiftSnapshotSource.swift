@@ -184,20 +184,27 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let upper = partition.upper?.columns?.first
         let encoder = RowEncoder(table: table)
         var sizer = BatchSizer(context.stream)
-        while true {
+        func read(after: [String]?) async throws -> (page: PageResult, full: Bool)? {
             try Task.checkCancellation()
-            if Task.isShuttingDownGracefully { return }
+            if Task.isShuttingDownGracefully { return nil }
             try await pages.waitForSpace()
             let (limit, reserve) = (sizer.rows, sizer.reserveBytes)
             let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: lower, upper: upper, limit: limit)
             let page = try await copy.page(sql, params, encoder: encoder, reserve: reserve, detectDuplicates: true)
-            if page.rows == 0 { return }
+            sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
+            return page.rows == 0 ? nil : (page, page.rows == limit)
+        }
+        var current = try await read(after: after)
+        while let (page, full) = current {
             try await pages.deadLetter(page.deadLetters)
             let first: SnapshotKey? = after.map { .columns($0) } ?? lower.map { .columns([$0]) }
-            try await pages.spool(page.writer, partition: partition.index, first: first, last: page.lastKeyText.map { .columns($0) })
+            // The next page is read while this one is sealed and recorded (pages are still recorded in order:
+            // the next is spooled only after this one is).
+            async let spooled: Void = pages.spool(page.writer, partition: partition.index, first: first, last: page.lastKeyText.map { .columns($0) })
+            let next = full ? try await read(after: page.lastKeyText) : nil
+            try await spooled
             after = page.lastKeyText
-            sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
-            if page.rows < limit { return }
+            current = next
         }
     }
 }

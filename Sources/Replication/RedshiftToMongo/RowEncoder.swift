@@ -17,11 +17,32 @@ extension PostgresRowView: SourceRow {}
 /// Turns one source row into a `Change`: `_id` from the key (composite → subdocument), every column as a field,
 /// `_mongoshift.v` = the row's version (`RowVersion`, from its watermark) for the target's guard, soft deletes as
 /// deletes.
+///
+/// Two ways, one result: `encodeRecord` writes the spool record straight from the row's text (the extract hot
+/// path, one pass); `encode` builds values and says why a row cannot be delivered. The record path hands any row
+/// it cannot write to `encode`, so the reasons live in one place.
 public struct RowEncoder: Sendable {
     public let table: SourceTable
+    /// Per column: how its text becomes BSON, and its field name as a C string (all names in one array).
+    private let kinds: [TextValueKind]
+    private let fieldKeys: [UInt8]
+    private let fieldKeyRanges: [Range<Int>]
+    /// Composite keys: each key column's name as a C string (the `_id` subdocument's keys).
+    private let keyColumnKeys: [[UInt8]]
 
     public init(table: SourceTable) {
         self.table = table
+        kinds = table.columns.map { TextValueKind(typeOID: $0.typeOID) }
+        var keys: [UInt8] = []
+        var ranges: [Range<Int>] = []
+        for name in table.fieldNames {
+            let start = keys.count
+            keys += BSONWriter.keyBytes(name)
+            ranges.append(start..<keys.count)
+        }
+        fieldKeys = keys
+        fieldKeyRanges = ranges
+        keyColumnKeys = table.keyIndexes.map { BSONWriter.keyBytes(table.columns[$0].name) }
     }
 
     public enum Outcome {
@@ -73,6 +94,104 @@ public struct RowEncoder: Sendable {
             ? Change(operation: .delete, key: id, version: .int64(version))
             : Change(operation: .upsert, key: id, document: doc, version: .int64(version))
         return .change(change, keyText: keyText, watermarkText: watermarkText)
+    }
+
+    public enum RecordOutcome {
+        /// The record is `scratch[0..<n]`.
+        case record(Int)
+        case nullKey
+        /// Not writable in place (a value to refuse, or a rare form): `encode` decides.
+        case general
+    }
+
+    /// Writes the row's spool record — the bytes `encode(row)`'s `change.record` would have — into `scratch`.
+    public func encodeRecord<Row: SourceRow & ~Copyable>(_ row: borrowing Row, into scratch: inout [UInt8]) -> RecordOutcome {
+        for i in table.keyIndexes where row.isNull(i) { return .nullKey }
+        var deleted = false
+        if let f = table.inFilterIndex, f < row.columnCount, !row.isNull(f) {
+            let text = row.bytes(f)
+            deleted = text.count == 1 && text[0] == UInt8(ascii: "0")
+        }
+        if let d = table.deleteIndex, !row.isNull(d) {
+            guard let value = try? TextValueDecoder.decode(row.bytes(d), type: table.columns[d].typeOID, column: table.columns[d].name) else { return .general }
+            deleted = deleted || SoftDelete.isDeleted(value)
+        }
+        var version = RowVersion.unversioned
+        if let w = table.watermarkIndex, !row.isNull(w) {
+            version = RowVersion.of(row.bytes(w), type: table.columns[w].typeOID) ?? RowVersion.unversioned
+        }
+        let written = fieldKeys.withUnsafeBytes { keys in
+            BSONWriter.encode(into: &scratch) { w in
+                let record = w.beginDocument()
+                w.element(0x10, "o")
+                w.littleEndian(deleted ? Change.Operation.delete.rawValue : Change.Operation.upsert.rawValue)
+                let keyTypeAt = w.count
+                w.element(0, "k")
+                let keyStart = w.count
+                guard let keyType = writeKey(row, &w) else { return false }
+                w.patch(keyTypeAt, keyType)
+                let keyLength = w.count - keyStart
+                // The document is written for deleted rows too (its values must decode, as `encode` requires), then dropped.
+                let documentAt = w.count
+                w.element(0x03, "d")
+                let document = w.beginDocument()
+                w.byte(keyType)
+                w.bytes(UnsafeRawBufferPointer(start: RowEncoder.idKey.utf8Start, count: 4))
+                w.repeatBytes(from: keyStart, length: keyLength)
+                for i in kinds.indices {
+                    let key = UnsafeRawBufferPointer(rebasing: keys[fieldKeyRanges[i]])
+                    if row.isNull(i) {
+                        w.element(0x0A, key: key)
+                        continue
+                    }
+                    let typeAt = w.count
+                    w.element(0, key: key)
+                    guard let type = writeValue(row, i, &w) else { return false }
+                    w.patch(typeAt, type)
+                }
+                w.element(0x03, "_mongoshift")
+                let meta = w.beginDocument()
+                w.element(0x12, "v")
+                w.littleEndian(version)
+                w.endDocument(meta)
+                w.endDocument(document)
+                if deleted { w.truncate(to: documentAt) }
+                w.element(0x12, "v")
+                w.littleEndian(version)
+                w.endDocument(record)
+                return true
+            }
+        }
+        return written.map(RecordOutcome.record) ?? .general
+    }
+
+    /// `_id` with its terminator.
+    private static let idKey: StaticString = "_id\0"
+
+    /// One column's value in place, or through the general decoder for the forms it keeps (nil: refused).
+    @inline(__always)
+    private func writeValue<Row: SourceRow & ~Copyable>(_ row: borrowing Row, _ i: Int, _ w: inout BSONWriter) -> UInt8? {
+        let text = row.bytes(i)
+        let mark = w.count
+        if let type = TextValueWriter.write(text, kind: kinds[i], into: &w) { return type }
+        w.truncate(to: mark)
+        guard let value = try? TextValueDecoder.decode(text, type: table.columns[i].typeOID, column: table.columns[i].name) else { return nil }
+        w.value(value)
+        return value.typeCode
+    }
+
+    private func writeKey<Row: SourceRow & ~Copyable>(_ row: borrowing Row, _ w: inout BSONWriter) -> UInt8? {
+        if table.keyIndexes.count == 1 { return writeValue(row, table.keyIndexes[0], &w) }
+        let sub = w.beginDocument()
+        for (n, i) in table.keyIndexes.enumerated() {
+            let typeAt = w.count
+            w.byte(0)
+            keyColumnKeys[n].withUnsafeBytes { w.bytes($0) }
+            guard let type = writeValue(row, i, &w) else { return nil }
+            w.patch(typeAt, type)
+        }
+        w.endDocument(sub)
+        return 0x03
     }
 
     func key<Row: SourceRow & ~Copyable>(_ row: borrowing Row) throws(ValueError) -> BSON {

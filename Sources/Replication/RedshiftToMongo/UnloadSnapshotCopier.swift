@@ -97,19 +97,23 @@ struct UnloadSnapshotCopier {
     private func spool(file path: String, index: Int, skip: Int, partition: Int, encoder: RowEncoder, cursor: inout SnapshotKey?,
                        into pages: SnapshotPages) async throws -> Bool {
         let input = try ZstdFileReader(path: path)
-        var writer = SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes)
-        var deadLetters: [DeadLetterFile.Entry] = []
+        // Rows are written in place as on the SELECT path; duplicates and NULL keys were reported at planning.
+        let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes))
         var row = 0
         var pending: [UInt8] = []
         func take(_ line: ArraySlice<UInt8>) throws {
             row += 1
             if row <= skip || line.isEmpty { return }
             let decoded = try line.withUnsafeBufferPointer { try UnloadRow(line: $0, columns: table.columns) }
-            switch encoder.encode(decoded) {
-            case .change(let change, _, _): writer.append(record: change.record)
-            case .deadLetter(let entry, _, _): deadLetters.append(entry)
-            case .nullKey: break  // counted and reported at planning
-            }
+            sink.consume(decoded, detectDuplicates: false)
+        }
+        func spoolPage(last: SnapshotKey) async throws {
+            try await pages.waitForSpace()
+            try await pages.deadLetter(sink.deadLetters)
+            sink.deadLetters = []
+            try await pages.spool(sink.writer, partition: partition, first: cursor, last: last)
+            sink.writer = SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes)
+            cursor = last
         }
         while let chunk = try input.next() {
             pending += chunk
@@ -117,25 +121,15 @@ struct UnloadSnapshotCopier {
             while let newline = pending[start...].firstIndex(of: 0x0A) {
                 try take(pending[start..<newline])
                 start = newline + 1
-                if writer.byteCount >= pages.pageBytes {
+                if sink.writer.byteCount >= pages.pageBytes {
                     if Task.isShuttingDownGracefully { return false }
-                    try await pages.waitForSpace()
-                    try await pages.deadLetter(deadLetters)
-                    deadLetters = []
-                    let last = SnapshotKey.unloadFile(file: index, rows: row)
-                    try await pages.spool(writer, partition: partition, first: cursor, last: last)
-                    writer = SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes)
-                    cursor = last
+                    try await spoolPage(last: .unloadFile(file: index, rows: row))
                 }
             }
             pending.removeFirst(start)
         }
         if !pending.isEmpty { try take(pending[...]) }
-        try await pages.waitForSpace()
-        try await pages.deadLetter(deadLetters)
-        let last = SnapshotKey.unloadFile(file: index + 1, rows: 0)
-        try await pages.spool(writer, partition: partition, first: cursor, last: last)
-        cursor = last
+        try await spoolPage(last: .unloadFile(file: index + 1, rows: 0))
         return true
     }
 

@@ -45,6 +45,7 @@ import bisect
 import collections
 import datetime
 import decimal
+import gc
 import itertools
 import os
 import signal
@@ -1533,6 +1534,15 @@ def _deep_copy(value):
     return value
 
 
+async def freeze_survivors() -> None:
+    """The event log and the documents are millions of long-lived objects: a full garbage collection over them
+    stalls every client for a second or more, every few seconds (latency no mongod has). Survivors are moved out of
+    the collector's reach each second; reference counting still frees them, only cycles among them would stay."""
+    while True:
+        await asyncio.sleep(1)
+        gc.freeze()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -1555,7 +1565,9 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     query = f"?replicaSet={args.replset}" if args.replset else "?directConnection=true"
     print(f"ready mongodb://{args.host}:{port}/{query}", flush=True)
+    freezer = asyncio.create_task(freeze_survivors())
     await stop.wait()
+    freezer.cancel()
     # Save before closing: Server.wait_closed() would wait for every client to hang up first.
     if args.data:
         started = time.monotonic()

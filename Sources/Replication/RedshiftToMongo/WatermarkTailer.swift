@@ -44,8 +44,10 @@ struct WatermarkTailer {
                          oldestNeeded: min(horizon.now - Int64(context.stream.safetyLag.seconds * 1_000_000), horizon.oldestWriter?.start ?? .max))
             let decision = bound.decide(horizon, position: position)
             holder = reportHold(decision, previous: holder)
+            let polled = ContinuousClock.now
             let (rows, limit) = try await pollOnce(kind: kind, upTo: decision.value, cursor: &cursor, sizer: &sizer)
             let now = ContinuousClock.now
+            context.logger.debug("polled", metadata: ["rows": "\(rows)", "ms": "\(Int((now - polled).seconds * 1000))"])
             if context.stream.lookback != .off && now - lastLookback >= context.stream.pollInterval {
                 lastLookback = now
                 try await rescanLookback(kind: kind, cursor: cursor, sizer: sizer)

@@ -37,9 +37,17 @@ public struct Change: Sendable, Equatable {
     }
 
     public init(record: Document) throws {
+        try self.init(recordBytes: record.bytes[...])
+    }
+
+    /// A record straight from a segment's bytes (validated in place, the document copied once).
+    public init(recordBytes: ArraySlice<UInt8>) throws {
         var op: Operation?
         var key: BSON?
-        for (name, value) in record {
+        var document: Document?
+        var version: BSON?
+        var sourceTimeMillis: Int64?
+        try Document.forEachElement(validating: recordBytes) { name, value in
             switch name {
             case "o": op = value.intValue.flatMap { Operation(rawValue: Int32($0)) }
             case "k": key = value
@@ -50,7 +58,6 @@ public struct Change: Sendable, Equatable {
             }
         }
         guard let op, let key else { throw BSONError(message: "change record without op or key") }
-        self.operation = op
-        self.key = key
+        self.init(operation: op, key: key, document: document, version: version, sourceTimeMillis: sourceTimeMillis)
     }
 }

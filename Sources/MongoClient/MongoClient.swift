@@ -183,9 +183,11 @@ public final class MongoClient: @unchecked Sendable {
             // Operations libmongoc refuses client-side (invalid keys) never reach the server: report them by index.
             var serverIndex: [Int] = []
             serverIndex.reserveCapacity(operations.count)
-            let upsertTrue = Document(["upsert": true])
-            // MongoDB 5.0+ stores '.'/'$' field names that libmongoc refuses by default; tools may need to write them.
+            // MongoDB 5.0+ stores '.'/'$' field names that libmongoc refuses by default; tools may need to write them,
+            // and documents whose text was validated when they were built need no second UTF-8 pass: the server
+            // still checks what it stores.
             let insertOptions = validateKeys ? Document() : Document(["validate": false])
+            let upsertTrue = validateKeys ? Document(["upsert": true]) : Document(["upsert": true, "validate": false])
             for (index, operation) in operations.enumerated() {
                 var error = bson_error_t()
                 let added: Bool

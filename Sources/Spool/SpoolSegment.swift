@@ -189,9 +189,7 @@ public enum SpoolSegmentReader {
             guard q + 4 <= raw.count else { throw corrupt("truncated record") }
             let n = Int(read(raw, q) as UInt32)
             guard n >= 5, q + n <= raw.count else { throw corrupt("bad record length") }
-            let record: Document
-            do { record = try Document(bytes: Array(raw[q..<(q + n)])) } catch { throw corrupt("record \(changes.count): \(error)") }
-            do { changes.append(try Change(record: record)) } catch { throw corrupt("record \(changes.count): \(error)") }
+            do { changes.append(try Change(recordBytes: raw[q..<(q + n)])) } catch { throw corrupt("record \(changes.count): \(error)") }
             q += n
         }
         guard changes.count == records else { throw corrupt("\(changes.count) records, header says \(records)") }

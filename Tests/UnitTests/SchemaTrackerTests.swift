@@ -77,9 +77,41 @@ final class SchemaTrackerTests: XCTestCase {
     }
 
     func testCopyTextEscaping() {
-        var out: [UInt8] = []
-        CopyText.appendRow(["a\tb\\c\nd", nil, "é"], to: &out)
-        XCTAssertEqual(String(decoding: out, as: UTF8.self), "a\\tb\\\\c\\nd\t\\N\té\n")
+        var out = CopyText()
+        out.appendRow(["a\tb\\c\nd", nil, "é"])
+        XCTAssertEqual(String(decoding: out.bytes, as: UTF8.self), "a\\tb\\\\c\\nd\t\\N\té\n")
+        XCTAssertEqual(out.rows, 1)
+    }
+
+    /// The load path writes values straight into COPY text; it must say exactly what the text form says.
+    func testValuesWrittenAsCopyTextEqualTheirTextForm() throws {
+        let cases: [(BSON, ColumnType)] = [
+            (.int32(-42), .integer), (.int64(.min), .bigint), (.int64(9_007_199_254_740_993), .varchar(64)), (.double(0.1), .double),
+            (.decimal128(Decimal128("-12.50")!), .decimal(scale: 2)), (.bool(true), .boolean), (.bool(false), .varchar(16)),
+            (.datetime(-62_135_596_800_001), .timestamp), (.datetime(1_704_067_201_123), .timestamp), (.datetime(0), .varchar(64)),
+            (.string("tab\there\\ and\r\nnewline é"), .varchar(64)), (.objectId(ObjectId(bytes: Array(0..<12))), .char24),
+            (.binary(BSONBinary(subtype: 0, data: [0, 0x0a, 0xff])), .binary(64_000)), (.document(["a": .array([.int32(1), .string("x\ty")])]), .nested),
+            (.timestamp(BSONTimestamp(seconds: 5, increment: 7)), .bigint), (.string("1234567890"), .binary(16)),
+        ]
+        for (value, type) in cases {
+            var copy = CopyText()
+            copy.nextColumn()
+            try ValueText.write(value, as: type, column: "c", to: &copy)
+            copy.endRow()
+            var expected = CopyText()
+            expected.appendRow([try ValueText.text(value, as: type, column: "c")])
+            XCTAssertEqual(String(decoding: copy.bytes, as: UTF8.self), String(decoding: expected.bytes, as: UTF8.self), "\(value) as \(type)")
+        }
+        var copy = CopyText()
+        copy.nextColumn()
+        XCTAssertThrowsError(try ValueText.write(.string("too long"), as: .varchar(4), column: "c", to: &copy))
+        XCTAssertThrowsError(try ValueText.write(.datetime(.max), as: .timestamp, column: "c", to: &copy))
+        copy.abandonRow()
+        XCTAssertTrue(copy.bytes.isEmpty)
+        var bytea = CopyText()
+        try ValueText.write(.binary(BSONBinary(subtype: 0, data: [0xab])), as: .binary(64_000), column: "c", byteaPrefix: true, to: &bytea)
+        XCTAssertEqual(String(decoding: bytea.bytes, as: UTF8.self), #"\\xab"#)
+        XCTAssertEqual(ValueText.timestampText(-62_135_596_800_001), "0001-12-31 23:59:59.999 BC")
     }
 }
 

@@ -30,32 +30,54 @@ public enum ValueText {
     public static let varbyteLimit = 1_024_000
 
     public static func text(_ value: BSON, as type: ColumnType, column: String) throws(TooLarge) -> String {
-        switch type {
-        case .nested:
+        var plain = PlainText()
+        try write(value, as: type, column: column, to: &plain)
+        return String(decoding: plain.bytes, as: UTF8.self)
+    }
+
+    /// Writes the text of `value` for a column of `type` into `sink` (a parameter's bytes, or COPY text escaped as
+    /// it goes), without building a String for the common scalars. Throws before writing anything when the value
+    /// does not fit. `byteaPrefix`: PostgreSQL bytea input wants `\x` before the hex (Redshift's FROM_HEX does not).
+    public static func write<Sink: TextSink>(_ value: BSON, as type: ColumnType, column: String, byteaPrefix: Bool = false,
+                                             to sink: inout Sink) throws(TooLarge) {
+        switch (type, value) {
+        case (.nested, _):
             let json = plainJSON(value)
             if json.utf8.count > superLimit { throw TooLarge(column: column, bytes: json.utf8.count, limit: superLimit) }
-            return json
-        case .binary(let n):
-            guard case .binary(let b) = value else { return scalarText(value) }
+            sink.append(json)
+        case (.binary(let n), .binary(let b)):
             let limit = min(n, varbyteLimit)
             if b.data.count > limit { throw TooLarge(column: column, bytes: b.data.count, limit: limit) }
-            return b.data.map { String(format2: $0) }.joined()
-        case .varchar(let n):
+            if byteaPrefix { sink.append("\\x" as StaticString) }
+            sink.appendHex(b.data)
+        case (.varchar(let n), .string(let s)):
+            let bytes = s.utf8.count
+            if bytes > ColumnType.maxVarchar { throw TooLarge(column: column, bytes: bytes, limit: ColumnType.maxVarchar) }
+            if bytes > n { throw TooLarge(column: column, bytes: bytes, limit: n) }
+            sink.append(s)
+        case (.varchar(let n), _):
             let s = scalarText(value)
             let bytes = s.utf8.count
             if bytes > ColumnType.maxVarchar { throw TooLarge(column: column, bytes: bytes, limit: ColumnType.maxVarchar) }
             if bytes > n { throw TooLarge(column: column, bytes: bytes, limit: n) }
-            return s
-        case .boolean:
-            if case .bool(let b) = value { return b ? "true" : "false" }
-            return scalarText(value)
-        case .timestamp:
-            if case .datetime(let ms) = value, !timestampRange.contains(ms) {
+            sink.append(s)
+        case (.timestamp, .datetime(let ms)):
+            if !timestampRange.contains(ms) {
                 throw TooLarge(column: column, bytes: 0, limit: 0, reason: "date \(ms) ms since 1970 is out of TIMESTAMP's range (4714 BC to 294276 AD)")
             }
-            return scalarText(value)
+            writeTimestamp(ms, to: &sink)
+        case (_, .bool(let b)):
+            sink.append(b ? "true" as StaticString : "false")
+        case (_, .int32(let i)):
+            sink.appendDecimal(Int64(i))
+        case (_, .int64(let i)):
+            sink.appendDecimal(i)
+        case (_, .string(let s)):
+            sink.append(s)
+        case (_, .objectId(let oid)):
+            sink.appendHex(oid.bytes)
         default:
-            return scalarText(value)
+            sink.append(scalarText(value))
         }
     }
 
@@ -99,16 +121,29 @@ public enum ValueText {
 
     /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC), any year BSON dates hold; BC years as PostgreSQL writes them.
     public static func timestampText(_ ms: Int64) -> String {
+        var plain = PlainText()
+        writeTimestamp(ms, to: &plain)
+        return String(decoding: plain.bytes, as: UTF8.self)
+    }
+
+    static func writeTimestamp<Sink: TextSink>(_ ms: Int64, to sink: inout Sink) {
         let days = Int(ms >= 0 ? ms / 86_400_000 : (ms - 86_399_999) / 86_400_000)
         let msOfDay = Int(ms - Int64(days) * 86_400_000)
         let (y, m, d) = ISODate.civil(days: days)
-        func pad(_ v: Int, _ w: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, w - s.count)) + s
-        }
-        let year = y <= 0 ? 1 - y : y
-        let time = "\(pad(msOfDay / 3_600_000, 2)):\(pad(msOfDay / 60_000 % 60, 2)):\(pad(msOfDay / 1000 % 60, 2)).\(pad(msOfDay % 1000, 3))"
-        return "\(pad(year, 4))-\(pad(m, 2))-\(pad(d, 2)) \(time)\(y <= 0 ? " BC" : "")"
+        sink.appendPadded(y <= 0 ? 1 - y : y, width: 4)
+        sink.append(UInt8(ascii: "-"))
+        sink.appendPadded(m, width: 2)
+        sink.append(UInt8(ascii: "-"))
+        sink.appendPadded(d, width: 2)
+        sink.append(UInt8(ascii: " "))
+        sink.appendPadded(msOfDay / 3_600_000, width: 2)
+        sink.append(UInt8(ascii: ":"))
+        sink.appendPadded(msOfDay / 60_000 % 60, width: 2)
+        sink.append(UInt8(ascii: ":"))
+        sink.appendPadded(msOfDay / 1000 % 60, width: 2)
+        sink.append(UInt8(ascii: "."))
+        sink.appendPadded(msOfDay % 1000, width: 3)
+        if y <= 0 { sink.append(" BC" as StaticString) }
     }
 
     /// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) from microseconds since the epoch: a watermark bound, exactly.

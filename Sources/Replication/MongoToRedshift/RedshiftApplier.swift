@@ -123,6 +123,8 @@ public actor RedshiftApplier: ChangeTarget {
         let previous = tracker.schema
         let schemaChanges: [SchemaChange]
         do {
+            // (Each document is walked again for its row below: holding every document's fields at once would
+            // cost more memory than the second walk costs time.)
             schemaChanges = try tracker.observe(documents)
         } catch {
             throw ReplicationError(.sourceData, stream: context.name, "\(error)")
@@ -133,26 +135,52 @@ public actor RedshiftApplier: ChangeTarget {
             if let segment { try await fenceOnly(segment) }
             return outcome
         }
-        // Rows as text, with oversized values dead-lettered (never truncated).
+        // Rows as text, with oversized values dead-lettered (never truncated): PostgreSQL's COPY text written
+        // straight from the documents' values; Redshift's rows as parameters or COPY files.
+        var copyText = CopyText(reservingCapacity: sql.dialect == .postgres ? changes.count * 128 : 0)
         var rows: [[String?]] = []
-        rows.reserveCapacity(latest.count)
+        if sql.dialect == .redshift { rows.reserveCapacity(latest.count) }
         let idType = schema.columns[0].type
         for change in latest {
             if change.operation == .delete {
-                var row = [String?](repeating: nil, count: schema.columns.count)
-                row[0] = try? ValueText.text(change.key, as: idType, column: "_id")
-                rows.append(row + ["d"])
+                if sql.dialect == .postgres {
+                    copyText.nextColumn()
+                    do { try ValueText.write(change.key, as: idType, column: "_id", byteaPrefix: true, to: &copyText) } catch { copyText.appendNull() }
+                    for _ in 1..<schema.columns.count {
+                        copyText.nextColumn()
+                        copyText.appendNull()
+                    }
+                    copyText.nextColumn()
+                    copyText.append(UInt8(ascii: "d"))
+                    copyText.endRow()
+                } else {
+                    var row = [String?](repeating: nil, count: schema.columns.count)
+                    row[0] = try? ValueText.text(change.key, as: idType, column: "_id")
+                    rows.append(row + ["d"])
+                }
                 continue
             }
             guard let doc = change.document else { continue }
             do {
+                let values = tracker.row(of: doc)
+                if sql.dialect == .postgres {
+                    for (value, column) in zip(values, schema.columns) {
+                        copyText.nextColumn()
+                        if let value {
+                            try ValueText.write(value, as: column.type, column: column.name, byteaPrefix: true, to: &copyText)
+                        } else {
+                            copyText.appendNull()
+                        }
+                    }
+                    copyText.nextColumn()
+                    copyText.append(UInt8(ascii: "u"))
+                    copyText.endRow()
+                    continue
+                }
                 var row: [String?] = []
-                for (value, column) in zip(tracker.row(of: doc), schema.columns) {
-                    var text = try value.map { v throws(ValueText.TooLarge) in try ValueText.text(v, as: column.type, column: column.name) }
-                    // bytea text input is `\x` + hex; Redshift's FROM_HEX takes the bare hex.
-                    if case .binary = column.type, sql.dialect == .postgres, let hex = text, case .binary? = value { text = "\\x" + hex }
-                    if column.type == .nested, sql.dialect == .redshift, let value, let longest = ValueText.longestString(in: value),
-                       longest > ValueText.superStringLimit {
+                for (value, column) in zip(values, schema.columns) {
+                    let text = try value.map { v throws(ValueText.TooLarge) in try ValueText.text(v, as: column.type, column: column.name) }
+                    if column.type == .nested, let value, let longest = ValueText.longestString(in: value), longest > ValueText.superStringLimit {
                         throw ValueText.TooLarge(column: column.name, bytes: longest, limit: ValueText.superStringLimit,
                                                  reason: "a string of \(longest) bytes inside the SUPER value exceeds Redshift's \(ValueText.superStringLimit)-byte limit")
                     }
@@ -160,9 +188,12 @@ public actor RedshiftApplier: ChangeTarget {
                 }
                 rows.append(row + ["u"])
             } catch {
+                copyText.abandonRow()
                 outcome.deadLetters.append(.init(key: change.key, reason: "\(error)"))
             }
         }
+        let loadedRows = sql.dialect == .postgres ? copyText.rows : rows.count
+        let copyBytes = copyText.bytes
         let sqlText = sql
         let name = context.checkpointKey
         let loadRows = rows
@@ -179,7 +210,8 @@ public actor RedshiftApplier: ChangeTarget {
                 } else {
                     try await c.execute(sqlText.createTable(schema))
                 }
-                return try await self.load(c, rows: loadRows, staged: staged, schema: schema, segment: segment, stream: name, generation: generation)
+                return try await self.load(c, rows: loadRows, copyText: copyBytes, staged: staged, schema: schema, segment: segment, stream: name,
+                                           generation: generation)
             }
         } catch {
             if let staged { await copyLoader?.remove(staged) }
@@ -205,12 +237,12 @@ public actor RedshiftApplier: ChangeTarget {
                 }
             }
         }
-        outcome.applied = applied ? rows.count : 0
+        outcome.applied = applied ? loadedRows : 0
         return outcome
     }
 
     /// The transaction. Returns false when the checkpoint shows the batch was already applied (a replay).
-    private func load(_ c: PostgresConnection, rows: [[String?]], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,
+    private func load(_ c: PostgresConnection, rows: [[String?]], copyText: [UInt8], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,
                       stream: String, generation: Int64) async throws -> Bool {
         try await c.execute("BEGIN")
         do {
@@ -229,7 +261,7 @@ public actor RedshiftApplier: ChangeTarget {
             for statement in sql.createStage(schema) { try await c.execute(statement) }
             switch sql.dialect {
             case .postgres:
-                try await copy(c, rows: rows, schema: schema)
+                try await copy(c, text: copyText, schema: schema)
             case .redshift:
                 if let staged, let copyLoader {
                     if staged.rows > 0 { try await c.execute(try await copyLoader.copyStatement(stageTable: sql.stage, schema: schema, staged: staged)) }
@@ -301,21 +333,18 @@ public actor RedshiftApplier: ChangeTarget {
         }
     }
 
-    private func copy(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema) async throws {
+    /// PostgreSQL: the batch's COPY text into the stage, a MiB at a time.
+    private func copy(_ c: PostgresConnection, text: [UInt8], schema: TableSchema) async throws {
         final class Feed: @unchecked Sendable {
             // @unchecked: consumed only on the connection's thread during one copyIn call.
-            var rows: ArraySlice<[String?]>
-            init(_ rows: [[String?]]) { self.rows = rows[...] }
+            var offset = 0
         }
-        let feed = Feed(rows)
+        let feed = Feed()
         try await c.copyIn(sql.copyStage(schema)) {
-            guard !feed.rows.isEmpty else { return nil }
-            var chunk: [UInt8] = []
-            while let row = feed.rows.first, chunk.count < 1 << 20 {
-                feed.rows = feed.rows.dropFirst()
-                CopyText.appendRow(row, to: &chunk)
-            }
-            return chunk
+            guard feed.offset < text.count else { return nil }
+            let end = min(text.count, feed.offset + (1 << 20))
+            defer { feed.offset = end }
+            return Array(text[feed.offset..<end])
         }
     }
 
@@ -345,25 +374,5 @@ public actor RedshiftApplier: ChangeTarget {
         }
         if start < rows.count { out.append(rows[start...]) }
         return out
-    }
-}
-
-/// PostgreSQL COPY text format: tab-separated, `\N` for NULL, backslash escapes.
-enum CopyText {
-    static func appendRow(_ row: [String?], to out: inout [UInt8]) {
-        for (i, value) in row.enumerated() {
-            if i > 0 { out.append(0x09) }
-            guard let value else { out.append(contentsOf: [0x5C, 0x4E]); continue }
-            for byte in value.utf8 {
-                switch byte {
-                case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-                case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-                case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-                case 0x09: out.append(contentsOf: [0x5C, 0x74])
-                default: out.append(byte)
-                }
-            }
-        }
-        out.append(0x0A)
     }
 }

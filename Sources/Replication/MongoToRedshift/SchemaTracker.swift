@@ -30,12 +30,21 @@ public enum SchemaChange: Sendable, Equatable {
 /// columns, deeper values nested (SUPER / jsonb); types widen along `ColumnType`'s lattice; names are sanitised
 /// and two fields that land on one name are an error naming both.
 public struct SchemaTracker: Sendable {
-    public private(set) var schema: TableSchema
+    public private(set) var schema: TableSchema {
+        didSet { columnByPath = Self.index(schema) }
+    }
     public let flatten: Int
+    /// `schema`'s column per Mongo path (a row is placed by lookup, not by scanning the columns).
+    private var columnByPath: [String: Int]
 
     public init(schema: TableSchema = TableSchema(), flatten: Int) {
         self.schema = schema
         self.flatten = max(0, flatten)
+        columnByPath = Self.index(schema)
+    }
+
+    private static func index(_ schema: TableSchema) -> [String: Int] {
+        Dictionary(schema.columns.enumerated().map { ($1.path, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public struct CollisionError: Error, CustomStringConvertible, Sendable {
@@ -47,7 +56,7 @@ public struct SchemaTracker: Sendable {
 
     /// The (path, value) pairs a document contributes. `flatten: 0` keeps the whole document in one `doc` column.
     public func fields(of document: Document) -> [(path: String, value: BSON)] {
-        var out: [(String, BSON)] = []
+        var out: [(path: String, value: BSON)] = []
         if flatten == 0 {
             out.append(("_id", document["_id"] ?? .null))
             out.append(("doc", .document(document.removing(["_id"]))))
@@ -117,7 +126,7 @@ public struct SchemaTracker: Sendable {
     public func row(of document: Document) -> [BSON?] {
         var values = [BSON?](repeating: nil, count: schema.columns.count)
         for (path, value) in fields(of: document) {
-            if let i = schema.index(ofPath: path), !value.isNull { values[i] = value }
+            if let i = columnByPath[path], !value.isNull { values[i] = value }
         }
         return values
     }

@@ -3,9 +3,18 @@ import Changes
 
 extension Array where Element == Change {
     /// The last change per key, in first-seen order: one write per key in a batch (an unordered bulk or a staging
-    /// table must not hold two writes to one key).
+    /// table must not hold two writes to one key). A batch without repeated keys (every snapshot page) is returned
+    /// as it is, without copying a change.
     func latestPerKey() -> [Change] {
         var index: [BSON: Int] = [:]
+        index.reserveCapacity(count)
+        var repeated = false
+        for change in self where index.updateValue(index.count, forKey: change.key) != nil {
+            repeated = true
+            break
+        }
+        guard repeated else { return self }
+        index.removeAll(keepingCapacity: true)
         var out: [Change] = []
         out.reserveCapacity(count)
         for change in self {

@@ -21,24 +21,34 @@ def log(*a):
     print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
 
 
+def machine_busy_s():
+    """CPU seconds every core spent busy since boot (/proc/stat): over a run, the tool's and the servers' together."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(cmd, env=None, stdout_path=None, timeout=3600):
-    """Runs cmd to completion; returns wall s, cpu s (user+sys), peak RSS MiB, exit code, stdout text."""
+    """Runs cmd to completion; returns wall s, cpu s (user+sys), busy s of the whole machine (the tool plus the
+    servers it talks to), peak RSS MiB, exit code, stdout text."""
     out = open(stdout_path or os.path.join(TMP, "stdout"), "wb")
     err = open(os.path.join(TMP, "stderr"), "wb")
     full_env = dict(os.environ, **(env or {}))
     start = time.monotonic()
+    busy = machine_busy_s()
     p = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env)
     timer = threading.Timer(timeout, lambda: p.kill())
     timer.start()
     _, status, ru = os.wait4(p.pid, 0)
     timer.cancel()
     wall = time.monotonic() - start
+    busy = machine_busy_s() - busy
     p.returncode = os.waitstatus_to_exitcode(status)
     out.close(); err.close()
     text = open(out.name, "rb").read().decode(errors="replace") if stdout_path is None else ""
     if p.returncode != 0:
         log("FAILED", " ".join(cmd[:3]), p.returncode, open(err.name, "rb").read().decode(errors="replace")[-800:])
-    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024, "rc": p.returncode, "stdout": text}
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "busy": busy, "rss_mib": ru.ru_maxrss / 1024, "rc": p.returncode, "stdout": text}
 
 
 def psql(sql, url=PG):
@@ -145,6 +155,7 @@ def bench_extract(rows, slow_rows, runs):
             out[name] = {"rows": n, "failed": True}
             continue
         out[name] = {"rows": n, "rows_per_s": median([n / x["wall"] for x in s]), "cpu_us_per_row": median([x["cpu"] / n * 1e6 for x in s]),
+                     "machine_cpu_us_per_row": median([x["busy"] / n * 1e6 for x in s]),
                      "peak_rss_mib": median([x["rss_mib"] for x in s]), "wall_s": median([x["wall"] for x in s]), "runs": len(s)}
     return out
 

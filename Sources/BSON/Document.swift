@@ -211,14 +211,19 @@ struct BSONDecoder {
             switch type {
             case 0x03, 0x04: try validate(bytes[p..<(p + size)], depth: depth + 1)
             case 0x02:
-                guard String(validating: bytes[(p + 4)..<(p + size - 1)], as: UTF8.self) != nil else {
-                    throw BSONError(message: "string is not valid UTF-8")
-                }
+                guard isUTF8(bytes[(p + 4)..<(p + size - 1)]) else { throw BSONError(message: "string is not valid UTF-8") }
             default: break
             }
             p += size
         }
         guard p == end else { throw BSONError(message: "trailing bytes") }
+    }
+
+    /// ASCII (the common case) without building a String; anything else by the standard library's validator.
+    static func isUTF8(_ bytes: ArraySlice<UInt8>) -> Bool {
+        var high: UInt8 = 0
+        for byte in bytes { high |= byte }
+        return high < 0x80 || String(validating: bytes, as: UTF8.self) != nil
     }
 
     static func valueSize(type: UInt8, bytes: ArraySlice<UInt8>, at p: Int, end: Int) throws -> Int {

@@ -178,20 +178,31 @@ public enum SpoolSegmentReader {
         // The frames state their content sizes: check them before allocating what the header claims.
         let frameSize = bytes.withUnsafeBytes { Zstd.contentSize(ofFrames: UnsafeRawBufferPointer(rebasing: $0[p..<(p + payloadLength)])) }
         guard frameSize == UInt64(rawLength) else { throw corrupt("raw length \(rawLength) does not match the payload") }
-        let raw: [UInt8]
-        do {
-            raw = rawLength == 0 ? [] : try bytes.withUnsafeBytes { try Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[p..<(p + payloadLength)]), rawLength: rawLength) }
-        } catch { throw corrupt("\(error)") }
+        // Frame by frame: a record may continue into the next frame, so the unparsed tail is carried over.
         var changes: [Change] = []
-        changes.reserveCapacity(min(records, raw.count / 5))  // a record is at least 5 bytes, whatever the header says
-        var q = 0
-        while q < raw.count {
-            guard q + 4 <= raw.count else { throw corrupt("truncated record") }
-            let n = Int(read(raw, q) as UInt32)
-            guard n >= 5, q + n <= raw.count else { throw corrupt("bad record length") }
-            do { changes.append(try Change(recordBytes: raw[q..<(q + n)])) } catch { throw corrupt("record \(changes.count): \(error)") }
-            q += n
+        changes.reserveCapacity(min(records, rawLength / 5))  // a record is at least 5 bytes, whatever the header says
+        var pending: [UInt8] = []
+        do {
+            try bytes.withUnsafeBytes { file in
+                try Zstd.forEachFrame(UnsafeRawBufferPointer(rebasing: file[p..<(p + payloadLength)])) { content in
+                    pending.append(contentsOf: content)
+                    var q = 0
+                    while q + 4 <= pending.count {
+                        let n = Int(read(pending, q) as UInt32)
+                        guard n >= 5 else { throw corrupt("bad record length") }
+                        guard q + n <= pending.count else { break }
+                        do { changes.append(try Change(recordBytes: pending[q..<(q + n)])) } catch { throw corrupt("record \(changes.count): \(error)") }
+                        q += n
+                    }
+                    pending.removeFirst(q)
+                }
+            }
+        } catch let error as SpoolError {
+            throw error
+        } catch {
+            throw corrupt("\(error)")
         }
+        guard pending.isEmpty else { throw corrupt("truncated record") }
         guard changes.count == records else { throw corrupt("\(changes.count) records, header says \(records)") }
         let header = SpoolSegmentHeader(stream: stream, firstPosition: first, lastPosition: last,
                                         recordCount: records, rawLength: rawLength)

@@ -61,6 +61,31 @@ public enum Zstd {
         return total
     }
 
+    /// Decompresses a run of frames one at a time into one reused buffer, handing each frame's content to `body`
+    /// (valid during the call): memory is the largest frame, not the whole. Every frame must declare its size
+    /// (`contentSize(ofFrames:)` checked that) and decompress to exactly it.
+    public static func forEachFrame(_ frames: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 16)
+        defer { buffer.deallocate() }
+        var at = 0
+        while at < frames.count {
+            let rest = UnsafeRawBufferPointer(rebasing: frames[at...])
+            let length = ZSTD_findFrameCompressedSize(rest.baseAddress, rest.count)
+            let size = ZSTD_getFrameContentSize(rest.baseAddress, rest.count)
+            guard ZSTD_isError(length) == 0, length > 0, size != ZSTD_CONTENTSIZE_UNKNOWN, size != ZSTD_CONTENTSIZE_ERROR,
+                  let content = Int(exactly: size) else { throw ZstdError(reason: "malformed frame at byte \(at)") }
+            if buffer.count < content {
+                buffer.deallocate()
+                buffer = .allocate(byteCount: content, alignment: 16)
+            }
+            let got = ZSTD_decompress(buffer.baseAddress, buffer.count, rest.baseAddress, length)
+            if ZSTD_isError(got) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(got))) }
+            guard got == content else { throw ZstdError(reason: "frame decompressed to \(got) bytes, declared \(content)") }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+            at += length
+        }
+    }
+
     /// Decompresses one frame, or a run of frames, whose content size is known to be `rawLength`.
     public static func decompress(_ frame: UnsafeRawBufferPointer, rawLength: Int) throws -> [UInt8] {
         var raw = [UInt8](repeating: 0, count: rawLength)

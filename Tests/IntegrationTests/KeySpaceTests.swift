@@ -97,6 +97,27 @@ final class KeySpaceTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// PostgreSQL's own guarantee replaces the snapshot's duplicate and NULL scans only when it covers the key: a
+    /// unique index on a key column that may be NULL does not, and its NULL-key rows are still reported.
+    func testNullKeysBehindANullableUniqueIndexAreStillReported() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (k integer UNIQUE, v text);
+            INSERT INTO public.\(table) VALUES (1, 'a'), (2, 'b'), (NULL, 'no key'), (NULL, 'no key either');
+            """)
+        let config = try writeStreamsConfig("""
+          - name: nullable
+            from: { table: public.\(table) }
+            to: { collection: nullable }
+            key: [k]
+        """, name: "nullable.yaml")
+        let result = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let copied = try await mongo.count(database: database, collection: "nullable")
+        XCTAssertEqual(copied, 2)
+        let deadLetters = try String(contentsOfFile: state + "/deadletter/nullable.jsonl", encoding: .utf8)
+        XCTAssertTrue(deadLetters.contains("2 source rows have a NULL key"), deadLetters)
+    }
+
     /// Item 9: a composite key whose first page was damaged in the spool: the partition used to resume from a
     /// one-column key and index past the end of it.
     func testCompositeKeyResumesAfterADamagedFirstPage() async throws {

@@ -108,8 +108,29 @@ struct RedshiftSnapshotSource: SnapshotSource {
                             summary: ["snapshot_start": "\(start)", "tail_from": "\(seed ?? "-")"])
     }
 
+    /// Whether PostgreSQL itself guarantees the key: a unique index (no expression, no predicate) over key columns
+    /// with every key column NOT NULL. Then the two full scans below have nothing to find. Never on Redshift, whose
+    /// PRIMARY KEY and UNIQUE are informational only (docs/ARCHITECTURE.md, "Redshift").
+    private func keyEnforcedBySource() async throws -> Bool {
+        guard reader.dialect == .postgres else { return false }
+        let sql = """
+            SELECT CAST(count(*) AS varchar) FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+              AND (SELECT bool_and(a.attname = ANY (CAST($3 AS text[]))) FROM unnest(i.indkey) k
+                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k)
+              AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = ANY (CAST($3 AS text[]))
+                              AND NOT a.attnotnull)
+            """
+        let names = "{" + table.keyNames.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+        let count = try await reader.scalar(sql, [context.stream.table.schema ?? "public", context.stream.table.name, names])
+        return (Int(count ?? "0") ?? 0) > 0
+    }
+
     /// What a keyset copy cannot carry: NULL keys and duplicate keys.
     private func reportUncopyableKeys(_ keys: [String]) async throws {
+        if try await keyEnforcedBySource() { return }
         let (nullKeys, duplicates): (Int, [[String?]]) = try await reader.run { [table] c in
             let nulls = try await c.query("SELECT count(*) FROM \(table.qualifiedName) WHERE \(keys.map { "\($0) IS NULL" }.joined(separator: " OR "))")
             let dups = try await c.query("""

@@ -23,10 +23,9 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CMalloc"),
 
         // Leaves first; each module depends only on those above it (docs/ARCHITECTURE.md).
-        .target(name: "ShiftCore", dependencies: ["CMalloc"]),
+        .target(name: "ShiftCore"),
         .target(name: "BSON"),
         .target(name: "Changes", dependencies: ["BSON"]),
         .target(name: "PostgresClient", dependencies: ["CLibPQ", "ShiftCore"]),

@@ -141,7 +141,7 @@ public final class MongoClient: @unchecked Sendable {
     /// item errors — because its writes may not have happened. Batches before it stay written (callers' writes
     /// are idempotent); an ordered bulk stops at the first item error as MongoDB does.
     public func bulkWrite(database: String, collection: String, _ operations: [WriteOperation],
-                          ordered: Bool = false, majority: Bool = true, validateKeys: Bool = true) async throws -> BulkWriteResult {
+                          ordered: Bool = false, majority: Bool = true, validation: ClientValidation = .full) async throws -> BulkWriteResult {
         var total = BulkWriteResult()
         var start = 0
         while start < operations.count {
@@ -154,7 +154,7 @@ public final class MongoClient: @unchecked Sendable {
                 end += 1
             }
             let batch = try await bulkBatch(database: database, collection: collection, operations[start..<end], ordered: ordered,
-                                            majority: majority, validateKeys: validateKeys)
+                                            majority: majority, validation: validation)
             total.inserted += batch.inserted
             total.matched += batch.matched
             total.modified += batch.modified
@@ -167,9 +167,19 @@ public final class MongoClient: @unchecked Sendable {
         return total
     }
 
+    /// What libmongoc checks in documents before sending them (the server checks what it stores either way).
+    public enum ClientValidation: Sendable {
+        /// libmongoc's defaults: UTF-8 strings, no empty keys.
+        case full
+        /// Documents whose text was validated when they were built: only the empty-key check.
+        case skipUTF8
+        /// Nothing (tests that seed what only the server should judge).
+        case none
+    }
+
     /// One server batch; item errors are indexed within the batch.
     private func bulkBatch(database: String, collection: String, _ operations: ArraySlice<WriteOperation>,
-                           ordered: Bool, majority: Bool, validateKeys: Bool) async throws -> BulkWriteResult {
+                           ordered: Bool, majority: Bool, validation: ClientValidation) async throws -> BulkWriteResult {
         if operations.isEmpty { return BulkWriteResult() }
         let operations = Array(operations)
         return try await io.run {
@@ -183,11 +193,14 @@ public final class MongoClient: @unchecked Sendable {
             // Operations libmongoc refuses client-side (invalid keys) never reach the server: report them by index.
             var serverIndex: [Int] = []
             serverIndex.reserveCapacity(operations.count)
-            // MongoDB 5.0+ stores '.'/'$' field names that libmongoc refuses by default; tools may need to write them,
-            // and documents whose text was validated when they were built need no second UTF-8 pass: the server
-            // still checks what it stores.
-            let insertOptions = validateKeys ? Document() : Document(["validate": false])
-            let upsertTrue = validateKeys ? Document(["upsert": true]) : Document(["upsert": true, "validate": false])
+            let flags: Int32? = switch validation {
+            case .full: nil
+            case .skipUTF8: Int32(bitPattern: BSON_VALIDATE_EMPTY_KEYS.rawValue)
+            case .none: 0
+            }
+            let insertOptions = flags.map { Document(["validate": .int32($0)]) } ?? Document()
+            var upsertTrue = Document(["upsert": true])
+            if let flags { upsertTrue.append("validate", .int32(flags)) }
             for (index, operation) in operations.enumerated() {
                 var error = bson_error_t()
                 let added: Bool

@@ -12,7 +12,10 @@ import Changes
 /// u32 CRC-32C of everything before it.
 public struct SpoolSegmentHeader: Sendable, Equatable {
     public static let magic: [UInt8] = Array("MSPL".utf8)
-    public static let version: UInt16 = 1
+    /// 2: the payload is a run of frames (or none); 1: one frame. Both are read; an older binary refuses 2 as corrupt
+    /// and re-extracts the range (docs/ARCHITECTURE.md, "Spool").
+    public static let version: UInt16 = 2
+    static let readable: ClosedRange<UInt16> = 1...2
 
     public var stream: String
     /// Position before the first change (nil: the start) and after the last, in the position codec's form.
@@ -155,7 +158,7 @@ public enum SpoolSegmentReader {
         guard stored == computed else { throw corrupt("checksum mismatch (torn write or flipped bits)") }
         var p = 4
         let version: UInt16 = read(bytes, p); p += 4
-        guard version == SpoolSegmentHeader.version else { throw corrupt("unsupported version \(version)") }
+        guard SpoolSegmentHeader.readable.contains(version) else { throw corrupt("unsupported version \(version)") }
         let records = Int(read(bytes, p) as UInt32); p += 4
         // (Lengths from a damaged header can be anything: never trap converting or adding them.)
         guard let rawLength = Int(exactly: read(bytes, p) as UInt64), rawLength <= 1 << 31 else { throw corrupt("implausible raw length") }

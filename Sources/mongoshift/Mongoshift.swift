@@ -1,13 +1,11 @@
 import ArgumentParser
 import Foundation
-import ShiftCore
 
 @main
 struct Mongoshift: AsyncParsableCommand {
     /// Everything mongoshift writes (state db, spool, dead letters) holds positions and row data: owner only.
     static func main() async {
         umask(0o077)
-        AllocatorTuning.keepBuffersForReuse()
         do {
             var command = try parseAsRoot()
             if var command = command as? AsyncParsableCommand {

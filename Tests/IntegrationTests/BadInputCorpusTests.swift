@@ -169,7 +169,7 @@ final class BadInputCorpusTests: IntegrationTestCase {
             let docs = (spec["documents"] as! [Any]).map { Self.bson(from: $0).documentValue! }
             let expect = spec["expect"] as! [String: Any]
             let collection = "c_" + name.replacingOccurrences(of: "-", with: "_")
-            let result0 = try await mongo.bulkWrite(database: database, collection: collection, docs.map { .insert($0) }, validateKeys: false)
+            let result0 = try await mongo.bulkWrite(database: database, collection: collection, docs.map { .insert($0) }, validation: .none)
             XCTAssertEqual(result0.writeErrors.count, 0, "\(name): seeding: \(result0.writeErrors)")
             let state = directory + "/\(name).state"
             let yaml = """

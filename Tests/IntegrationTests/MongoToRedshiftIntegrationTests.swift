@@ -107,6 +107,22 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// A binary `_id` becomes a bytea key: deletes must name it in bytea's `\x` form too (they once sent bare hex,
+    /// which bytea reads as text, so the row stayed).
+    func testDeletesOfBinaryKeysRemoveTheirRows() async throws {
+        let keys = (0..<3).map { BSON.binary(BSONBinary(subtype: 0, data: [0x0a, UInt8($0), 0xff])) }
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", keys.map { .insert(["_id": $0, "name": "bin"]) })
+        let (process, _) = try startRun(try writeConfig())
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [.delete(filter: ["_id": keys[1]])])
+        try await waitFor("the delete") {
+            try await connection.query("SELECT count(*) FROM \(appsTable)").rows[0][0] == "2"
+        }
+        let left = try await connection.query("SELECT encode(_id, 'hex') FROM \(appsTable) ORDER BY 1").rows.map { $0[0] }
+        XCTAssertEqual(left, ["0a00ff", "0a02ff"])
+        stop(process)
+    }
+
     /// Issue "A local Redshift…" fix 3 on PostgreSQL: widening `_id` (char(24) → varchar) keeps the primary key
     /// (the old column swap dropped it silently, and `discover` then showed `key=NONE`).
     func testWideningTheKeyColumnKeepsThePrimaryKey() async throws {

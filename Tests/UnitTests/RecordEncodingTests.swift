@@ -51,7 +51,9 @@ final class RecordEncodingTests: XCTestCase {
         ["1", "7", "12.50", "1.5", "plain", "t", "2024-02-29", "2024-01-01 00:00:00.123456+00", #"{"a": 1, "b": [true, null, "x"]}"#, "\\x00ff10", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"],
         ["-9223372036854775808", "-32768", "-0.00", "-Infinity", "ünïcødé ✓", "f", "0001-01-01 BC", "1969-12-31 23:59:59.9995-02:30", #"[1, 2147483648, -2.5e3, {"k\u00e9y": "tab\tquote\" \ud83d\ude00"}]"#, "\\x", ""],
         ["42", nil, nil, nil, nil, nil, nil, nil, nil, nil, nil],
-        ["43", "1", "NaN", "NaN", "", "t", "infinity", "2024-06-01 12:00:00", #"  "just a string"  "#, "\\xDEADbeef", "x"],
+        ["43", "1", "NaN", "NaN", "", "t", "2024-06-01", "2024-06-01 12:00:00", #"  "just a string"  "#, "\\xDEADbeef", "x"],
+        // Refused by both (a date BSON cannot hold): goes to the dead-letter file.
+        ["46", "1", "1", "1", "", "t", "infinity", "2024-06-01 12:00:00", "{}", "\\x", "x"],
         ["44", "2", "123456789012345678901234567890.1234", "0", String(repeating: "long text ", count: 500), "t", "2024-06-01", "2024-06-01 12:00:00+05:45",
          #"{"deep": {"er": {"est": [[[]]]}}, "n": 12345678901234567890}"#, "\\x0a", "x"],
         ["45", "3", "1E+3", "1e308", "a\u{0}b", "f", "2024-06-01", "2024-06-01 12:00:00", "{}", "\\x", "x"],
@@ -90,6 +92,18 @@ final class RecordEncodingTests: XCTestCase {
     func testInPlaceRecordsEqualTheGeneralEncoderForEveryType() {
         let encoder = RowEncoder(table: table())
         for values in rows { assertSame(encoder, values) }
+    }
+
+    /// One record against bytes written out by hand (the two encoders could agree on a mistake).
+    func testARecordsBytesAreExactlyBSON() throws {
+        let t = SourceTable(name: TableName(schema: nil, name: "t"),
+                            columns: [PostgresColumn(name: "id", typeOID: PostgresType.int4), PostgresColumn(name: "u", typeOID: PostgresType.timestamp)],
+                            keyIndexes: [0], watermarkIndex: 1, deleteIndex: nil)
+        guard case .record(let n) = inPlace(RowEncoder(table: t), TextRow(["7", "1970-01-01 00:00:01.5"])) else { return XCTFail("not written") }
+        let doc = try Document(bytes: Array(lastBytes[0..<n]))
+        XCTAssertEqual(doc, ["o": .int32(1), "k": .int32(7),
+                             "d": .document(["_id": .int32(7), "id": .int32(7), "u": .datetime(1500), "_mongoshift": .document(["v": .int64(1_500_000)])]),
+                             "v": .int64(1_500_000)])
     }
 
     func testCompositeKeysRenamedFieldsAndNoWatermark() {
@@ -152,5 +166,10 @@ final class RecordEncodingTests: XCTestCase {
         XCTAssertThrowsError(try JSONToBSON.parse(#"[1,]"#))
         XCTAssertThrowsError(try JSONToBSON.parse("\"\u{FF}"))
         XCTAssertEqual(try JSONToBSON.parse(#"{"a":[10,11]}"#), .document(["a": .array([.int32(10), .int32(11)])]))
+        // Against values written out by hand, not by the parser itself.
+        XCTAssertEqual(try JSONToBSON.parse(#" {"s": "tab\tq\" é \ud83d\ude00", "n": -2147483649, "d": 2.5e-3, "e": {}, "z": [null, false]} "#),
+                       .document(["s": .string("tab\tq\" é 😀"), "n": .int64(-2_147_483_649), "d": .double(0.0025), "e": .document([:]),
+                                  "z": .array([.null, .bool(false)])]))
+        XCTAssertEqual(try JSONToBSON.parse(#"{"k\u0000ey": 1}"#), .document(["key": .int32(1)]), "a NUL in a key is dropped, as the key encoder does")
     }
 }

@@ -30,9 +30,7 @@ public enum SchemaChange: Sendable, Equatable {
 /// columns, deeper values nested (SUPER / jsonb); types widen along `ColumnType`'s lattice; names are sanitised
 /// and two fields that land on one name are an error naming both.
 public struct SchemaTracker: Sendable {
-    public private(set) var schema: TableSchema {
-        didSet { columnByPath = Self.index(schema) }
-    }
+    public private(set) var schema: TableSchema
     public let flatten: Int
     /// `schema`'s column per Mongo path (a row is placed by lookup, not by scanning the columns).
     private var columnByPath: [String: Int]
@@ -115,6 +113,7 @@ public struct SchemaTracker: Sendable {
             let column = schema.columns.remove(at: id)
             schema.columns.insert(column, at: 0)
         }
+        columnByPath = Self.index(schema)
         for column in schema.columns {
             if added.contains(column.name) { changes.append(.addColumn(column)) }
             else if let old = widened[column.name] { changes.append(.widenColumn(column, from: old)) }

@@ -45,7 +45,7 @@ public struct MongoApplier: Sendable {
                 let indices = Array(pending[start..<min(pending.count, start + (limiter?.chunk ?? pending.count))])
                 if let limiter { try await limiter.acquire(indices.count) }
                 // The documents come from the row encoder, which validated their text (docs/ARCHITECTURE.md, "Types").
-                var result = try await client.bulkWrite(database: database, collection: collection, indices.map { ops[$0] }, validateKeys: false)
+                var result = try await client.bulkWrite(database: database, collection: collection, indices.map { ops[$0] }, validation: .skipUTF8)
                 // Errors name positions in this bulk: back to positions in `ops`, throttled ones set aside.
                 let errors = result.writeErrors
                 result.writeErrors = []

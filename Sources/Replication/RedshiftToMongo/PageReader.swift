@@ -4,7 +4,8 @@ import PostgresClient
 import Spool
 
 /// Reads one keyset page or watermark poll into a spool segment writer, row by row (single-row mode), on the
-/// source connection's thread. Holds one page: memory is bounded by the page size, never by the table.
+/// source connection's thread. Holds one page (compressed as it grows; a snapshot copier holds a second while the
+/// first is sealed): memory is bounded by the page size, never by the table.
 ///
 /// `@unchecked Sendable`: mutated only on the connection's thread inside one `stream` call, read after it returns.
 final class PageSink: @unchecked Sendable {

@@ -108,8 +108,9 @@ struct RedshiftSnapshotSource: SnapshotSource {
                             summary: ["snapshot_start": "\(start)", "tail_from": "\(seed ?? "-")"])
     }
 
-    /// Whether PostgreSQL itself guarantees the key: a unique index (no expression, no predicate) over key columns
-    /// with every key column NOT NULL. Then the two full scans below have nothing to find. Never on Redshift, whose
+    /// Whether PostgreSQL itself guarantees the key: a valid unique index (no expression, no predicate) over key
+    /// columns, with every key column NOT NULL, on a table without inheritance children (their rows are read too
+    /// but not covered; a partitioned table's unique index is valid only once every partition has it). Then the two full scans below have nothing to find. Never on Redshift, whose
     /// PRIMARY KEY and UNIQUE are informational only (docs/ARCHITECTURE.md, "Redshift").
     private func keyEnforcedBySource() async throws -> Bool {
         guard reader.dialect == .postgres else { return false }
@@ -117,6 +118,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
             SELECT CAST(count(*) AS varchar) FROM pg_index i
             JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+              AND i.indisvalid AND i.indisready AND i.indislive AND (NOT c.relhassubclass OR c.relkind = 'p')
               AND (SELECT bool_and(a.attname = ANY (CAST($3 AS text[]))) FROM unnest(i.indkey) k
                    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k)
               AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = ANY (CAST($3 AS text[]))

@@ -61,6 +61,31 @@ final class SchemaTrackerTests: XCTestCase {
         XCTAssertEqual(tracker.row(of: ["n": 3, "added": true, "_id": 9, "name": "x"]), [.int32(9), .string("x"), .int32(3), nil, .bool(true)])
     }
 
+    /// The decimal column scale, computed from a value's parts, is what its text says (the rule it replaced).
+    func testDecimalScaleFollowsTheTextForm() {
+        func byText(_ d: Decimal128) -> Int? {
+            let text = d.description
+            guard !d.isNaN && !d.isInfinite, !text.contains("E") else { return nil }
+            let digits = text.filter(\.isNumber)
+            let scale = text.split(separator: ".").dropFirst().first?.count ?? 0
+            guard digits.count <= 38, scale <= 37 else { return nil }
+            return scale
+        }
+        var samples = ["0", "-0", "1", "12.50", "-0.00", "0.000001", "0.0000001", "123456789012345678901234567890.1234", "1E+3", "1E-6",
+                       "0.1234567890123456789012345678901234", "9999999999999999999999999999999999", "NaN", "-Infinity", "1.000000000000000000000000000000000E-30",
+                       "0.00000000000000000000000000000012345"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let digits = Int.random(in: 1...34, using: &rng)
+            let coefficient = String((0..<digits).map { _ in "0123456789".randomElement(using: &rng)! })
+            samples.append(coefficient + "E" + String(Int.random(in: -45...5, using: &rng)))
+        }
+        for text in samples {
+            guard let d = Decimal128(text) else { continue }
+            XCTAssertEqual(ColumnType.decimalScale(d), byText(d), text)
+        }
+    }
+
     func testFlattenDepth() {
         let doc: Document = ["_id": 1, "a": .document(["b": .document(["c": 1]), "d": 2]), "arr": .array([1, 2])]
         XCTAssertEqual(SchemaTracker(flatten: 1).fields(of: doc).map(\.path), ["_id", "a", "arr"])

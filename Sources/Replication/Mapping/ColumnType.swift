@@ -57,12 +57,23 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// decimal(38, s) holds the value exactly: at most 38 digits, scale ≤ 37, finite.
+    /// From the value's parts, as its canonical text would say (no String per value: this runs for every decimal
+    /// of every document): only plain notation qualifies, and its digits count the leading `0.` and zeros.
     static func decimalScale(_ d: Decimal128) -> Int? {
-        let text = d.description
-        guard !d.isNaN && !d.isInfinite, !text.contains("E") else { return nil }
-        let digits = text.filter(\.isNumber)
-        let scale = text.split(separator: ".").dropFirst().first?.count ?? 0
-        guard digits.count <= 38, scale <= 37 else { return nil }
+        guard !d.isNaN && !d.isInfinite else { return nil }
+        let (coefficient, exponent) = d.parts
+        var digits = 1
+        var rest = coefficient
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        // Decimal128.description: plain notation when exponent ≤ 0 and the adjusted exponent ≥ -6.
+        guard exponent <= 0, exponent + digits - 1 >= -6 else { return nil }
+        let point = digits + exponent
+        let textDigits = exponent == 0 || point > 0 ? digits : 1 - point + digits
+        let scale = -exponent
+        guard textDigits <= 38, scale <= 37 else { return nil }
         return scale
     }
 

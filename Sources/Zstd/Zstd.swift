@@ -9,23 +9,6 @@ public struct ZstdError: Error, CustomStringConvertible, Sendable {
 }
 
 public enum Zstd {
-    public static func compress(_ raw: [UInt8], level: Int32 = 1) throws -> [UInt8] {
-        try raw.withUnsafeBytes { try compress($0, level: level) }
-    }
-
-    /// One frame holding `raw` (its content size declared).
-    public static func compress(_ raw: UnsafeRawBufferPointer, level: Int32 = 1) throws -> [UInt8] {
-        let bound = ZSTD_compressBound(raw.count)
-        var result = 0
-        // Uninitialised capacity: only the pages zstd writes are ever touched (no memset of the whole bound).
-        let out = [UInt8](unsafeUninitializedCapacity: bound) { o, initialized in
-            result = ZSTD_compress(o.baseAddress, bound, raw.baseAddress, raw.count, level)
-            initialized = ZSTD_isError(result) != 0 ? 0 : result
-        }
-        if ZSTD_isError(result) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(result))) }
-        return out
-    }
-
     /// Compresses `raw` as one frame appended to `out` (a spool segment's payload is a run of frames). The bound
     /// is borrowed only for the call, so `out` holds just the compressed bytes.
     public static func compress(_ raw: UnsafeRawBufferPointer, appendingTo out: inout [UInt8], level: Int32 = 1) throws {
@@ -35,12 +18,6 @@ public enum Zstd {
             if ZSTD_isError(written) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(written))) }
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<written]))
         }
-    }
-
-    /// The content size a frame declares (nil when unknown or not a frame).
-    public static func frameContentSize(_ frame: UnsafeRawBufferPointer) -> UInt64? {
-        let size = ZSTD_getFrameContentSize(frame.baseAddress, frame.count)
-        return size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR ? nil : size
     }
 
     /// The total content size a run of frames declares (nil when any frame is malformed or does not say).
@@ -84,15 +61,6 @@ public enum Zstd {
             try body(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
             at += length
         }
-    }
-
-    /// Decompresses one frame, or a run of frames, whose content size is known to be `rawLength`.
-    public static func decompress(_ frame: UnsafeRawBufferPointer, rawLength: Int) throws -> [UInt8] {
-        var raw = [UInt8](repeating: 0, count: rawLength)
-        let got = raw.withUnsafeMutableBytes { o in ZSTD_decompress(o.baseAddress, rawLength, frame.baseAddress, frame.count) }
-        if ZSTD_isError(got) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(got))) }
-        guard got == rawLength else { throw ZstdError(reason: "decompressed \(got) bytes, expected \(rawLength)") }
-        return raw
     }
 }
 

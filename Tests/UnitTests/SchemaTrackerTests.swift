@@ -214,3 +214,14 @@ final class RedshiftInsertBatchingTests: XCTestCase {
         XCTAssertTrue(RedshiftApplier.insertBatches(narrow, width: 100).allSatisfy { $0.count * 100 <= 32_000 })
     }
 }
+
+extension CopyText {
+    /// A whole row of texts (nil = NULL), for tests.
+    mutating func appendRow(_ row: [String?]) {
+        for value in row {
+            nextColumn()
+            if let value { var text = value; text.withUTF8 { append($0) } } else { appendNull() }
+        }
+        endRow()
+    }
+}

@@ -50,7 +50,8 @@ final class SpoolFuzzTests: XCTestCase {
     func segment(withRaw raw: [UInt8], from valid: [UInt8]) -> [UInt8] {
         let payloadLength = valid[20..<28].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
         let headerEnd = valid.count - 4 - payloadLength
-        let payload = try! Zstd.compress(raw)
+        var payload: [UInt8] = []
+        try! raw.withUnsafeBytes { try Zstd.compress($0, appendingTo: &payload) }
         let n = payload.count
         var out = Array(valid[..<headerEnd]) + payload + [0, 0, 0, 0]
         field(&out, at: 12, width: 8, value: UInt64(raw.count))
@@ -103,10 +104,11 @@ final class SpoolFuzzTests: XCTestCase {
     /// The valid segment's records, uncompressed (what the payload holds).
     func validRaw() throws -> [UInt8] {
         let valid = try validSegment()
-        let rawLength = valid[12..<20].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
         let payloadLength = valid[20..<28].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        return try valid.withUnsafeBytes {
-            try Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[(valid.count - 4 - payloadLength)..<(valid.count - 4)]), rawLength: rawLength)
+        var raw: [UInt8] = []
+        try valid.withUnsafeBytes {
+            try Zstd.forEachFrame(UnsafeRawBufferPointer(rebasing: $0[(valid.count - 4 - payloadLength)..<(valid.count - 4)])) { raw += $0 }
         }
+        return raw
     }
 }

@@ -118,13 +118,4 @@ public struct CopyText: TextSink {
         bytes.removeSubrange(rowStart...)
         columnsInRow = 0
     }
-
-    /// A whole row of texts (nil = NULL).
-    public mutating func appendRow(_ row: [String?]) {
-        for value in row {
-            nextColumn()
-            if let value { append(value) } else { appendNull() }
-        }
-        endRow()
-    }
 }

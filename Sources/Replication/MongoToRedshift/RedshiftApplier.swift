@@ -107,18 +107,45 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     public func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome {
-        try await applyBatch(changes, fence: segment)
+        try await commit(try batch(changes, learningFrom: tracker), fence: segment)
+    }
+
+    public nonisolated func prepare(_ changes: [Change], segment: SegmentRecord, after previous: PreparedSegment?) async throws -> PreparedSegment {
+        // Built off the actor: the batch in the target's transaction resumes on it meanwhile.
+        let base = if let earlier = previous?.work as? Batch { earlier.tracker } else { await tracker }
+        return PreparedSegment(segment: segment, changes: [], work: try batch(changes, learningFrom: base))
+    }
+
+    public func apply(_ prepared: PreparedSegment) async throws -> ApplyOutcome {
+        guard let batch = prepared.work as? Batch else { return try await apply(prepared.changes, segment: prepared.segment) }
+        return try await commit(batch, fence: prepared.segment)
     }
 
     /// `verify --repair`: the same load, without the checkpoint fence — a repair must not advance the
     /// checkpoint past segments a running daemon has not applied yet.
     public func repair(_ changes: [Change]) async throws -> ApplyOutcome {
-        try await applyBatch(changes, fence: nil)
+        try await commit(try batch(changes, learningFrom: tracker), fence: nil)
     }
 
-    private func applyBatch(_ changes: [Change], fence segment: SegmentRecord?) async throws -> ApplyOutcome {
+    /// A batch ready for its transaction: the schema learned from its documents (adopted only once the batch is
+    /// in the target, so a failed schema change is sent again on retry) and its rows as text.
+    struct Batch: Sendable {
+        /// The schema tracker after the batch's documents, and the schema before them.
+        var tracker: SchemaTracker
+        var previous: TableSchema
+        var schemaChanges: [SchemaChange]
+        /// PostgreSQL: the rows as COPY text; Redshift: as parameters or COPY files.
+        var copyText: [UInt8]
+        var rows: [[String?]]
+        var loadedRows: Int
+        var deadLetters: [DeadLetterFile.Entry]
+    }
+
+    /// Learns the schema from the batch's documents (starting from `base`) and writes its rows as text, with
+    /// oversized values dead-lettered (never truncated). Pure: nothing is kept until `commit`.
+    private nonisolated func batch(_ changes: [Change], learningFrom base: SchemaTracker) throws -> Batch {
         let latest = changes.latestPerKey()
-        var outcome = ApplyOutcome()
+        var tracker = base
         let documents = latest.compactMap { $0.operation == .upsert ? $0.document : nil }
         let previous = tracker.schema
         let schemaChanges: [SchemaChange]
@@ -130,18 +157,12 @@ public actor RedshiftApplier: ChangeTarget {
             throw ReplicationError(.sourceData, stream: context.name, "\(error)")
         }
         let schema = tracker.schema
-        guard !schema.columns.isEmpty else {
-            // Only deletes before any document was ever seen: nothing can be in the target yet.
-            if let segment { try await fenceOnly(segment) }
-            return outcome
-        }
-        // Rows as text, with oversized values dead-lettered (never truncated): PostgreSQL's COPY text written
-        // straight from the documents' values; Redshift's rows as parameters or COPY files.
-        var copyText = CopyText(reservingCapacity: sql.dialect == .postgres ? changes.count * 128 : 0)
+        var deadLetters: [DeadLetterFile.Entry] = []
+        var copyText = CopyText(reservingCapacity: sql.dialect == .postgres && !schema.columns.isEmpty ? changes.count * 128 : 0)
         var rows: [[String?]] = []
         if sql.dialect == .redshift { rows.reserveCapacity(latest.count) }
-        let idType = schema.columns[0].type
-        for change in latest {
+        let idType = schema.columns.first?.type ?? .varchar(16)
+        for change in schema.columns.isEmpty ? [] : latest {
             if change.operation == .delete {
                 if sql.dialect == .postgres {
                     copyText.nextColumn()
@@ -189,14 +210,29 @@ public actor RedshiftApplier: ChangeTarget {
                 rows.append(row + ["u"])
             } catch {
                 copyText.abandonRow()
-                outcome.deadLetters.append(.init(key: change.key, reason: "\(error)"))
+                deadLetters.append(.init(key: change.key, reason: "\(error)"))
             }
         }
-        let loadedRows = sql.dialect == .postgres ? copyText.rows : rows.count
-        let copyBytes = copyText.bytes
+        return Batch(tracker: tracker, previous: previous, schemaChanges: schemaChanges, copyText: copyText.bytes, rows: rows,
+                     loadedRows: sql.dialect == .postgres ? copyText.rows : rows.count, deadLetters: deadLetters)
+    }
+
+    /// Puts a prepared batch in the target (schema changes first, then the fenced transaction) and adopts the
+    /// schema it learned.
+    private func commit(_ batch: Batch, fence segment: SegmentRecord?) async throws -> ApplyOutcome {
+        var outcome = ApplyOutcome(deadLetters: batch.deadLetters)
+        let schema = batch.tracker.schema
+        guard !schema.columns.isEmpty else {
+            // Only deletes before any document was ever seen: nothing can be in the target yet.
+            if let segment { try await fenceOnly(segment) }
+            return outcome
+        }
+        let schemaChanges = batch.schemaChanges
+        let previous = batch.previous
+        let rows = batch.rows
+        let copyBytes = batch.copyText
         let sqlText = sql
         let name = context.checkpointKey
-        let loadRows = rows
         let changer = SchemaChanger(sql: sqlText, logger: context.logger)
         let exists = tableExists
         let generation = try await context.state.snapshotGeneration(context.name)
@@ -210,7 +246,7 @@ public actor RedshiftApplier: ChangeTarget {
                 } else {
                     try await c.execute(sqlText.createTable(schema))
                 }
-                return try await self.load(c, rows: loadRows, copyText: copyBytes, staged: staged, schema: schema, segment: segment, stream: name,
+                return try await self.load(c, rows: rows, copyText: copyBytes, staged: staged, schema: schema, segment: segment, stream: name,
                                            generation: generation)
             }
         } catch {
@@ -218,6 +254,7 @@ public actor RedshiftApplier: ChangeTarget {
             throw error
         }
         if let staged { await copyLoader?.remove(staged) }
+        tracker = batch.tracker
         if !tableExists || !schemaChanges.isEmpty {
             let created = !tableExists
             tableExists = true
@@ -237,7 +274,7 @@ public actor RedshiftApplier: ChangeTarget {
                 }
             }
         }
-        outcome.applied = applied ? loadedRows : 0
+        outcome.applied = applied ? batch.loadedRows : 0
         return outcome
     }
 

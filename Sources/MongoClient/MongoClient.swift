@@ -201,6 +201,7 @@ public final class MongoClient: @unchecked Sendable {
             let insertOptions = flags.map { Document(["validate": .int32($0)]) } ?? Document()
             var upsertTrue = Document(["upsert": true])
             if let flags { upsertTrue.append("validate", .int32(flags)) }
+            let noOptions = Document()
             for (index, operation) in operations.enumerated() {
                 var error = bson_error_t()
                 let added: Bool
@@ -208,10 +209,10 @@ public final class MongoClient: @unchecked Sendable {
                 case .insert(let doc):
                     added = withBSON(doc) { d in withBSON(insertOptions) { o in mongoc_bulk_operation_insert_with_opts(bulk, d, o, &error) } }
                 case .replace(let filter, let replacement, let upsert):
-                    added = withBSON(filter) { f in withBSON(replacement) { r in withBSON(upsert ? upsertTrue : Document()) { o in
+                    added = withBSON(filter) { f in withBSON(replacement) { r in withBSON(upsert ? upsertTrue : noOptions) { o in
                         mongoc_bulk_operation_replace_one_with_opts(bulk, f, r, o, &error) } } }
                 case .update(let filter, let update, let upsert):
-                    added = withBSON(filter) { f in withBSON(update) { u in withBSON(upsert ? upsertTrue : Document()) { o in
+                    added = withBSON(filter) { f in withBSON(update) { u in withBSON(upsert ? upsertTrue : noOptions) { o in
                         mongoc_bulk_operation_update_one_with_opts(bulk, f, u, o, &error) } } }
                 case .delete(let filter):
                     added = withBSON(filter) { mongoc_bulk_operation_remove_one_with_opts(bulk, $0, nil, &error) }
@@ -402,12 +403,17 @@ final class DocumentBox: @unchecked Sendable {
     func append(_ d: Document) { documents.append(d) }
 }
 
-/// Lends a Document to libmongoc as a read-only `bson_t` for the duration of `body`.
+/// Lends a Document to libmongoc as a read-only `bson_t` for the duration of `body`: a static `bson_t` over the
+/// document's own bytes, its header on the stack — no allocation or copy per document.
 func withBSON<R>(_ document: Document, _ body: (OpaquePointer) throws -> R) rethrows -> R {
     try document.bytes.withUnsafeBufferPointer { buffer in
-        let b = bson_new_from_data(buffer.baseAddress, buffer.count)!
-        defer { bson_destroy(b) }
-        return try body(b)
+        try withUnsafeTemporaryAllocation(byteCount: 128, alignment: 128) { storage in
+            let b = OpaquePointer(storage.baseAddress!)
+            // The bytes were validated as a document when the Document was made: a refusal here is a bug.
+            precondition(bson_init_static(b, buffer.baseAddress, buffer.count), "libbson refused a validated document")
+            defer { bson_destroy(b) }
+            return try body(b)
+        }
     }
 }
 

@@ -24,6 +24,15 @@ public enum WriteOperation: Sendable {
         case .delete(let f): f.byteCount
         }
     }
+
+    /// The document written (inserted or replacing) has an empty key somewhere.
+    var writesEmptyKey: Bool {
+        switch self {
+        case .insert(let d): d.containsEmptyKey
+        case .replace(_, let r, _): r.containsEmptyKey
+        case .update, .delete: false
+        }
+    }
 }
 
 public struct BulkWriteError: Sendable, Hashable {
@@ -171,7 +180,8 @@ public final class MongoClient: @unchecked Sendable {
     public enum ClientValidation: Sendable {
         /// libmongoc's defaults: UTF-8 strings, no empty keys.
         case full
-        /// Documents whose text was validated when they were built: only the empty-key check.
+        /// Documents whose text was validated when they were built: only the empty-key check of written documents,
+        /// done here in one walk (libmongoc's visit also re-validates every key as UTF-8).
         case skipUTF8
         /// Nothing (tests that seed what only the server should judge).
         case none
@@ -193,16 +203,17 @@ public final class MongoClient: @unchecked Sendable {
             // Operations libmongoc refuses client-side (invalid keys) never reach the server: report them by index.
             var serverIndex: [Int] = []
             serverIndex.reserveCapacity(operations.count)
-            let flags: Int32? = switch validation {
-            case .full: nil
-            case .skipUTF8: Int32(bitPattern: BSON_VALIDATE_EMPTY_KEYS.rawValue)
-            case .none: 0
-            }
+            let flags: Int32? = validation == .full ? nil : 0
             let insertOptions = flags.map { Document(["validate": .int32($0)]) } ?? Document()
             var upsertTrue = Document(["upsert": true])
             if let flags { upsertTrue.append("validate", .int32(flags)) }
             let noOptions = Document()
             for (index, operation) in operations.enumerated() {
+                if validation == .skipUTF8 && operation.writesEmptyKey {
+                    result.writeErrors.append(BulkWriteError(index: index, code: Int(MONGOC_ERROR_COMMAND_INVALID_ARG.rawValue),
+                                                             message: "document has an empty key; the client refuses to send it"))
+                    continue
+                }
                 var error = bson_error_t()
                 let added: Bool
                 switch operation {

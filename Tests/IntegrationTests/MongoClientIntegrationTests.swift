@@ -68,6 +68,23 @@ final class MongoClientIntegrationTests: XCTestCase {
         XCTAssertEqual(count, 2)
     }
 
+    /// `.skipUTF8` keeps libmongoc's default refusal of empty keys (checked by mongoshift, at any depth), per item,
+    /// and sends the rest — the same outcome as libmongoc's own validation.
+    func testEmptyKeysAreRefusedPerItemWithoutLibmongocValidation() async throws {
+        let nested: Document = ["_id": 2, "a": .array([.document(["ok": 1]), .document(["": 1])])]
+        let ops: [WriteOperation] = [
+            .insert(["_id": 1, "v": "a"]), .insert(nested), .insert(["_id": 3, "": "top"]),
+            .replace(filter: ["_id": 4], replacement: ["_id": 4, "d": .document(["": 0])], upsert: true),
+            .replace(filter: ["_id": 5], replacement: ["_id": 5, "v": "e"], upsert: true),
+        ]
+        let skipped = try await client.bulkWrite(database: database, collection: "keys", ops, validation: .skipUTF8)
+        let full = try await client.bulkWrite(database: database, collection: "keys_full", ops, validation: .full)
+        XCTAssertEqual(skipped.writeErrors.map(\.index), [1, 2, 3])
+        XCTAssertEqual(full.writeErrors.map(\.index), [1, 2, 3], "libmongoc's own validation refuses the same items")
+        let count = try await client.count(database: database, collection: "keys")
+        XCTAssertEqual(count, 2)
+    }
+
     func testKeysetFindStreamsInOrder() async throws {
         _ = try await client.bulkWrite(database: database, collection: "keys", (1...250).map { .insert(["_id": .int32(Int32($0))]) })
         let page = try await client.findAll(database: database, collection: "keys", filter: ["_id": .document(["$gt": 100, "$lte": 200])],

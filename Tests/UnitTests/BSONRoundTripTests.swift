@@ -42,6 +42,18 @@ final class BSONRoundTripTests: XCTestCase {
         XCTAssertNil(doc.value(at: "a.x"))
     }
 
+    func testEmptyKeysAreFoundAtAnyDepth() {
+        XCTAssertFalse(Document(["a": 1, "b": .document(["c": .array([1, .document(["d": "x"])])])]).containsEmptyKey)
+        XCTAssertTrue(Document(["": 1]).containsEmptyKey)
+        XCTAssertTrue(Document(["a": 1, "b": .document(["c": 2, "": 3])]).containsEmptyKey)
+        XCTAssertTrue(Document(["a": .array([1, .document(["": "x"])])]).containsEmptyKey)
+        var everyType = Document()
+        for (key, value) in BSONSamples.everyType { everyType.append(key, value) }
+        XCTAssertFalse(everyType.containsEmptyKey, "every value type is stepped over")
+        everyType.append("", .null)
+        XCTAssertTrue(everyType.containsEmptyKey, "a key after every value type is reached")
+    }
+
     func testMalformedBytesAreRejected() {
         let good: Document = ["k": "value"]
         var truncated = good.bytes

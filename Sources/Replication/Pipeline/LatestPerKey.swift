@@ -9,7 +9,8 @@ extension Array where Element == Change {
         var index: [BSON: Int] = [:]
         index.reserveCapacity(count)
         var repeated = false
-        for change in self where index.updateValue(index.count, forKey: change.key) != nil {
+        // By index: a `for change in self` would copy (retain and release) every change just to read its key.
+        for i in indices where index.updateValue(i, forKey: self[i].key) != nil {
             repeated = true
             break
         }

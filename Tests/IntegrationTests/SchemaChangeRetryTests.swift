@@ -1,3 +1,4 @@
+import BSON
 import StateStore
 import Changes
 import Foundation
@@ -8,15 +9,46 @@ import Spool
 import TestSupport
 import XCTest
 
-/// A batch whose schema change failed on the target is retried with its schema change: the applier adopts a
-/// batch's learned columns only once the batch is in the target.
+/// Schema changes inside and across batches: a batch whose schema change failed on the target is retried with its
+/// schema change (the applier adopts a batch's learned columns only once the batch is in the target), and rows
+/// written before a mid-batch change are rewritten to fit it.
 final class SchemaChangeRetryTests: XCTestCase {
-    func testFailedColumnAddIsSentAgainOnRetry() async throws {
+    /// More mid-batch schema changes than the applier restarts for (new columns late in the batch, a column
+    /// widened from integer to text to nested): every row lands with every value.
+    func testSchemaChangesMidBatchKeepEveryRowsValues() async throws {
         let pg = try TestServers.requirePostgres()
         let connection = try await PostgresConnection.connect(pg)
-        let schema = TestServers.uniqueName("ddlretry")
-        let directory = try TestServers.temporaryDirectory("ddlretry")
+        let schema = TestServers.uniqueName("midbatch")
+        let (applier, segment, directory) = try await makeApplier(pg, schema: schema)
         defer { try? FileManager.default.removeItem(atPath: directory) }
+        var changes: [Change] = []
+        for i in 0..<40 {
+            var doc: Document = ["_id": .int32(Int32(i)), "n": .int32(Int32(i))]
+            if i >= 5 { doc.append("f\(i / 5)", .string("v\(i)")) }       // a new column every 5 documents
+            if i == 12 { doc.append("w", .int32(7)) }
+            if i == 20 { doc.append("w", .string("seven")) }
+            if i == 33 { doc.append("w", .document(["x": 1])) }
+            changes.append(Change(operation: .upsert, key: .int32(Int32(i)), document: doc))
+        }
+        changes.append(Change(operation: .delete, key: .int32(3)))
+        let outcome = try await applier.apply(changes, segment: segment(1))
+        XCTAssertEqual(outcome.applied, 40)
+        let rows = try await connection.query("SELECT _id, n, f1, f7, w::text FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows.count, 39, "the delete of 3 applied")
+        XCTAssertEqual(rows.map { $0[1] }, rows.map { $0[0] }, "n kept on every row")
+        XCTAssertEqual(rows.first { $0[0] == "5" }?[2], "v5")
+        XCTAssertEqual(rows.first { $0[0] == "39" }?[3], "v39")
+        XCTAssertEqual(rows.first { $0[0] == "12" }?[4], "7")
+        XCTAssertEqual(rows.first { $0[0] == "20" }?[4], "\"seven\"")
+        XCTAssertEqual(rows.first { $0[0] == "33" }?[4], "{\"x\": 1}")
+        XCTAssertEqual(rows.filter { $0[4] != nil }.count, 3)
+        let columns = await applier.schema.columns.map(\.name)
+        XCTAssertEqual(columns, ["_id", "n", "f1", "f2", "w", "f3", "f4", "f5", "f6", "f7"], "in the order fields were first seen")
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
+    private func makeApplier(_ pg: String, schema: String) async throws -> (RedshiftApplier, (Int64) -> SegmentRecord, String) {
+        let directory = try TestServers.temporaryDirectory(schema)
         var config = ReplicationConfig()
         config.stateDirectory = directory
         var stream = StreamConfig(name: "apps", direction: .mongoToRedshift, table: TableName(schema: schema, name: "apps"),
@@ -27,10 +59,19 @@ final class SchemaChangeRetryTests: XCTestCase {
         _ = try await state.ensureStream("apps", direction: "mongo_to_redshift")
         let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
         let applier = try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: pg, dialect: .postgres), policy: RetryPolicy(maxAttempts: 1))
-        func segment(_ seq: Int64) -> SegmentRecord {
+        let segment = { (seq: Int64) in
             SegmentRecord(stream: "apps", seq: seq, kind: .tail, partition: -1, records: 1, bytes: 0, firstPosition: nil,
                           lastPosition: .changeStream(ChangeStreamPosition(resumeToken: ["_data": .string("x\(seq)")])))
         }
+        return (applier, segment, directory)
+    }
+
+    func testFailedColumnAddIsSentAgainOnRetry() async throws {
+        let pg = try TestServers.requirePostgres()
+        let connection = try await PostgresConnection.connect(pg)
+        let schema = TestServers.uniqueName("ddlretry")
+        let (applier, segment, directory) = try await makeApplier(pg, schema: schema)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let first = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "n": 1])], segment: segment(1))
         XCTAssertEqual(first.applied, 1)
 

@@ -143,78 +143,120 @@ public actor RedshiftApplier: ChangeTarget {
 
     /// Learns the schema from the batch's documents (starting from `base`) and writes its rows as text, with
     /// oversized values dead-lettered (never truncated). Pure: nothing is kept until `commit`.
+    ///
+    /// One walk per document learns its fields and places its values. A document that changes the schema (a new
+    /// column, a wider type) restarts the rows with the schema as it is now — rows written before it no longer
+    /// fit; after `maxRestarts` the remaining documents are learned first, so the last restart is final.
     private nonisolated func batch(_ changes: [Change], learningFrom base: SchemaTracker) throws -> Batch {
         let latest = changes.latestPerKey()
         var tracker = base
-        let documents = latest.compactMap { $0.operation == .upsert ? $0.document : nil }
         let previous = tracker.schema
-        let schemaChanges: [SchemaChange]
-        do {
-            // (Each document is walked again for its row below: holding every document's fields at once would
-            // cost more memory than the second walk costs time.)
-            schemaChanges = try tracker.observe(documents)
-        } catch {
-            throw ReplicationError(.sourceData, stream: context.name, "\(error)")
-        }
-        let schema = tracker.schema
-        var deadLetters: [DeadLetterFile.Entry] = []
-        var copyText = CopyText(reservingCapacity: sql.dialect == .postgres && !schema.columns.isEmpty ? changes.count * 128 : 0)
+        let flatten = tracker.flatten
+        var restarts = 0
+        var copyText = CopyText()
         var rows: [[String?]] = []
-        if sql.dialect == .redshift { rows.reserveCapacity(latest.count) }
-        let idType = schema.columns.first?.type ?? .varchar(16)
-        for change in schema.columns.isEmpty ? [] : latest {
-            if change.operation == .delete {
-                if sql.dialect == .postgres {
-                    copyText.nextColumn()
-                    do { try ValueText.write(change.key, as: idType, column: "_id", byteaPrefix: true, to: &copyText) } catch { copyText.appendNull() }
-                    for _ in 1..<schema.columns.count {
-                        copyText.nextColumn()
-                        copyText.appendNull()
-                    }
-                    copyText.nextColumn()
-                    copyText.append(UInt8(ascii: "d"))
-                    copyText.endRow()
-                } else {
-                    var row = [String?](repeating: nil, count: schema.columns.count)
-                    row[0] = try? ValueText.text(change.key, as: idType, column: "_id")
-                    rows.append(row + ["d"])
-                }
-                continue
-            }
-            guard let doc = change.document else { continue }
-            do {
-                let values = tracker.row(of: doc)
-                if sql.dialect == .postgres {
-                    for (value, column) in zip(values, schema.columns) {
-                        copyText.nextColumn()
-                        if let value {
-                            try ValueText.write(value, as: column.type, column: column.name, byteaPrefix: true, to: &copyText)
-                        } else {
-                            copyText.appendNull()
-                        }
-                    }
-                    copyText.nextColumn()
-                    copyText.append(UInt8(ascii: "u"))
-                    copyText.endRow()
+        var deadLetters: [DeadLetterFile.Entry] = []
+        var values: [BSON?] = []
+        rows: while true {
+            let schema = tracker.schema
+            copyText = CopyText(reservingCapacity: sql.dialect == .postgres && !schema.columns.isEmpty ? changes.count * 128 : 0)
+            rows = []
+            if sql.dialect == .redshift { rows.reserveCapacity(latest.count) }
+            deadLetters = []
+            let idType = schema.columns.first?.type ?? .varchar(16)
+            for (position, change) in latest.enumerated() {
+                if change.operation == .delete {
+                    // (No row before the first document: nothing can be in the target yet.)
+                    if !schema.columns.isEmpty { writeDelete(change.key, idType: idType, width: schema.columns.count, copyText: &copyText, rows: &rows) }
                     continue
                 }
-                var row: [String?] = []
-                for (value, column) in zip(values, schema.columns) {
-                    let text = try value.map { v throws(ValueText.TooLarge) in try ValueText.text(v, as: column.type, column: column.name) }
-                    if column.type == .nested, let value, let longest = ValueText.longestString(in: value), longest > ValueText.superStringLimit {
-                        throw ValueText.TooLarge(column: column.name, bytes: longest, limit: ValueText.superStringLimit,
-                                                 reason: "a string of \(longest) bytes inside the SUPER value exceeds Redshift's \(ValueText.superStringLimit)-byte limit")
+                guard let doc = change.document else { continue }
+                values.removeAll(keepingCapacity: true)
+                values.append(contentsOf: repeatElement(nil, count: schema.columns.count))
+                var changed = false
+                do {
+                    try SchemaTracker.forEachField(of: doc, flatten: flatten) { (path, value) throws(SchemaTracker.CollisionError) in
+                        guard let column = try tracker.learn(path, value) else { changed = true; return }
+                        if !changed && !value.isNull { values[column] = value }
                     }
-                    row.append(text)
+                } catch {
+                    throw ReplicationError(.sourceData, stream: context.name, "\(error)")
                 }
-                rows.append(row + ["u"])
-            } catch {
-                copyText.abandonRow()
-                deadLetters.append(.init(key: change.key, reason: "\(error)"))
+                if changed {
+                    restarts += 1
+                    if restarts > Self.maxRestarts {
+                        do {
+                            _ = try tracker.observe(latest[(position + 1)...].compactMap { $0.operation == .upsert ? $0.document : nil })
+                        } catch {
+                            throw ReplicationError(.sourceData, stream: context.name, "\(error)")
+                        }
+                    }
+                    continue rows
+                }
+                do {
+                    try writeUpsert(values, schema: schema, copyText: &copyText, rows: &rows)
+                } catch {
+                    copyText.abandonRow()
+                    deadLetters.append(.init(key: change.key, reason: "\(error)"))
+                }
             }
+            break
         }
-        return Batch(tracker: tracker, previous: previous, schemaChanges: schemaChanges, copyText: copyText.bytes, rows: rows,
+        return Batch(tracker: tracker, previous: previous, schemaChanges: tracker.changes(since: previous), copyText: copyText.bytes, rows: rows,
                      loadedRows: sql.dialect == .postgres ? copyText.rows : rows.count, deadLetters: deadLetters)
+    }
+
+    /// Schema changes within one batch that restart its rows before the rest is learned up front.
+    static let maxRestarts = 4
+
+    /// A delete's row: the key, NULLs, op `d`.
+    private nonisolated func writeDelete(_ key: BSON, idType: ColumnType, width: Int, copyText: inout CopyText, rows: inout [[String?]]) {
+        guard sql.dialect == .postgres else {
+            var row = [String?](repeating: nil, count: width)
+            row[0] = try? ValueText.text(key, as: idType, column: "_id")
+            rows.append(row + ["d"])
+            return
+        }
+        copyText.nextColumn()
+        do { try ValueText.write(key, as: idType, column: "_id", byteaPrefix: true, to: &copyText) } catch { copyText.appendNull() }
+        for _ in 1..<width {
+            copyText.nextColumn()
+            copyText.appendNull()
+        }
+        copyText.nextColumn()
+        copyText.append(UInt8(ascii: "d"))
+        copyText.endRow()
+    }
+
+    /// An upsert's row: PostgreSQL's COPY text written straight from the values; Redshift's as parameters or
+    /// COPY files. Throws `ValueText.TooLarge` for a value the target cannot hold (the row is dead-lettered).
+    private nonisolated func writeUpsert(_ values: [BSON?], schema: TableSchema, copyText: inout CopyText, rows: inout [[String?]]) throws(ValueText.TooLarge) {
+        if sql.dialect == .postgres {
+            for (value, column) in zip(values, schema.columns) {
+                copyText.nextColumn()
+                if let value {
+                    try ValueText.write(value, as: column.type, column: column.name, byteaPrefix: true, to: &copyText)
+                } else {
+                    copyText.appendNull()
+                }
+            }
+            copyText.nextColumn()
+            copyText.append(UInt8(ascii: "u"))
+            copyText.endRow()
+            return
+        }
+        var row: [String?] = []
+        row.reserveCapacity(values.count + 1)
+        for (value, column) in zip(values, schema.columns) {
+            let text = try value.map { v throws(ValueText.TooLarge) in try ValueText.text(v, as: column.type, column: column.name) }
+            if column.type == .nested, let value, let longest = ValueText.longestString(in: value), longest > ValueText.superStringLimit {
+                throw ValueText.TooLarge(column: column.name, bytes: longest, limit: ValueText.superStringLimit,
+                                         reason: "a string of \(longest) bytes inside the SUPER value exceeds Redshift's \(ValueText.superStringLimit)-byte limit")
+            }
+            row.append(text)
+        }
+        row.append("u")
+        rows.append(row)
     }
 
     /// Puts a prepared batch in the target (schema changes first, then the fenced transaction) and adopts the

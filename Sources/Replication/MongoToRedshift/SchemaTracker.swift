@@ -32,17 +32,21 @@ public enum SchemaChange: Sendable, Equatable {
 public struct SchemaTracker: Sendable {
     public private(set) var schema: TableSchema
     public let flatten: Int
-    /// `schema`'s column per Mongo path (a row is placed by lookup, not by scanning the columns).
+    /// `schema`'s column per Mongo path and per name (a field is placed by lookup, not by scanning the columns).
     private var columnByPath: [String: Int]
+    private var columnByName: [String: Int]
 
     public init(schema: TableSchema = TableSchema(), flatten: Int) {
         self.schema = schema
         self.flatten = max(0, flatten)
-        columnByPath = Self.index(schema)
+        columnByPath = [:]
+        columnByName = [:]
+        reindex()
     }
 
-    private static func index(_ schema: TableSchema) -> [String: Int] {
-        Dictionary(schema.columns.enumerated().map { ($1.path, $0) }, uniquingKeysWith: { first, _ in first })
+    private mutating func reindex() {
+        columnByPath = Dictionary(schema.columns.enumerated().map { ($1.path, $0) }, uniquingKeysWith: { first, _ in first })
+        columnByName = Dictionary(schema.columns.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public struct CollisionError: Error, CustomStringConvertible, Sendable {
@@ -55,76 +59,83 @@ public struct SchemaTracker: Sendable {
     /// The (path, value) pairs a document contributes. `flatten: 0` keeps the whole document in one `doc` column.
     public func fields(of document: Document) -> [(path: String, value: BSON)] {
         var out: [(path: String, value: BSON)] = []
+        Self.forEachField(of: document, flatten: flatten) { out.append(($0, $1)) }
+        return out
+    }
+
+    /// Calls `body` with each (path, value) pair a document contributes, in document order, without collecting them.
+    public static func forEachField<E: Error>(of document: Document, flatten: Int, _ body: (String, BSON) throws(E) -> Void) throws(E) {
         if flatten == 0 {
-            out.append(("_id", document["_id"] ?? .null))
-            out.append(("doc", .document(document.removing(["_id"]))))
-            return out
+            try body("_id", document["_id"] ?? .null)
+            try body("doc", .document(document.removing(["_id"])))
+            return
         }
-        func walk(_ doc: Document, prefix: String, depth: Int) {
+        func walk(_ doc: Document, prefix: String, depth: Int) throws(E) {
             for (key, value) in doc {
                 let path = prefix.isEmpty ? key : prefix + "." + key
                 if case .document(let sub) = value, depth < flatten, path != "_id", !sub.isEmpty {
-                    walk(sub, prefix: path, depth: depth + 1)
+                    try walk(sub, prefix: path, depth: depth + 1)
                 } else {
-                    out.append((path, value))
+                    try body(path, value)
                 }
             }
         }
-        walk(document, prefix: "", depth: 1)
-        return out
+        try walk(document, prefix: "", depth: 1)
     }
 
     /// Widens the schema to hold every document; returns the changes (new columns, wider types) in order.
     public mutating func observe(_ documents: [Document]) throws(CollisionError) -> [SchemaChange] {
-        var changes: [SchemaChange] = []
-        var byName: [String: Int] = Dictionary(uniqueKeysWithValues: schema.columns.enumerated().map { ($1.name, $0) })
-        var byPath: [String: Int] = Dictionary(uniqueKeysWithValues: schema.columns.enumerated().map { ($1.path, $0) })
-        var added: Set<String> = []
-        var widened: [String: ColumnType] = [:]
+        let previous = schema
         for document in documents {
-            for (path, value) in fields(of: document) {
-                let isKey = path == "_id"
-                let wanted = isKey ? ColumnType.ofKey(value) : ColumnType.of(value)
-                if let i = byPath[path] {
-                    guard let wanted else { continue }
-                    let old = schema.columns[i].type
-                    let new = isKey ? old.widenedKey(with: wanted) : old.widened(with: wanted)
-                    if new != old {
-                        if !added.contains(schema.columns[i].name) && widened[schema.columns[i].name] == nil {
-                            widened[schema.columns[i].name] = old
-                        }
-                        schema.columns[i].type = new
-                    }
-                    continue
-                }
-                let name = path == "_id" ? "_id" : ColumnNaming.sanitize(path.replacingOccurrences(of: ".", with: "_"))
-                if let other = byName[name] {
-                    throw CollisionError(first: schema.columns[other].path, second: path, column: name)
-                }
-                // A field seen only as null so far still gets a column (type refined when a value arrives).
-                schema.columns.append(TableSchema.Column(name: name, path: path, type: wanted ?? .varchar(16)))
-                byName[name] = schema.columns.count - 1
-                byPath[path] = schema.columns.count - 1
-                added.insert(name)
-            }
+            try Self.forEachField(of: document, flatten: flatten) { (path, value) throws(CollisionError) in _ = try learn(path, value) }
         }
-        if let id = byPath["_id"], id != 0 {
-            // `_id` leads the table.
-            let column = schema.columns.remove(at: id)
+        return changes(since: previous)
+    }
+
+    /// Widens the schema to hold one field. Returns the field's column, or nil when the schema changed (a new
+    /// column or a wider type: column positions may have moved).
+    public mutating func learn(_ path: String, _ value: BSON) throws(CollisionError) -> Int? {
+        let isKey = path == "_id"
+        let wanted = isKey ? ColumnType.ofKey(value) : ColumnType.of(value)
+        if let i = columnByPath[path] {
+            guard let wanted else { return i }
+            let old = schema.columns[i].type
+            let new = isKey ? old.widenedKey(with: wanted) : old.widened(with: wanted)
+            if new == old { return i }
+            schema.columns[i].type = new
+            return nil
+        }
+        let name = isKey ? "_id" : ColumnNaming.sanitize(path.replacingOccurrences(of: ".", with: "_"))
+        if let other = columnByName[name] {
+            throw CollisionError(first: schema.columns[other].path, second: path, column: name)
+        }
+        // A field seen only as null so far still gets a column (type refined when a value arrives); `_id` leads.
+        let column = TableSchema.Column(name: name, path: path, type: wanted ?? .varchar(16))
+        if isKey {
             schema.columns.insert(column, at: 0)
+            reindex()
+        } else {
+            schema.columns.append(column)
+            columnByPath[path] = schema.columns.count - 1
+            columnByName[name] = schema.columns.count - 1
         }
-        columnByPath = Self.index(schema)
-        for column in schema.columns {
-            if added.contains(column.name) { changes.append(.addColumn(column)) }
-            else if let old = widened[column.name] { changes.append(.widenColumn(column, from: old)) }
+        return nil
+    }
+
+    /// What turned `previous` into the current schema, in column order: columns added, and columns whose type
+    /// widened (from their type in `previous`) — each becomes DDL before the data is loaded.
+    public func changes(since previous: TableSchema) -> [SchemaChange] {
+        let before = Dictionary(previous.columns.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
+        return schema.columns.compactMap { column in
+            guard let old = before[column.name] else { return .addColumn(column) }
+            return old == column.type ? nil : .widenColumn(column, from: old)
         }
-        return changes
     }
 
     /// The row of a document, aligned with `schema.columns` (nil = NULL).
     public func row(of document: Document) -> [BSON?] {
         var values = [BSON?](repeating: nil, count: schema.columns.count)
-        for (path, value) in fields(of: document) {
+        Self.forEachField(of: document, flatten: flatten) { path, value in
             if let i = columnByPath[path], !value.isNull { values[i] = value }
         }
         return values

@@ -28,6 +28,8 @@ public actor RedshiftApplier: ChangeTarget {
     /// The cluster's slice count (`stv_slices`), read once: COPY files come in multiples of it.
     private var slices: Int?
     private var leftoversCollected = false
+    /// PostgreSQL: the target has a unique index on `_id` (batches then upsert with ON CONFLICT); nil: not looked up.
+    private var keyIndexed: Bool?
 
     public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
         self.context = context
@@ -52,6 +54,7 @@ public actor RedshiftApplier: ChangeTarget {
     public func resetSchema() async throws {
         tracker = SchemaTracker(flatten: context.stream.flatten)
         tableExists = false
+        keyIndexed = nil
         try await context.state.clearColumns(context.name)
     }
 
@@ -138,6 +141,7 @@ public actor RedshiftApplier: ChangeTarget {
         var copyText: [UInt8]
         var rows: [[String?]]
         var loadedRows: Int
+        var deletes: Int
         var deadLetters: [DeadLetterFile.Entry]
     }
 
@@ -157,17 +161,22 @@ public actor RedshiftApplier: ChangeTarget {
         var rows: [[String?]] = []
         var deadLetters: [DeadLetterFile.Entry] = []
         var values: [BSON?] = []
+        var deletes = 0
         rows: while true {
             let schema = tracker.schema
             copyText = CopyText(reservingCapacity: sql.dialect == .postgres && !schema.columns.isEmpty ? changes.count * 128 : 0)
             rows = []
             if sql.dialect == .redshift { rows.reserveCapacity(latest.count) }
             deadLetters = []
+            deletes = 0
             let idType = schema.columns.first?.type ?? .varchar(16)
             for (position, change) in latest.enumerated() {
                 if change.operation == .delete {
                     // (No row before the first document: nothing can be in the target yet.)
-                    if !schema.columns.isEmpty { writeDelete(change.key, idType: idType, width: schema.columns.count, copyText: &copyText, rows: &rows) }
+                    if !schema.columns.isEmpty {
+                        writeDelete(change.key, idType: idType, width: schema.columns.count, copyText: &copyText, rows: &rows)
+                        deletes += 1
+                    }
                     continue
                 }
                 guard let doc = change.document else { continue }
@@ -203,7 +212,7 @@ public actor RedshiftApplier: ChangeTarget {
             break
         }
         return Batch(tracker: tracker, previous: previous, schemaChanges: tracker.changes(since: previous), copyText: copyText.bytes, rows: rows,
-                     loadedRows: sql.dialect == .postgres ? copyText.rows : rows.count, deadLetters: deadLetters)
+                     loadedRows: sql.dialect == .postgres ? copyText.rows : rows.count, deletes: deletes, deadLetters: deadLetters)
     }
 
     /// Schema changes within one batch that restart its rows before the rest is learned up front.
@@ -288,8 +297,9 @@ public actor RedshiftApplier: ChangeTarget {
                 } else {
                     try await c.execute(sqlText.createTable(schema))
                 }
+                let upsert = try await self.keyIndexed(c) ? Upsert.onConflict(deletes: batch.deletes > 0) : .deleteAndInsert
                 return try await self.load(c, rows: rows, copyText: copyBytes, staged: staged, schema: schema, segment: segment, stream: name,
-                                           generation: generation)
+                                           generation: generation, upsert: upsert)
             }
         } catch {
             if let staged { await copyLoader?.remove(staged) }
@@ -321,8 +331,31 @@ public actor RedshiftApplier: ChangeTarget {
     }
 
     /// The transaction. Returns false when the checkpoint shows the batch was already applied (a replay).
+    /// How the staged rows reach the target.
+    enum Upsert {
+        /// Every staged key's row deleted, the upserts inserted (Redshift: no ON CONFLICT, no enforced keys).
+        case deleteAndInsert
+        /// PostgreSQL with a unique index on `_id`: the deletes (when the batch has any), then INSERT … ON CONFLICT.
+        case onConflict(deletes: Bool)
+    }
+
+    /// PostgreSQL: whether the target has a unique index on `_id` alone (looked up once; tables mongoshift creates
+    /// have their primary key there, a table created by hand may not).
+    private func keyIndexed(_ c: PostgresConnection) async throws -> Bool {
+        guard sql.dialect == .postgres else { return false }
+        if let keyIndexed { return keyIndexed }
+        let count = try await c.query(sql.keyIndexCount(), sql.catalogParameters).rows.first?.first??.description ?? "0"
+        let indexed = (Int(count) ?? 0) > 0
+        keyIndexed = indexed
+        if !indexed {
+            context.logger.notice("the target has no unique index on _id: batches delete and re-insert their keys' rows",
+                                  metadata: ["table": "\(sql.target)"])
+        }
+        return indexed
+    }
+
     private func load(_ c: PostgresConnection, rows: [[String?]], copyText: [UInt8], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,
-                      stream: String, generation: Int64) async throws -> Bool {
+                      stream: String, generation: Int64, upsert: Upsert) async throws -> Bool {
         try await c.execute("BEGIN")
         do {
             if let segment {
@@ -350,8 +383,14 @@ public actor RedshiftApplier: ChangeTarget {
                     try await insert(c, rows: rows, schema: schema)
                 }
             }
-            try await c.execute(sql.deleteChanged())
-            try await c.query(sql.insertUpserts(schema), [String(generation)])
+            switch upsert {
+            case .deleteAndInsert:
+                try await c.execute(sql.deleteChanged())
+                try await c.query(sql.insertUpserts(schema), [String(generation)])
+            case .onConflict(let deletes):
+                if deletes { try await c.execute(sql.deleteRemoved()) }
+                try await c.query(sql.upsertOnConflict(schema), [String(generation)])
+            }
             if let segment {
                 try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), segment.lastPosition?.extendedJSON ?? "",
                                                             String(segment.kind == .snapshot ? 0 : leaseEpoch)])

@@ -195,6 +195,28 @@ public struct TargetSQL: Sendable {
         return "INSERT INTO \(stage) (\(columns)) VALUES " + tuples.joined(separator: ", ")
     }
 
+    /// PostgreSQL: the number of valid, non-partial unique indexes on `_id` alone (what ON CONFLICT needs).
+    public func keyIndexCount() -> String {
+        "SELECT CAST(count(*) AS integer) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            + "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] WHERE n.nspname = $1 AND c.relname = $2 "
+            + "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND a.attname = '_id'"
+    }
+
+    /// PostgreSQL with a unique index on `_id`: the batch's upserts in one statement, every column replaced (what
+    /// delete + insert does) — each key probed through the index instead of a join over the whole target.
+    public func upsertOnConflict(_ schema: TableSchema) -> String {
+        let names = schema.columns.map { SQL.identifier($0.name) }
+        let sets = (names.dropFirst() + [generation]).map { "\($0) = EXCLUDED.\($0)" }.joined(separator: ", ")
+        let columns = names.joined(separator: ", ")
+        return "INSERT INTO \(target) (\(columns), \(generation)) SELECT \(columns), CAST($1 AS bigint) FROM \(stage) WHERE \"__op\" = 'u' "
+            + "ON CONFLICT (\(SQL.identifier("_id"))) DO UPDATE SET \(sets)"
+    }
+
+    /// The batch's deletes alone (with `upsertOnConflict`).
+    public func deleteRemoved() -> String {
+        "DELETE FROM \(target) USING \(stage) WHERE \(target).\"_id\" = \(stage).\"_id\" AND \(stage).\"__op\" = 'd'"
+    }
+
     public func deleteChanged() -> String {
         "DELETE FROM \(target) USING \(stage) WHERE \(target).\"_id\" = \(stage).\"_id\""
     }

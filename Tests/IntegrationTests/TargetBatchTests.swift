@@ -9,10 +9,10 @@ import Spool
 import TestSupport
 import XCTest
 
-/// Schema changes inside and across batches: a batch whose schema change failed on the target is retried with its
-/// schema change (the applier adopts a batch's learned columns only once the batch is in the target), and rows
-/// written before a mid-batch change are rewritten to fit it.
-final class SchemaChangeRetryTests: XCTestCase {
+/// Batches into a PostgreSQL target: a batch whose schema change failed on the target is retried with its schema
+/// change (the applier adopts a batch's learned columns only once the batch is in the target), rows written
+/// before a mid-batch change are rewritten to fit it, and upserts replace whole rows with or without a key index.
+final class TargetBatchTests: XCTestCase {
     /// More mid-batch schema changes than the applier restarts for (new columns late in the batch, a column
     /// widened from integer to text to nested): every row lands with every value.
     func testSchemaChangesMidBatchKeepEveryRowsValues() async throws {
@@ -45,6 +45,32 @@ final class SchemaChangeRetryTests: XCTestCase {
         let columns = await applier.schema.columns.map(\.name)
         XCTAssertEqual(columns, ["_id", "n", "f1", "f2", "w", "f3", "f4", "f5", "f6", "f7"], "in the order fields were first seen")
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
+    /// Upserts replace whole rows and deletes remove them, whether the target has its `_id` primary key (INSERT …
+    /// ON CONFLICT) or was created by hand without one (delete and re-insert).
+    func testUpsertsReplaceWholeRowsWithAndWithoutAKeyIndex() async throws {
+        let pg = try TestServers.requirePostgres()
+        let connection = try await PostgresConnection.connect(pg)
+        for keyed in [true, false] {
+            let schema = TestServers.uniqueName(keyed ? "upsertpk" : "upsertnopk")
+            if !keyed {
+                try await connection.execute("CREATE SCHEMA \(schema)")
+                try await connection.execute("CREATE TABLE \(schema).apps (_id integer NOT NULL, a integer, b varchar(16), _mongoshift_gen bigint)")
+            }
+            let (applier, segment, directory) = try await makeApplier(pg, schema: schema)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1, "b": "x"]),
+                                         Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 2, "b": "y"])], segment: segment(1))
+            _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10]),
+                                         Change(operation: .delete, key: 2),
+                                         Change(operation: .upsert, key: 3, document: ["_id": 3, "b": "z"])], segment: segment(2))
+            let rows = try await connection.query("SELECT _id, a, b FROM \(schema).apps ORDER BY _id").rows
+            XCTAssertEqual(rows, [["1", "10", nil], ["3", nil, "z"]], keyed ? "with a key index" : "without one")
+            let indexes = try await connection.query("SELECT count(*) FROM pg_indexes WHERE schemaname = '\(schema)' AND tablename = 'apps'").rows[0][0]
+            XCTAssertEqual(indexes, keyed ? "1" : "0")
+            _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+        }
     }
 
     private func makeApplier(_ pg: String, schema: String) async throws -> (RedshiftApplier, (Int64) -> SegmentRecord, String) {

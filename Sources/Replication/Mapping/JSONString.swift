@@ -3,12 +3,20 @@ enum JSONString {
     /// Reads from `p` (just past the opening quote) to past the closing quote. Throws the reason when the text
     /// ends first or an escape is malformed; `\uD83D\uDE00` pairs become one scalar.
     static func read(_ bytes: UnsafeBufferPointer<UInt8>, at p: inout Int) throws(Malformed) -> [UInt8] {
-        var out: [UInt8] = []
+        var out = PlainText()
+        try read(bytes, at: &p, into: &out)
+        return out.bytes
+    }
+
+    /// `read`, appending the decoded bytes to `out` (runs without escapes copied whole).
+    static func read<Sink: TextSink>(_ bytes: UnsafeBufferPointer<UInt8>, at p: inout Int, into out: inout Sink) throws(Malformed) {
+        var run = p
         while p < bytes.count {
             let c = bytes[p]
+            if c != UInt8(ascii: "\\"), c != UInt8(ascii: "\"") { p += 1; continue }
+            out.append(UnsafeBufferPointer(rebasing: bytes[run..<p]))
             p += 1
-            if c == UInt8(ascii: "\"") { return out }
-            if c != UInt8(ascii: "\\") { out.append(c); continue }
+            if c == UInt8(ascii: "\"") { return }
             guard p < bytes.count else { break }
             let e = bytes[p]
             p += 1
@@ -26,9 +34,10 @@ enum JSONString {
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low &- 0xDC00)
                 }
                 guard let u = Unicode.Scalar(scalar) else { throw Malformed(reason: "invalid \\u escape") }
-                out.append(contentsOf: Array(String(Character(u)).utf8))
+                for unit in UTF8.encode(u)! { out.append(unit) }
             default: out.append(e)
             }
+            run = p
         }
         throw Malformed(reason: "unterminated string")
     }

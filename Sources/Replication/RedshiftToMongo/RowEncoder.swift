@@ -3,7 +3,7 @@ import Changes
 import PostgresClient
 import Spool
 
-/// One source row in text form: a libpq result row (`PostgresRowView`) or a line of an UNLOAD file (`UnloadRow`).
+/// One source row in text form: a libpq result row (`PostgresRowView`) or a line of an UNLOAD file (`UnloadLineDecoder`).
 public protocol SourceRow: ~Copyable {
     var columnCount: Int { get }
     func isNull(_ column: Int) -> Bool

@@ -99,13 +99,14 @@ struct UnloadSnapshotCopier {
         let input = try ZstdFileReader(path: path)
         // Rows are written in place as on the SELECT path; duplicates and NULL keys were reported at planning.
         let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes))
+        let decoder = UnloadLineDecoder(columns: table.columns)
         var row = 0
         var pending: [UInt8] = []
         func take(_ line: ArraySlice<UInt8>) throws {
             row += 1
             if row <= skip || line.isEmpty { return }
-            let decoded = try line.withUnsafeBufferPointer { try UnloadRow(line: $0, columns: table.columns) }
-            sink.consume(decoded, detectDuplicates: false)
+            try line.withUnsafeBufferPointer { (bytes) throws(UnloadLineDecoder.Malformed) in try decoder.decode(bytes) }
+            sink.consume(decoder, detectDuplicates: false)
         }
         func spoolPage(last: SnapshotKey) async throws {
             try await pages.waitForSpace()

@@ -97,37 +97,39 @@ public struct MongoApplier: Sendable {
     private func applyNow(_ changes: [Change], mode: Mode) async throws -> Outcome {
         var outcome = Outcome()
         let latest = changes.latestPerKey()
-        var upserts: [Change] = []
-        var deletes: [Change] = []
-        for change in latest {
-            if change.operation == .delete { deletes.append(change); continue }
-            guard let doc = change.document else { continue }
-            if doc.byteCount > Self.maxDocumentBytes {
-                outcome.deadLetters.append(.init(key: change.key, reason: "document is \(doc.byteCount) bytes, over MongoDB's 16 MiB limit"))
+        // Changes are referred to by position: copying one retains its key, document and version.
+        var upserts: [Int] = []
+        var deletes: [Int] = []
+        upserts.reserveCapacity(latest.count)
+        for i in latest.indices {
+            if latest[i].operation == .delete { deletes.append(i); continue }
+            guard let size = latest[i].document?.byteCount else { continue }
+            if size > Self.maxDocumentBytes {
+                outcome.deadLetters.append(.init(key: latest[i].key, reason: "document is \(size) bytes, over MongoDB's 16 MiB limit"))
                 continue
             }
-            upserts.append(change)
+            upserts.append(i)
         }
         if !upserts.isEmpty, try await gate.mayHaveTombstones({ try await tombstones.any() }) {
-            let dead = try await tombstones.versions(of: upserts.map(\.key))
+            let dead = try await tombstones.versions(of: upserts.map { latest[$0].key })
             let before = upserts.count
-            upserts.removeAll { Tombstones.isStale($0.version, against: dead[$0.key]) }
+            upserts.removeAll { Tombstones.isStale(latest[$0].version, against: dead[latest[$0].key]) }
             outcome.stale += before - upserts.count
         }
         var replaceQueue = upserts
         if mode == .insertFirst && !upserts.isEmpty {
-            let result = try await write(upserts.map { .insert($0.document!) })
+            let result = try await write(upserts.map { .insert(latest[$0].document!) })
             replaceQueue = []
             outcome.applied += result.inserted
             for error in result.writeErrors {
                 if error.code == 11000 { replaceQueue.append(upserts[error.index]) }
-                else { outcome.deadLetters.append(.init(key: upserts[error.index].key, reason: "mongo \(error.code): \(error.message)")) }
+                else { outcome.deadLetters.append(.init(key: latest[upserts[error.index]].key, reason: "mongo \(error.code): \(error.message)")) }
             }
         }
         if !replaceQueue.isEmpty {
             let ops: [WriteOperation] = replaceQueue.map {
-                .replace(filter: Self.guardFilter(key: $0.key, version: $0.version, strictlyNewer: mode == .rescan),
-                         replacement: $0.document!, upsert: true)
+                .replace(filter: Self.guardFilter(key: latest[$0].key, version: latest[$0].version, strictlyNewer: mode == .rescan),
+                         replacement: latest[$0].document!, upsert: true)
             }
             let result = try await write(ops)
             var failed = Set<Int>()
@@ -135,18 +137,18 @@ public struct MongoApplier: Sendable {
                 failed.insert(error.index)
                 if error.code == 11000 && mode == .rescan { outcome.rescanned += 1 }
                 else if error.code == 11000 { outcome.stale += 1 }
-                else { outcome.deadLetters.append(.init(key: replaceQueue[error.index].key, reason: "mongo \(error.code): \(error.message)")) }
+                else { outcome.deadLetters.append(.init(key: latest[replaceQueue[error.index]].key, reason: "mongo \(error.code): \(error.message)")) }
             }
             outcome.applied += replaceQueue.count - failed.count
         }
         if !deletes.isEmpty {
             // The tombstones first: a crash between the two replays both.
-            try await tombstones.record(deletes.compactMap { d in d.version.map { (d.key, $0) } })
+            try await tombstones.record(deletes.compactMap { i in latest[i].version.map { (latest[i].key, $0) } })
             gate.noteTombstones()
-            let ops: [WriteOperation] = deletes.map { .delete(filter: Self.guardFilter(key: $0.key, version: $0.version)) }
+            let ops: [WriteOperation] = deletes.map { .delete(filter: Self.guardFilter(key: latest[$0].key, version: latest[$0].version)) }
             let result = try await write(ops)
             for error in result.writeErrors {
-                outcome.deadLetters.append(.init(key: deletes[error.index].key, reason: "mongo \(error.code): \(error.message)"))
+                outcome.deadLetters.append(.init(key: latest[deletes[error.index]].key, reason: "mongo \(error.code): \(error.message)"))
             }
             outcome.applied += deletes.count - result.writeErrors.count
         }

@@ -23,20 +23,27 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
 public enum DurableFile {
     /// Writes `bytes` to `path.tmp`, fsyncs it, renames it over `path`, fsyncs the directory.
     public static func write(_ bytes: [UInt8], to path: String) throws {
+        try write(parts: [bytes], to: path)
+    }
+
+    /// `write` of the parts one after the other (a file image never concatenated in memory).
+    public static func write(parts: [[UInt8]], to path: String) throws {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure(tmp, "open") }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let error = failure(tmp, "write")
-                close(fd)
-                unlink(tmp)
-                throw error
+        for bytes in parts {
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    let error = failure(tmp, "write")
+                    close(fd)
+                    unlink(tmp)
+                    throw error
+                }
+                offset += n
             }
-            offset += n
         }
         if fsync(fd) != 0 {
             let error = failure(tmp, "fsync")

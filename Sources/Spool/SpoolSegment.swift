@@ -42,6 +42,9 @@ public struct SpoolSegmentWriter: Sendable {
     private var staged: [UInt8] = []
     private var compressed: [UInt8] = []
     private var compressedRaw = 0
+    /// The writer's compression context (created with its first frame; sealing a copy uses it after the writer
+    /// has moved on — a new page's writer has its own).
+    private var compressor: ZstdCompressor?
     /// A compression failure while appending, reported when sealing.
     private var failure: String?
     public private(set) var count = 0
@@ -49,8 +52,12 @@ public struct SpoolSegmentWriter: Sendable {
     /// `reserveBytes`: the expected page size (only a frame's worth is held uncompressed).
     public init(stream: String, reserveBytes: Int = 0) {
         self.stream = stream
-        staged.reserveCapacity(min(reserveBytes, Self.frameBytes))
+        // Room for the record that crosses the frame size too (growing then would copy the whole frame).
+        staged.reserveCapacity(reserveBytes >= Self.frameBytes ? Self.frameBytes + (64 << 10) : reserveBytes)
+        self.reserveBytes = reserveBytes
     }
+
+    private let reserveBytes: Int
 
     /// Uncompressed bytes appended so far.
     public var byteCount: Int { compressedRaw + staged.count }
@@ -74,7 +81,12 @@ public struct SpoolSegmentWriter: Sendable {
     private mutating func compressStaged() {
         guard failure == nil else { return }
         do {
-            try staged.withUnsafeBytes { try Zstd.compress($0, appendingTo: &compressed) }
+            if compressor == nil {
+                compressor = ZstdCompressor()
+                // The page's compressed size, guessed at a quarter of its input (each regrowth copies it all).
+                compressed.reserveCapacity(max(reserveBytes / 4, 2 * staged.count))
+            }
+            try staged.withUnsafeBytes { try compressor!.compress($0, appendingTo: &compressed) }
             compressedRaw += staged.count
             staged.removeAll(keepingCapacity: true)
         } catch {
@@ -94,45 +106,53 @@ public struct SpoolSegmentWriter: Sendable {
     /// segment survives a crash or power loss. Returns the file size.
     @discardableResult
     public func seal(to path: String, first: StreamPosition?, last: StreamPosition?) throws -> Int {
-        let bytes = try encode(first: first, last: last)
+        let parts = try fileParts(first: first, last: last)
         do {
-            try DurableFile.write(bytes, to: path)
+            try DurableFile.write(parts: parts, to: path)
         } catch let error as FileError {
             throw SpoolError(code: error.code == .noSpace ? .noSpace : .io, path: error.path, reason: error.reason)
         }
-        return bytes.count
+        return parts.reduce(0) { $0 + $1.count }
     }
 
     /// The complete file image (exposed for tests and the fuzz corpus). Does not change the writer: sealing again
     /// (a retry after a full disk) writes the same bytes.
     public func encode(first: StreamPosition?, last: StreamPosition?) throws -> [UInt8] {
+        try fileParts(first: first, last: last).flatMap { $0 }
+    }
+
+    /// The file image in the order written: header, the compressed frames, the last frame, the checksum — the
+    /// frames are not copied into one buffer.
+    private func fileParts(first: StreamPosition?, last: StreamPosition?) throws -> [[UInt8]] {
         if let failure { throw SpoolError(code: .compression, path: stream, reason: failure) }
         var tail: [UInt8] = []
         if !staged.isEmpty {
-            do { try staged.withUnsafeBytes { try Zstd.compress($0, appendingTo: &tail) } } catch {
+            do { try staged.withUnsafeBytes { try (compressor ?? ZstdCompressor()).compress($0, appendingTo: &tail) } } catch {
                 throw SpoolError(code: .compression, path: stream, reason: "\(error)")
             }
         }
         let payloadCount = compressed.count + tail.count
-        var out: [UInt8] = []
-        out.reserveCapacity(payloadCount + 256)
-        out += SpoolSegmentHeader.magic
-        append(&out, SpoolSegmentHeader.version)
-        append(&out, UInt16(0))
-        append(&out, UInt32(count))
-        append(&out, UInt64(byteCount))
-        append(&out, UInt64(payloadCount))
+        var header: [UInt8] = []
+        header.reserveCapacity(256)
+        header += SpoolSegmentHeader.magic
+        append(&header, SpoolSegmentHeader.version)
+        append(&header, UInt16(0))
+        append(&header, UInt32(count))
+        append(&header, UInt64(byteCount))
+        append(&header, UInt64(payloadCount))
         let name = Array(stream.utf8)
-        append(&out, UInt16(name.count))
-        out += name
+        append(&header, UInt16(name.count))
+        header += name
         for position in [StreamPosition.encode(first), StreamPosition.encode(last)] {
-            append(&out, UInt32(position.byteCount))
-            out += position.bytes
+            append(&header, UInt32(position.byteCount))
+            header += position.bytes
         }
-        out += compressed
-        out += tail
-        append(&out, CRC32C.checksum(out))
-        return out
+        var crc = CRC32C.checksum(header)
+        crc = compressed.withUnsafeBytes { CRC32C.checksum($0, seed: crc) }
+        crc = tail.withUnsafeBytes { CRC32C.checksum($0, seed: crc) }
+        var trailer: [UInt8] = []
+        append(&trailer, crc)
+        return [header, compressed, tail, trailer]
     }
 
     private func append<T: FixedWidthInteger>(_ out: inout [UInt8], _ value: T) {

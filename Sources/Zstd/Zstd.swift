@@ -9,15 +9,10 @@ public struct ZstdError: Error, CustomStringConvertible, Sendable {
 }
 
 public enum Zstd {
-    /// Compresses `raw` as one frame appended to `out` (a spool segment's payload is a run of frames). The bound
-    /// is borrowed only for the call, so `out` holds just the compressed bytes.
+    /// Compresses `raw` as one frame appended to `out` (a spool segment's payload is a run of frames), with a
+    /// context of its own; `ZstdCompressor` reuses one.
     public static func compress(_ raw: UnsafeRawBufferPointer, appendingTo out: inout [UInt8], level: Int32 = 1) throws {
-        let bound = ZSTD_compressBound(raw.count)
-        try withUnsafeTemporaryAllocation(byteCount: bound, alignment: 16) { scratch in
-            let written = ZSTD_compress(scratch.baseAddress, bound, raw.baseAddress, raw.count, level)
-            if ZSTD_isError(written) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(written))) }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<written]))
-        }
+        try ZstdCompressor(level: level).compress(raw, appendingTo: &out)
     }
 
     /// The total content size a run of frames declares (nil when any frame is malformed or does not say).
@@ -61,6 +56,37 @@ public enum Zstd {
             try body(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
             at += length
         }
+    }
+}
+
+/// A compression context and output buffer reused frame after frame (one per call would allocate and fault in
+/// both for every frame). The instance owns them; one user at a time.
+public final class ZstdCompressor: @unchecked Sendable {
+    // @unchecked: a spool segment writer's own; never compressing on two threads at once.
+    private let context: OpaquePointer
+    private let level: Int32
+    private var output = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    public init(level: Int32 = 1) {
+        context = ZSTD_createCCtx()
+        self.level = level
+    }
+
+    deinit {
+        ZSTD_freeCCtx(context)
+        output.deallocate()
+    }
+
+    /// Compresses `raw` as one frame appended to `out`.
+    public func compress(_ raw: UnsafeRawBufferPointer, appendingTo out: inout [UInt8]) throws {
+        let bound = ZSTD_compressBound(raw.count)
+        if output.count < bound {
+            output.deallocate()
+            output = .allocate(byteCount: bound, alignment: 16)
+        }
+        let written = ZSTD_compressCCtx(context, output.baseAddress, bound, raw.baseAddress, raw.count, level)
+        if ZSTD_isError(written) != 0 { throw ZstdError(reason: String(cString: ZSTD_getErrorName(written))) }
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: output[0..<written]))
     }
 }
 

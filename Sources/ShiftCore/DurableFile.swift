@@ -21,6 +21,27 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
 
 /// Crash-safe file replacement.
 public enum DurableFile {
+    /// A whole file's bytes, read straight into the array (no intermediate `Data`). Nil when it cannot be opened
+    /// or read.
+    public static func contents(of path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        let size = Int(info.st_size)
+        var complete = true
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            while count < size {
+                let n = read(fd, buffer.baseAddress! + count, size - count)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { complete = false; return }
+                count += n
+            }
+        }
+        return complete ? bytes : nil
+    }
+
     /// Writes `bytes` to `path.tmp`, fsyncs it, renames it over `path`, fsyncs the directory.
     public static func write(_ bytes: [UInt8], to path: String) throws {
         try write(parts: [bytes], to: path)

@@ -163,10 +163,10 @@ public struct SpoolSegmentWriter: Sendable {
 /// Reads and verifies segment files. Any defect is a `.corrupt` error: a segment is used whole or not at all.
 public enum SpoolSegmentReader {
     public static func read(path: String) throws -> SpoolSegment {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let bytes = DurableFile.contents(of: path) else {
             throw SpoolError(code: .io, path: path, reason: "cannot read file")
         }
-        return try decode([UInt8](data), path: path)
+        return try decode(bytes, path: path)
     }
 
     public static func decode(_ bytes: [UInt8], path: String) throws -> SpoolSegment {

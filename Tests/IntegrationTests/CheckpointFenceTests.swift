@@ -16,20 +16,10 @@ final class CheckpointFenceTests: XCTestCase {
         let pg = try TestServers.requirePostgres()
         let connection = try await PostgresConnection.connect(pg)
         let schema = TestServers.uniqueName("fence")
-        let directory = try TestServers.temporaryDirectory("fence")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var config = ReplicationConfig()
-        config.stateDirectory = directory
-        var stream = StreamConfig(name: "apps", direction: .mongoToRedshift, table: TableName(schema: schema, name: "apps"),
-                                  collection: "apps", defaults: config.defaults)
-        stream.flatten = 1
-        config.streams = [stream]
-        let state = try StateStore(directory: directory)
-        _ = try await state.ensureStream("apps", direction: "mongo_to_redshift")
-        let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
-        let applier = try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: pg, dialect: .postgres), policy: RetryPolicy(maxAttempts: 2))
-        let segment = SegmentRecord(stream: "apps", seq: 7, kind: .tail, partition: -1, records: 2, bytes: 0,
-                                    firstPosition: nil, lastPosition: .changeStream(ChangeStreamPosition(resumeToken: ["_data": "x"])))
+        let fixture = try await ApplierFixture(postgres: pg, schema: schema, maxAttempts: 2)
+        defer { fixture.remove() }
+        let applier = fixture.applier
+        let segment = ApplierFixture.segment(7, records: 2)
         let changes = [Change(operation: .upsert, key: 1, document: ["_id": 1, "n": 1]),
                        Change(operation: .upsert, key: 2, document: ["_id": 2, "n": 2])]
         let first = try await applier.apply(changes, segment: segment)

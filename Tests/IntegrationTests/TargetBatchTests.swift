@@ -19,8 +19,9 @@ final class TargetBatchTests: XCTestCase {
         let pg = try TestServers.requirePostgres()
         let connection = try await PostgresConnection.connect(pg)
         let schema = TestServers.uniqueName("midbatch")
-        let (applier, segment, directory) = try await makeApplier(pg, schema: schema)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        defer { fixture.remove() }
+        let (applier, segment) = (fixture.applier, { (seq: Int64) in ApplierFixture.segment(seq) })
         var changes: [Change] = []
         for i in 0..<40 {
             var doc: Document = ["_id": .int32(Int32(i)), "n": .int32(Int32(i))]
@@ -58,8 +59,9 @@ final class TargetBatchTests: XCTestCase {
                 try await connection.execute("CREATE SCHEMA \(schema)")
                 try await connection.execute("CREATE TABLE \(schema).apps (_id integer NOT NULL, a integer, b varchar(16), _mongoshift_gen bigint)")
             }
-            let (applier, segment, directory) = try await makeApplier(pg, schema: schema)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+            defer { fixture.remove() }
+            let (applier, segment) = (fixture.applier, { (seq: Int64) in ApplierFixture.segment(seq) })
             _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1, "b": "x"]),
                                          Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 2, "b": "y"])], segment: segment(1))
             _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10]),
@@ -73,31 +75,13 @@ final class TargetBatchTests: XCTestCase {
         }
     }
 
-    private func makeApplier(_ pg: String, schema: String) async throws -> (RedshiftApplier, (Int64) -> SegmentRecord, String) {
-        let directory = try TestServers.temporaryDirectory(schema)
-        var config = ReplicationConfig()
-        config.stateDirectory = directory
-        var stream = StreamConfig(name: "apps", direction: .mongoToRedshift, table: TableName(schema: schema, name: "apps"),
-                                  collection: "apps", defaults: config.defaults)
-        stream.flatten = 1
-        config.streams = [stream]
-        let state = try StateStore(directory: directory)
-        _ = try await state.ensureStream("apps", direction: "mongo_to_redshift")
-        let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
-        let applier = try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: pg, dialect: .postgres), policy: RetryPolicy(maxAttempts: 1))
-        let segment = { (seq: Int64) in
-            SegmentRecord(stream: "apps", seq: seq, kind: .tail, partition: -1, records: 1, bytes: 0, firstPosition: nil,
-                          lastPosition: .changeStream(ChangeStreamPosition(resumeToken: ["_data": .string("x\(seq)")])))
-        }
-        return (applier, segment, directory)
-    }
-
     func testFailedColumnAddIsSentAgainOnRetry() async throws {
         let pg = try TestServers.requirePostgres()
         let connection = try await PostgresConnection.connect(pg)
         let schema = TestServers.uniqueName("ddlretry")
-        let (applier, segment, directory) = try await makeApplier(pg, schema: schema)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        defer { fixture.remove() }
+        let (applier, segment) = (fixture.applier, { (seq: Int64) in ApplierFixture.segment(seq) })
         let first = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "n": 1])], segment: segment(1))
         XCTAssertEqual(first.applied, 1)
 

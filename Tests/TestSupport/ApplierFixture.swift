@@ -1,0 +1,35 @@
+import Changes
+import Foundation
+import Logging
+import Replication
+import StateStore
+
+/// A Mongo → PostgreSQL applier on its own state directory, for tests that drive batches by hand: stream `apps`
+/// into `<schema>.apps`, `flatten: 1`.
+public struct ApplierFixture {
+    public let applier: RedshiftApplier
+    public let directory: String
+
+    public init(postgres url: String, schema: String, maxAttempts: Int = 1) async throws {
+        directory = try TestServers.temporaryDirectory(schema)
+        var config = ReplicationConfig()
+        config.stateDirectory = directory
+        var stream = StreamConfig(name: "apps", direction: .mongoToRedshift, table: TableName(schema: schema, name: "apps"),
+                                  collection: "apps", defaults: config.defaults)
+        stream.flatten = 1
+        config.streams = [stream]
+        let state = try StateStore(directory: directory)
+        _ = try await state.ensureStream("apps", direction: "mongo_to_redshift")
+        let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
+        applier = try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: url, dialect: .postgres),
+                                            policy: RetryPolicy(maxAttempts: maxAttempts))
+    }
+
+    /// A tail segment of the stream, positioned by a made-up resume token.
+    public static func segment(_ seq: Int64, records: Int = 1) -> SegmentRecord {
+        SegmentRecord(stream: "apps", seq: seq, kind: .tail, partition: -1, records: records, bytes: 0, firstPosition: nil,
+                      lastPosition: .changeStream(ChangeStreamPosition(resumeToken: ["_data": .string("x\(seq)")])))
+    }
+
+    public func remove() { try? FileManager.default.removeItem(atPath: directory) }
+}

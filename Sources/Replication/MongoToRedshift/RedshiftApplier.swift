@@ -303,6 +303,8 @@ public actor RedshiftApplier: ChangeTarget {
             }
         } catch {
             if let staged { await copyLoader?.remove(staged) }
+            // The key index went away under us (ON CONFLICT has nothing to match): look again on the retry.
+            if let error = error as? PostgresError, error.sqlState == "42P10" { keyIndexed = nil }
             throw error
         }
         if let staged { await copyLoader?.remove(staged) }

@@ -9,12 +9,6 @@ public struct ZstdError: Error, CustomStringConvertible, Sendable {
 }
 
 public enum Zstd {
-    /// Compresses `raw` as one frame appended to `out` (a spool segment's payload is a run of frames), with a
-    /// context of its own; `ZstdCompressor` reuses one.
-    public static func compress(_ raw: UnsafeRawBufferPointer, appendingTo out: inout [UInt8], level: Int32 = 1) throws {
-        try ZstdCompressor(level: level).compress(raw, appendingTo: &out)
-    }
-
     /// The total content size a run of frames declares (nil when any frame is malformed or does not say).
     public static func contentSize(ofFrames frames: UnsafeRawBufferPointer) -> UInt64? {
         var total: UInt64 = 0

@@ -56,9 +56,16 @@ final class SchemaTrackerTests: XCTestCase {
         let second = try tracker.observe([["_id": .objectId(ObjectId.generate()), "n": .int64(5), "added": true]])
         XCTAssertEqual(second, [.widenColumn(TableSchema.Column(name: "n", path: "n", type: .bigint), from: .integer),
                                 .addColumn(TableSchema.Column(name: "added", path: "added", type: .boolean))])
-        XCTAssertEqual(tracker.row(of: ["_id": 1, "added": false, "unknown": 1]).count, 5)
-        // Values land in their columns, `_id` first whatever the document's order.
-        XCTAssertEqual(tracker.row(of: ["n": 3, "added": true, "_id": 9, "name": "x"]), [.int32(9), .string("x"), .int32(3), nil, .bool(true)])
+        // A known field's column (values are placed by it), `_id` first whatever the document's order; nil once the
+        // schema changes.
+        XCTAssertEqual(try tracker.learn("added", .bool(false)), 4)
+        XCTAssertEqual(try tracker.learn("_id", .objectId(ObjectId.generate())), 0)
+        XCTAssertEqual(try tracker.learn("name", .string("x")), 1)
+        XCTAssertEqual(try tracker.learn("n", .null), 2, "a null widens nothing")
+        XCTAssertNil(try tracker.learn("late", .int32(1)))
+        XCTAssertEqual(tracker.schema.columns.map(\.name), ["_id", "name", "n", "sub", "added", "late"])
+        XCTAssertEqual(try tracker.learn("late", .int32(2)), 5)
+        XCTAssertNil(try tracker.learn("late", .string("now text")), "a widening changes the schema")
     }
 
     /// The decimal column scale, computed from a value's parts, is what its text says (the rule it replaced).
@@ -88,9 +95,14 @@ final class SchemaTrackerTests: XCTestCase {
 
     func testFlattenDepth() {
         let doc: Document = ["_id": 1, "a": .document(["b": .document(["c": 1]), "d": 2]), "arr": .array([1, 2])]
-        XCTAssertEqual(SchemaTracker(flatten: 1).fields(of: doc).map(\.path), ["_id", "a", "arr"])
-        XCTAssertEqual(SchemaTracker(flatten: 2).fields(of: doc).map(\.path), ["_id", "a.b", "a.d", "arr"])
-        XCTAssertEqual(SchemaTracker(flatten: 0).fields(of: doc).map(\.path), ["_id", "doc"])
+        func paths(_ flatten: Int) -> [String] {
+            var out: [String] = []
+            SchemaTracker.forEachField(of: doc, flatten: flatten) { path, _ in out.append(path) }
+            return out
+        }
+        XCTAssertEqual(paths(1), ["_id", "a", "arr"])
+        XCTAssertEqual(paths(2), ["_id", "a.b", "a.d", "arr"])
+        XCTAssertEqual(paths(0), ["_id", "doc"])
     }
 
     func testValueTextAndLimits() throws {

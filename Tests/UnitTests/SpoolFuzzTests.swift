@@ -51,7 +51,7 @@ final class SpoolFuzzTests: XCTestCase {
         let payloadLength = valid[20..<28].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
         let headerEnd = valid.count - 4 - payloadLength
         var payload: [UInt8] = []
-        try! raw.withUnsafeBytes { try Zstd.compress($0, appendingTo: &payload) }
+        try! raw.withUnsafeBytes { try ZstdCompressor().compress($0, appendingTo: &payload) }
         let n = payload.count
         var out = Array(valid[..<headerEnd]) + payload + [0, 0, 0, 0]
         field(&out, at: 12, width: 8, value: UInt64(raw.count))

@@ -56,14 +56,8 @@ public struct SchemaTracker: Sendable {
         public var description: String { "fields \"\(first)\" and \"\(second)\" both map to column \"\(column)\"; rename one in the source" }
     }
 
-    /// The (path, value) pairs a document contributes. `flatten: 0` keeps the whole document in one `doc` column.
-    public func fields(of document: Document) -> [(path: String, value: BSON)] {
-        var out: [(path: String, value: BSON)] = []
-        Self.forEachField(of: document, flatten: flatten) { out.append(($0, $1)) }
-        return out
-    }
-
     /// Calls `body` with each (path, value) pair a document contributes, in document order, without collecting them.
+    /// `flatten: 0` keeps the whole document in one `doc` column.
     public static func forEachField<E: Error>(of document: Document, flatten: Int, _ body: (String, BSON) throws(E) -> Void) throws(E) {
         if flatten == 0 {
             try body("_id", document["_id"] ?? .null)
@@ -130,14 +124,5 @@ public struct SchemaTracker: Sendable {
             guard let old = before[column.name] else { return .addColumn(column) }
             return old == column.type ? nil : .widenColumn(column, from: old)
         }
-    }
-
-    /// The row of a document, aligned with `schema.columns` (nil = NULL).
-    public func row(of document: Document) -> [BSON?] {
-        var values = [BSON?](repeating: nil, count: schema.columns.count)
-        Self.forEachField(of: document, flatten: flatten) { path, value in
-            if let i = columnByPath[path], !value.isNull { values[i] = value }
-        }
-        return values
     }
 }

@@ -47,7 +47,9 @@ final class UnloadLineTests: XCTestCase {
 
     func testMalformedLinesAreErrors() {
         let decoder = UnloadLineDecoder(columns: columns)
-        for line in [#"{"id":1"#, #"{"id":}"#, #"{"name":"unterminated}"#, #"{"name":"bad \u12 escape"}"#, #"["id"]"#, #"{"id":tru}"#] {
+        // A high surrogate followed by something other than a low one (it used to overflow and trap).
+        for line in [#"{"id":1"#, #"{"id":}"#, #"{"name":"unterminated}"#, #"{"name":"bad \u12 escape"}"#, #"["id"]"#, #"{"id":tru}"#,
+                     #"{"name":"\ud800\u0041"}"#, #"{"name":"\ud83d\ue000"}"#, #"{"\ud800\u0041":1}"#] {
             XCTAssertThrowsError(try decode(decoder, line), line)
         }
     }

@@ -31,7 +31,9 @@ enum JSONString {
                 if (0xD800..<0xDC00).contains(scalar), p + 6 <= bytes.count, bytes[p] == UInt8(ascii: "\\"), bytes[p + 1] == UInt8(ascii: "u") {
                     p += 2
                     let low = try hex4(bytes, at: &p)
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low &- 0xDC00)
+                    // Only a low surrogate completes the pair (anything else would overflow or name the wrong character).
+                    guard (0xDC00..<0xE000).contains(low) else { throw Malformed(reason: "a high surrogate not followed by a low one") }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 }
                 guard let u = Unicode.Scalar(scalar) else { throw Malformed(reason: "invalid \\u escape") }
                 for unit in UTF8.encode(u)! { out.append(unit) }

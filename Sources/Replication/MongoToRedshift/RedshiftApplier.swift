@@ -18,6 +18,8 @@ public actor RedshiftApplier: ChangeTarget {
     let sql: TargetSQL
     let policy: RetryPolicy
     private var tracker: SchemaTracker
+    /// The schema as the state store has it.
+    private var savedSchema: TableSchema
     private var tableExists = false
     private var prepared = false
     /// The table has the generation column (added once to tables created before it existed).
@@ -45,6 +47,7 @@ public actor RedshiftApplier: ChangeTarget {
         let saved = try await context.state.loadColumns(context.name)
         let columns = saved.compactMap { c in ColumnType(persisted: c.type).map { TableSchema.Column(name: c.name, path: c.path, type: $0) } }
         tracker = SchemaTracker(schema: TableSchema(columns: columns), flatten: context.stream.flatten)
+        savedSchema = tracker.schema
         tableExists = !columns.isEmpty
     }
 
@@ -56,6 +59,7 @@ public actor RedshiftApplier: ChangeTarget {
         tableExists = false
         keyIndexed = nil
         try await context.state.clearColumns(context.name)
+        savedSchema = tracker.schema
     }
 
     private func prepare(_ c: PostgresConnection) async throws {
@@ -297,23 +301,36 @@ public actor RedshiftApplier: ChangeTarget {
                 } else {
                     try await c.execute(sqlText.createTable(schema))
                 }
-                let upsert = try await self.keyIndexed(c) ? Upsert.onConflict(deletes: batch.deletes > 0) : .deleteAndInsert
-                return try await self.load(c, rows: rows, copyText: copyBytes, staged: staged, schema: schema, segment: segment, stream: name,
-                                           generation: generation, upsert: upsert)
+                func load(_ upsert: Upsert) async throws -> Bool {
+                    try await self.load(c, rows: rows, copyText: copyBytes, staged: staged, schema: schema, segment: segment, stream: name,
+                                        generation: generation, upsert: upsert)
+                }
+                guard try await self.keyIndexed(c) else { return try await load(.deleteAndInsert) }
+                do {
+                    return try await load(.onConflict(deletes: batch.deletes > 0))
+                } catch let error as PostgresError where error.sqlState == "42P10" || error.sqlState == "55000" {
+                    // The index went away or cannot arbitrate after all (the transaction was rolled back): the
+                    // same batch again, the way tables without one are loaded.
+                    await self.noKeyIndex(because: error)
+                    return try await load(.deleteAndInsert)
+                }
             }
         } catch {
             if let staged { await copyLoader?.remove(staged) }
-            // The key index went away under us (ON CONFLICT has nothing to match): look again on the retry.
-            if let error = error as? PostgresError, error.sqlState == "42P10" { keyIndexed = nil }
             throw error
         }
         if let staged { await copyLoader?.remove(staged) }
         tracker = batch.tracker
+        // Saved whenever the store's copy differs (not only with this batch's changes: a failed save is made up
+        // by the next batch, even a replayed one).
+        if schema != savedSchema {
+            try await context.state.saveColumns(context.name, schema.columns.map { StoredColumn(name: $0.name, path: $0.path, type: $0.type.description) })
+            savedSchema = schema
+        }
         if !tableExists || !schemaChanges.isEmpty {
             let created = !tableExists
             tableExists = true
             if created { hasGenerationColumn = true }
-            try await context.state.saveColumns(context.name, schema.columns.map { StoredColumn(name: $0.name, path: $0.path, type: $0.type.description) })
             if created {
                 context.logger.info("created target table", metadata: ["table": "\(sqlText.target)", "columns": "\(schema.columns.count)"])
             } else {
@@ -346,14 +363,19 @@ public actor RedshiftApplier: ChangeTarget {
     private func keyIndexed(_ c: PostgresConnection) async throws -> Bool {
         guard sql.dialect == .postgres else { return false }
         if let keyIndexed { return keyIndexed }
-        let count = try await c.query(sql.keyIndexCount(), sql.catalogParameters).rows.first?.first??.description ?? "0"
-        let indexed = (Int(count) ?? 0) > 0
-        keyIndexed = indexed
-        if !indexed {
-            context.logger.notice("the target has no unique index on _id: batches delete and re-insert their keys' rows",
-                                  metadata: ["table": "\(sql.target)"])
+        let count = try await c.query(sql.keyIndexCount(), [sql.target]).rows.first?.first??.description ?? "0"
+        if (Int(count) ?? 0) > 0 {
+            keyIndexed = true
+        } else {
+            noKeyIndex(because: nil)
         }
-        return indexed
+        return keyIndexed ?? false
+    }
+
+    private func noKeyIndex(because error: PostgresError?) {
+        keyIndexed = false
+        context.logger.notice("the target has no usable unique index on _id: batches delete and re-insert their keys' rows",
+                              metadata: ["table": "\(sql.target)", "error": "\(error.map { "\($0)" } ?? "none")"])
     }
 
     private func load(_ c: PostgresConnection, rows: [[String?]], copyText: [UInt8], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,

@@ -195,11 +195,12 @@ public struct TargetSQL: Sendable {
         return "INSERT INTO \(stage) (\(columns)) VALUES " + tuples.joined(separator: ", ")
     }
 
-    /// PostgreSQL: the number of valid, non-partial unique indexes on `_id` alone (what ON CONFLICT needs).
+    /// PostgreSQL: the number of valid, immediate, non-partial unique indexes on `_id` alone of the target as the
+    /// session resolves its name (what ON CONFLICT can use as its arbiter). `$1`: `target`.
     public func keyIndexCount() -> String {
-        "SELECT CAST(count(*) AS integer) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-            + "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] WHERE n.nspname = $1 AND c.relname = $2 "
-            + "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND a.attname = '_id'"
+        "SELECT CAST(count(*) AS integer) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            + "WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL "
+            + "AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND a.attname = '_id'"
     }
 
     /// PostgreSQL with a unique index on `_id`: the batch's upserts in one statement, every column replaced (what

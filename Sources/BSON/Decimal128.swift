@@ -145,36 +145,82 @@ public struct Decimal128: Sendable, Hashable, CustomStringConvertible {
     /// The canonical string form of the BSON Decimal128 specification: plain notation when the exponent is ≤ 0
     /// and the adjusted exponent ≥ -6, scientific otherwise.
     public var description: String {
-        if isNaN { return "NaN" }
-        if isInfinite { return isNegative ? "-Infinity" : "Infinity" }
-        let (coefficient, exponent) = parts
-        let digits = Array(String(coefficient).utf8)
-        let adjusted = exponent + digits.count - 1
-        var out: [UInt8] = isNegative ? [UInt8(ascii: "-")] : []
-        if exponent <= 0 && adjusted >= -6 {
-            if exponent == 0 {
-                out += digits
+        withCanonicalText { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Lends the canonical text (`description`) as UTF-8 bytes, written into a stack buffer: no allocation.
+    public func withCanonicalText<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        // Longest form: sign, "0.", six zeros, 34 digits — or sign, 34 digits, ".", "E+6144".
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { out in
+            var n = 0
+            func put(_ byte: UInt8) { out[n] = byte; n += 1 }
+            func put(_ text: StaticString) {
+                for i in 0..<text.utf8CodeUnitCount { put(text.utf8Start[i]) }
+            }
+            if isNaN {
+                put("NaN")
+            } else if isInfinite {
+                put(isNegative ? "-Infinity" : "Infinity")
             } else {
-                let point = digits.count + exponent
-                if point > 0 {
-                    out += digits[0..<point]
-                    out.append(UInt8(ascii: "."))
-                    out += digits[point...]
-                } else {
-                    out += Array("0.".utf8)
-                    out += [UInt8](repeating: UInt8(ascii: "0"), count: -point)
-                    out += digits
+                let (coefficient, exponent) = parts
+                // The coefficient's digits, most significant first, at the end of a scratch area.
+                var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes ≥ 34 digits
+                let digitCount = withUnsafeMutableBytes(of: &scratch) { digits -> Int in
+                    var count = 0
+                    if let small = UInt64(exactly: coefficient) {
+                        var rest = small
+                        repeat {
+                            digits[39 - count] = UInt8(truncatingIfNeeded: 48 + rest % 10)
+                            rest /= 10
+                            count += 1
+                        } while rest > 0
+                    } else {
+                        var rest = coefficient
+                        repeat {
+                            digits[39 - count] = UInt8(truncatingIfNeeded: 48 + rest % 10)
+                            rest /= 10
+                            count += 1
+                        } while rest > 0
+                    }
+                    return count
+                }
+                withUnsafeBytes(of: scratch) { raw in
+                    let digits = UnsafeBufferPointer(rebasing: raw.bindMemory(to: UInt8.self)[(40 - digitCount)...])
+                    let adjusted = exponent + digitCount - 1
+                    if isNegative { put(UInt8(ascii: "-")) }
+                    if exponent <= 0 && adjusted >= -6 {
+                        let point = digitCount + exponent
+                        if exponent == 0 {
+                            digits.forEach { put($0) }
+                        } else if point > 0 {
+                            digits[..<(digits.startIndex + point)].forEach { put($0) }
+                            put(UInt8(ascii: "."))
+                            digits[(digits.startIndex + point)...].forEach { put($0) }
+                        } else {
+                            put("0.")
+                            for _ in 0..<(-point) { put(UInt8(ascii: "0")) }
+                            digits.forEach { put($0) }
+                        }
+                    } else {
+                        put(digits[digits.startIndex])
+                        if digitCount > 1 {
+                            put(UInt8(ascii: "."))
+                            digits.dropFirst().forEach { put($0) }
+                        }
+                        put(UInt8(ascii: "E"))
+                        put(UInt8(ascii: adjusted >= 0 ? "+" : "-"))
+                        var magnitude = adjusted.magnitude
+                        var divisor: UInt = 1
+                        while divisor * 10 <= magnitude { divisor *= 10 }
+                        while divisor > 0 {
+                            put(UInt8(truncatingIfNeeded: 48 + magnitude / divisor))
+                            magnitude %= divisor
+                            divisor /= 10
+                        }
+                    }
                 }
             }
-        } else {
-            out.append(digits[0])
-            if digits.count > 1 {
-                out.append(UInt8(ascii: "."))
-                out += digits[1...]
-            }
-            out.append(UInt8(ascii: "E"))
-            out += Array((adjusted >= 0 ? "+\(adjusted)" : "\(adjusted)").utf8)
+            return try body(UnsafeBufferPointer(rebasing: out[..<n]))
         }
-        return String(decoding: out, as: UTF8.self)
     }
 }

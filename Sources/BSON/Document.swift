@@ -78,48 +78,25 @@ public struct Document: Sendable, Hashable {
     /// Whether a key at any depth is empty: what libmongoc refuses by default before sending, checked here in one
     /// walk over the bytes (no key or value decoded).
     public var containsEmptyKey: Bool {
-        bytes.withUnsafeBufferPointer { Self.containsEmptyKey($0, from: 0, to: $0.count) }
-    }
-
-    private static func containsEmptyKey(_ b: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Bool {
-        var p = start + 4
-        while p < end - 1 {
-            let type = b[p]
-            if b[p + 1] == 0 { return true }
-            p += 2
-            while b[p] != 0 { p += 1 }
-            p += 1
-            func length(_ at: Int) -> Int { Int(b[at]) | Int(b[at + 1]) << 8 | Int(b[at + 2]) << 16 | Int(b[at + 3]) << 24 }
-            // Sizes of a validated document's values (BSONDecoder.valueSize, without its checks).
-            switch type {
-            case 0x01, 0x09, 0x11, 0x12: p += 8
-            case 0x02, 0x0D, 0x0E: p += 4 + length(p)
-            case 0x03, 0x04:
-                let size = length(p)
-                if containsEmptyKey(b, from: p, to: p + size) { return true }
-                p += size
-            case 0x05: p += 5 + length(p)
-            case 0x06, 0x0A, 0x7F, 0xFF: break
-            case 0x07: p += 12
-            case 0x08: p += 1
-            case 0x0B:
-                while b[p] != 0 { p += 1 }
-                p += 1
-                while b[p] != 0 { p += 1 }
-                p += 1
-            case 0x0C: p += 4 + length(p) + 12
-            case 0x0F:
-                // Code with scope: its scope document is checked too.
-                let size = length(p)
-                let scope = p + 4 + 4 + length(p + 4)
-                if containsEmptyKey(b, from: scope, to: p + size) { return true }
-                p += size
-            case 0x10: p += 4
-            case 0x13: p += 16
-            default: return false
+        struct Found: Error {}
+        func check(_ document: UnsafeBufferPointer<UInt8>) throws(Found) {
+            try BSONValueView.forEachElement(inDocument: document) { (key, value) throws(Found) in
+                if key.isEmpty { throw Found() }
+                switch value.type {
+                case 0x03, 0x04: try check(value.bytes)
+                case 0x0F:
+                    // Code with scope: its scope document is checked too.
+                    try check(UnsafeBufferPointer(rebasing: value.bytes[(8 + Int(value.le(4, as: UInt32.self)))...]))
+                default: break
+                }
             }
         }
-        return false
+        do {
+            try bytes.withUnsafeBufferPointer { (buffer) throws(Found) in try check(buffer) }
+            return false
+        } catch {
+            return true
+        }
     }
 
     public var keys: [String] { map(\.0) }

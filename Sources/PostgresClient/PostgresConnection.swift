@@ -92,15 +92,21 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs one statement with bound text parameters and returns the whole (small) result.
     @discardableResult
     public func query(_ sql: String, _ params: [String?] = []) async throws -> PostgresRows {
+        try await query(sql, TextParameters(params))
+    }
+
+    /// `query` with the parameters in `range` of `params` (default: all of them).
+    @discardableResult
+    public func query(_ sql: String, _ params: TextParameters, range: Range<Int>? = nil) async throws -> PostgresRows {
         try await cancellable {
-            try await self.io.run { try self.collect(sql, params) }
+            try await self.io.run { try self.collect(sql, params, range ?? 0..<params.count) }
         }
     }
 
     /// `query` for callers on a dedicated thread of their own (the PostgreSQL state store): blocks that thread.
     @discardableResult
     public func queryBlocking(_ sql: String, _ params: [String?] = []) throws -> PostgresRows {
-        try io.runBlocking { try self.collect(sql, params) }
+        try io.runBlocking { try self.collect(sql, TextParameters(params), 0..<params.count) }
     }
 
     /// libpq's connect, on the calling (I/O) thread.
@@ -144,8 +150,8 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Sends a statement and gathers its whole result; runs on the connection's thread.
-    private func collect(_ sql: String, _ params: [String?]) throws -> PostgresRows {
-        try sendQuery(sql, params, singleRow: false)
+    private func collect(_ sql: String, _ params: TextParameters, _ range: Range<Int>) throws -> PostgresRows {
+        try sendQuery(sql, params, range, singleRow: false)
         var out = PostgresRows(columns: [], rows: [], commandTag: "")
         var failure: PostgresError?
         while let result = PQgetResult(conn) {
@@ -203,7 +209,7 @@ public final class PostgresConnection: @unchecked Sendable {
                        onRow: @escaping @Sendable (borrowing PostgresRowView) throws -> Void) async throws -> Int {
         try await cancellable {
             try await self.io.run {
-                try self.sendQuery(sql, params, singleRow: true)
+                try self.sendQuery(sql, TextParameters(params), 0..<params.count, singleRow: true)
                 var count = 0
                 var failure: Error?
                 var sawColumns = false
@@ -296,9 +302,9 @@ public final class PostgresConnection: @unchecked Sendable {
         return try await withTaskCancellationHandler(operation: body, onCancel: { self.cancel() })
     }
 
-    private func sendQuery(_ sql: String, _ params: [String?], singleRow: Bool) throws {
-        let ok: Int32 = withOptionalCStrings(params) { values in
-            PQsendQueryParams(conn, sql, Int32(params.count), nil, values, nil, nil, 0)
+    private func sendQuery(_ sql: String, _ params: TextParameters, _ range: Range<Int>, singleRow: Bool) throws {
+        let ok: Int32 = params.withCPointers(range) { values in
+            PQsendQueryParams(conn, sql, Int32(range.count), nil, values, nil, nil, 0)
         }
         guard ok == 1 else { throw connectionError(sql) }
         if singleRow { _ = PQsetSingleRowMode(conn) }
@@ -351,10 +357,4 @@ private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeP
     pointers.append(nil)
     defer { pointers.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
-}
-
-private func withOptionalCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
-    let pointers: [UnsafePointer<CChar>?] = strings.map { $0.map { UnsafePointer(strdup($0)) } ?? nil }
-    defer { pointers.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
-    return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
 }

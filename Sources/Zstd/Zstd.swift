@@ -105,8 +105,12 @@ public final class ZstdFileWriter {
     deinit { ZSTD_freeCCtx(context); try? handle.close() }
 
     public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
         rawBytes += Int64(bytes.count)
-        try bytes.withUnsafeBytes { try pump($0, end: false) }
+        try pump(bytes, end: false)
     }
 
     /// Ends the frame, fsyncs and closes the file.

@@ -29,7 +29,7 @@ final class BSONRoundTripTests: XCTestCase {
 
     func testDecimal128TextIsExact() {
         for text in ["12345.678900", "-0.000001", "9007199254740993.011000", "1E+10", "-1.5E-20", "0", "-0", "NaN", "Infinity",
-                     "1234567890123456789012345678901234"] {
+                     "1234567890123456789012345678901234", "1E-7", "-Infinity", "1.5E+300", "0.0000012", "-1.234567890123456789012345678901234E-6000"] {
             XCTAssertEqual(Decimal128(text)?.description, text, text)
         }
         XCTAssertNil(Decimal128("12345678901234567890123456789012345678"), "38 significant digits do not fit: refuse, never round")

@@ -115,6 +115,24 @@ final class SchemaTrackerTests: XCTestCase {
         }
     }
 
+    func testNestedValuesAreWrittenAsPlainJSONFromTheirBytes() throws {
+        let oid = ObjectId(hex: "000102030405060708090a0b")!
+        let value: BSON = .document([
+            "s": "a\"b\\c\n\u{1}é", "i": .int32(-5), "l": .int64(1 << 40), "d": .double(0.5), "inf": .double(.infinity),
+            "m": .decimal128(Decimal128("-1.50")!), "nan": .decimal128(Decimal128("NaN")!), "b": true, "n": .null,
+            "t": .datetime(1_704_067_201_123), "o": .objectId(oid), "bin": .binary(BSONBinary(subtype: 0, data: [1, 2, 3])),
+            "arr": .array([1, "x", .document(["k\t": .null])]), "e": .document([:]),
+        ])
+        XCTAssertEqual(try ValueText.text(value, as: .nested, column: "j"),
+                       #"{"s":"a\"b\\c\n\u0001é","i":-5,"l":1099511627776,"d":0.5,"inf":null,"m":-1.50,"nan":null,"b":true,"n":null,"#
+                       + #""t":"2024-01-01T00:00:01.123Z","o":"000102030405060708090a0b","bin":"AQID","arr":[1,"x",{"k\t":null}],"e":{}}"#)
+        XCTAssertEqual(try ValueText.text(.decimal128(Decimal128("-0.000012")!), as: .decimal(scale: 6), column: "m"), "-0.000012")
+        XCTAssertEqual(try ValueText.text(.double(1.0 / 3), as: .double, column: "d"), "\(1.0 / 3)")
+        let longest = BSON.document(["k": .string(String(repeating: "x", count: 100)), String(repeating: "y", count: 150): .array(["z"])])
+        XCTAssertEqual(longest.withView { ValueText.longestString(in: $0) }, 150, "keys count as strings too")
+        XCTAssertNil(BSON.array([1, 2]).withView { ValueText.longestString(in: $0) })
+    }
+
     func testCopyTextEscaping() {
         var out = CopyText()
         out.appendRow(["a\tb\\c\nd", nil, "é"])
@@ -216,14 +234,51 @@ final class TargetSQLTests: XCTestCase {
 final class RedshiftInsertBatchingTests: XCTestCase {
     func testBatchesRespectStatementSizeAndParameterLimits() {
         let big = String(repeating: "x", count: 60_000)
-        let rows = (0..<1000).map { _ in [big, "u"] as [String?] }
-        let batches = RedshiftApplier.insertBatches(rows, width: 2)
-        XCTAssertEqual(batches.reduce(0) { $0 + $1.count }, 1000, "every row once")
+        let rows = StagedRows(width: 2, rows: (0..<1000).map { _ in [big, "u"] })
+        let batches = RedshiftApplier.insertBatches(rows)
+        XCTAssertEqual(batches.map(\.count).reduce(0, +), 1000, "every row once")
+        XCTAssertEqual(batches.first?.lowerBound, 0)
+        XCTAssertEqual(zip(batches, batches.dropFirst()).filter { $0.upperBound != $1.lowerBound }.count, 0, "contiguous")
         for b in batches {
-            XCTAssertLessThanOrEqual(b.reduce(0) { $0 + $1.reduce(0) { $0 + ($1?.utf8.count ?? 0) } }, 16 << 20)
+            let bytes = b.map { rows.byteCount(ofRow: $0) }.reduce(0, +)
+            XCTAssertLessThanOrEqual(bytes, 16 << 20)
         }
-        let narrow = (0..<5000).map { _ in Array(repeating: "1", count: 100) as [String?] }
-        XCTAssertTrue(RedshiftApplier.insertBatches(narrow, width: 100).allSatisfy { $0.count * 100 <= 32_000 })
+        let narrow = StagedRows(width: 100, rows: (0..<5000).map { _ in Array(repeating: "1", count: 100) })
+        XCTAssertTrue(RedshiftApplier.insertBatches(narrow).allSatisfy { $0.count * 100 <= 32_000 })
+    }
+
+    func testStagedRowsKeepValuesNullsAndAbandonedRowsApart() {
+        var rows = StagedRows(width: 3)
+        rows.append(value: "a\tb")
+        rows.appendNull()
+        rows.append(value: "u")
+        rows.endRow()
+        rows.append(value: "half")
+        rows.beginValue()
+        rows.abandonRow()
+        rows.append(value: "")
+        rows.append(value: "é")
+        rows.append(value: "d")
+        rows.endRow()
+        XCTAssertEqual(rows.count, 2)
+        func text(_ index: Int) -> String? { rows.values.withValue(at: index) { $0.map { String(decoding: $0, as: UTF8.self) } } }
+        XCTAssertEqual((0..<6).map(text), ["a\tb", nil, "u", "", "é", "d"])
+        XCTAssertEqual(rows.byteCount(ofRow: 1), 3)
+        var copy = StagedRows(width: 3)
+        copy.appendRow(1, of: rows)
+        XCTAssertEqual(copy.values.withValue(at: 1) { $0.map { Array($0) } }, Array("é".utf8))
+    }
+}
+
+final class CopyLinesTests: XCTestCase {
+    func testJSONLinesEscapeValuesAndKeepNestedAndNulls() {
+        let rows = StagedRows(width: 4, rows: [["k\"1", #"{"a":[1,"x"]}"#, nil, "u"], ["line\nbreak\u{01}", "null", "\\", "d"]])
+        var out = PlainText()
+        let keys = CopyLoader.jsonKeys(["_id", "doc", "t\"x", "__op"])
+        for row in 0..<rows.count { CopyLoader.writeJSONLine(row, of: rows, keys: keys, nested: [false, true, false, false], to: &out) }
+        XCTAssertEqual(String(decoding: out.bytes, as: UTF8.self),
+                       #"{"_id":"k\"1","doc":{"a":[1,"x"]},"t\"x":null,"__op":"u"}"# + "\n"
+                       + #"{"_id":"line\nbreak\u0001","doc":null,"t\"x":"\\","__op":"d"}"# + "\n")
     }
 }
 

@@ -25,29 +25,35 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
 
     /// The type a single BSON value asks for; nil for null/undefined (no information).
     public static func of(_ value: BSON) -> ColumnType? {
-        switch value {
-        case .null, .undefined, .minKey, .maxKey: return nil
-        case .bool: return .boolean
-        case .int32: return .integer
-        case .int64, .timestamp: return .bigint
-        case .double: return .double
-        case .decimal128(let d):
+        value.withView { of($0) }
+    }
+
+    /// The type a value asks for, read from its bytes; nil for null/undefined (no information).
+    public static func of(_ value: BSONValueView) -> ColumnType? {
+        switch value.type {
+        case 0x0A, 0x06, 0x7F, 0xFF: return nil
+        case 0x08: return .boolean
+        case 0x10: return .integer
+        case 0x12, 0x11: return .bigint
+        case 0x01: return .double
+        case 0x13:
+            let d = value.decimal128
             guard let scale = decimalScale(d) else { return .varchar(width(for: d.description.utf8.count)) }
             return .decimal(scale: scale)
-        case .datetime: return .timestamp
-        case .objectId: return .char24
-        case .string(let s): return .varchar(width(for: s.utf8.count))
-        case .document, .array: return .nested
-        case .binary(let b): return .binary(b.data.count <= defaultVarbyte ? defaultVarbyte : maxVarbyte)
-        case .regex, .opaque: return .varchar(256)
+        case 0x09: return .timestamp
+        case 0x07: return .char24
+        case 0x02: return .varchar(width(for: value.utf8.count))
+        case 0x03, 0x04: return .nested
+        case 0x05: return .binary(value.binaryData.count <= defaultVarbyte ? defaultVarbyte : maxVarbyte)
+        default: return .varchar(256)
         }
     }
 
     /// The type an `_id` value asks for: like any value, except that a document `_id` is text (its JSON): a key
     /// column must compare with `=` and sort, which SUPER/jsonb do not (or not on Redshift).
-    public static func ofKey(_ value: BSON) -> ColumnType? {
+    public static func ofKey(_ value: BSONValueView) -> ColumnType? {
         guard let type = of(value) else { return nil }
-        return type == .nested ? .varchar(width(for: ValueText.plainJSON(value).utf8.count)) : type
+        return type == .nested ? .varchar(width(for: ValueText.plainJSON(value.decoded).utf8.count)) : type
     }
 
     /// Widening for the `_id` column: never to SUPER/jsonb (see `ofKey`).

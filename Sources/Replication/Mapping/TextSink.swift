@@ -43,13 +43,42 @@ extension TextSink {
         appendDecimal(Int64(value))
     }
 
-    mutating func appendHex(_ bytes: [UInt8]) {
+    mutating func appendHex<Bytes: Sequence<UInt8>>(_ bytes: Bytes) {
         let digits: StaticString = "0123456789abcdef"
         let table = digits.utf8Start
         for byte in bytes {
             append(table[Int(byte >> 4)])
             append(table[Int(byte & 0x0F)])
         }
+    }
+
+    /// UTF-8 text as a JSON string: quotes, backslash and control characters escaped, everything else as is.
+    mutating func appendJSONString(_ utf8: UnsafeBufferPointer<UInt8>) {
+        append(UInt8(ascii: "\""))
+        var start = 0
+        for i in 0..<utf8.count {
+            let byte = utf8[i]
+            guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
+            append(UnsafeBufferPointer(rebasing: utf8[start..<i]))
+            append(UInt8(ascii: "\\"))
+            switch byte {
+            case 0x22, 0x5C: append(byte)
+            case 0x0A: append(UInt8(ascii: "n"))
+            case 0x0D: append(UInt8(ascii: "r"))
+            case 0x09: append(UInt8(ascii: "t"))
+            default:
+                append("u00" as StaticString)
+                appendHex(CollectionOfOne(byte))
+            }
+            start = i + 1
+        }
+        append(UnsafeBufferPointer(rebasing: utf8[start...]))
+        append(UInt8(ascii: "\""))
+    }
+
+    mutating func appendJSONString(_ text: String) {
+        var text = text
+        text.withUTF8 { appendJSONString($0) }
     }
 }
 

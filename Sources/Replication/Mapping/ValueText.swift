@@ -35,61 +35,82 @@ public enum ValueText {
         return String(decoding: plain.bytes, as: UTF8.self)
     }
 
-    /// Writes the text of `value` for a column of `type` into `sink` (a parameter's bytes, or COPY text escaped as
-    /// it goes), without building a String for the common scalars. Throws before writing anything when the value
-    /// does not fit. `byteaPrefix`: PostgreSQL bytea input wants `\x` before the hex (Redshift's FROM_HEX does not).
+    /// `write` for a decoded value.
     public static func write<Sink: TextSink>(_ value: BSON, as type: ColumnType, column: String, byteaPrefix: Bool = false,
                                              to sink: inout Sink) throws(TooLarge) {
-        switch (type, value) {
+        try value.withView { (view) throws(TooLarge) in try write(view, as: type, column: column, byteaPrefix: byteaPrefix, to: &sink) }
+    }
+
+    /// Writes the text of `value` for a column of `type` into `sink` (a parameter's bytes, or COPY text escaped as
+    /// it goes), read from the value's bytes — no String or `BSON` for the common scalars. Throws before writing
+    /// anything when the value does not fit. `byteaPrefix`: PostgreSQL bytea input wants `\x` before the hex
+    /// (Redshift's FROM_HEX does not).
+    public static func write<Sink: TextSink>(_ value: BSONValueView, as type: ColumnType, column: String, byteaPrefix: Bool = false,
+                                             to sink: inout Sink) throws(TooLarge) {
+        switch (type, value.type) {
         case (.nested, _):
-            let json = plainJSON(value)
-            if json.utf8.count > superLimit { throw TooLarge(column: column, bytes: json.utf8.count, limit: superLimit) }
-            sink.append(json)
-        case (.binary(let n), .binary(let b)):
+            // JSON is at most 6 bytes per BSON byte (a control character escaped): only a value that large is
+            // measured before it is written.
+            if value.bytes.count * 6 + 64 > superLimit {
+                let json = plainJSON(value.decoded)
+                if json.utf8.count > superLimit { throw TooLarge(column: column, bytes: json.utf8.count, limit: superLimit) }
+                sink.append(json)
+            } else {
+                writeJSON(value, to: &sink)
+            }
+        case (.binary(let n), 0x05):
+            let data = value.binaryData
             let limit = min(n, varbyteLimit)
-            if b.data.count > limit { throw TooLarge(column: column, bytes: b.data.count, limit: limit) }
+            if data.count > limit { throw TooLarge(column: column, bytes: data.count, limit: limit) }
             if byteaPrefix { sink.append("\\x" as StaticString) }
-            sink.appendHex(b.data)
-        case (.varchar(let n), .string(let s)):
-            let bytes = s.utf8.count
+            sink.appendHex(data)
+        case (.varchar(let n), 0x02):
+            let bytes = value.utf8.count
             if bytes > ColumnType.maxVarchar { throw TooLarge(column: column, bytes: bytes, limit: ColumnType.maxVarchar) }
             if bytes > n { throw TooLarge(column: column, bytes: bytes, limit: n) }
-            sink.append(s)
+            sink.append(value.utf8)
         case (.varchar(let n), _):
-            let s = scalarText(value)
+            let s = scalarText(value.decoded)
             let bytes = s.utf8.count
             if bytes > ColumnType.maxVarchar { throw TooLarge(column: column, bytes: bytes, limit: ColumnType.maxVarchar) }
             if bytes > n { throw TooLarge(column: column, bytes: bytes, limit: n) }
             sink.append(s)
-        case (.timestamp, .datetime(let ms)):
+        case (.timestamp, 0x09):
+            let ms = value.datetime
             if !timestampRange.contains(ms) {
                 throw TooLarge(column: column, bytes: 0, limit: 0, reason: "date \(ms) ms since 1970 is out of TIMESTAMP's range (4714 BC to 294276 AD)")
             }
             writeTimestamp(ms, to: &sink)
-        case (_, .bool(let b)):
-            sink.append(b ? "true" as StaticString : "false")
-        case (_, .int32(let i)):
-            sink.appendDecimal(Int64(i))
-        case (_, .int64(let i)):
-            sink.appendDecimal(i)
-        case (_, .string(let s)):
-            sink.append(s)
-        case (_, .objectId(let oid)):
-            sink.appendHex(oid.bytes)
+        case (_, 0x08):
+            sink.append(value.bool ? "true" as StaticString : "false")
+        case (_, 0x10):
+            sink.appendDecimal(Int64(value.int32))
+        case (_, 0x12):
+            sink.appendDecimal(value.int64)
+        case (_, 0x02):
+            sink.append(value.utf8)
+        case (_, 0x07):
+            sink.appendHex(value.bytes)
+        case (_, 0x13):
+            value.decimal128.withCanonicalText { sink.append($0) }
+        case (_, 0x01):
+            sink.append(doubleText(value.double))
         default:
-            sink.append(scalarText(value))
+            sink.append(scalarText(value.decoded))
         }
     }
 
     /// The byte length of the longest string anywhere inside a document or array (keys included); nil for none.
-    public static func longestString(in value: BSON) -> Int? {
-        switch value {
-        case .string(let s): return s.utf8.count
-        case .document(let d):
-            return d.reduce(nil as Int?) { best, element in
-                [best, element.0.utf8.count, longestString(in: element.1)].compactMap { $0 }.max()
+    public static func longestString(in value: BSONValueView) -> Int? {
+        switch value.type {
+        case 0x02: return value.utf8.count
+        case 0x03, 0x04:
+            var longest: Int?
+            value.forEachElement { key, element in
+                if value.isDocument { longest = max(longest ?? 0, key.count) }
+                if let inner = longestString(in: element) { longest = max(longest ?? 0, inner) }
             }
-        case .array(let items): return items.compactMap(longestString(in:)).max()
+            return longest
         default: return nil
         }
     }
@@ -159,42 +180,47 @@ public enum ValueText {
     /// Plain JSON for SUPER/jsonb: numbers stay numbers (Decimal128 as its exact digits), dates ISO-8601 strings,
     /// ObjectIds hex strings, binary base64 strings.
     public static func plainJSON(_ value: BSON) -> String {
-        var out = ""
-        writeJSON(value, into: &out)
-        return out
+        var plain = PlainText()
+        value.withView { writeJSON($0, to: &plain) }
+        return String(decoding: plain.bytes, as: UTF8.self)
     }
 
-    static func writeJSON(_ value: BSON, into out: inout String) {
-        switch value {
-        case .document(let doc):
-            out += "{"
+    static func writeJSON<Sink: TextSink>(_ value: BSONValueView, to sink: inout Sink) {
+        switch value.type {
+        case 0x03, 0x04:
+            let isDocument = value.isDocument
+            sink.append(UInt8(ascii: isDocument ? "{" : "["))
             var first = true
-            for (k, v) in doc {
-                if !first { out += "," }
+            value.forEachElement { key, element in
+                if !first { sink.append(UInt8(ascii: ",")) }
                 first = false
-                ExtendedJSON.writeString(k, into: &out)
-                out += ":"
-                writeJSON(v, into: &out)
+                if isDocument {
+                    sink.appendJSONString(key)
+                    sink.append(UInt8(ascii: ":"))
+                }
+                writeJSON(element, to: &sink)
             }
-            out += "}"
-        case .array(let items):
-            out += "["
-            for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
-                writeJSON(item, into: &out)
-            }
-            out += "]"
-        case .string(let s): ExtendedJSON.writeString(s, into: &out)
-        case .int32(let i): out += String(i)
-        case .int64(let i): out += String(i)
-        case .double(let d): out += d.isFinite ? "\(d)" : "null"
-        case .decimal128(let d): out += d.isNaN || d.isInfinite ? "null" : d.description
-        case .bool(let b): out += b ? "true" : "false"
-        case .null, .undefined, .minKey, .maxKey, .opaque: out += "null"
-        case .datetime(let ms): ExtendedJSON.writeString(ISODate.format(milliseconds: ms) ?? timestampText(ms), into: &out)
-        case .objectId(let oid): ExtendedJSON.writeString(oid.description, into: &out)
-        case .binary(let b): ExtendedJSON.writeString(ExtendedJSON.base64(b.data), into: &out)
-        case .timestamp, .regex: ExtendedJSON.writeString(scalarText(value), into: &out)
+            sink.append(UInt8(ascii: isDocument ? "}" : "]"))
+        case 0x02: sink.appendJSONString(value.utf8)
+        case 0x10: sink.appendDecimal(Int64(value.int32))
+        case 0x12: sink.appendDecimal(value.int64)
+        case 0x01:
+            let d = value.double
+            sink.append(d.isFinite ? "\(d)" : "null")
+        case 0x13:
+            let d = value.decimal128
+            if d.isNaN || d.isInfinite { sink.append("null" as StaticString) } else { d.withCanonicalText { sink.append($0) } }
+        case 0x08: sink.append(value.bool ? "true" as StaticString : "false")
+        case 0x09:
+            let ms = value.datetime
+            sink.appendJSONString(ISODate.format(milliseconds: ms) ?? timestampText(ms))
+        case 0x07:
+            sink.append(UInt8(ascii: "\""))
+            sink.appendHex(value.bytes)
+            sink.append(UInt8(ascii: "\""))
+        case 0x05: sink.appendJSONString(ExtendedJSON.base64(Array(value.binaryData)))
+        case 0x11, 0x0B: sink.appendJSONString(scalarText(value.decoded))
+        default: sink.append("null" as StaticString)
         }
     }
 }

@@ -29,29 +29,34 @@ struct CopyLoader: Sendable {
         var rows: Int
         var compressedBytes: Int64
         /// Rows too large for COPY (they go through INSERT).
-        var oversized: [[String?]]
+        var oversized: StagedRows
     }
 
-    /// Writes and uploads `rows` (each row the schema's columns then `__op`).
-    func upload(rows: [[String?]], schema: TableSchema, batch: String, slices: Int) async throws -> Staged {
-        var lines: [[UInt8]] = []
-        var oversized: [[String?]] = []
-        lines.reserveCapacity(rows.count)
-        let names = schema.columns.map(\.name) + ["__op"]
+    /// Writes and uploads `rows`.
+    func upload(rows: StagedRows, schema: TableSchema, batch: String, slices: Int) async throws -> Staged {
+        // Every line in one buffer; `lineStarts` (plus the end) delimit them.
+        var text = PlainText()
+        var lineStarts: [Int] = []
+        var oversized = StagedRows(width: rows.width)
+        lineStarts.reserveCapacity(rows.count + 1)
+        let jsonKeys = Self.jsonKeys(schema.columns.map(\.name) + ["__op"])
         let nested = schema.columns.map { $0.type == .nested } + [false]
-        var rawBytes = 0
-        for row in rows {
-            let line = Self.jsonLine(row, names: names, nested: nested)
-            if line.count > Self.maxRowBytes {
-                oversized.append(row)
+        for row in 0..<rows.count {
+            let start = text.bytes.count
+            Self.writeJSONLine(row, of: rows, keys: jsonKeys, nested: nested, to: &text)
+            if text.bytes.count - start > Self.maxRowBytes {
+                text.bytes.removeSubrange(start...)
+                oversized.appendRow(row, of: rows)
             } else {
-                rawBytes += line.count
-                lines.append(line)
+                lineStarts.append(start)
             }
         }
+        let lineCount = lineStarts.count
+        lineStarts.append(text.bytes.count)
+        let rawBytes = text.bytes.count
         let prefix = stage.prefix("load") + batch + "/"
-        guard !lines.isEmpty else { return Staged(manifestURL: "", keys: [], rows: 0, compressedBytes: 0, oversized: oversized) }
-        let files = Self.fileCount(estimatedCompressedBytes: Int64(rawBytes / 4), slices: slices, rows: lines.count)
+        guard lineCount > 0 else { return Staged(manifestURL: "", keys: [], rows: 0, compressedBytes: 0, oversized: oversized) }
+        let files = Self.fileCount(estimatedCompressedBytes: Int64(rawBytes / 4), slices: slices, rows: lineCount)
         try FileManager.default.createDirectory(atPath: localDirectory, withIntermediateDirectories: true)
         var keys: [String] = []
         var entries: [String] = []
@@ -60,10 +65,12 @@ struct CopyLoader: Sendable {
             let path = localDirectory + "/\(ColumnNaming.sanitize(stage.stream))-\(batch)-\(f).json.zst"
             defer { try? FileManager.default.removeItem(atPath: path) }
             let writer = try ZstdFileWriter(path: path)
-            var i = f
-            while i < lines.count {
-                try writer.write(lines[i])
-                i += files
+            try text.bytes.withUnsafeBytes { all in
+                var i = f
+                while i < lineCount {
+                    try writer.write(UnsafeRawBufferPointer(rebasing: all[lineStarts[i]..<lineStarts[i + 1]]))
+                    i += files
+                }
             }
             try writer.finish()
             let key = prefix + String(format: "part-%04d.json.zst", f)
@@ -77,7 +84,7 @@ struct CopyLoader: Sendable {
                                          contentType: "application/json")
         keys.append(manifestKey)
         CrashPoint.hit(CrashPoint.loadUploaded)
-        return Staged(manifestURL: stage.url(manifestKey), keys: keys, rows: lines.count, compressedBytes: compressed, oversized: oversized)
+        return Staged(manifestURL: stage.url(manifestKey), keys: keys, rows: lineCount, compressedBytes: compressed, oversized: oversized)
     }
 
     /// `COPY stage (…) FROM 's3://…/manifest' … MANIFEST` — carries credentials: never logged.
@@ -120,35 +127,29 @@ struct CopyLoader: Sendable {
         return max(1, min(files, rows))
     }
 
-    /// One JSON object per row: names as the table's columns, every non-null scalar a JSON string.
-    static func jsonLine(_ row: [String?], names: [String], nested: [Bool]) -> [UInt8] {
-        var out: [UInt8] = [UInt8(ascii: "{")]
-        for (i, value) in row.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            appendJSONString(names[i], to: &out)
-            out.append(UInt8(ascii: ":"))
-            guard let value else { out += Array("null".utf8); continue }
-            if nested[i] { out += Array(value.utf8) } else { appendJSONString(value, to: &out) }
+    /// Each column's `"name":`, escaped once per batch.
+    static func jsonKeys(_ names: [String]) -> [[UInt8]] {
+        names.map { name in
+            var key = PlainText()
+            key.appendJSONString(name)
+            key.append(UInt8(ascii: ":"))
+            return key.bytes
         }
-        out += [UInt8(ascii: "}"), 0x0A]
-        return out
     }
 
-    static func appendJSONString(_ text: String, to out: inout [UInt8]) {
-        out.append(0x22)
-        for byte in text.utf8 {
-            switch byte {
-            case 0x22: out += [0x5C, 0x22]
-            case 0x5C: out += [0x5C, 0x5C]
-            case 0x0A: out += [0x5C, UInt8(ascii: "n")]
-            case 0x0D: out += [0x5C, UInt8(ascii: "r")]
-            case 0x09: out += [0x5C, UInt8(ascii: "t")]
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out += [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
-            default: out.append(byte)
+    /// One JSON object per row: keys as the table's columns, every non-null scalar a JSON string, nested values
+    /// as their JSON.
+    static func writeJSONLine(_ row: Int, of rows: StagedRows, keys: [[UInt8]], nested: [Bool], to out: inout PlainText) {
+        out.append(UInt8(ascii: "{"))
+        for column in 0..<rows.width {
+            if column > 0 { out.append(UInt8(ascii: ",")) }
+            out.bytes.append(contentsOf: keys[column])
+            rows.values.withValue(at: row * rows.width + column) { value in
+                guard let value else { return out.append("null" as StaticString) }
+                if nested[column] { out.append(value) } else { out.appendJSONString(value) }
             }
         }
-        out.append(0x22)
+        out.append(UInt8(ascii: "}"))
+        out.append(0x0A)
     }
 }

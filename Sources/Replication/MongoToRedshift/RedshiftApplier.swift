@@ -143,7 +143,7 @@ public actor RedshiftApplier: ChangeTarget {
         var schemaChanges: [SchemaChange]
         /// PostgreSQL: the rows as COPY text; Redshift: as parameters or COPY files.
         var copyText: [UInt8]
-        var rows: [[String?]]
+        var rows: StagedRows
         var loadedRows: Int
         var deletes: Int
         var deadLetters: [DeadLetterFile.Entry]
@@ -159,43 +159,36 @@ public actor RedshiftApplier: ChangeTarget {
         let latest = changes.latestPerKey()
         var tracker = base
         let previous = tracker.schema
-        let flatten = tracker.flatten
         var restarts = 0
-        var copyText = CopyText()
-        var rows: [[String?]] = []
+        var writer = BatchRowWriter(dialect: sql.dialect, schema: tracker.schema, capacity: 0)
         var deadLetters: [DeadLetterFile.Entry] = []
-        var values: [BSON?] = []
         var deletes = 0
         rows: while true {
-            let schema = tracker.schema
-            copyText = CopyText(reservingCapacity: sql.dialect == .postgres && !schema.columns.isEmpty ? changes.count * 128 : 0)
-            rows = []
-            if sql.dialect == .redshift { rows.reserveCapacity(latest.count) }
+            writer = BatchRowWriter(dialect: sql.dialect, schema: tracker.schema, capacity: changes.count * 128)
             deadLetters = []
             deletes = 0
-            let idType = schema.columns.first?.type ?? .varchar(16)
             for (position, change) in latest.enumerated() {
                 if change.operation == .delete {
                     // (No row before the first document: nothing can be in the target yet.)
-                    if !schema.columns.isEmpty {
-                        writeDelete(change.key, idType: idType, width: schema.columns.count, copyText: &copyText, rows: &rows)
+                    if !writer.schema.columns.isEmpty {
+                        writer.addDelete(change.key)
                         deletes += 1
                     }
                     continue
                 }
                 guard let doc = change.document else { continue }
-                values.removeAll(keepingCapacity: true)
-                values.append(contentsOf: repeatElement(nil, count: schema.columns.count))
-                var changed = false
+                let outcome: BatchRowWriter.Outcome
                 do {
-                    try SchemaTracker.forEachField(of: doc, flatten: flatten) { (path, value) throws(SchemaTracker.CollisionError) in
-                        guard let column = try tracker.learn(path, value) else { changed = true; return }
-                        if !changed && !value.isNull { values[column] = value }
-                    }
+                    outcome = try writer.add(doc, learningInto: &tracker)
                 } catch {
                     throw ReplicationError(.sourceData, stream: context.name, "\(error)")
                 }
-                if changed {
+                switch outcome {
+                case .written:
+                    break
+                case .tooLarge(let error):
+                    deadLetters.append(.init(key: change.key, reason: "\(error)"))
+                case .schemaChanged:
                     restarts += 1
                     if restarts > Self.maxRestarts {
                         do {
@@ -206,71 +199,15 @@ public actor RedshiftApplier: ChangeTarget {
                     }
                     continue rows
                 }
-                do {
-                    try writeUpsert(values, schema: schema, copyText: &copyText, rows: &rows)
-                } catch {
-                    copyText.abandonRow()
-                    deadLetters.append(.init(key: change.key, reason: "\(error)"))
-                }
             }
             break
         }
-        return Batch(tracker: tracker, previous: previous, schemaChanges: tracker.changes(since: previous), copyText: copyText.bytes, rows: rows,
-                     loadedRows: sql.dialect == .postgres ? copyText.rows : rows.count, deletes: deletes, deadLetters: deadLetters)
+        return Batch(tracker: tracker, previous: previous, schemaChanges: tracker.changes(since: previous), copyText: writer.copyText.bytes,
+                     rows: writer.rows, loadedRows: writer.rowCount, deletes: deletes, deadLetters: deadLetters)
     }
 
     /// Schema changes within one batch that restart its rows before the rest is learned up front.
     static let maxRestarts = 4
-
-    /// A delete's row: the key, NULLs, op `d`.
-    private nonisolated func writeDelete(_ key: BSON, idType: ColumnType, width: Int, copyText: inout CopyText, rows: inout [[String?]]) {
-        guard sql.dialect == .postgres else {
-            var row = [String?](repeating: nil, count: width)
-            row[0] = try? ValueText.text(key, as: idType, column: "_id")
-            rows.append(row + ["d"])
-            return
-        }
-        copyText.nextColumn()
-        do { try ValueText.write(key, as: idType, column: "_id", byteaPrefix: true, to: &copyText) } catch { copyText.appendNull() }
-        for _ in 1..<width {
-            copyText.nextColumn()
-            copyText.appendNull()
-        }
-        copyText.nextColumn()
-        copyText.append(UInt8(ascii: "d"))
-        copyText.endRow()
-    }
-
-    /// An upsert's row: PostgreSQL's COPY text written straight from the values; Redshift's as parameters or
-    /// COPY files. Throws `ValueText.TooLarge` for a value the target cannot hold (the row is dead-lettered).
-    private nonisolated func writeUpsert(_ values: [BSON?], schema: TableSchema, copyText: inout CopyText, rows: inout [[String?]]) throws(ValueText.TooLarge) {
-        if sql.dialect == .postgres {
-            for (value, column) in zip(values, schema.columns) {
-                copyText.nextColumn()
-                if let value {
-                    try ValueText.write(value, as: column.type, column: column.name, byteaPrefix: true, to: &copyText)
-                } else {
-                    copyText.appendNull()
-                }
-            }
-            copyText.nextColumn()
-            copyText.append(UInt8(ascii: "u"))
-            copyText.endRow()
-            return
-        }
-        var row: [String?] = []
-        row.reserveCapacity(values.count + 1)
-        for (value, column) in zip(values, schema.columns) {
-            let text = try value.map { v throws(ValueText.TooLarge) in try ValueText.text(v, as: column.type, column: column.name) }
-            if column.type == .nested, let value, let longest = ValueText.longestString(in: value), longest > ValueText.superStringLimit {
-                throw ValueText.TooLarge(column: column.name, bytes: longest, limit: ValueText.superStringLimit,
-                                         reason: "a string of \(longest) bytes inside the SUPER value exceeds Redshift's \(ValueText.superStringLimit)-byte limit")
-            }
-            row.append(text)
-        }
-        row.append("u")
-        rows.append(row)
-    }
 
     /// Puts a prepared batch in the target (schema changes first, then the fenced transaction) and adopts the
     /// schema it learned.
@@ -378,7 +315,7 @@ public actor RedshiftApplier: ChangeTarget {
                               metadata: ["table": "\(sql.target)", "error": "\(error.map { "\($0)" } ?? "none")"])
     }
 
-    private func load(_ c: PostgresConnection, rows: [[String?]], copyText: [UInt8], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,
+    private func load(_ c: PostgresConnection, rows: StagedRows, copyText: [UInt8], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,
                       stream: String, generation: Int64, upsert: Upsert) async throws -> Bool {
         try await c.execute("BEGIN")
         do {
@@ -430,7 +367,7 @@ public actor RedshiftApplier: ChangeTarget {
 
     /// `load: copy`: the batch's rows written and uploaded before the transaction (nil otherwise). The first
     /// batch of a run first removes what an earlier run left in the stream's `load/` prefix.
-    private func stageForCopy(_ rows: [[String?]], schema: TableSchema, batch: String) async throws -> CopyLoader.Staged? {
+    private func stageForCopy(_ rows: StagedRows, schema: TableSchema, batch: String) async throws -> CopyLoader.Staged? {
         guard let copyLoader, !rows.isEmpty else { return nil }
         if !leftoversCollected {
             _ = try await copyLoader.collectLeftovers()
@@ -490,31 +427,32 @@ public actor RedshiftApplier: ChangeTarget {
         }
     }
 
-    /// Redshift: multi-row INSERTs, each under 16 MB of statement text and 32,000 parameters.
-    private func insert(_ c: PostgresConnection, rows: [[String?]], schema: TableSchema) async throws {
-        for batch in Self.insertBatches(rows, width: schema.columns.count + 1) {
-            try await c.query(sql.insertStage(schema, rows: batch.count), batch.flatMap { $0 })
+    /// Redshift: multi-row INSERTs, each under 16 MB of statement text and 32,000 parameters, bound from the
+    /// staged values as they are.
+    private func insert(_ c: PostgresConnection, rows: StagedRows, schema: TableSchema) async throws {
+        for batch in Self.insertBatches(rows) {
+            try await c.query(sql.insertStage(schema, rows: batch.count), rows.values, range: rows.parameterRange(batch))
         }
     }
 
     static let maxStatementBytes = 15 << 20
 
     /// Splits rows so that each INSERT stays under Redshift's 16 MB statement limit and 32,000 parameters.
-    static func insertBatches(_ rows: [[String?]], width: Int) -> [ArraySlice<[String?]>] {
-        let maxRows = max(1, min(1000, 32_000 / width))
-        var out: [ArraySlice<[String?]>] = []
+    static func insertBatches(_ rows: StagedRows) -> [Range<Int>] {
+        let maxRows = max(1, min(1000, 32_000 / max(1, rows.width)))
+        var out: [Range<Int>] = []
         var start = 0, bytes = 0
-        for (i, row) in rows.enumerated() {
+        for row in 0..<rows.count {
             // Placeholders and separators cost ~8 bytes a value besides the value itself.
-            let rowBytes = row.reduce(0) { $0 + ($1?.utf8.count ?? 0) + 8 }
-            if i > start && (i - start >= maxRows || bytes + rowBytes > maxStatementBytes) {
-                out.append(rows[start..<i])
-                start = i
+            let rowBytes = rows.byteCount(ofRow: row) + 8 * rows.width
+            if row > start && (row - start >= maxRows || bytes + rowBytes > maxStatementBytes) {
+                out.append(start..<row)
+                start = row
                 bytes = 0
             }
             bytes += rowBytes
         }
-        if start < rows.count { out.append(rows[start...]) }
+        if start < rows.count { out.append(start..<rows.count) }
         return out
     }
 }

@@ -56,25 +56,41 @@ public struct SchemaTracker: Sendable {
         public var description: String { "fields \"\(first)\" and \"\(second)\" both map to column \"\(column)\"; rename one in the source" }
     }
 
-    /// Calls `body` with each (path, value) pair a document contributes, in document order, without collecting them.
-    /// `flatten: 0` keeps the whole document in one `doc` column.
-    public static func forEachField<E: Error>(of document: Document, flatten: Int, _ body: (String, BSON) throws(E) -> Void) throws(E) {
+    /// Calls `body` with each (path, value) pair a document contributes, in document order, without collecting them
+    /// or decoding the values (each is read in place and valid during its call). `flatten: 0` keeps the whole
+    /// document in one `doc` column.
+    public static func forEachField<E: Error>(of document: Document, flatten: Int, _ body: (String, BSONValueView) throws(E) -> Void) throws(E) {
+        try walkFields(of: document, flatten: flatten, visit: body, then: { () throws(E) in })
+    }
+
+    /// `forEachField`, then `finish` — the fields' views stay valid until `finish` returns (a row is written from
+    /// them there).
+    public static func walkFields<R, E: Error>(of document: Document, flatten: Int, visit: (String, BSONValueView) throws(E) -> Void,
+                                              then finish: () throws(E) -> R) throws(E) -> R {
         if flatten == 0 {
-            try body("_id", document["_id"] ?? .null)
-            try body("doc", .document(document.removing(["_id"])))
-            return
-        }
-        func walk(_ doc: Document, prefix: String, depth: Int) throws(E) {
-            for (key, value) in doc {
-                let path = prefix.isEmpty ? key : prefix + "." + key
-                if case .document(let sub) = value, depth < flatten, path != "_id", !sub.isEmpty {
-                    try walk(sub, prefix: path, depth: depth + 1)
-                } else {
-                    try body(path, value)
+            return try (document["_id"] ?? .null).withView { (key) throws(E) in
+                try visit("_id", key)
+                return try document.removing(["_id"]).withView { (rest) throws(E) in
+                    try visit("doc", rest)
+                    return try finish()
                 }
             }
         }
-        try walk(document, prefix: "", depth: 1)
+        func walk(_ doc: BSONValueView, prefix: String, depth: Int) throws(E) {
+            try doc.forEachElement { (key, value) throws(E) in
+                let name = String(decoding: key, as: UTF8.self)
+                let path = prefix.isEmpty ? name : prefix + "." + name
+                if value.isDocument, depth < flatten, path != "_id", value.bytes.count > 5 {
+                    try walk(value, prefix: path, depth: depth + 1)
+                } else {
+                    try visit(path, value)
+                }
+            }
+        }
+        return try document.withView { (root) throws(E) in
+            try walk(root, prefix: "", depth: 1)
+            return try finish()
+        }
     }
 
     /// Widens the schema to hold every document; returns the changes (new columns, wider types) in order.
@@ -86,9 +102,14 @@ public struct SchemaTracker: Sendable {
         return changes(since: previous)
     }
 
+    /// `learn` for a decoded value.
+    public mutating func learn(_ path: String, _ value: BSON) throws(CollisionError) -> Int? {
+        try value.withView { (view) throws(CollisionError) in try learn(path, view) }
+    }
+
     /// Widens the schema to hold one field. Returns the field's column, or nil when the schema changed (a new
     /// column or a wider type: column positions may have moved).
-    public mutating func learn(_ path: String, _ value: BSON) throws(CollisionError) -> Int? {
+    public mutating func learn(_ path: String, _ value: BSONValueView) throws(CollisionError) -> Int? {
         let isKey = path == "_id"
         let wanted = isKey ? ColumnType.ofKey(value) : ColumnType.of(value)
         if let i = columnByPath[path] {

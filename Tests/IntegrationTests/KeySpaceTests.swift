@@ -118,6 +118,36 @@ final class KeySpaceTests: IntegrationTestCase {
         XCTAssertTrue(deadLetters.contains("2 source rows have a NULL key"), deadLetters)
     }
 
+    /// Duplicate keys are reported by the keyset pages that read them, with no scan of the table at planning — also
+    /// those straddling two pages (each page after the first starts at the key copied last; `key > last` skipped
+    /// them unseen): every extra row reported once, every key copied once.
+    func testDuplicatesAcrossPageBoundariesAreEachReportedOnce() async throws {
+        try await connection.execute("""
+            -- Each key three times: pages of 100 rows cut through them.
+            CREATE TABLE public.\(table) (id bigint, v text, updated_at timestamptz NOT NULL DEFAULT now());
+            INSERT INTO public.\(table) (id, v) SELECT g / 3, repeat('x', 2000) || g FROM generate_series(0, 2999) g;
+            """)
+        let config = try writeStreamsConfig("""
+          - name: twins
+            from: { table: public.\(table) }
+            to: { collection: twins }
+            key: [id]
+            watermark: updated_at
+            partitions: 2
+        """, defaults: "batch_bytes: 16KiB", name: "twins.yaml")
+        let staged = try MongoshiftProcess.run(["snapshot", "--spool-only", "--config", config])
+        XCTAssertEqual(staged.status, 0, staged.stderr)
+        let segments = try FileManager.default.contentsOfDirectory(atPath: state + "/spool/twins").filter { $0.hasSuffix(".seg") }.count
+        XCTAssertGreaterThan(segments, 20, "the pages were cut many times")
+        let result = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let copied = try await mongo.count(database: database, collection: "twins")
+        XCTAssertEqual(copied, 1000, "every key once")
+        let deadLetters = try String(contentsOfFile: state + "/deadletter/twins.jsonl", encoding: .utf8)
+            .split(separator: "\n").filter { $0.contains("duplicate key in source") }
+        XCTAssertEqual(deadLetters.count, 2000, "each extra row reported once, wherever the pages were cut")
+    }
+
     /// Item 9: a composite key whose first page was damaged in the spool: the partition used to resume from a
     /// one-column key and index past the end of it.
     func testCompositeKeyResumesAfterADamagedFirstPage() async throws {

@@ -31,6 +31,14 @@ final class KeysetQueryTests: XCTestCase {
         XCTAssertTrue(params.count >= 2)
     }
 
+    func testPagesAfterTheFirstCanStartAtTheKeyCopiedLast() {
+        let (single, _) = KeysetQuery.snapshotPage(table: table(keys: ["id"]), after: ["42"], includingAfter: true, lower: "0", upper: nil, limit: 5)
+        XCTAssertTrue(single.contains(#"WHERE "id" >= $1 AND"#), single)
+        let (pair, params) = KeysetQuery.snapshotPage(table: table(keys: ["a", "b"]), after: ["1", "2"], includingAfter: true, lower: nil, upper: nil, limit: 5)
+        XCTAssertTrue(pair.contains(#"("a" > $1 OR ("a" = $1 AND "b" >= $2))"#), "only the last column may equal: \(pair)")
+        XCTAssertEqual(params, ["1", "2"])
+    }
+
     func testTailPollUsesCompositeWatermarkAndABoundParameter() {
         let t = table(keys: ["id"])
         let (sql, params) = KeysetQuery.tailPoll(table: t, castType: "timestamp", afterWatermark: "2024-01-01 00:00:00", afterKey: ["7"],

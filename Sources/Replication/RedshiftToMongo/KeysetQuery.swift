@@ -5,7 +5,11 @@ import PostgresClient
 public enum KeysetQuery {
     /// One snapshot page: rows with key > `after` (lexicographic over the key columns), first key column within
     /// (`lower`, `upper`], in key order, at most `limit` rows.
-    public static func snapshotPage(table: SourceTable, after: [String]?, lower: String?, upper: String?, limit: Int) -> (sql: String, params: [String?]) {
+    /// One snapshot page. `includingAfter`: the page starts at the key `after` itself (its first row is the one
+    /// copied last; any other row with that key is a duplicate the page then reports — `key > after` would skip
+    /// it unseen).
+    public static func snapshotPage(table: SourceTable, after: [String]?, includingAfter: Bool = false, lower: String?, upper: String?,
+                                    limit: Int) -> (sql: String, params: [String?]) {
         var params: [String?] = []
         var conditions: [String] = []
         let keys = table.keyNames.map(SQL.identifier)
@@ -14,7 +18,7 @@ public enum KeysetQuery {
             return "$\(params.count)"
         }
         if let after {
-            conditions.append(lexicographicAfter(columns: keys, values: after, bind: bind))
+            conditions.append(lexicographicAfter(columns: keys, values: after, orEqual: includingAfter, bind: bind))
         } else if let lower {
             conditions.append("\(keys[0]) > \(bind(lower))")
         }
@@ -78,13 +82,13 @@ public enum KeysetQuery {
         return (sql, params)
     }
 
-    /// `(a, b) > ($1, $2)` spelled without row values: `a > $1 OR (a = $1 AND b > $2)`.
-    static func lexicographicAfter(columns: [String], values: [String], bind: (String) -> String) -> String {
+    /// `(a, b) > ($1, $2)` spelled without row values: `a > $1 OR (a = $1 AND b > $2)`; `orEqual`: `>=`.
+    static func lexicographicAfter(columns: [String], values: [String], orEqual: Bool = false, bind: (String) -> String) -> String {
         let placeholders = values.map(bind)
         var terms: [String] = []
         for i in 0..<columns.count {
             var parts = (0..<i).map { "\(columns[$0]) = \(placeholders[$0])" }
-            parts.append("\(columns[i]) > \(placeholders[i])")
+            parts.append("\(columns[i]) \(orEqual && i == columns.count - 1 ? ">=" : ">") \(placeholders[i])")
             terms.append(parts.count == 1 ? parts[0] : "(" + parts.joined(separator: " AND ") + ")")
         }
         return terms.count == 1 ? terms[0] : "(" + terms.joined(separator: " OR ") + ")"

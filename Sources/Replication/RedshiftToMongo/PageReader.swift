@@ -18,10 +18,18 @@ final class PageSink: @unchecked Sendable {
     var duplicateKeys = 0
     /// Where each record is written before it joins the segment (reused: no allocation per row).
     private var scratch = [UInt8](repeating: 0, count: 64 << 10)
+    /// The page starts at the key copied last (`KeysetQuery.snapshotPage(includingAfter:)`): its first rows with
+    /// that key are the ones the previous page already copied or reported, not new duplicates.
+    private var rowsToSkip: Int
+    private(set) var skippedRows = 0
+    /// Rows at the end of the page sharing its last key (what the next page skips).
+    private(set) var lastKeyRows = 0
 
-    init(encoder: RowEncoder, writer: SpoolSegmentWriter) {
+    init(encoder: RowEncoder, writer: SpoolSegmentWriter, resumingAt copied: (key: [String], rows: Int)? = nil) {
         self.encoder = encoder
         self.writer = writer
+        rowsToSkip = copied?.rows ?? 0
+        if let copied { lastRow.remember(keyText: copied.key) }
     }
 
     func consume<Row: SourceRow & ~Copyable>(_ row: borrowing Row, detectDuplicates: Bool) {
@@ -31,8 +39,16 @@ final class PageSink: @unchecked Sendable {
             nullKeys += 1
             return
         }
-        // Redshift does not enforce keys: report duplicates, never merge them silently.
+        // Redshift does not enforce keys: report duplicates, never merge them silently. Rows come in key order,
+        // so a duplicate follows the row it repeats (across pages too: see `skipsCopiedRow`).
         let duplicate = detectDuplicates && lastRow.hasKey(of: row, encoder.table)
+        lastKeyRows = duplicate ? lastKeyRows + 1 : 1
+        if rowsToSkip > 0 && duplicate {
+            rowsToSkip -= 1
+            skippedRows += 1
+            return
+        }
+        rowsToSkip = 0
         lastRow.remember(row, encoder.table)
         if case .record(let n) = outcome, !duplicate {
             scratch.withUnsafeBytes { writer.append(recordBytes: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
@@ -94,6 +110,17 @@ struct RowTextMemo {
         }
     }
 
+    /// The key of a row read earlier (the previous page's last), as text.
+    mutating func remember(keyText: [String]) {
+        keyBytes.removeAll(keepingCapacity: true)
+        keyEnds.removeAll(keepingCapacity: true)
+        for text in keyText {
+            keyBytes.append(contentsOf: text.utf8)
+            keyEnds.append(keyBytes.count)
+        }
+        watermark = nil
+    }
+
     var keyText: [String]? {
         guard !keyEnds.isEmpty else { return nil }
         var out: [String] = []
@@ -116,14 +143,21 @@ struct PageResult {
     var deadLetters: [DeadLetterFile.Entry]
     var nullKeys: Int
     var duplicateKeys: Int
+    /// Rows the previous page already read (`resumingAt`): counted in `rows`, not written or reported again.
+    var skippedRows = 0
+    /// Rows at the end of the page sharing its last key.
+    var lastKeyRows = 0
 }
 
 enum PageReader {
-    static func read(_ connection: PostgresConnection, sql: String, params: [String?], encoder: RowEncoder,
-                     stream: String, reserveBytes: Int, detectDuplicates: Bool) async throws -> PageResult {
-        let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: stream, reserveBytes: reserveBytes))
+    /// `resumingAt`: the page's query includes the key read last, and its first `rows` rows with that key are the
+    /// ones already read.
+    static func read(_ connection: PostgresConnection, sql: String, params: [String?], encoder: RowEncoder, stream: String, reserveBytes: Int,
+                     detectDuplicates: Bool, resumingAt copied: (key: [String], rows: Int)? = nil) async throws -> PageResult {
+        let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: stream, reserveBytes: reserveBytes), resumingAt: copied)
         try await connection.stream(sql, params) { row in sink.consume(row, detectDuplicates: detectDuplicates) }
         return PageResult(rows: sink.rows, lastKeyText: sink.lastRow.keyText, lastWatermarkText: sink.lastRow.watermarkText,
-                          writer: sink.writer, deadLetters: sink.deadLetters, nullKeys: sink.nullKeys, duplicateKeys: sink.duplicateKeys)
+                          writer: sink.writer, deadLetters: sink.deadLetters, nullKeys: sink.nullKeys, duplicateKeys: sink.duplicateKeys,
+                          skippedRows: sink.skippedRows, lastKeyRows: sink.lastKeyRows)
     }
 }

@@ -22,7 +22,16 @@ struct RedshiftSnapshotSource: SnapshotSource {
 
     func estimatedRows() async throws -> Int {
         if let estimate = try await catalogRowEstimate() { return estimate }
+        if reader.dialect == .postgres, let planned = try await plannedRows() { return planned }
         return Int(try await reader.scalar("SELECT count(*) FROM \(table.qualifiedName)") ?? "0") ?? 0
+    }
+
+    /// PostgreSQL's planner estimate (`EXPLAIN`): what a view or a table never analyzed has instead of catalog
+    /// statistics — only the progress total depends on it, not worth a count of every row.
+    private func plannedRows() async throws -> Int? {
+        guard let plan = try? await reader.scalar("EXPLAIN (FORMAT JSON) SELECT 1 FROM \(table.qualifiedName)"),
+              let range = plan.range(of: "\"Plan Rows\": ") else { return nil }
+        return Int(plan[range.upperBound...].prefix { $0.isNumber })
     }
 
     /// The catalog's row count (Redshift: `svv_table_info.tbl_rows`; PostgreSQL: `reltuples`) without scanning
@@ -130,11 +139,15 @@ struct RedshiftSnapshotSource: SnapshotSource {
         return (Int(count ?? "0") ?? 0) > 0
     }
 
-    /// What a keyset copy cannot carry: NULL keys and duplicate keys.
+    /// What a keyset copy cannot carry: NULL keys, and duplicate keys in partitions UNLOAD may copy (its files come
+    /// in no order). Keyset pages report duplicates as they read them (`PageSink`), so without UNLOAD no scan of
+    /// the whole table is needed for them.
     private func reportUncopyableKeys(_ keys: [String]) async throws {
         if try await keyEnforcedBySource() { return }
+        let scanDuplicates = stage != nil && context.stream.extract != .select
         let (nullKeys, duplicates): (Int, [[String?]]) = try await reader.run { [table] c in
             let nulls = try await c.query("SELECT count(*) FROM \(table.qualifiedName) WHERE \(keys.map { "\($0) IS NULL" }.joined(separator: " OR "))")
+            guard scanDuplicates else { return (Int(nulls.rows.first?.first??.description ?? "0") ?? 0, []) }
             let dups = try await c.query("""
                 SELECT \(keys.map { "\($0)::text" }.joined(separator: ", ")), count(*) FROM \(table.qualifiedName)
                 WHERE \(keys.map { "\($0) IS NOT NULL" }.joined(separator: " AND "))
@@ -207,24 +220,32 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let upper = partition.upper?.columns?.first
         let encoder = RowEncoder(table: table)
         var sizer = BatchSizer(context.stream)
-        func read(after: [String]?) async throws -> (page: PageResult, full: Bool)? {
+        // Pages after the first start at the key read last and skip the rows with it already read, so a duplicate
+        // straddling two pages is reported like one inside a page. (After a restart, one row is assumed read.)
+        func read(after: [String]?, alreadyRead: Int) async throws -> (page: PageResult, full: Bool)? {
             try Task.checkCancellation()
             if Task.isShuttingDownGracefully { return nil }
             try await pages.waitForSpace()
             let (limit, reserve) = (sizer.rows, sizer.reserveBytes)
-            let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: lower, upper: upper, limit: limit)
-            let page = try await copy.page(sql, params, encoder: encoder, reserve: reserve, detectDuplicates: true)
+            let copied = after.flatMap { key in alreadyRead > 0 ? (key: key, rows: alreadyRead) : nil }
+            let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, includingAfter: copied != nil, lower: lower, upper: upper, limit: limit)
+            let page = try await copy.page(sql, params, encoder: encoder, reserve: reserve, detectDuplicates: true, resumingAt: copied)
             sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
-            return page.rows == 0 ? nil : (page, page.rows == limit)
+            if page.rows == page.skippedRows {
+                // Nothing past what was read: a page full of one key's rows continues past the key (any more of its
+                // duplicates go unreported), a short one ends the partition.
+                return page.rows == limit ? try await read(after: after, alreadyRead: 0) : nil
+            }
+            return (page, page.rows == limit)
         }
-        var current = try await read(after: after)
+        var current = try await read(after: after, alreadyRead: 1)
         while let (page, full) = current {
             try await pages.deadLetter(page.deadLetters)
             let first: SnapshotKey? = after.map { .columns($0) } ?? lower.map { .columns([$0]) }
             // The next page is read while this one is sealed and recorded (pages are still recorded in order:
             // the next is spooled only after this one is).
             async let spooled: Void = pages.spool(page.writer, partition: partition.index, first: first, last: page.lastKeyText.map { .columns($0) })
-            let next = full ? try await read(after: page.lastKeyText) : nil
+            let next = full ? try await read(after: page.lastKeyText, alreadyRead: page.lastKeyRows) : nil
             try await spooled
             after = page.lastKeyText
             current = next

@@ -31,10 +31,11 @@ struct SourceReader: Sendable {
     }
 
     /// One keyset page or poll into a segment writer (single-row mode: memory is one page, never the table).
-    func page(_ sql: String, _ params: [String?], encoder: RowEncoder, reserve: Int, detectDuplicates: Bool) async throws -> PageResult {
+    func page(_ sql: String, _ params: [String?], encoder: RowEncoder, reserve: Int, detectDuplicates: Bool,
+              resumingAt copied: (key: [String], rows: Int)? = nil) async throws -> PageResult {
         try await run { [context] c in
             try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
-                                      reserveBytes: reserve, detectDuplicates: detectDuplicates)
+                                      reserveBytes: reserve, detectDuplicates: detectDuplicates, resumingAt: copied)
         }
     }
 }

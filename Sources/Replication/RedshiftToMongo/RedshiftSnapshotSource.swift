@@ -26,10 +26,14 @@ struct RedshiftSnapshotSource: SnapshotSource {
         return Int(try await reader.scalar("SELECT count(*) FROM \(table.qualifiedName)") ?? "0") ?? 0
     }
 
-    /// PostgreSQL's planner estimate (`EXPLAIN`): what a view or a table never analyzed has instead of catalog
-    /// statistics — only the progress total depends on it, not worth a count of every row.
+    /// PostgreSQL's planner estimate (`EXPLAIN`) for a view, which has no catalog statistics: only the progress
+    /// total depends on it, not worth a count of every row. (A table never analyzed is counted: the planner's
+    /// guess for it can be far off.)
     private func plannedRows() async throws -> Int? {
-        guard let plan = try? await reader.scalar("EXPLAIN (FORMAT JSON) SELECT 1 FROM \(table.qualifiedName)"),
+        let schema = context.stream.table.schema ?? "public", name = context.stream.table.name
+        let kind = try? await reader.scalar("SELECT CAST(c.relkind AS text) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                            + "WHERE n.nspname = $1 AND c.relname = $2", [schema, name])
+        guard kind == "v", let plan = try? await reader.scalar("EXPLAIN (FORMAT JSON) SELECT 1 FROM \(table.qualifiedName)"),
               let range = plan.range(of: "\"Plan Rows\": ") else { return nil }
         return Int(plan[range.upperBound...].prefix { $0.isNumber })
     }

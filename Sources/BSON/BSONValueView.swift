@@ -15,7 +15,6 @@ public struct BSONValueView {
 
     public var isNull: Bool { type == 0x0A || type == 0x06 }
     public var isDocument: Bool { type == 0x03 }
-    public var isArray: Bool { type == 0x04 }
 
     @inline(__always)
     func le<T: FixedWidthInteger>(_ at: Int, as: T.Type = T.self) -> T {

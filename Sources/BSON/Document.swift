@@ -85,8 +85,10 @@ public struct Document: Sendable, Hashable {
                 switch value.type {
                 case 0x03, 0x04: try check(value.bytes)
                 case 0x0F:
-                    // Code with scope: its scope document is checked too.
-                    try check(UnsafeBufferPointer(rebasing: value.bytes[(8 + Int(value.le(4, as: UInt32.self)))...]))
+                    // Code with scope: its scope document is checked too (when its lengths hold together).
+                    guard value.bytes.count >= 8 else { break }
+                    let scope = 8 + Int(value.le(4, as: UInt32.self))
+                    if scope + 5 <= value.bytes.count { try check(UnsafeBufferPointer(rebasing: value.bytes[scope...])) }
                 default: break
                 }
             }

@@ -31,12 +31,12 @@ final class KeysetQueryTests: XCTestCase {
         XCTAssertTrue(params.count >= 2)
     }
 
-    func testPagesAfterTheFirstCanStartAtTheKeyCopiedLast() {
-        let (single, _) = KeysetQuery.snapshotPage(table: table(keys: ["id"]), after: ["42"], includingAfter: true, lower: "0", upper: nil, limit: 5)
-        XCTAssertTrue(single.contains(#"WHERE "id" >= $1 AND"#), single)
-        let (pair, params) = KeysetQuery.snapshotPage(table: table(keys: ["a", "b"]), after: ["1", "2"], includingAfter: true, lower: nil, upper: nil, limit: 5)
-        XCTAssertTrue(pair.contains(#"("a" > $1 OR ("a" = $1 AND "b" >= $2))"#), "only the last column may equal: \(pair)")
-        XCTAssertEqual(params, ["1", "2"])
+    func testRepeatCheckReadsEveryRowOfOneKeyAndCountsThem() {
+        let (rows, params) = KeysetQuery.keyRows(table: table(keys: ["a", "b"]), key: ["1", "x"], limit: 50)
+        XCTAssertEqual(rows, #"SELECT "a", "b", "Select", "updated_at" FROM "Sales Data"."or""ders" WHERE "a" = $1 AND "b" = $2 LIMIT 50"#)
+        XCTAssertEqual(params, ["1", "x"])
+        let (count, _) = KeysetQuery.keyRowCount(table: table(keys: ["id"]), key: ["7"])
+        XCTAssertEqual(count, #"SELECT CAST(count(*) AS varchar) FROM "Sales Data"."or""ders" WHERE "id" = $1"#)
     }
 
     func testTailPollUsesCompositeWatermarkAndABoundParameter() {

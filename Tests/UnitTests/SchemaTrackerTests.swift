@@ -282,6 +282,31 @@ final class CopyLinesTests: XCTestCase {
     }
 }
 
+extension StagedRows {
+    /// Rows of texts (nil = NULL), for tests.
+    init(width: Int, rows: [[String?]]) {
+        self.init(width: width)
+        for row in rows {
+            for value in row {
+                if let value { append(value: value) } else { appendNull() }
+            }
+            endRow()
+        }
+    }
+}
+
+extension ColumnType {
+    /// The type of a decoded value, for tests.
+    static func of(_ value: BSON) -> ColumnType? { value.withView { of($0) } }
+}
+
+extension SchemaTracker {
+    /// `learn` for a decoded value, for tests.
+    mutating func learn(_ path: String, _ value: BSON) throws(CollisionError) -> Int? {
+        try value.withView { (view) throws(CollisionError) in try learn(path, view) }
+    }
+}
+
 extension CopyText {
     /// A whole row of texts (nil = NULL), for tests.
     mutating func appendRow(_ row: [String?]) {

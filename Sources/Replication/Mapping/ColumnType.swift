@@ -23,11 +23,6 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
     public static let defaultVarbyte = 64_000
     public static let maxVarbyte = 1_024_000
 
-    /// The type a single BSON value asks for; nil for null/undefined (no information).
-    public static func of(_ value: BSON) -> ColumnType? {
-        value.withView { of($0) }
-    }
-
     /// The type a value asks for, read from its bytes; nil for null/undefined (no information).
     public static func of(_ value: BSONValueView) -> ColumnType? {
         switch value.type {

@@ -195,7 +195,12 @@ public enum ValueText {
                 if !first { sink.append(UInt8(ascii: ",")) }
                 first = false
                 if isDocument {
-                    sink.appendJSONString(key)
+                    // Keys are not checked as values are: bytes that are not UTF-8 are replaced (U+FFFD), never sent.
+                    if key.contains(where: { $0 >= 0x80 }) && String(validating: key, as: UTF8.self) == nil {
+                        sink.appendJSONString(String(decoding: key, as: UTF8.self))
+                    } else {
+                        sink.appendJSONString(key)
+                    }
                     sink.append(UInt8(ascii: ":"))
                 }
                 writeJSON(element, to: &sink)

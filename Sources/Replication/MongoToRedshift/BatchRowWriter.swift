@@ -36,6 +36,8 @@ struct BatchRowWriter {
         values.append(contentsOf: repeatElement(nil, count: schema.columns.count))
         var changed = false
         let flatten = tracker.flatten
+        // The views die with the walk: none is left behind.
+        defer { values.removeAll(keepingCapacity: true) }
         return try SchemaTracker.walkFields(of: document, flatten: flatten, visit: { (path, value) throws(SchemaTracker.CollisionError) in
             guard let column = try tracker.learn(path, value) else { changed = true; return }
             if !changed && !value.isNull { values[column] = value }

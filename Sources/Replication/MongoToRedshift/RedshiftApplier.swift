@@ -160,7 +160,7 @@ public actor RedshiftApplier: ChangeTarget {
         var tracker = base
         let previous = tracker.schema
         var restarts = 0
-        var writer = BatchRowWriter(dialect: sql.dialect, schema: tracker.schema, capacity: 0)
+        var writer: BatchRowWriter
         var deadLetters: [DeadLetterFile.Entry] = []
         var deletes = 0
         rows: while true {

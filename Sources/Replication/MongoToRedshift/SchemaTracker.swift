@@ -102,11 +102,6 @@ public struct SchemaTracker: Sendable {
         return changes(since: previous)
     }
 
-    /// `learn` for a decoded value.
-    public mutating func learn(_ path: String, _ value: BSON) throws(CollisionError) -> Int? {
-        try value.withView { (view) throws(CollisionError) in try learn(path, view) }
-    }
-
     /// Widens the schema to hold one field. Returns the field's column, or nil when the schema changed (a new
     /// column or a wider type: column positions may have moved).
     public mutating func learn(_ path: String, _ value: BSONValueView) throws(CollisionError) -> Int? {

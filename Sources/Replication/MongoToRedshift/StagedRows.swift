@@ -9,16 +9,6 @@ struct StagedRows: Sendable, TextSink {
 
     init(width: Int) { self.width = width }
 
-    init(width: Int, rows: [[String?]]) {
-        self.width = width
-        for row in rows {
-            for value in row {
-                if let value { append(value: value) } else { appendNull() }
-            }
-            endRow()
-        }
-    }
-
     var count: Int { values.count / width }
     var isEmpty: Bool { values.count == 0 }
 

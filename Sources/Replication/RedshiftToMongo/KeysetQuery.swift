@@ -5,11 +5,7 @@ import PostgresClient
 public enum KeysetQuery {
     /// One snapshot page: rows with key > `after` (lexicographic over the key columns), first key column within
     /// (`lower`, `upper`], in key order, at most `limit` rows.
-    /// One snapshot page. `includingAfter`: the page starts at the key `after` itself (its first row is the one
-    /// copied last; any other row with that key is a duplicate the page then reports — `key > after` would skip
-    /// it unseen).
-    public static func snapshotPage(table: SourceTable, after: [String]?, includingAfter: Bool = false, lower: String?, upper: String?,
-                                    limit: Int) -> (sql: String, params: [String?]) {
+    public static func snapshotPage(table: SourceTable, after: [String]?, lower: String?, upper: String?, limit: Int) -> (sql: String, params: [String?]) {
         var params: [String?] = []
         var conditions: [String] = []
         let keys = table.keyNames.map(SQL.identifier)
@@ -18,7 +14,7 @@ public enum KeysetQuery {
             return "$\(params.count)"
         }
         if let after {
-            conditions.append(lexicographicAfter(columns: keys, values: after, orEqual: includingAfter, bind: bind))
+            conditions.append(lexicographicAfter(columns: keys, values: after, bind: bind))
         } else if let lower {
             conditions.append("\(keys[0]) > \(bind(lower))")
         }
@@ -29,6 +25,23 @@ public enum KeysetQuery {
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName)\(whereClause) ORDER BY \(keys.joined(separator: ", ")) LIMIT \(limit)"
         return (sql, params)
+    }
+
+    /// Every row with one key (the key a full page ended at: its rows past the page are repeats the next page,
+    /// `key > last`, would not see), at most `limit`.
+    public static func keyRows(table: SourceTable, key: [String], limit: Int) -> (sql: String, params: [String?]) {
+        ("SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(keyEquals(table)) LIMIT \(limit)", key)
+    }
+
+    /// How many rows have one key.
+    public static func keyRowCount(table: SourceTable, key: [String]) -> (sql: String, params: [String?]) {
+        ("SELECT CAST(count(*) AS varchar) FROM \(table.qualifiedName) WHERE \(keyEquals(table))", key)
+    }
+
+    private static func keyEquals(_ table: SourceTable) -> String {
+        var conditions = table.keyNames.enumerated().map { "\(SQL.identifier($1)) = $\($0 + 1)" }
+        if let filter = table.filterCondition { conditions.append(filter) }
+        return conditions.joined(separator: " AND ")
     }
 
     /// One watermark poll: rows after the composite position `(wm, key)` and at most `upperBound` (`PollBound`),
@@ -82,13 +95,13 @@ public enum KeysetQuery {
         return (sql, params)
     }
 
-    /// `(a, b) > ($1, $2)` spelled without row values: `a > $1 OR (a = $1 AND b > $2)`; `orEqual`: `>=`.
-    static func lexicographicAfter(columns: [String], values: [String], orEqual: Bool = false, bind: (String) -> String) -> String {
+    /// `(a, b) > ($1, $2)` spelled without row values: `a > $1 OR (a = $1 AND b > $2)`.
+    static func lexicographicAfter(columns: [String], values: [String], bind: (String) -> String) -> String {
         let placeholders = values.map(bind)
         var terms: [String] = []
         for i in 0..<columns.count {
             var parts = (0..<i).map { "\(columns[$0]) = \(placeholders[$0])" }
-            parts.append("\(columns[i]) \(orEqual && i == columns.count - 1 ? ">=" : ">") \(placeholders[i])")
+            parts.append("\(columns[i]) > \(placeholders[i])")
             terms.append(parts.count == 1 ? parts[0] : "(" + parts.joined(separator: " AND ") + ")")
         }
         return terms.count == 1 ? terms[0] : "(" + terms.joined(separator: " OR ") + ")"

@@ -18,18 +18,17 @@ final class PageSink: @unchecked Sendable {
     var duplicateKeys = 0
     /// Where each record is written before it joins the segment (reused: no allocation per row).
     private var scratch = [UInt8](repeating: 0, count: 64 << 10)
-    /// The page starts at the key copied last (`KeysetQuery.snapshotPage(includingAfter:)`): its first rows with
-    /// that key are the ones the previous page already copied or reported, not new duplicates.
-    private var rowsToSkip: Int
-    private(set) var skippedRows = 0
-    /// Rows at the end of the page sharing its last key (what the next page skips).
-    private(set) var lastKeyRows = 0
+    /// The records of the rows at the end of the page that share its last key: what a full page's repeat check
+    /// (`PageReader.unseenRepeats`) knows was read.
+    private(set) var lastKeyRun = RecordRun()
+    /// Repeat check: every row has one key; those whose record is here were read by the page, the rest are repeats
+    /// it did not see. Nothing is written.
+    private var readByPage: RecordRun?
 
-    init(encoder: RowEncoder, writer: SpoolSegmentWriter, resumingAt copied: (key: [String], rows: Int)? = nil) {
+    init(encoder: RowEncoder, writer: SpoolSegmentWriter, readByPage: RecordRun? = nil) {
         self.encoder = encoder
         self.writer = writer
-        rowsToSkip = copied?.rows ?? 0
-        if let copied { lastRow.remember(keyText: copied.key) }
+        self.readByPage = readByPage
     }
 
     func consume<Row: SourceRow & ~Copyable>(_ row: borrowing Row, detectDuplicates: Bool) {
@@ -39,16 +38,18 @@ final class PageSink: @unchecked Sendable {
             nullKeys += 1
             return
         }
-        // Redshift does not enforce keys: report duplicates, never merge them silently. Rows come in key order,
-        // so a duplicate follows the row it repeats (across pages too: see `skipsCopiedRow`).
-        let duplicate = detectDuplicates && lastRow.hasKey(of: row, encoder.table)
-        lastKeyRows = duplicate ? lastKeyRows + 1 : 1
-        if rowsToSkip > 0 && duplicate {
-            rowsToSkip -= 1
-            skippedRows += 1
-            return
+        // Redshift does not enforce keys: report duplicates, never merge them silently. Rows come in key order, so
+        // a duplicate follows the row it repeats.
+        var duplicate = detectDuplicates && lastRow.hasKey(of: row, encoder.table)
+        if readByPage != nil {
+            // (A row the page could not encode was reported by it already.)
+            guard case .record(let n) = outcome else { return }
+            if scratch.withUnsafeBytes({ readByPage!.remove(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }) { return }
+            duplicate = true
+        } else if case .record(let n) = outcome {
+            if !duplicate { lastKeyRun.removeAll() }
+            scratch.withUnsafeBytes { lastKeyRun.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
-        rowsToSkip = 0
         lastRow.remember(row, encoder.table)
         if case .record(let n) = outcome, !duplicate {
             scratch.withUnsafeBytes { writer.append(recordBytes: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
@@ -110,17 +111,6 @@ struct RowTextMemo {
         }
     }
 
-    /// The key of a row read earlier (the previous page's last), as text.
-    mutating func remember(keyText: [String]) {
-        keyBytes.removeAll(keepingCapacity: true)
-        keyEnds.removeAll(keepingCapacity: true)
-        for text in keyText {
-            keyBytes.append(contentsOf: text.utf8)
-            keyEnds.append(keyBytes.count)
-        }
-        watermark = nil
-    }
-
     var keyText: [String]? {
         guard !keyEnds.isEmpty else { return nil }
         var out: [String] = []
@@ -135,6 +125,40 @@ struct RowTextMemo {
     var watermarkText: String? { watermark.map { String(decoding: $0, as: UTF8.self) } }
 }
 
+/// Encoded records kept side by side (a page's last key's rows).
+struct RecordRun: Sendable {
+    private var bytes: [UInt8] = []
+    private var ends: [Int] = []
+
+    var count: Int { ends.count }
+
+    mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
+    }
+
+    mutating func append(_ record: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: record)
+        ends.append(bytes.count)
+    }
+
+    /// Removes one record equal to `record`; false when there is none.
+    mutating func remove(_ record: UnsafeRawBufferPointer) -> Bool {
+        var start = 0
+        for (i, end) in ends.enumerated() {
+            let same = end - start == record.count && bytes.withUnsafeBytes { memcmp($0.baseAddress! + start, record.baseAddress!, record.count) == 0 }
+            if same {
+                bytes.removeSubrange(start..<end)
+                ends.remove(at: i)
+                for j in i..<ends.count { ends[j] -= end - start }
+                return true
+            }
+            start = end
+        }
+        return false
+    }
+}
+
 struct PageResult {
     var rows: Int
     var lastKeyText: [String]?
@@ -143,21 +167,25 @@ struct PageResult {
     var deadLetters: [DeadLetterFile.Entry]
     var nullKeys: Int
     var duplicateKeys: Int
-    /// Rows the previous page already read (`resumingAt`): counted in `rows`, not written or reported again.
-    var skippedRows = 0
-    /// Rows at the end of the page sharing its last key.
-    var lastKeyRows = 0
+    var lastKeyRun: RecordRun
 }
 
 enum PageReader {
-    /// `resumingAt`: the page's query includes the key read last, and its first `rows` rows with that key are the
-    /// ones already read.
-    static func read(_ connection: PostgresConnection, sql: String, params: [String?], encoder: RowEncoder, stream: String, reserveBytes: Int,
-                     detectDuplicates: Bool, resumingAt copied: (key: [String], rows: Int)? = nil) async throws -> PageResult {
-        let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: stream, reserveBytes: reserveBytes), resumingAt: copied)
+    static func read(_ connection: PostgresConnection, sql: String, params: [String?], encoder: RowEncoder,
+                     stream: String, reserveBytes: Int, detectDuplicates: Bool) async throws -> PageResult {
+        let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: stream, reserveBytes: reserveBytes))
         try await connection.stream(sql, params) { row in sink.consume(row, detectDuplicates: detectDuplicates) }
         return PageResult(rows: sink.rows, lastKeyText: sink.lastRow.keyText, lastWatermarkText: sink.lastRow.watermarkText,
                           writer: sink.writer, deadLetters: sink.deadLetters, nullKeys: sink.nullKeys, duplicateKeys: sink.duplicateKeys,
-                          skippedRows: sink.skippedRows, lastKeyRows: sink.lastKeyRows)
+                          lastKeyRun: sink.lastKeyRun)
+    }
+
+    /// The repeat check after a full page: every row with the key the page ended at (`KeysetQuery.keyRows`), those
+    /// the page did not read reported as duplicates — the next page (`key > last`) would skip them unseen.
+    static func unseenRepeats(_ connection: PostgresConnection, sql: String, params: [String?], encoder: RowEncoder, stream: String,
+                              readByPage: RecordRun) async throws -> (rows: Int, deadLetters: [DeadLetterFile.Entry]) {
+        let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: stream, reserveBytes: 0), readByPage: readByPage)
+        try await connection.stream(sql, params) { row in sink.consume(row, detectDuplicates: true) }
+        return (sink.rows, sink.deadLetters)
     }
 }

@@ -144,11 +144,11 @@ struct RedshiftSnapshotSource: SnapshotSource {
     }
 
     /// What a keyset copy cannot carry: NULL keys, and duplicate keys in partitions UNLOAD may copy (its files come
-    /// in no order). Keyset pages report duplicates as they read them (`PageSink`), so without UNLOAD no scan of
-    /// the whole table is needed for them.
+    /// in no order). Keyset pages report duplicates as they read them (`PageSink`, and a full page's repeat check),
+    /// so without UNLOAD no scan of the whole table is needed for them.
     private func reportUncopyableKeys(_ keys: [String]) async throws {
         if try await keyEnforcedBySource() { return }
-        let scanDuplicates = stage != nil && context.stream.extract != .select
+        let scanDuplicates = stage == nil ? false : try await chooseUnload()
         let (nullKeys, duplicates): (Int, [[String?]]) = try await reader.run { [table] c in
             let nulls = try await c.query("SELECT count(*) FROM \(table.qualifiedName) WHERE \(keys.map { "\($0) IS NULL" }.joined(separator: " OR "))")
             guard scanDuplicates else { return (Int(nulls.rows.first?.first??.description ?? "0") ?? 0, []) }
@@ -224,35 +224,47 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let upper = partition.upper?.columns?.first
         let encoder = RowEncoder(table: table)
         var sizer = BatchSizer(context.stream)
-        // Pages after the first start at the key read last and skip the rows with it already read, so a duplicate
-        // straddling two pages is reported like one inside a page. (After a restart, one row is assumed read.)
-        func read(after: [String]?, alreadyRead: Int) async throws -> (page: PageResult, full: Bool)? {
+        func read(after: [String]?) async throws -> (page: PageResult, full: Bool)? {
             try Task.checkCancellation()
             if Task.isShuttingDownGracefully { return nil }
             try await pages.waitForSpace()
             let (limit, reserve) = (sizer.rows, sizer.reserveBytes)
-            let copied = after.flatMap { key in alreadyRead > 0 ? (key: key, rows: alreadyRead) : nil }
-            let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, includingAfter: copied != nil, lower: lower, upper: upper, limit: limit)
-            let page = try await copy.page(sql, params, encoder: encoder, reserve: reserve, detectDuplicates: true, resumingAt: copied)
-            sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
-            if page.rows == page.skippedRows {
-                // Nothing past what was read: a page full of one key's rows continues past the key (any more of its
-                // duplicates go unreported), a short one ends the partition.
-                return page.rows == limit ? try await read(after: after, alreadyRead: 0) : nil
-            }
-            return (page, page.rows == limit)
+            let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: lower, upper: upper, limit: limit)
+            let page = try await copy.page(sql, params, encoder: encoder, reserve: reserve, detectDuplicates: true)
+            // (Reported duplicates take no room in the segment.)
+            sizer.observe(rows: page.rows - page.duplicateKeys, bytes: page.writer.byteCount)
+            return page.rows == 0 ? nil : (page, page.rows == limit)
         }
-        var current = try await read(after: after, alreadyRead: 1)
+        var current = try await read(after: after)
         while let (page, full) = current {
             try await pages.deadLetter(page.deadLetters)
             let first: SnapshotKey? = after.map { .columns($0) } ?? lower.map { .columns([$0]) }
             // The next page is read while this one is sealed and recorded (pages are still recorded in order:
             // the next is spooled only after this one is).
             async let spooled: Void = pages.spool(page.writer, partition: partition.index, first: first, last: page.lastKeyText.map { .columns($0) })
-            let next = full ? try await read(after: page.lastKeyText, alreadyRead: page.lastKeyRows) : nil
+            if full, let key = page.lastKeyText { try await pages.deadLetter(try await unseenRepeats(of: key, page: page, reader: copy, encoder: encoder)) }
+            let next = full ? try await read(after: page.lastKeyText) : nil
             try await spooled
             after = page.lastKeyText
             current = next
         }
     }
+
+    /// Repeats of the key a full page ended at that lie past the page (`key > last` skips them): reported like
+    /// the ones inside a page. Up to `maxRepeatsReported` one by one, the rest by their count.
+    private func unseenRepeats(of key: [String], page: PageResult, reader: SourceReader, encoder: RowEncoder) async throws -> [DeadLetterFile.Entry] {
+        let limit = page.lastKeyRun.count + Self.maxRepeatsReported
+        var (rows, entries) = try await reader.unseenRepeats(of: key, readByPage: page.lastKeyRun, encoder: encoder, limit: limit)
+        if rows == limit {
+            let (sql, params) = KeysetQuery.keyRowCount(table: table, key: key)
+            let total = Int(try await reader.scalar(sql, params) ?? "") ?? rows
+            entries.append(.init(key: key.count == 1 ? .string(key[0]) : .array(key.map(BSON.string)),
+                                 reason: "duplicate key in source: \(total) rows share it, \(entries.count) reported one by one"))
+        }
+        context.logger.debug("repeat check at a page boundary", metadata: ["repeats": "\(entries.count)"])
+        return entries
+    }
+
+    /// Repeats of one key reported one by one at a page boundary (each entry holds its row).
+    static let maxRepeatsReported = 10_000
 }

@@ -31,11 +31,18 @@ struct SourceReader: Sendable {
     }
 
     /// One keyset page or poll into a segment writer (single-row mode: memory is one page, never the table).
-    func page(_ sql: String, _ params: [String?], encoder: RowEncoder, reserve: Int, detectDuplicates: Bool,
-              resumingAt copied: (key: [String], rows: Int)? = nil) async throws -> PageResult {
+    func page(_ sql: String, _ params: [String?], encoder: RowEncoder, reserve: Int, detectDuplicates: Bool) async throws -> PageResult {
         try await run { [context] c in
             try await PageReader.read(c, sql: sql, params: params, encoder: encoder, stream: context.name,
-                                      reserveBytes: reserve, detectDuplicates: detectDuplicates, resumingAt: copied)
+                                      reserveBytes: reserve, detectDuplicates: detectDuplicates)
+        }
+    }
+
+    /// The rows with `key` a full page did not read, as duplicate reports (`PageReader.unseenRepeats`).
+    func unseenRepeats(of key: [String], readByPage: RecordRun, encoder: RowEncoder, limit: Int) async throws -> (rows: Int, deadLetters: [DeadLetterFile.Entry]) {
+        let (sql, params) = KeysetQuery.keyRows(table: table, key: key, limit: limit)
+        return try await run { [context] c in
+            try await PageReader.unseenRepeats(c, sql: sql, params: params, encoder: encoder, stream: context.name, readByPage: readByPage)
         }
     }
 }

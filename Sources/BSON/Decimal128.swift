@@ -165,24 +165,18 @@ public struct Decimal128: Sendable, Hashable, CustomStringConvertible {
                 let (coefficient, exponent) = parts
                 // The coefficient's digits, most significant first, at the end of a scratch area.
                 var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes ≥ 34 digits
-                let digitCount = withUnsafeMutableBytes(of: &scratch) { digits -> Int in
-                    var count = 0
-                    if let small = UInt64(exactly: coefficient) {
-                        var rest = small
-                        repeat {
-                            digits[39 - count] = UInt8(truncatingIfNeeded: 48 + rest % 10)
-                            rest /= 10
-                            count += 1
-                        } while rest > 0
-                    } else {
-                        var rest = coefficient
-                        repeat {
-                            digits[39 - count] = UInt8(truncatingIfNeeded: 48 + rest % 10)
-                            rest /= 10
-                            count += 1
-                        } while rest > 0
-                    }
+                func write<T: BinaryInteger>(_ value: T, into digits: UnsafeMutableRawBufferPointer) -> Int {
+                    var rest = value, count = 0
+                    repeat {
+                        digits[39 - count] = UInt8(truncatingIfNeeded: 48 + rest % 10)
+                        rest /= 10
+                        count += 1
+                    } while rest > 0
                     return count
+                }
+                // 64-bit division when the coefficient fits (nearly always): UInt128's is far slower.
+                let digitCount = withUnsafeMutableBytes(of: &scratch) { digits in
+                    UInt64(exactly: coefficient).map { write($0, into: digits) } ?? write(coefficient, into: digits)
                 }
                 withUnsafeBytes(of: scratch) { raw in
                     let digits = UnsafeBufferPointer(rebasing: raw.bindMemory(to: UInt8.self)[(40 - digitCount)...])

@@ -74,6 +74,30 @@ final class TargetBatchTests: XCTestCase {
         }
     }
 
+    /// Snapshot pages go in by plain INSERT while their keys are new; a page meeting a key the target holds (rows
+    /// the tail wrote, a re-snapshot) replaces it by upsert instead of failing, and so do the pages after it.
+    func testSnapshotPagesMeetingKeysAlreadyThereReplaceThem() async throws {
+        let pg = try TestServers.requirePostgres()
+        let connection = try await PostgresConnection.connect(pg)
+        let schema = TestServers.uniqueName("snapins")
+        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        defer { fixture.remove() }
+        let applier = fixture.applier
+        _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1]),
+                                     Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 2])],
+                                    segment: ApplierFixture.snapshotSegment(1, partition: 0))
+        _ = try await applier.apply([Change(operation: .upsert, key: 3, document: ["_id": 3, "a": 30])], segment: ApplierFixture.segment(2))
+        let met = try await applier.apply([Change(operation: .upsert, key: 3, document: ["_id": 3, "a": 3]),
+                                           Change(operation: .upsert, key: 4, document: ["_id": 4, "a": 4])],
+                                          segment: ApplierFixture.snapshotSegment(3, partition: 1))
+        XCTAssertEqual(met.applied, 2)
+        _ = try await applier.apply([Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 20])],
+                                    segment: ApplierFixture.snapshotSegment(4, partition: 0))
+        let rows = try await connection.query("SELECT _id, a FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows, [["1", "1"], ["2", "20"], ["3", "3"], ["4", "4"]])
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
     /// The key index dropped while the stream runs (the applier had chosen ON CONFLICT): the batch is loaded the
     /// other way, in the same attempt — the stream does not stop.
     func testADroppedKeyIndexFallsBackToDeleteAndInsert() async throws {

@@ -31,5 +31,11 @@ public struct ApplierFixture {
                       lastPosition: .changeStream(ChangeStreamPosition(resumeToken: ["_data": .string("x\(seq)")])))
     }
 
+    /// A snapshot page of partition `partition`.
+    public static func snapshotSegment(_ seq: Int64, partition: Int, records: Int = 1) -> SegmentRecord {
+        SegmentRecord(stream: "apps", seq: seq, kind: .snapshot, partition: partition, records: records, bytes: 0, firstPosition: nil,
+                      lastPosition: nil)
+    }
+
     public func remove() { try? FileManager.default.removeItem(atPath: directory) }
 }

@@ -32,6 +32,9 @@ public actor RedshiftApplier: ChangeTarget {
     private var leftoversCollected = false
     /// PostgreSQL: the target has a unique index on `_id` (batches then upsert with ON CONFLICT); nil: not looked up.
     private var keyIndexed: Bool?
+    /// PostgreSQL: a snapshot batch met a key already in the target (a re-snapshot, rows the tail wrote): later
+    /// snapshot batches upsert instead of trying plain INSERTs first.
+    private var snapshotKeysConflict = false
 
     public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
         self.context = context
@@ -58,6 +61,7 @@ public actor RedshiftApplier: ChangeTarget {
         tracker = SchemaTracker(flatten: context.stream.flatten)
         tableExists = false
         keyIndexed = nil
+        snapshotKeysConflict = false
         try await context.state.clearColumns(context.name)
         savedSchema = tracker.schema
     }
@@ -243,6 +247,16 @@ public actor RedshiftApplier: ChangeTarget {
                                         generation: generation, upsert: upsert)
                 }
                 guard try await self.keyIndexed(c) else { return try await load(.deleteAndInsert) }
+                // A snapshot batch (upserts only) into keys the target does not hold yet: plain INSERTs, a third
+                // cheaper than ON CONFLICT's speculative inserts; the unique index refuses any key already there
+                // (the transaction rolls back) and the batch upserts after all.
+                if segment?.kind == .snapshot, batch.deletes == 0, await !self.snapshotKeysConflict {
+                    do {
+                        return try await load(.insertOnly)
+                    } catch let error as PostgresError where error.sqlState == "23505" {
+                        await self.snapshotKeysMet(error)
+                    }
+                }
                 do {
                     return try await load(.onConflict(deletes: batch.deletes > 0))
                 } catch let error as PostgresError where error.sqlState == "42P10" || error.sqlState == "55000" {
@@ -293,6 +307,14 @@ public actor RedshiftApplier: ChangeTarget {
         case deleteAndInsert
         /// PostgreSQL with a unique index on `_id`: the deletes (when the batch has any), then INSERT … ON CONFLICT.
         case onConflict(deletes: Bool)
+        /// PostgreSQL with a unique index on `_id`, a snapshot batch: plain INSERTs (a key already there fails it).
+        case insertOnly
+    }
+
+    private func snapshotKeysMet(_ error: PostgresError) {
+        snapshotKeysConflict = true
+        context.logger.info("the target already holds snapshot keys: snapshot batches upsert from now on",
+                            metadata: ["table": "\(sql.target)", "error": "\(error)"])
     }
 
     /// PostgreSQL: whether the target has a unique index on `_id` alone (looked up once; tables mongoshift creates
@@ -351,6 +373,8 @@ public actor RedshiftApplier: ChangeTarget {
             case .onConflict(let deletes):
                 if deletes { try await c.execute(sql.deleteRemoved()) }
                 try await c.query(sql.upsertOnConflict(schema), [String(generation)])
+            case .insertOnly:
+                try await c.query(sql.insertUpserts(schema), [String(generation)])
             }
             if let segment {
                 try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), segment.lastPosition?.extendedJSON ?? "",

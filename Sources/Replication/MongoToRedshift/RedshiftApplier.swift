@@ -353,10 +353,16 @@ public actor RedshiftApplier: ChangeTarget {
             } else if let lock = sql.lockCheckpoints() {
                 try await c.execute(lock)
             }
-            for statement in sql.createStage(schema) { try await c.execute(statement) }
+            if case .insertOnly = upsert {
+                // Straight into the target: no stage to fill and read back.
+                try await copy(c, text: copyText, into: sql.copyTarget(schema), lastColumn: Array(String(generation).utf8))
+            } else {
+                for statement in sql.createStage(schema) { try await c.execute(statement) }
+            }
             switch sql.dialect {
             case .postgres:
-                try await copy(c, text: copyText, schema: schema)
+                if case .insertOnly = upsert { break }
+                try await copy(c, text: copyText, into: sql.copyStage(schema))
             case .redshift:
                 if let staged, let copyLoader {
                     if staged.rows > 0 { try await c.execute(try await copyLoader.copyStatement(stageTable: sql.stage, schema: schema, staged: staged)) }
@@ -374,7 +380,7 @@ public actor RedshiftApplier: ChangeTarget {
                 if deletes { try await c.execute(sql.deleteRemoved()) }
                 try await c.query(sql.upsertOnConflict(schema), [String(generation)])
             case .insertOnly:
-                try await c.query(sql.insertUpserts(schema), [String(generation)])
+                break
             }
             if let segment {
                 try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), segment.lastPosition?.extendedJSON ?? "",
@@ -436,18 +442,37 @@ public actor RedshiftApplier: ChangeTarget {
         }
     }
 
-    /// PostgreSQL: the batch's COPY text into the stage, a MiB at a time.
-    private func copy(_ c: PostgresConnection, text: [UInt8], schema: TableSchema) async throws {
+    /// PostgreSQL: the batch's COPY text into the stage, a MiB at a time; `lastColumn`: into the target, each row's
+    /// last column (the op) replaced by these bytes (the generation).
+    private func copy(_ c: PostgresConnection, text: [UInt8], into statement: String, lastColumn: [UInt8]? = nil) async throws {
         final class Feed: @unchecked Sendable {
             // @unchecked: consumed only on the connection's thread during one copyIn call.
             var offset = 0
         }
         let feed = Feed()
-        try await c.copyIn(sql.copyStage(schema)) {
+        let name = context.name
+        try await c.copyIn(statement) {
             guard feed.offset < text.count else { return nil }
-            let end = min(text.count, feed.offset + (1 << 20))
-            defer { feed.offset = end }
-            return Array(text[feed.offset..<end])
+            var end = min(text.count, feed.offset + (1 << 20))
+            guard let lastColumn else {
+                defer { feed.offset = end }
+                return Array(text[feed.offset..<end])
+            }
+            // Whole rows, each one's last column (`__op`, always `u` here) replaced: a raw newline only ends a row
+            // (newlines inside values are escaped).
+            while end < text.count && text[end - 1] != 0x0A { end += 1 }
+            var chunk: [UInt8] = []
+            chunk.reserveCapacity(end - feed.offset + (end - feed.offset) / 16)
+            var rowStart = feed.offset
+            for i in feed.offset..<end where text[i] == 0x0A {
+                guard text[i - 1] == UInt8(ascii: "u") else { throw ReplicationError(.internal, stream: name, "a delete row in a snapshot page") }
+                chunk.append(contentsOf: text[rowStart..<(i - 1)])
+                chunk.append(contentsOf: lastColumn)
+                chunk.append(0x0A)
+                rowStart = i + 1
+            }
+            feed.offset = end
+            return chunk
         }
     }
 

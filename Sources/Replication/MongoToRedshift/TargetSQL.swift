@@ -171,6 +171,11 @@ public struct TargetSQL: Sendable {
         "COPY \(stage) (\((schema.columns.map { SQL.identifier($0.name) } + ["\"__op\""]).joined(separator: ", "))) FROM STDIN"
     }
 
+    /// PostgreSQL: a snapshot page straight into the target, each row's last column the snapshot generation.
+    public func copyTarget(_ schema: TableSchema) -> String {
+        "COPY \(target) (\((schema.columns.map { SQL.identifier($0.name) } + [generation]).joined(separator: ", "))) FROM STDIN"
+    }
+
     /// Redshift: one multi-row INSERT for `rows` rows, every value a parameter (SUPER through JSON_PARSE,
     /// VARBYTE through FROM_HEX).
     public func insertStage(_ schema: TableSchema, rows: Int) -> String {

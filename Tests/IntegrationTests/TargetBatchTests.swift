@@ -98,6 +98,26 @@ final class TargetBatchTests: XCTestCase {
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
     }
 
+    /// A snapshot page copied straight into the target relies on the `_id` index to refuse a key already there:
+    /// with the index dropped while running, the page is loaded by delete + insert instead — never a second row.
+    func testSnapshotPagesAfterTheKeyIndexWasDroppedDoNotDuplicateKeys() async throws {
+        let pg = try TestServers.requirePostgres()
+        let connection = try await PostgresConnection.connect(pg)
+        let schema = TestServers.uniqueName("snapdrop")
+        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        defer { fixture.remove() }
+        let applier = fixture.applier
+        _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1])],
+                                    segment: ApplierFixture.snapshotSegment(1, partition: 0))
+        try await connection.execute("ALTER TABLE \(schema).apps DROP CONSTRAINT apps_pkey")
+        _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10]),
+                                     Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 2])],
+                                    segment: ApplierFixture.snapshotSegment(2, partition: 1))
+        let rows = try await connection.query("SELECT _id, a FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows, [["1", "10"], ["2", "2"]], "one row per key")
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
     /// The key index dropped while the stream runs (the applier had chosen ON CONFLICT): the batch is loaded the
     /// other way, in the same attempt — the stream does not stop.
     func testADroppedKeyIndexFallsBackToDeleteAndInsert() async throws {

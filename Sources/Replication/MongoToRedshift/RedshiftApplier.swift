@@ -253,8 +253,12 @@ public actor RedshiftApplier: ChangeTarget {
                 if segment?.kind == .snapshot, batch.deletes == 0, await !self.snapshotKeysConflict {
                     do {
                         return try await load(.insertOnly)
-                    } catch let error as PostgresError where error.sqlState == "23505" {
+                    } catch let error as PostgresError where error.sqlState == "23505" || error.sqlState == "0A000" {
+                        // A key already there — or COPY refused outright (row-level security on the target).
                         await self.snapshotKeysMet(error)
+                    } catch let error as PostgresError where error.sqlState == "42P10" {
+                        await self.noKeyIndex(because: error)
+                        return try await load(.deleteAndInsert)
                     }
                 }
                 do {
@@ -313,7 +317,7 @@ public actor RedshiftApplier: ChangeTarget {
 
     private func snapshotKeysMet(_ error: PostgresError) {
         snapshotKeysConflict = true
-        context.logger.info("the target already holds snapshot keys: snapshot batches upsert from now on",
+        context.logger.info("snapshot pages cannot be copied straight into the target: they upsert from now on",
                             metadata: ["table": "\(sql.target)", "error": "\(error)"])
     }
 
@@ -380,7 +384,12 @@ public actor RedshiftApplier: ChangeTarget {
                 if deletes { try await c.execute(sql.deleteRemoved()) }
                 try await c.query(sql.upsertOnConflict(schema), [String(generation)])
             case .insertOnly:
-                break
+                // COPY has no arbiter: the unique index the batch relied on must still be there (looked up once per
+                // run; the COPY's lock now keeps it from being dropped until commit).
+                let count = try await c.query(sql.keyIndexCount(), [sql.target]).rows.first?.first??.description ?? "0"
+                if (Int(count) ?? 0) == 0 {
+                    throw PostgresError(code: .server, sqlState: "42P10", message: "the target's unique index on _id is gone", query: sql.target)
+                }
             }
             if let segment {
                 try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), segment.lastPosition?.extendedJSON ?? "",

@@ -8,6 +8,14 @@ private let mongocReady: Void = {
     mongoc_log_set_handler(nil, nil)  // libmongoc writes warnings to stderr otherwise; errors come back as values
 }()
 
+/// libmongoc as Debian builds it initialises itself when the library loads and maps its counters from
+/// /dev/shm/mongoc-<pid>, removing that file only in its exit handler: a process killed with SIGKILL left it behind
+/// (tmpfs memory nobody frees), and the next process given the same pid had libmongoc warn on stderr. Removing the
+/// name as the process starts keeps the mapping and leaves nothing behind however the process ends. Call it first.
+public func releaseMongocCounterFile() {
+    _ = shm_unlink("/mongoc-\(getpid())")
+}
+
 /// One write of an unordered bulk.
 public enum WriteOperation: Sendable {
     case insert(Document)

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
+import MongoClient
 
 @main
 struct Mongoshift: AsyncParsableCommand {
     /// Everything mongoshift writes (state db, spool, dead letters) holds positions and row data: owner only.
     static func main() async {
+        releaseMongocCounterFile()
         umask(0o077)
         do {
             var command = try parseAsRoot()

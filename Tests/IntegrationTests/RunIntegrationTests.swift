@@ -53,6 +53,19 @@ final class RunIntegrationTests: IntegrationTestCase {
         stop(process, within: 10)
     }
 
+    /// libmongoc (as Debian builds it) maps its counters from /dev/shm/mongoc-<pid> when the library loads and
+    /// removes the file only on a normal exit: every kill -9 used to leave one behind, and a later process given
+    /// the same pid printed a warning on stderr.
+    func testAKilledRunLeavesNothingInSharedMemory() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 100)
+        let process = try startRun(try config()).0
+        try await waitForStreaming()
+        let segment = "/dev/shm/mongoc-\(process.processIdentifier)"
+        kill(process.processIdentifier, SIGKILL)
+        process.waitPolling()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: segment), segment)
+    }
+
     func testKillNineDuringSnapshotAndDuringTail() async throws {
         try await Fixtures.createOrders(connection, table: table, rows: 20_000)
         let cfg = try config(reconcile: "1s", batch: "64KiB")

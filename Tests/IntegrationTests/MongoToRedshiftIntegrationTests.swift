@@ -282,4 +282,29 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         XCTAssertEqual(try MongoshiftProcess.run(["verify", "--config", config]).status, 0)
         try await assertConverged()
     }
+
+    /// `verify` lays documents out as the stream does: nested fields down to `flatten` levels, or (`flatten: 0`)
+    /// the whole document in one `doc` column. It compared top-level fields only, so every document of a stream
+    /// with another depth was reported changed.
+    func testVerifyComparesDocumentsAsTheStreamFlattensThem() async throws {
+        let ids = try await seed(mongo, count: 60)
+        for (depth, tamper) in [(2, "meta_tags = '[\"tampered\"]'"), (3, "meta_deep_x = -1"), (0, "doc = '{\"name\": \"tampered\"}'")] {
+            let table = "\(schema).apps_\(depth)"
+            let path = directory + "/flatten-\(depth).yaml"
+            try """
+            state: \(state)-\(depth)
+            redshift: { url: "\(pg)", dialect: postgres }
+            mongo: { url: "\(mongoURL)", database: \(database) }
+            streams:
+              - { name: apps_\(depth), from: { collection: apps }, to: { table: \(table) }, flatten: \(depth) }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+            XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", path]).status, 0, "flatten \(depth)")
+            let clean = try MongoshiftProcess.run(["verify", "--config", path])
+            XCTAssertEqual(clean.status, 0, "flatten \(depth): \(clean.stdout)")
+            try await connection.execute("UPDATE \(table) SET \(tamper) WHERE _id = '\(ids[3])'")
+            let found = try MongoshiftProcess.run(["verify", "--config", path])
+            XCTAssertEqual(found.status, 1, "flatten \(depth)")
+            XCTAssertTrue(found.stdout.contains("1 differences (changed 1, missing 0, extra 0)"), "flatten \(depth): \(found.stdout)")
+        }
+    }
 }

@@ -93,6 +93,11 @@ public struct SchemaTracker: Sendable {
         }
     }
 
+    /// The column a field path lands in: dots become underscores, then `ColumnNaming`'s rules; `_id` stays.
+    public static func columnName(forPath path: String) -> String {
+        path == "_id" ? "_id" : ColumnNaming.sanitize(path.replacingOccurrences(of: ".", with: "_"))
+    }
+
     /// Widens the schema to hold every document; returns the changes (new columns, wider types) in order.
     public mutating func observe(_ documents: [Document]) throws(CollisionError) -> [SchemaChange] {
         let previous = schema
@@ -115,7 +120,7 @@ public struct SchemaTracker: Sendable {
             schema.columns[i].type = new
             return nil
         }
-        let name = isKey ? "_id" : ColumnNaming.sanitize(path.replacingOccurrences(of: ".", with: "_"))
+        let name = Self.columnName(forPath: path)
         if let other = columnByName[name] {
             throw CollisionError(first: schema.columns[other].path, second: path, column: name)
         }

@@ -3,8 +3,8 @@ import Foundation
 import MongoClient
 import PostgresClient
 
-/// Compares a Mongo collection with its Redshift/PostgreSQL table value by value (top-level fields → columns,
-/// as `flatten: 1` lays them out): the differing `_id`s by kind, with a readable reason for the first few.
+/// Compares a Mongo collection with its Redshift/PostgreSQL table value by value, each document laid out in
+/// columns as its stream's `flatten` does (`SchemaTracker.forEachField`): the differing `_id`s by kind, with a readable reason for the first few.
 /// Memory is one page on each side, whatever the sizes: documents are read in `_id` order bracket by bracket
 /// (`TypeBracket`) and matched with their rows by an `IN` list; then the table's `_id`s are read in pages and
 /// looked up in the collection, to find rows whose documents are gone.
@@ -21,7 +21,7 @@ public enum TableComparison {
 
     public static func compare(mongo: MongoClient, database: String, collection: String, pg: PostgresConnection,
                                table: String, excluding: Set<String> = [], reasonLimit: Int = 10, pageSize: Int = 1000,
-                               mapping: FieldMapping = .identity, match: MatchFilter? = nil) async throws -> Result {
+                               mapping: FieldMapping = .identity, match: MatchFilter? = nil, flatten: Int = 1) async throws -> Result {
         var result = Result()
         func note(_ text: String) { if result.reasons.count < reasonLimit { result.reasons.append(text) } }
         let probe = try await pg.query("SELECT * FROM \(table) LIMIT 0")
@@ -51,7 +51,7 @@ public enum TableComparison {
                         continue
                     }
                     guard let row = byId[idText] else { result.missing.append(key); note("missing in table: \(idText)"); continue }
-                    if !same(mapping.apply(doc), row, columns: columns, types: rows.columns.map(\.typeOID), idText: idText, note: note) { result.changed.append(key) }
+                    if !same(mapping.apply(doc), row, flatten: flatten, columns: columns, types: rows.columns.map(\.typeOID), idText: idText, note: note) { result.changed.append(key) }
                 }
                 if docs.count < pageSize { break }
             }
@@ -75,17 +75,20 @@ public enum TableComparison {
         return result
     }
 
-    /// Compares one document with its row: every field with its column, and no other column holding a value.
-    static func same(_ doc: Document, _ row: [String?], columns: [String: Int], types: [UInt32], idText: String, note: (String) -> Void) -> Bool {
+    /// Compares one document with its row: every field (as `flatten` lays it out) with its column, and no other
+    /// column holding a value.
+    static func same(_ doc: Document, _ row: [String?], flatten: Int, columns: [String: Int], types: [UInt32], idText: String,
+                     note: (String) -> Void) -> Bool {
         var differs = false
         var fieldsSeen = Set<String>()
-        for (field, value) in doc {
-            let name = field == "_id" ? "_id" : ColumnNaming.sanitize(field)
+        SchemaTracker.forEachField(of: doc, flatten: flatten) { path, view in
+            let name = SchemaTracker.columnName(forPath: path)
             fieldsSeen.insert(name)
-            guard let c = columns[name] else { differs = true; note("\(idText): no column for field \(field)"); continue }
+            guard let c = columns[name] else { differs = true; note("\(idText): no column for field \(path)"); return }
+            let value = view.decoded
             if !matches(value, row[c], types[c]) {
                 differs = true
-                note("\(idText).\(field): mongo \(ExtendedJSON.relaxed(value)) table \(row[c] ?? "NULL")")
+                note("\(idText).\(path): mongo \(ExtendedJSON.relaxed(value)) table \(row[c] ?? "NULL")")
             }
         }
         for (name, c) in columns where !fieldsSeen.contains(name) && row[c] != nil && !name.hasPrefix("_mongoshift") {

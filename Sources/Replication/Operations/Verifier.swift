@@ -46,7 +46,7 @@ public struct Verifier: Sendable {
         let target = SQL.qualified(schema: context.stream.table.schema, name: context.stream.table.name)
         let result = try await TableComparison.compare(mongo: client, database: mongo.database, collection: context.stream.collection,
                                                        pg: pg, table: target, mapping: context.stream.columns,
-                                                       match: context.stream.match)
+                                                       match: context.stream.match, flatten: context.stream.flatten)
         report.rowsChecked = result.checked
         report.changed = result.changed
         report.missing = result.missing

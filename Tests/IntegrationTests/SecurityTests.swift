@@ -60,11 +60,17 @@ final class SecurityTests: IntegrationTestCase {
         let (process, base) = try MongoshiftProcess.start(["run", "--config", config, "--log-level", "trace", "--metrics-addr", "127.0.0.1:\(port)"],
                                                           environment: env.merging(["MONGOSHIFT_CRASH_AT": "apply.written:3"]) { $1 })
         running.append(process)
+        // Scraped once the endpoint answers (before any change, so before the crash point can fire), then again
+        // after each round of cut connections while the process lives.
+        let answering = Date().addingTimeInterval(15)
+        while !outputs.contains(where: { $0.0 == "metrics" }) && process.isRunning && Date() < answering {
+            if let metrics = HTTPGet.body(port: port, path: "/metrics") { outputs.append(("metrics", metrics)) } else { usleep(100_000) }
+        }
         for i in 0..<6 {
             try await Task.sleep(for: .milliseconds(500))
             _ = try await connection.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'pw_secret'")
             try await connection.execute("UPDATE public.\(table) SET note = 'sec \(i)', updated_at = now() WHERE id % 10 = \(i)")
-            if i == 2, let metrics = HTTPGet.body(port: port, path: "/metrics") {
+            if process.isRunning, let metrics = HTTPGet.body(port: port, path: "/metrics") {
                 outputs.append(("metrics", metrics))
             }
         }

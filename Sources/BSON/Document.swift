@@ -220,24 +220,30 @@ struct BSONDecoder {
 
     /// Structural validation: every length in range, every terminator present, UTF-8 strings, known types.
     static func validate(_ bytes: ArraySlice<UInt8>, depth: Int = 0) throws {
+        try bytes.withUnsafeBufferPointer { try validate($0, depth: depth) }
+    }
+
+    /// `validate` over the bytes in place (a spool segment's records are checked this way on every read): every
+    /// index is checked against the document's end before it is read.
+    static func validate(_ b: UnsafeBufferPointer<UInt8>, depth: Int) throws {
         guard depth < 100 else { throw BSONError(message: "nesting deeper than 100") }
-        guard bytes.count >= 5 else { throw BSONError(message: "document shorter than 5 bytes") }
-        let declared = Int(readLE(bytes, bytes.startIndex) as UInt32)
-        guard declared == bytes.count else { throw BSONError(message: "length \(declared) but \(bytes.count) bytes") }
-        guard bytes.last == 0 else { throw BSONError(message: "missing terminator") }
-        var p = bytes.startIndex + 4
-        let end = bytes.endIndex - 1
+        guard b.count >= 5 else { throw BSONError(message: "document shorter than 5 bytes") }
+        let declared = Int(readLE(b, 0) as UInt32)
+        guard declared == b.count else { throw BSONError(message: "length \(declared) but \(b.count) bytes") }
+        guard b[b.count - 1] == 0 else { throw BSONError(message: "missing terminator") }
+        var p = 4
+        let end = b.count - 1
         while p < end {
-            let type = bytes[p]
+            let type = b[p]
             p += 1
-            guard let keyEnd = bytes[p..<end].firstIndex(of: 0) else { throw BSONError(message: "unterminated key") }
+            guard let keyEnd = terminator(b, from: p, end: end) else { throw BSONError(message: "unterminated key") }
             p = keyEnd + 1
-            let size = try valueSize(type: type, bytes: bytes, at: p, end: end)
-            guard p + size <= end else { throw BSONError(message: "value overruns document") }
+            let size = try valueSize(type: type, b, at: p, end: end)
+            guard size >= 0, size <= end - p else { throw BSONError(message: "value overruns document") }
             switch type {
-            case 0x03, 0x04: try validate(bytes[p..<(p + size)], depth: depth + 1)
+            case 0x03, 0x04: try validate(UnsafeBufferPointer(rebasing: b[p..<(p + size)]), depth: depth + 1)
             case 0x02:
-                guard isUTF8(bytes[(p + 4)..<(p + size - 1)]) else { throw BSONError(message: "string is not valid UTF-8") }
+                guard isUTF8(UnsafeBufferPointer(rebasing: b[(p + 4)..<(p + size - 1)])) else { throw BSONError(message: "string is not valid UTF-8") }
             default: break
             }
             p += size
@@ -245,51 +251,77 @@ struct BSONDecoder {
         guard p == end else { throw BSONError(message: "trailing bytes") }
     }
 
+    /// The index of the first NUL in `b[from..<end]`.
+    @inline(__always)
+    static func terminator(_ b: UnsafeBufferPointer<UInt8>, from: Int, end: Int) -> Int? {
+        var i = from
+        while i < end {
+            if b[i] == 0 { return i }
+            i += 1
+        }
+        return nil
+    }
+
     /// ASCII (the common case) without building a String; anything else by the standard library's validator.
-    static func isUTF8(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func isUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var high: UInt8 = 0
         for byte in bytes { high |= byte }
         return high < 0x80 || String(validating: bytes, as: UTF8.self) != nil
     }
 
     static func valueSize(type: UInt8, bytes: ArraySlice<UInt8>, at p: Int, end: Int) throws -> Int {
+        let base = bytes.startIndex
+        return try bytes.withUnsafeBufferPointer { try valueSize(type: type, $0, at: p - base, end: end - base) }
+    }
+
+    /// The size of the value of `type` at `p`; its own lengths are checked against `end` (the caller checks that
+    /// the value ends by `end`).
+    static func valueSize(type: UInt8, _ b: UnsafeBufferPointer<UInt8>, at p: Int, end: Int) throws -> Int {
         func need(_ n: Int) throws { if p + n > end { throw BSONError(message: "truncated value") } }
         switch type {
         case 0x01, 0x09, 0x11, 0x12: try need(8); return 8
         case 0x02, 0x0D, 0x0E:
             try need(4)
-            let n = Int(readLE(bytes, p) as UInt32)
-            guard n >= 1, p + 4 + n <= end, bytes[p + 3 + n] == 0 else { throw BSONError(message: "bad string length") }
+            let n = Int(readLE(b, p) as UInt32)
+            guard n >= 1, p + 4 + n <= end, b[p + 3 + n] == 0 else { throw BSONError(message: "bad string length") }
             return 4 + n
         case 0x03, 0x04:
             try need(4)
-            let n = Int(readLE(bytes, p) as UInt32)
+            let n = Int(readLE(b, p) as UInt32)
             guard n >= 5, p + n <= end else { throw BSONError(message: "bad document length") }
             return n
         case 0x05:
             try need(5)
-            let n = Int(readLE(bytes, p) as UInt32)
+            let n = Int(readLE(b, p) as UInt32)
             guard n >= 0, p + 5 + n <= end else { throw BSONError(message: "bad binary length") }
             return 5 + n
         case 0x06, 0x0A, 0x7F, 0xFF: return 0
         case 0x07: try need(12); return 12
         case 0x08: try need(1); return 1
         case 0x0B:
-            guard let a = bytes[p..<end].firstIndex(of: 0), let b = bytes[(a + 1)..<end].firstIndex(of: 0) else {
+            guard let a = terminator(b, from: p, end: end), let z = terminator(b, from: a + 1, end: end) else {
                 throw BSONError(message: "bad regex")
             }
-            return b + 1 - p
+            return z + 1 - p
         case 0x0C:
             try need(4)
-            let n = Int(readLE(bytes, p) as UInt32)
+            let n = Int(readLE(b, p) as UInt32)
             return 4 + n + 12
         case 0x0F:
             try need(4)
-            return Int(readLE(bytes, p) as UInt32)
+            return Int(readLE(b, p) as UInt32)
         case 0x10: try need(4); return 4
         case 0x13: try need(16); return 16
         default: throw BSONError(message: "unknown type 0x\(String(type, radix: 16))")
         }
+    }
+
+    /// A little-endian integer at `at` (the caller has checked that its bytes are there).
+    @inline(__always)
+    static func readLE<T: FixedWidthInteger>(_ b: UnsafeBufferPointer<UInt8>, _ at: Int) -> T {
+        var value: T = 0
+        withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(b)[at..<(at + MemoryLayout<T>.size)])) }
+        return T(littleEndian: value)
     }
 
     @inline(__always)

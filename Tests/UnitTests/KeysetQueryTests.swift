@@ -1,3 +1,4 @@
+import BSON
 import Changes
 import MongoClient
 import PostgresClient
@@ -105,6 +106,20 @@ final class KeysetQueryTests: XCTestCase {
         XCTAssertEqual(latest.map(\.key), [1, 2])
         XCTAssertEqual(latest[0].operation, .delete)
         XCTAssertEqual(latest[1].document, ["v": 3])
+    }
+
+    func testKeysInAscendingOrderNeedNoIndexAndRepeatsStillCollapse() {
+        func upserts(_ keys: [BSON]) -> [Change] { keys.enumerated().map { Change(operation: .upsert, key: $1, document: ["n": .int32(Int32($0))]) } }
+        let ascending = upserts([.int64(1), .int64(2), .int64(3), .int64(40)])
+        XCTAssertEqual(ascending.latestPerKey(), ascending)
+        XCTAssertEqual(upserts(["a", "b", "c"]).latestPerKey().count, 3)
+        // Equal neighbours at the end of an otherwise ascending page: the later one wins.
+        let repeated = upserts([.int64(1), .int64(2), .int64(2)]).latestPerKey()
+        XCTAssertEqual(repeated.map(\.key), [.int64(1), .int64(2)])
+        XCTAssertEqual(repeated[1].document, ["n": .int32(2)])
+        // Out of order (a tail batch) with a repeat, and mixed types, go through the index as before.
+        XCTAssertEqual(upserts(["b", "a", "b"]).latestPerKey().map(\.key), ["b", "a"])
+        XCTAssertEqual(upserts([.int64(1), .string("1"), .int64(1)]).latestPerKey().count, 2)
     }
 
     func testPageSizeFollowsRowWidth() {

@@ -6,6 +6,7 @@ extension Array where Element == Change {
     /// table must not hold two writes to one key). A batch without repeated keys (every snapshot page) is returned
     /// as it is, without copying a change.
     func latestPerKey() -> [Change] {
+        if keysAscend { return self }
         var index: [BSON: Int] = [:]
         index.reserveCapacity(count)
         var repeated = false
@@ -27,5 +28,24 @@ extension Array where Element == Change {
             }
         }
         return out
+    }
+
+    /// Keys in strictly ascending order (a snapshot page is read in key order) cannot repeat: checked between
+    /// neighbours, without hashing a key or building an index.
+    private var keysAscend: Bool {
+        guard count > 1 else { return true }
+        for i in 1..<count where !Self.precedes(self[i - 1].key, self[i].key) { return false }
+        return true
+    }
+
+    /// `a < b` for keys of one scalar type; false for anything else (the index decides then).
+    private static func precedes(_ a: BSON, _ b: BSON) -> Bool {
+        switch (a, b) {
+        case (.int64(let x), .int64(let y)): x < y
+        case (.int32(let x), .int32(let y)): x < y
+        case (.objectId(let x), .objectId(let y)): x < y
+        case (.string(let x), .string(let y)): x < y
+        default: false
+        }
     }
 }

@@ -59,6 +59,11 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def round_ratios(a, b, of):
+    """Per-round ratios of `of(a[i]) / of(b[i])` (the two measured back to back in round i): the spread the median hides."""
+    return [of(x) / of(y) for x, y in zip(a, b) if of(y)]
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 def ensure_orders(rows):
@@ -159,6 +164,9 @@ def bench_extract(rows, slow_rows, runs):
         out[name] = {"rows": n, "rows_per_s": median([n / x["wall"] for x in s]), "cpu_us_per_row": median([x["cpu"] / n * 1e6 for x in s]),
                      "machine_cpu_us_per_row": median([x["busy"] / n * 1e6 for x in s]),
                      "peak_rss_mib": median([x["rss_mib"] for x in s]), "wall_s": median([x["wall"] for x in s]), "runs": len(s)}
+    if samples.get("mongoshift") and samples.get("C libpq+zstd"):
+        # rows/s ratio per round: C wall / mongoshift wall (same row count).
+        out["mongoshift"]["round_ratios_vs_c"] = round_ratios(samples["C libpq+zstd"], samples["mongoshift"], lambda x: x["wall"])
     return out
 
 
@@ -259,6 +267,8 @@ def bench_apply(rows, runs):
     out["mongo_to_pg"] = {k: {"rows": rows, "rows_per_s": median([rows / x["wall"] for x in v]),
                               "cpu_us_per_row": median([x["cpu"] / rows * 1e6 for x in v])} if v else {"failed": True}
                           for k, v in results.items()}
+    if results["postgres"] and results["COPY + MERGE"]:
+        out["mongo_to_pg"]["postgres"]["round_ratios"] = round_ratios(results["COPY + MERGE"], results["postgres"], lambda x: x["wall"])
     # Redshift -> Mongo client CPU: mongoshift's apply of a staged snapshot vs the libbson bulk loop.
     v = view(rows)
     cfg = os.path.join(TMP, "r2m-apply.yaml")
@@ -277,6 +287,7 @@ def bench_apply(rows, runs):
         "mongoshift": {"rows": rows, "cpu_us_per_row": median([x["cpu"] / rows * 1e6 for x in mongo_cpu]), "rows_per_s": median([rows / x["wall"] for x in mongo_cpu])},
         "C libbson bulk": {"rows": rows, "cpu_us_per_row": median([x["cpu"] / rows * 1e6 for x in c_cpu]), "rows_per_s": median([rows / x["wall"] for x in c_cpu])},
     }
+    out["pg_to_mongo"]["mongoshift"]["round_ratios"] = round_ratios(mongo_cpu, c_cpu, lambda x: x["cpu"])
     return out
 
 

@@ -99,9 +99,9 @@ ap = R.get("apply")
 if ap:
     m = ap["mongo_to_pg"]
     lines += ["## Apply throughput" + when("apply"), "",
-              "Mongo → PostgreSQL: applying a staged snapshot (`snapshot` after `--spool-only`), postgres path (COPY into a stage, "
-              "INSERT … ON CONFLICT through the target's `_id` key, checkpoint in one transaction; the next segment prepared "
-              "meanwhile) and redshift-dialect path (multi-row INSERT staging, DELETE USING, INSERT), against "
+              "Mongo → PostgreSQL: applying a staged snapshot (`snapshot` after `--spool-only`), postgres path (snapshot pages "
+              "COPY straight into the target while their keys are new, otherwise COPY into a stage and INSERT … ON CONFLICT "
+              "through the target's `_id` key; checkpoint in the same transaction; the next segment prepared meanwhile) and redshift-dialect path (multi-row INSERT staging, DELETE USING, INSERT), against "
               "PostgreSQL's own `\\copy` into a temp table + `MERGE`.", "", "| path | rows | rows/s | client CPU µs/row |", "|---|---:|---:|---:|"]
     for k, v in m.items():
         lines.append(f"| {k} | {fmt(v.get('rows'))} | {fmt(v.get('rows_per_s'))} | {fmt(v.get('cpu_us_per_row'), 1)} |" if not v.get("failed") else f"| {k} | | failed | |")

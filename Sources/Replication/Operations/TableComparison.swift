@@ -4,7 +4,8 @@ import MongoClient
 import PostgresClient
 
 /// Compares a Mongo collection with its Redshift/PostgreSQL table value by value, each document laid out in
-/// columns as its stream's `flatten` does (`SchemaTracker.forEachField`): the differing `_id`s by kind, with a readable reason for the first few.
+/// columns as its stream's `flatten` does (`SchemaTracker.forEachField`): the differing `_id`s by kind, with a
+/// readable reason for the first few.
 /// Memory is one page on each side, whatever the sizes: documents are read in `_id` order bracket by bracket
 /// (`TypeBracket`) and matched with their rows by an `IN` list; then the table's `_id`s are read in pages and
 /// looked up in the collection, to find rows whose documents are gone.

@@ -13,10 +13,7 @@ import XCTest
 /// checkpoint row, locked and compared inside the same transaction, fences it.
 final class CheckpointFenceTests: XCTestCase {
     func testReplayedBatchChangesNothing() async throws {
-        let pg = try TestServers.requirePostgres()
-        let connection = try await PostgresConnection.connect(pg)
-        let schema = TestServers.uniqueName("fence")
-        let fixture = try await ApplierFixture(postgres: pg, schema: schema, maxAttempts: 2)
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("fence", maxAttempts: 2)
         defer { fixture.remove() }
         let applier = fixture.applier
         let segment = ApplierFixture.segment(7, records: 2)

@@ -16,10 +16,7 @@ final class TargetBatchTests: XCTestCase {
     /// More mid-batch schema changes than the applier restarts for (new columns late in the batch, a column
     /// widened from integer to text to nested): every row lands with every value.
     func testSchemaChangesMidBatchKeepEveryRowsValues() async throws {
-        let pg = try TestServers.requirePostgres()
-        let connection = try await PostgresConnection.connect(pg)
-        let schema = TestServers.uniqueName("midbatch")
-        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("midbatch")
         defer { fixture.remove() }
         let (applier, segment) = (fixture.applier, { (seq: Int64) in ApplierFixture.segment(seq) })
         var changes: [Change] = []
@@ -77,10 +74,7 @@ final class TargetBatchTests: XCTestCase {
     /// Snapshot pages go in by plain INSERT while their keys are new; a page meeting a key the target holds (rows
     /// the tail wrote, a re-snapshot) replaces it by upsert instead of failing, and so do the pages after it.
     func testSnapshotPagesMeetingKeysAlreadyThereReplaceThem() async throws {
-        let pg = try TestServers.requirePostgres()
-        let connection = try await PostgresConnection.connect(pg)
-        let schema = TestServers.uniqueName("snapins")
-        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("snapins")
         defer { fixture.remove() }
         let applier = fixture.applier
         _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1]),
@@ -101,10 +95,7 @@ final class TargetBatchTests: XCTestCase {
     /// A snapshot page copied straight into the target relies on the `_id` index to refuse a key already there:
     /// with the index dropped while running, the page is loaded by delete + insert instead — never a second row.
     func testSnapshotPagesAfterTheKeyIndexWasDroppedDoNotDuplicateKeys() async throws {
-        let pg = try TestServers.requirePostgres()
-        let connection = try await PostgresConnection.connect(pg)
-        let schema = TestServers.uniqueName("snapdrop")
-        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("snapdrop")
         defer { fixture.remove() }
         let applier = fixture.applier
         _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1])],
@@ -121,10 +112,7 @@ final class TargetBatchTests: XCTestCase {
     /// The key index dropped while the stream runs (the applier had chosen ON CONFLICT): the batch is loaded the
     /// other way, in the same attempt — the stream does not stop.
     func testADroppedKeyIndexFallsBackToDeleteAndInsert() async throws {
-        let pg = try TestServers.requirePostgres()
-        let connection = try await PostgresConnection.connect(pg)
-        let schema = TestServers.uniqueName("dropkey")
-        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("dropkey")
         defer { fixture.remove() }
         let applier = fixture.applier
         _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1])], segment: ApplierFixture.segment(1))
@@ -138,10 +126,7 @@ final class TargetBatchTests: XCTestCase {
     }
 
     func testFailedColumnAddIsSentAgainOnRetry() async throws {
-        let pg = try TestServers.requirePostgres()
-        let connection = try await PostgresConnection.connect(pg)
-        let schema = TestServers.uniqueName("ddlretry")
-        let fixture = try await ApplierFixture(postgres: pg, schema: schema)
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("ddlretry")
         defer { fixture.remove() }
         let (applier, segment) = (fixture.applier, { (seq: Int64) in ApplierFixture.segment(seq) })
         let first = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "n": 1])], segment: segment(1))

@@ -1,6 +1,7 @@
 import Changes
 import Foundation
 import Logging
+import PostgresClient
 import Replication
 import StateStore
 
@@ -9,6 +10,15 @@ import StateStore
 public struct ApplierFixture {
     public let applier: RedshiftApplier
     public let directory: String
+
+    /// The test PostgreSQL server, a fresh schema named after `prefix`, and a connection of the test's own to
+    /// look at the table.
+    public static func onTestServer(_ prefix: String, maxAttempts: Int = 1) async throws -> (fixture: ApplierFixture, connection: PostgresConnection, schema: String) {
+        let pg = try TestServers.requirePostgres()
+        let connection = try await PostgresConnection.connect(pg)
+        let schema = TestServers.uniqueName(prefix)
+        return (try await ApplierFixture(postgres: pg, schema: schema, maxAttempts: maxAttempts), connection, schema)
+    }
 
     public init(postgres url: String, schema: String, maxAttempts: Int = 1) async throws {
         directory = try TestServers.temporaryDirectory(schema)

@@ -18,9 +18,11 @@ final class PageSink: @unchecked Sendable {
     var duplicateKeys = 0
     /// Where each record is written before it joins the segment (reused: no allocation per row).
     private var scratch = [UInt8](repeating: 0, count: 64 << 10)
-    /// The records of the rows at the end of the page that share its last key: what a full page's repeat check
-    /// (`PageReader.unseenRepeats`) knows was read.
-    private(set) var lastKeyRun = RecordRun()
+    /// The newest in-place record, kept in its own buffer (swapped with `scratch`, not copied, row after row).
+    private var previous = [UInt8](repeating: 0, count: 64 << 10)
+    private var previousLength: Int?
+    /// The records before it that share its key (copied only when a key repeats).
+    private var earlierOfLastKey = RecordRun()
     /// Repeat check: every row has one key; those whose record is here were read by the page, the rest are repeats
     /// it did not see. Nothing is written.
     private var readByPage: RecordRun?
@@ -29,6 +31,14 @@ final class PageSink: @unchecked Sendable {
         self.encoder = encoder
         self.writer = writer
         self.readByPage = readByPage
+    }
+
+    /// The records of the rows at the end of the page that share its last key: what a full page's repeat check
+    /// (`PageReader.unseenRepeats`) knows was read.
+    var lastKeyRun: RecordRun {
+        var run = earlierOfLastKey
+        if let n = previousLength { previous.withUnsafeBytes { run.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+        return run
     }
 
     func consume<Row: SourceRow & ~Copyable>(_ row: borrowing Row, detectDuplicates: Bool) {
@@ -41,14 +51,26 @@ final class PageSink: @unchecked Sendable {
         // Redshift does not enforce keys: report duplicates, never merge them silently. Rows come in key order, so
         // a duplicate follows the row it repeats.
         var duplicate = detectDuplicates && lastRow.hasKey(of: row, encoder.table)
+        var kept: Int?
         if readByPage != nil {
             // (A row the page could not encode was reported by it already.)
             guard case .record(let n) = outcome else { return }
             if scratch.withUnsafeBytes({ readByPage!.remove(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }) { return }
             duplicate = true
         } else if case .record(let n) = outcome {
-            if !duplicate { lastKeyRun.removeAll() }
-            scratch.withUnsafeBytes { lastKeyRun.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            if !duplicate {
+                earlierOfLastKey.removeAll()
+            } else if let m = previousLength {
+                previous.withUnsafeBytes { earlierOfLastKey.append(UnsafeRawBufferPointer(rebasing: $0[0..<m])) }
+            }
+            kept = n
+        }
+        // Once the record has joined the segment (or been reported), its buffer becomes `previous`.
+        defer {
+            if let kept {
+                swap(&scratch, &previous)
+                previousLength = kept
+            }
         }
         lastRow.remember(row, encoder.table)
         if case .record(let n) = outcome, !duplicate {

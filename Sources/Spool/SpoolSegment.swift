@@ -3,6 +3,7 @@ import Foundation
 import ShiftCore
 import BSON
 import Changes
+import Synchronization
 
 /// The header of a spool segment file (docs/ARCHITECTURE.md, "Spool").
 ///
@@ -204,10 +205,17 @@ public enum SpoolSegmentReader {
         // Frame by frame: a record may continue into the next frame, so the unparsed tail is carried over.
         var changes: [Change] = []
         changes.reserveCapacity(min(records, rawLength / 5))  // a record is at least 5 bytes, whatever the header says
+        let scratch = DecodeScratch.take()
         var pending: [UInt8] = []
+        swap(&pending, &scratch.pending)
+        defer {
+            pending.removeAll(keepingCapacity: true)
+            swap(&pending, &scratch.pending)
+            DecodeScratch.give(scratch)
+        }
         do {
             try bytes.withUnsafeBytes { file in
-                try Zstd.forEachFrame(UnsafeRawBufferPointer(rebasing: file[p..<(p + payloadLength)])) { content in
+                try Zstd.forEachFrame(UnsafeRawBufferPointer(rebasing: file[p..<(p + payloadLength)]), buffer: &scratch.frame) { content in
                     pending.append(contentsOf: content)
                     var q = 0
                     while q + 4 <= pending.count {
@@ -230,6 +238,21 @@ public enum SpoolSegmentReader {
         let header = SpoolSegmentHeader(stream: stream, firstPosition: first, lastPosition: last,
                                         recordCount: records, rawLength: rawLength)
         return SpoolSegment(header: header, changes: changes)
+    }
+
+    /// A decoder's frame buffer and carried-over bytes (each about a frame, 1 MiB): kept for the next segment, at
+    /// most two, so reading segment after segment does not map and fault them in anew.
+    final class DecodeScratch: @unchecked Sendable {
+        // @unchecked: used by one decode at a time; the pool hands it out under its lock.
+        var frame = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 16)
+        var pending: [UInt8] = []
+        deinit { frame.deallocate() }
+
+        private static let pool = Mutex<[DecodeScratch]>([])
+        static func take() -> DecodeScratch { pool.withLock { $0.popLast() } ?? DecodeScratch() }
+        static func give(_ scratch: DecodeScratch) {
+            pool.withLock { if $0.count < 2 { $0.append(scratch) } }
+        }
     }
 
     private static func read<T: FixedWidthInteger>(_ bytes: [UInt8], _ at: Int) -> T {

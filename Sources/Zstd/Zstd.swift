@@ -33,6 +33,13 @@ public enum Zstd {
     public static func forEachFrame(_ frames: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         var buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 16)
         defer { buffer.deallocate() }
+        try forEachFrame(frames, buffer: &buffer, body)
+    }
+
+    /// `forEachFrame` into the caller's buffer (allocated with alignment 16), replaced by a larger one when a frame
+    /// needs it: readers of many segments keep one instead of mapping and faulting in a new one per segment.
+    public static func forEachFrame(_ frames: UnsafeRawBufferPointer, buffer: inout UnsafeMutableRawBufferPointer,
+                                    _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         var at = 0
         while at < frames.count {
             let rest = UnsafeRawBufferPointer(rebasing: frames[at...])

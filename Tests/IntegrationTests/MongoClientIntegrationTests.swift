@@ -85,6 +85,31 @@ final class MongoClientIntegrationTests: XCTestCase {
         XCTAssertEqual(count, 2)
     }
 
+    /// The bulk's document buffer (megabytes, grown by doubling) is kept for the next bulk instead of being mapped
+    /// and faulted in anew (`LargeBlockCache`, installed by the executable as the process starts); a reused block
+    /// carries nothing of its last use into what the server stores.
+    func testLargeBulkBuffersAreKeptForTheNextBulkAndWriteCorrectly() async throws {
+        LargeBlockCache.install(minimumBytes: 256 * 1024)
+        func ops(_ batch: Int) -> [WriteOperation] {
+            (0..<6_000).map { .insert(["_id": .int32(Int32($0)), "batch": .int32(Int32(batch)), "pad": .string(String(repeating: "x", count: 400 + batch))]) }
+        }
+        _ = try await client.bulkWrite(database: database, collection: "first", ops(1))
+        XCTAssertGreaterThanOrEqual(LargeBlockCache.kept.blocks, 1, "the ~2.5 MB payload buffer is kept after the bulk")
+        let keptBytes = LargeBlockCache.kept.bytes
+        _ = try await client.bulkWrite(database: database, collection: "second", ops(2))
+        XCTAssertEqual(LargeBlockCache.kept.bytes, keptBytes, "the second bulk reused the kept block instead of a new one")
+        for (collection, batch) in [("first", 1), ("second", 2)] {
+            let count = try await client.count(database: database, collection: collection)
+            XCTAssertEqual(count, 6_000)
+            let docs = try await client.findAll(database: database, collection: collection, filter: ["_id": .document(["$in": .array([0, 2_999, 5_999])])])
+            XCTAssertEqual(docs.count, 3)
+            for doc in docs {
+                XCTAssertEqual(doc["batch"], .int32(Int32(batch)))
+                XCTAssertEqual(doc["pad"], .string(String(repeating: "x", count: 400 + batch)))
+            }
+        }
+    }
+
     func testKeysetFindStreamsInOrder() async throws {
         _ = try await client.bulkWrite(database: database, collection: "keys", (1...250).map { .insert(["_id": .int32(Int32($0))]) })
         let page = try await client.findAll(database: database, collection: "keys", filter: ["_id": .document(["$gt": 100, "$lte": 200])],

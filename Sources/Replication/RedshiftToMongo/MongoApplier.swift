@@ -45,7 +45,9 @@ public struct MongoApplier: Sendable {
                 let indices = Array(pending[start..<min(pending.count, start + (limiter?.chunk ?? pending.count))])
                 if let limiter { try await limiter.acquire(indices.count) }
                 // The documents come from the row encoder, which validated their text (docs/ARCHITECTURE.md, "Types").
-                var result = try await client.bulkWrite(database: database, collection: collection, indices.map { ops[$0] }, validation: .skipUTF8)
+                // (The whole batch at once — the usual case — is passed as it is, not copied.)
+                let chunk = indices.count == ops.count ? ops : indices.map { ops[$0] }
+                var result = try await client.bulkWrite(database: database, collection: collection, chunk, validation: .skipUTF8)
                 // Errors name positions in this bulk: back to positions in `ops`, throttled ones set aside.
                 let errors = result.writeErrors
                 result.writeErrors = []

@@ -36,6 +36,23 @@ public struct BSONValueView {
     /// The value as a `BSON` (allocates for strings, documents, arrays).
     public var decoded: BSON { BSONDecoder.decodeValue(type: type, ArraySlice(bytes)) }
 
+    /// Validates `bytes` as one whole document (the checks of `Document(bytes:)`) and lends it as a view: spool
+    /// records are checked once and then read in place, without copying them first.
+    public static func withValidatedDocument<R>(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (BSONValueView) throws -> R) throws -> R {
+        try BSONDecoder.validate(bytes, depth: 0)
+        return try body(BSONValueView(type: 0x03, bytes: bytes))
+    }
+
+    /// The value as a `BSON`, without an intermediate copy for the scalar types keys and versions use.
+    public var decodedScalar: BSON {
+        switch type {
+        case 0x10: .int32(int32)
+        case 0x12: .int64(int64)
+        case 0x09: .datetime(datetime)
+        default: decoded
+        }
+    }
+
     /// A document's or array's elements, in order (keys as their UTF-8 bytes).
     public func forEachElement<E: Error>(_ body: (UnsafeBufferPointer<UInt8>, BSONValueView) throws(E) -> Void) throws(E) {
         try Self.forEachElement(inDocument: bytes, body)

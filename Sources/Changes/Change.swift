@@ -40,21 +40,28 @@ public struct Change: Sendable, Equatable {
         try self.init(recordBytes: record.bytes[...])
     }
 
-    /// A record straight from a segment's bytes (validated in place, the document copied once).
+    /// A record straight from a segment's bytes: validated, then read in place (the document copied once).
     public init(recordBytes: ArraySlice<UInt8>) throws {
         var op: Operation?
         var key: BSON?
         var document: Document?
         var version: BSON?
         var sourceTimeMillis: Int64?
-        try Document.forEachElement(validating: recordBytes) { name, value in
-            switch name {
-            case "o": op = value.intValue.flatMap { Operation(rawValue: Int32($0)) }
-            case "k": key = value
-            case "d": document = value.documentValue
-            case "v": version = value
-            case "t": if case .datetime(let ms) = value { sourceTimeMillis = ms }
-            default: break
+        try recordBytes.withUnsafeBufferPointer { buffer in
+            try BSONValueView.withValidatedDocument(buffer) { record in
+                record.forEachElement { name, value in
+                    guard name.count == 1 else { return }
+                    switch name[0] {
+                    case UInt8(ascii: "o"):
+                        if value.type == 0x10 { op = Operation(rawValue: value.int32) }
+                        else if value.type == 0x12 { op = Int32(exactly: value.int64).flatMap(Operation.init(rawValue:)) }
+                    case UInt8(ascii: "k"): key = value.decodedScalar
+                    case UInt8(ascii: "d"): if value.isDocument { document = Document(trustedBytes: Array(value.bytes)) }
+                    case UInt8(ascii: "v"): version = value.decodedScalar
+                    case UInt8(ascii: "t"): if value.type == 0x09 { sourceTimeMillis = value.datetime }
+                    default: break
+                    }
+                }
             }
         }
         guard let op, let key else { throw BSONError(message: "change record without op or key") }

@@ -241,7 +241,8 @@ public enum SpoolSegmentReader {
     }
 
     /// A decoder's frame buffer and carried-over bytes (each about a frame, 1 MiB): kept for the next segment, at
-    /// most two, so reading segment after segment does not map and fault them in anew.
+    /// most two, so reading segment after segment does not map and fault them in anew. Buffers a huge record grew
+    /// are not kept.
     final class DecodeScratch: @unchecked Sendable {
         // @unchecked: used by one decode at a time; the pool hands it out under its lock.
         var frame = UnsafeMutableRawBufferPointer.allocate(byteCount: 0, alignment: 16)
@@ -249,8 +250,10 @@ public enum SpoolSegmentReader {
         deinit { frame.deallocate() }
 
         private static let pool = Mutex<[DecodeScratch]>([])
+        private static let keptBytes = 4 * SpoolSegmentWriter.frameBytes
         static func take() -> DecodeScratch { pool.withLock { $0.popLast() } ?? DecodeScratch() }
         static func give(_ scratch: DecodeScratch) {
+            guard scratch.frame.count <= keptBytes, scratch.pending.capacity <= keptBytes else { return }
             pool.withLock { if $0.count < 2 { $0.append(scratch) } }
         }
     }

@@ -44,6 +44,30 @@ final class SpoolSegmentTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".tmp"), "the temp file is renamed away")
     }
 
+    /// Segments read one after another share the reader's kept buffers: a record spanning several frames, then
+    /// small ones, then a huge one again — each segment reads back exactly as written, nothing carried over.
+    func testSegmentsReadInTurnShareNoStateThroughTheKeptBuffers() throws {
+        func segment(_ sizes: [Int], tag: Int) throws -> (String, [Change]) {
+            var writer = SpoolSegmentWriter(stream: "orders")
+            let changes = sizes.enumerated().map { i, size in
+                Change(operation: .upsert, key: .int64(Int64(i)),
+                       document: ["_id": .int64(Int64(i)), "tag": .int32(Int32(tag)), "pad": .string(String(repeating: Character(UnicodeScalar(UInt8(65 + (i + tag) % 26))), count: size))],
+                       version: .datetime(Int64(i)))
+            }
+            for change in changes { writer.append(change) }
+            let path = (directory as NSString).appendingPathComponent("seg-\(tag).seg")
+            try writer.seal(to: path, first: .snapshotKey(.columns(["0"])), last: .snapshotKey(.columns([String(sizes.count - 1)])))
+            return (path, changes)
+        }
+        let shapes = [[10, 3 << 20, 10], Array(repeating: 100, count: 3_000), [9 << 20], [1, 2, 3], Array(repeating: 700, count: 4_000)]
+        for (tag, sizes) in shapes.enumerated() {
+            let (path, changes) = try segment(sizes, tag: tag)
+            let read = try SpoolSegmentReader.read(path: path)
+            XCTAssertEqual(read.changes.count, changes.count, "segment \(tag)")
+            XCTAssertTrue(read.changes == changes, "segment \(tag) reads back as written")
+        }
+    }
+
     func testCompressesWithZstd() throws {
         let (path, _) = try makeSegment(count: 5000)
         let segment = try SpoolSegmentReader.read(path: path)

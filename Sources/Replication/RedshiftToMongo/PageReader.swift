@@ -9,6 +9,34 @@ import Spool
 ///
 /// `@unchecked Sendable`: mutated only on the connection's thread inside one `stream` call, read after it returns.
 final class PageSink: @unchecked Sendable {
+    /// The state lives in one struct, so a row costs one access to the class's storage, not one per field (each
+    /// with its exclusivity check and reference counting) on the extract's hot path.
+    private var state: PageSinkState
+
+    init(encoder: RowEncoder, writer: SpoolSegmentWriter, readByPage: RecordRun? = nil) {
+        state = PageSinkState(encoder: encoder, writer: writer, readByPage: readByPage)
+    }
+
+    func consume<Row: SourceRow & ~Copyable>(_ row: borrowing Row, detectDuplicates: Bool) {
+        state.consume(row, detectDuplicates: detectDuplicates)
+    }
+
+    var writer: SpoolSegmentWriter {
+        get { state.writer }
+        set { state.writer = newValue }
+    }
+    var deadLetters: [DeadLetterFile.Entry] {
+        get { state.deadLetters }
+        set { state.deadLetters = newValue }
+    }
+    var rows: Int { state.rows }
+    var lastRow: RowTextMemo { state.lastRow }
+    var nullKeys: Int { state.nullKeys }
+    var duplicateKeys: Int { state.duplicateKeys }
+    var lastKeyRun: RecordRun { state.lastKeyRun }
+}
+
+struct PageSinkState {
     let encoder: RowEncoder
     var writer: SpoolSegmentWriter
     var rows = 0
@@ -41,7 +69,7 @@ final class PageSink: @unchecked Sendable {
         return run
     }
 
-    func consume<Row: SourceRow & ~Copyable>(_ row: borrowing Row, detectDuplicates: Bool) {
+    mutating func consume<Row: SourceRow & ~Copyable>(_ row: borrowing Row, detectDuplicates: Bool) {
         rows += 1
         let outcome = encoder.encodeRecord(row, into: &scratch)
         if case .nullKey = outcome {

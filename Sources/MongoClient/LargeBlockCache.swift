@@ -16,8 +16,9 @@ private func mallocUsableSize(_ block: UnsafeMutableRawPointer?) -> Int
 /// (bench/PROFILE.md). Freed blocks of at least `minimumBytes` are kept here, up to `maxBlocks` and `maxBytes` in
 /// all, and handed to the next large request they fit; the memory they hold was resident while in use anyway.
 public enum LargeBlockCache {
-    /// Routes libbson's allocator through the cache. Call once, before anything else uses libmongoc; blocks
-    /// allocated earlier are plain `malloc` blocks and are freed or kept like any other.
+    /// Routes libbson's allocator through the cache. Call it as the process starts, as libbson asks. (Every block
+    /// here is a glibc `malloc` block either way, so one allocated before — libmongoc initialises itself when the
+    /// library loads — is freed or kept like any other.)
     public static func install(minimumBytes: Int, maxBlocks: Int = 4, maxBytes: Int = 32 << 20) {
         // Installed again (tests): blocks kept under the old limits are freed.
         let dropped = largeBlocks.withLock { cache in

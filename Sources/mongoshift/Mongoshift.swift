@@ -7,6 +7,7 @@ struct Mongoshift: AsyncParsableCommand {
     /// Everything mongoshift writes (state db, spool, dead letters) holds positions and row data: owner only.
     static func main() async {
         releaseMongocCounterFile()
+        MemoryTuning.apply()  // libbson's allocator is to be replaced before anything allocates through it
         umask(0o077)
         do {
             var command = try parseAsRoot()

@@ -24,7 +24,6 @@ struct GlobalOptions: ParsableArguments {
 
     /// Configures logging, loads the config and selects the streams. Exit 2 on any configuration problem.
     func prepare() throws -> (ReplicationConfig, [StreamConfig], Logger) {
-        MemoryTuning.apply()
         ShiftLogHandler.bootstrapOnce(format: LogFormat(rawValue: logFormat) ?? .auto, level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "mongoshift")
         let config = try ConfigLoader(file: self.config).load()

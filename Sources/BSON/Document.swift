@@ -25,14 +25,6 @@ public struct Document: Sendable, Hashable {
         self.bytes = bytes
     }
 
-    /// Validates `bytes` as one document in place and calls `body` with each top-level element — without
-    /// copying the document first (records read from a segment file; only subdocuments are copied, once).
-    public static func forEachElement(validating bytes: ArraySlice<UInt8>, _ body: (String, BSON) throws -> Void) throws {
-        try BSONDecoder.validate(bytes)
-        var decoder = BSONDecoder(bytes)
-        while let (key, value) = decoder.nextElement() { try body(key, value) }
-    }
-
     public init(_ elements: KeyValuePairs<String, BSON>) {
         self.init()
         for (key, value) in elements { append(key, value) }

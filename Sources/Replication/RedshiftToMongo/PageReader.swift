@@ -29,6 +29,8 @@ final class PageSink: @unchecked Sendable {
         get { state.deadLetters }
         set { state.deadLetters = newValue }
     }
+    /// The segment's size so far (checked per UNLOAD line: read without copying the writer out).
+    var writerByteCount: Int { state.writer.byteCount }
     var rows: Int { state.rows }
     var lastRow: RowTextMemo { state.lastRow }
     var nullKeys: Int { state.nullKeys }

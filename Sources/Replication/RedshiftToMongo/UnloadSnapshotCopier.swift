@@ -122,7 +122,7 @@ struct UnloadSnapshotCopier {
             while let newline = pending[start...].firstIndex(of: 0x0A) {
                 try take(pending[start..<newline])
                 start = newline + 1
-                if sink.writer.byteCount >= pages.pageBytes {
+                if sink.writerByteCount >= pages.pageBytes {
                     if Task.isShuttingDownGracefully { return false }
                     try await spoolPage(last: .unloadFile(file: index, rows: row))
                 }

@@ -11,6 +11,9 @@ CREATE TABLE IF NOT EXISTS _dev_redshift.key_constraints (
   relid oid NOT NULL, conname name NOT NULL, contype "char" NOT NULL, conkey int2[] NOT NULL,
   ref_table text, ref_columns text[]);
 -- Redshift table attributes PostgreSQL has no place for (DISTSTYLE, DISTKEY, SORTKEY, column ENCODE).
+-- Looked up by relid through the index (on_drop): a relation-wide read would make two sessions' DDL on different
+-- tables a serialization conflict, which Redshift's catalogs never are.
+CREATE INDEX IF NOT EXISTS key_constraints_relid ON _dev_redshift.key_constraints (relid);
 CREATE TABLE IF NOT EXISTS _dev_redshift.table_attrs (
   relid oid PRIMARY KEY, diststyle text, distkey text, sortkey text[], sortstyle text, encodings jsonb);
 CREATE TABLE IF NOT EXISTS _dev_redshift.load_errors (
@@ -191,9 +194,14 @@ BEGIN
   END LOOP;
   PERFORM set_config('dev_redshift.in_hook', 'off', true);
 END $$;
+-- Redshift's catalogs are not locked in a transaction (DDL is visible on commit), so this bookkeeping must never
+-- be what makes concurrent DDL conflict: it skips the hook's own DROP CONSTRAINT and statements that drop no
+-- table, and finds rows by index (tuple-level predicate locks) instead of scanning the tables.
 CREATE OR REPLACE FUNCTION _dev_redshift.on_drop() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog AS $$
+SET search_path = pg_catalog SET enable_seqscan = off SET enable_bitmapscan = off AS $$
 BEGIN
+  IF coalesce(current_setting('dev_redshift.in_hook', true), '') = 'on'
+     OR NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table') THEN RETURN; END IF;
   DELETE FROM _dev_redshift.key_constraints WHERE relid IN (SELECT objid FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table');
   DELETE FROM _dev_redshift.table_attrs WHERE relid IN (SELECT objid FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table');
 END $$;

@@ -412,6 +412,25 @@ def test_serializable_conflict_is_redshift_error_1023(url, table, conn):
         b.close()
 
 
+def test_concurrent_create_table_with_keys_does_not_conflict(url, table, conn):
+    # Redshift's catalogs are not locked in a transaction (DDL is visible on commit): two sessions creating
+    # different tables with informational keys at the same time both commit. The stand-in's own bookkeeping
+    # of those keys must not turn into a serialization failure.
+    a, b = psycopg.connect(url), psycopg.connect(url)
+    try:
+        a.execute(f"CREATE TABLE {table}_a (id int NOT NULL, v int, PRIMARY KEY (id)) DISTSTYLE KEY DISTKEY (id)")
+        b.execute(f"CREATE TABLE {table}_b (id int NOT NULL, v int, PRIMARY KEY (id)) DISTSTYLE KEY DISTKEY (id)")
+        a.commit()
+        b.commit()
+        a.execute(f"DROP TABLE {table}_a")
+        b.execute(f"DROP TABLE {table}_b")
+        a.commit()
+        b.commit()
+    finally:
+        a.close()
+        b.close()
+
+
 def test_lock_first_serialises_writers_without_1023(url, table, conn):
     conn.execute(f"CREATE TABLE {table} (id int, n int)")
     conn.execute(f"INSERT INTO {table} VALUES (1, 0)")

@@ -29,6 +29,19 @@ final class PostgresConnectionTests: XCTestCase {
         XCTAssertEqual(sum.total, 50000 * 50001 / 2)
     }
 
+    /// `value(_:)` asks libpq whether a value is NULL only when it is empty: an empty string must stay an empty
+    /// string, a NULL nil, and every other value its bytes.
+    func testStreamedValuesTellEmptyStringsFromNulls() async throws {
+        let c = try await connect()
+        final class Seen: @unchecked Sendable { var values: [[String?]] = [] }
+        let seen = Seen()
+        _ = try await c.stream("SELECT '' AS empty, NULL::text AS null, 'x' AS x, ''::bytea AS no_bytes, NULL::int AS no_int") { row in
+            seen.values.append((0..<row.columnCount).map { i in row.value(i).map { String(decoding: $0, as: UTF8.self) } })
+            XCTAssertEqual((0..<row.columnCount).map { row.value($0) == nil }, (0..<row.columnCount).map { row.isNull($0) })
+        }
+        XCTAssertEqual(seen.values, [["", nil, "x", "\\x", nil]])
+    }
+
     func testServerErrorCarriesSQLSTATEAndConnectionStaysUsable() async throws {
         let c = try await connect()
         do {

@@ -94,6 +94,29 @@ final class RecordEncodingTests: XCTestCase {
         for values in rows { assertSame(encoder, values) }
     }
 
+    /// A date or timestamp watermark's value is written from the version parsed for `_mongoshift.v`: the same
+    /// instant as the general encoder's, floored to milliseconds before 1970 too; an unparseable one falls back.
+    func testWatermarkDatesWrittenFromTheVersionMatchTheGeneralEncoder() {
+        let values: [[String?]] = [
+            ["1", "1", "1", "1", "a", "t", "1969-12-31", "1969-12-31 23:59:59.999501+00", "{}", "\\x", "x"],
+            ["2", "1", "1", "1", "a", "t", "1900-02-28", "1601-07-04 10:00:00.000001+00", "{}", "\\x", "x"],
+            ["3", "1", "1", "1", "a", "t", "2024-06-01", "1970-01-01 00:00:00.0005+00", "{}", "\\x", "x"],
+            ["4", "1", "1", "1", "a", "t", "infinity", "infinity", "{}", "\\x", "x"],
+            ["5", "1", "1", "1", "a", "t", nil, nil, "{}", "\\x", "x"],
+        ]
+        for watermark in [6, 7, 1] {
+            let encoder = RowEncoder(table: table(watermark: watermark))
+            for row in values { assertSame(encoder, row) }
+        }
+        // By hand: 1969-12-31 23:59:59.999501 is -499 µs → date -1 ms, version -499.
+        let encoder = RowEncoder(table: table())
+        guard case .record = inPlace(encoder, TextRow(values[0])) else { return XCTFail("written in place") }
+        let record = try? Document(bytes: lastBytes)
+        guard case .document(let d)? = record?["d"] else { return XCTFail("no document") }
+        XCTAssertEqual(d["updated_at"], .datetime(-1))
+        XCTAssertEqual(record?["v"], .int64(-499))
+    }
+
     /// One record against bytes written out by hand (the two encoders could agree on a mistake).
     func testARecordsBytesAreExactlyBSON() throws {
         let t = SourceTable(name: TableName(schema: nil, name: "t"),

@@ -74,9 +74,12 @@ public enum TextValueDecoder {
     /// `YYYY-MM-DD[ HH:MM:SS[.ffffff]][+HH[:MM[:SS]]][ BC]` → milliseconds since the epoch (µs truncated toward
     /// the past). Nil for infinity and years BSON dates cannot hold.
     public static func parseTimestamp(_ text: UnsafeBufferPointer<UInt8>, dateOnly: Bool) -> Int64? {
-        guard let micros = parseTimestampMicros(text) else { return nil }
-        // Floor division keeps pre-1970 instants ordered.
-        return micros >= 0 ? micros / 1000 : (micros - 999) / 1000
+        parseTimestampMicros(text).map(milliseconds(fromMicroseconds:))
+    }
+
+    /// Microseconds → BSON date milliseconds; floor division keeps pre-1970 instants ordered.
+    public static func milliseconds(fromMicroseconds micros: Int64) -> Int64 {
+        micros >= 0 ? micros / 1000 : (micros - 999) / 1000
     }
 
     /// Source timestamp or date text → microseconds since the epoch, exactly (nil when it is not one).

@@ -154,10 +154,10 @@ struct RowTextMemo {
             keyBytes.append(contentsOf: row.bytes(i))
             keyEnds.append(keyBytes.count)
         }
-        if let w = table.watermarkIndex, !row.isNull(w) {
+        if let w = table.watermarkIndex, let text = row.value(w) {
             if watermark == nil { watermark = [] }
             watermark!.removeAll(keepingCapacity: true)
-            watermark!.append(contentsOf: row.bytes(w))
+            watermark!.append(contentsOf: text)
         } else {
             watermark = nil
         }

@@ -10,6 +10,12 @@ public protocol SourceRow: ~Copyable {
     /// The value's text bytes, valid while the row is.
     func bytes(_ column: Int) -> UnsafeBufferPointer<UInt8>
     func string(_ column: Int) -> String?
+    /// The value's text bytes, nil for NULL.
+    func value(_ column: Int) -> UnsafeBufferPointer<UInt8>?
+}
+
+extension SourceRow where Self: ~Copyable {
+    public func value(_ column: Int) -> UnsafeBufferPointer<UInt8>? { isNull(column) ? nil : bytes(column) }
 }
 
 extension PostgresRowView: SourceRow {}
@@ -29,6 +35,10 @@ public struct RowEncoder: Sendable {
     private let fieldKeyRanges: [Range<Int>]
     /// Composite keys: each key column's name as a C string (the `_id` subdocument's keys).
     private let keyColumnKeys: [[UInt8]]
+    /// How the watermark column's text becomes the row's version (nil: no watermark, or one that gives none).
+    private let versionKind: RowVersion.Kind?
+    /// The watermark column when it is written as a BSON date: its value comes from the version parsed already.
+    private let datedWatermarkIndex: Int?
 
     public init(table: SourceTable) {
         self.table = table
@@ -43,6 +53,10 @@ public struct RowEncoder: Sendable {
         fieldKeys = keys
         fieldKeyRanges = ranges
         keyColumnKeys = table.keyIndexes.map { BSONWriter.keyBytes(table.columns[$0].name) }
+        let versionKind = table.watermarkIndex.flatMap { RowVersion.Kind(typeOID: table.columns[$0].typeOID) }
+        self.versionKind = versionKind
+        let kinds = self.kinds
+        datedWatermarkIndex = table.watermarkIndex.flatMap { w in versionKind == .microseconds && kinds[w] == .datetime ? w : nil }
     }
 
     public enum Outcome {
@@ -117,8 +131,10 @@ public struct RowEncoder: Sendable {
             deleted = deleted || SoftDelete.isDeleted(value)
         }
         var version = RowVersion.unversioned
-        if let w = table.watermarkIndex, !row.isNull(w) {
-            version = RowVersion.of(row.bytes(w), type: table.columns[w].typeOID) ?? RowVersion.unversioned
+        var versionParsed = false
+        if let w = table.watermarkIndex, let kind = versionKind, let text = row.value(w), let v = kind.version(of: text) {
+            version = v
+            versionParsed = true
         }
         let written = fieldKeys.withUnsafeBytes { keys in
             BSONWriter.encode(into: &scratch) { w in
@@ -140,13 +156,19 @@ public struct RowEncoder: Sendable {
                 w.repeatBytes(from: keyStart, length: keyLength)
                 for i in kinds.indices {
                     let key = UnsafeRawBufferPointer(rebasing: keys[fieldKeyRanges[i]])
-                    if row.isNull(i) {
+                    guard let text = row.value(i) else {
                         w.element(0x0A, key: key)
+                        continue
+                    }
+                    if i == datedWatermarkIndex && versionParsed {
+                        // The same instant the date writer would parse again: milliseconds, floored.
+                        w.element(0x09, key: key)
+                        w.littleEndian(TextValueDecoder.milliseconds(fromMicroseconds: version))
                         continue
                     }
                     let typeAt = w.count
                     w.element(0, key: key)
-                    guard let type = writeValue(row, i, &w) else { return false }
+                    guard let type = writeValue(text, i, &w) else { return false }
                     w.patch(typeAt, type)
                 }
                 w.element(0x03, "_mongoshift")
@@ -170,8 +192,7 @@ public struct RowEncoder: Sendable {
 
     /// One column's value in place, or through the general decoder for the forms it keeps (nil: refused).
     @inline(__always)
-    private func writeValue<Row: SourceRow & ~Copyable>(_ row: borrowing Row, _ i: Int, _ w: inout BSONWriter) -> UInt8? {
-        let text = row.bytes(i)
+    private func writeValue(_ text: UnsafeBufferPointer<UInt8>, _ i: Int, _ w: inout BSONWriter) -> UInt8? {
         let mark = w.count
         if let type = TextValueWriter.write(text, kind: kinds[i], into: &w) { return type }
         w.truncate(to: mark)
@@ -181,13 +202,13 @@ public struct RowEncoder: Sendable {
     }
 
     private func writeKey<Row: SourceRow & ~Copyable>(_ row: borrowing Row, _ w: inout BSONWriter) -> UInt8? {
-        if table.keyIndexes.count == 1 { return writeValue(row, table.keyIndexes[0], &w) }
+        if table.keyIndexes.count == 1 { return writeValue(row.bytes(table.keyIndexes[0]), table.keyIndexes[0], &w) }
         let sub = w.beginDocument()
         for (n, i) in table.keyIndexes.enumerated() {
             let typeAt = w.count
             w.byte(0)
             keyColumnKeys[n].withUnsafeBytes { w.bytes($0) }
-            guard let type = writeValue(row, i, &w) else { return nil }
+            guard let type = writeValue(row.bytes(i), i, &w) else { return nil }
             w.patch(typeAt, type)
         }
         w.endDocument(sub)

@@ -9,10 +9,29 @@ import PostgresClient
 enum RowVersion {
     static let unversioned = Int64.min
 
+    /// How a watermark column's text becomes a version, decided once per column (not per row).
+    enum Kind: Equatable {
+        /// date, timestamp, timestamptz: microseconds since the epoch.
+        case microseconds
+        /// smallint, integer, bigint: the value.
+        case integer
+
+        init?(typeOID: UInt32) {
+            if PostgresType.integers.contains(typeOID) { self = .integer }
+            else if PostgresType.temporal.contains(typeOID) { self = .microseconds }
+            else { return nil }
+        }
+
+        func version(of text: UnsafeBufferPointer<UInt8>) -> Int64? {
+            switch self {
+            case .integer: TextValueDecoder.parseInt(text)
+            case .microseconds: TextValueDecoder.parseTimestampMicros(text)
+            }
+        }
+    }
+
     /// The version of a watermark value, from the source's text.
     static func of(_ text: UnsafeBufferPointer<UInt8>, type: UInt32) -> Int64? {
-        if PostgresType.integers.contains(type) { return TextValueDecoder.parseInt(text) }
-        if PostgresType.temporal.contains(type) { return TextValueDecoder.parseTimestampMicros(text) }
-        return nil
+        Kind(typeOID: type)?.version(of: text)
     }
 }

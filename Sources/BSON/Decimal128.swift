@@ -57,6 +57,12 @@ public struct Decimal128: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses decimal text in place (hot path: a source's text buffer, no String made).
     public init?(utf8 bytes: UnsafeBufferPointer<UInt8>) {
+        guard let value = Self.plain(bytes) ?? Self.general(bytes) else { return nil }
+        self = value
+    }
+
+    /// Every form `init?(utf8:)` takes: signs, points, exponents, `NaN`, `Infinity`, up to 34 digits.
+    static func general(_ bytes: UnsafeBufferPointer<UInt8>) -> Decimal128? {
         var i = 0
         let n = bytes.count
         var negative = false
@@ -67,11 +73,10 @@ public struct Decimal128: Sendable, Hashable, CustomStringConvertible {
         if i < n, bytes[i] | 0x20 == UInt8(ascii: "n") || bytes[i] | 0x20 == UInt8(ascii: "i") {
             let word = String(decoding: UnsafeBufferPointer(rebasing: bytes[i...]), as: UTF8.self).lowercased()
             switch word {
-            case "nan": self.init(low: 0, high: 0x7C00_0000_0000_0000)
-            case "inf", "infinity": self.init(low: 0, high: (negative ? 1 << 63 : 0) | 0x7800_0000_0000_0000)
+            case "nan": return Decimal128(low: 0, high: 0x7C00_0000_0000_0000)
+            case "inf", "infinity": return Decimal128(low: 0, high: (negative ? 1 << 63 : 0) | 0x7800_0000_0000_0000)
             default: return nil
             }
-            return
         }
         var coefficient: UInt128 = 0
         var digits = 0
@@ -139,7 +144,37 @@ public struct Decimal128: Sendable, Hashable, CustomStringConvertible {
             exponent += 1
         }
         if exponent < Self.minExponent && coefficient == 0 { exponent = Self.minExponent }
-        self.init(negative: negative, coefficient: coefficient, exponent: exponent)
+        return Decimal128(negative: negative, coefficient: coefficient, exponent: exponent)
+    }
+
+    /// `[-+]digits[.digits]` with at most 19 digits — what numeric columns print — in one pass over a `UInt64`:
+    /// every digit kept (trailing zeros too), the exponent minus the digits after the point. The general parser
+    /// gives the same bits (`BSONRoundTripTests`); nil sends everything else to it.
+    @inline(__always)
+    static func plain(_ bytes: UnsafeBufferPointer<UInt8>) -> Decimal128? {
+        let n = bytes.count
+        guard n > 0, n <= 21 else { return nil }
+        var i = 0
+        let negative = bytes[0] == UInt8(ascii: "-")
+        if negative || bytes[0] == UInt8(ascii: "+") { i = 1 }
+        var coefficient: UInt64 = 0
+        var digits = 0
+        var digitsBeforePoint = -1
+        while i < n {
+            let d = bytes[i] &- UInt8(ascii: "0")
+            if d < 10 {
+                coefficient = coefficient &* 10 &+ UInt64(d)
+                digits += 1
+            } else if bytes[i] == UInt8(ascii: "."), digitsBeforePoint < 0 {
+                digitsBeforePoint = digits
+            } else {
+                return nil
+            }
+            i += 1
+        }
+        guard digits > 0, digits <= 19 else { return nil }
+        let exponent = digitsBeforePoint < 0 ? 0 : digitsBeforePoint - digits
+        return Decimal128(low: coefficient, high: (negative ? 1 << 63 : 0) | UInt64(exponent + exponentBias) << 49)
     }
 
     /// The canonical string form of the BSON Decimal128 specification: plain notation when the exponent is ≤ 0

@@ -1,4 +1,4 @@
-import BSON
+@testable import BSON
 import MongoClient
 import TestSupport
 import XCTest
@@ -34,6 +34,42 @@ final class BSONRoundTripTests: XCTestCase {
         }
         XCTAssertNil(Decimal128("12345678901234567890123456789012345678"), "38 significant digits do not fit: refuse, never round")
         XCTAssertNil(Decimal128("not a number"))
+    }
+
+    /// The one-pass reader of plain decimals (numeric columns' text) must give the general parser's exact bits —
+    /// trailing zeros, signs, zeros, 19 digits — and leave every other form to it.
+    func testPlainDecimalsReadInOnePassMatchTheGeneralParser() {
+        var corpus = ["0", "-0", "+0", "0.00", "-0.00", ".5", "5.", "-.5", "007.10", "1.50", "12345.678900",
+                      "9999999999999999999", "-999999999999.9999999", "0.0000000000000000001", "18446744073709551615",
+                      "1234567890123456789.", "+.0"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let whole = String(UInt64.random(in: 0...UInt64.max, using: &generator)).prefix(Int.random(in: 0...19, using: &generator))
+            let fraction = String(UInt64.random(in: 0...UInt64.max, using: &generator)).prefix(Int.random(in: 0...19, using: &generator))
+            let sign = ["", "-", "+"].randomElement(using: &generator)!
+            corpus.append(sign + whole + (Bool.random(using: &generator) ? "." + fraction : ""))
+        }
+        var plainCount = 0
+        for text in corpus {
+            var copy = text
+            copy.withUTF8 { bytes in
+                let general = Decimal128.general(bytes)
+                if let plain = Decimal128.plain(bytes) {
+                    plainCount += 1
+                    XCTAssertEqual(plain, general, text)
+                } else {
+                    let digits = text.filter(\.isNumber).count
+                    XCTAssertTrue(digits == 0 || digits > 19, "a plain decimal left to the general parser: \(text)")
+                }
+                XCTAssertEqual(Decimal128(utf8: bytes), general, text)
+            }
+        }
+        XCTAssertGreaterThan(plainCount, corpus.count / 2)
+        // Forms only the general parser takes.
+        for text in ["1E+3", "NaN", "-Infinity", "1.2.3", "12345678901234567890", "1,5", "", "-", "."] {
+            var copy = text
+            copy.withUTF8 { XCTAssertNil(Decimal128.plain($0), text) }
+        }
     }
 
     func testNestedDottedPathLookup() {

@@ -24,24 +24,40 @@ public enum Redaction {
         return out
     }
 
+    /// libpq and the MongoDB drivers end the credentials at the last `@` before the host's first `/`; a `?` or an
+    /// `@` in an unencoded password is still part of it. A `/` in one ends the authority early: then the first `@`
+    /// after a `user:` whose text up to the `/` is not a port closes it. Redacting too much is safe, too little is not.
     private static func redactUserInfo(_ text: String) -> String {
         guard let schemeEnd = text.range(of: "://") else { return text }
         let rest = text[schemeEnd.upperBound...]
-        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
-        let authority = rest[..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else { return text }
-        return String(text[..<rest.startIndex]) + authority[..<colon] + ":***" + text[at...]
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        var userInfoEnd = rest[..<slash].lastIndex(of: "@")
+        if userInfoEnd == nil, let at = rest.firstIndex(of: "@"), let colon = rest[..<slash].firstIndex(of: ":"),
+           !rest[rest.index(after: colon)..<slash].allSatisfy(\.isNumber) {
+            userInfoEnd = at
+        }
+        guard let at = userInfoEnd, let colon = rest[..<at].firstIndex(of: ":") else { return text }
+        return String(text[..<rest.startIndex]) + rest[..<colon] + ":***" + text[at...]
     }
 
+    /// `key=value`, `key = value` (libpq allows blanks around `=`) or `key='quoted \' value'` → `key=***`.
     private static func redactKeyValue(_ text: String, key: String) -> String {
         var out = ""
         var rest = Substring(text)
-        while let r = rest.range(of: key + "=", options: .caseInsensitive) {
+        while let r = rest.range(of: key, options: .caseInsensitive) {
             let boundary = r.lowerBound == rest.startIndex
                 || [" ", "?", "&", ";", "\t"].contains(rest[rest.index(before: r.lowerBound)])
-            out += rest[..<r.upperBound]
-            rest = rest[r.upperBound...]
-            guard boundary else { continue }
+            var equals = r.upperBound
+            while equals < rest.endIndex, rest[equals] == " " || rest[equals] == "\t" { equals = rest.index(after: equals) }
+            guard boundary, equals < rest.endIndex, rest[equals] == "=" else {
+                out += rest[..<r.upperBound]
+                rest = rest[r.upperBound...]
+                continue
+            }
+            var start = rest.index(after: equals)
+            while start < rest.endIndex, rest[start] == " " || rest[start] == "\t" { start = rest.index(after: start) }
+            out += rest[..<r.upperBound] + "="
+            rest = rest[start...]
             var end = rest.startIndex
             if rest.first == "'" {
                 end = rest.index(after: end)

@@ -106,5 +106,13 @@ final class PostgresConnectionTests: XCTestCase {
         XCTAssertEqual(Redaction.redact("host=h password='a b' user=u"), "host=h password=*** user=u")
         XCTAssertEqual(Redaction.redact("mongodb://u:p%40ss@h1,h2/?replicaSet=rs0&password=x"), "mongodb://u:***@h1,h2/?replicaSet=rs0&password=***")
         XCTAssertEqual(Redaction.redact("mongodb://h/"), "mongodb://h/")
+        // Unencoded `?`, `@` and `/` in a password (libpq takes the first two), blanks around `=` (libpq takes them).
+        XCTAssertEqual(Redaction.redact("postgresql://etl:pa?ss@host:5439/dev"), "postgresql://etl:***@host:5439/dev")
+        XCTAssertEqual(Redaction.redact("postgresql://etl:p@ss@host:5439/dev?sslmode=require"), "postgresql://etl:***@host:5439/dev?sslmode=require")
+        XCTAssertEqual(Redaction.redact("postgresql://etl:pa/ss@host/dev"), "postgresql://etl:***@host/dev")
+        XCTAssertEqual(Redaction.redact("postgresql://host:5439/dev?application_name=a@b"), "postgresql://host:5439/dev?application_name=a@b")
+        XCTAssertEqual(Redaction.redact("host=h password = s3cret user=u"), "host=h password=*** user=u")
+        XCTAssertEqual(Redaction.redact("host=h password= 's 3' user=u"), "host=h password=*** user=u")
+        XCTAssertEqual(Redaction.redact("host=h sslpassword=k user=password"), "host=h sslpassword=*** user=password")
     }
 }

@@ -73,6 +73,10 @@ final class ConfigLoaderTests: XCTestCase {
 
     func testDuplicateStreamName() {
         assertError(valid.replacingOccurrences(of: "name: apps", with: "name: orders"), line: 18, contains: "duplicate stream name \"orders\"")
+        // Names S3 staging and the local UNLOAD files spell alike (lower case, '_' for the rest) would share them:
+        // one stream's CLEANPATH or leftover sweep would delete the other's files, or load them.
+        assertError(valid.replacingOccurrences(of: "name: orders", with: "name: Orders-EU").replacingOccurrences(of: "name: apps", with: "name: orders_eu"),
+                    line: 18, contains: "streams \"orders_eu\" and \"Orders-EU\" (line 10) would share S3 staging \"orders_eu/\"")
     }
 
     func testMissingEnvironmentVariable() {

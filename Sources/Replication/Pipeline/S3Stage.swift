@@ -21,8 +21,12 @@ public struct S3Stage: Sendable {
 
     /// The stream's key prefix for `kind` ("load", "unload", "probe").
     public func prefix(_ kind: String) -> String {
-        staging.prefix + ColumnNaming.sanitize(stream) + "/" + kind + "/"
+        staging.prefix + Self.folder(stream) + "/" + kind + "/"
     }
+
+    /// A stream's folder under the staging prefix, also the stem of its local UNLOAD files. Two streams must not
+    /// share one (the configuration refuses it): each deletes its folder's leftovers and reads what it finds there.
+    public static func folder(_ stream: String) -> String { ColumnNaming.sanitize(stream) }
 
     public func url(_ key: String) -> String { "s3://\(staging.bucket)/\(key)" }
 

@@ -50,7 +50,7 @@ struct UnloadSnapshotCopier {
         try FileManager.default.createDirectory(atPath: local, withIntermediateDirectories: true)
         for index in file..<(files?.count ?? 0) {
             if Task.isShuttingDownGracefully { return }
-            let path = local + "/\(ColumnNaming.sanitize(context.name))-unload-\(partition.index)-\(index).json.zst"
+            let path = local + "/\(S3Stage.folder(context.name))-unload-\(partition.index)-\(index).json.zst"
             defer { try? FileManager.default.removeItem(atPath: path) }
             try await stage.client.download(stage.bucket, key: files![index], to: path)
             let finished = try await spool(file: path, index: index, skip: index == file ? skip : 0, partition: partition.index,

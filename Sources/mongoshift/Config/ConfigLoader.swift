@@ -108,12 +108,19 @@ struct ConfigLoader {
         if let node = top["streams"] {
             guard case .sequence(let seq) = node else { throw located(node, "streams must be a list") }
             var seen: [String: Int] = [:]
+            var folders: [String: (name: String, line: Int)] = [:]
             for item in seq {
                 let stream = try parseStream(item, config: config)
                 if let first = seen[stream.name] {
                     throw located(item, "duplicate stream name \"\(stream.name)\" (first defined at line \(first))")
                 }
+                let folder = S3Stage.folder(stream.name)
+                if let other = folders[folder] {
+                    throw located(item, "streams \"\(stream.name)\" and \"\(other.name)\" (line \(other.line)) would share S3 staging "
+                                  + "\"\(folder)/\" and local UNLOAD files: rename one (names are compared in lower case, other characters as '_')")
+                }
                 seen[stream.name] = (item.mark?.line ?? 0)
+                folders[folder] = (stream.name, item.mark?.line ?? 0)
                 config.streams.append(stream)
             }
         }

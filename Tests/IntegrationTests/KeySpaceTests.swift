@@ -118,6 +118,43 @@ final class KeySpaceTests: IntegrationTestCase {
         XCTAssertTrue(deadLetters.contains("2 source rows have a NULL key"), deadLetters)
     }
 
+    /// The tail, like the snapshot, skips rows with a NULL key and reports them — and a page's worth of them at one
+    /// watermark must not stall it: polls used to return only those rows, the cursor could not move past them
+    /// (a NULL key is no position) and every later change waited forever, unreported.
+    func testNullKeysInTheTailNeitherStallItNorGoUnreported() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (id bigint, v text, updated_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'));
+            INSERT INTO public.\(table) (id, v) SELECT g, 'initial' FROM generate_series(1, 10) g;
+            """)
+        let config = try writeStreamsConfig("""
+          - name: holes
+            from: { table: public.\(table) }
+            to: { collection: holes }
+            key: [id]
+            watermark: updated_at
+            safety_lag: 1s
+        """, defaults: "poll_interval: 200ms, batch_bytes: 16KiB", name: "holes.yaml")
+        let snapshot = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(snapshot.status, 0, snapshot.stderr)
+        // A failed load: 5,000 rows without a key at one instant (pages here are at most ~1,000 rows), then a good row later.
+        try await connection.execute("INSERT INTO public.\(table) (v) SELECT 'no key ' || g FROM generate_series(1, 5000) g")
+        try await Task.sleep(for: .milliseconds(50))
+        try await connection.execute("INSERT INTO public.\(table) (id, v) VALUES (1000, 'after the hole')")
+        let (process, base) = try startRun(config)
+        try await waitFor("the row after the NULL keys", timeout: 60) {
+            try await mongo.count(database: database, collection: "holes", filter: ["_id": .int64(1000)]) == 1
+        }
+        let copied = try await mongo.count(database: database, collection: "holes")
+        XCTAssertEqual(copied, 11)
+        try await waitFor("the NULL keys reported") {
+            let letters = (try? String(contentsOfFile: state + "/deadletter/holes.jsonl", encoding: .utf8)) ?? ""
+            return letters.contains("5000 source rows have a NULL key (id) and are not tailed")
+        }
+        let log = MongoshiftProcess.output(base).stderr
+        XCTAssertTrue(log.contains("rows with a NULL key cannot be tailed"), log.suffix(2000).description)
+        stop(process)
+    }
+
     /// Duplicate keys are reported by the keyset pages that read them, with no scan of the table at planning — also
     /// those a page boundary cuts off (`key > last` skipped them unseen; each full page now reads its last key's rows
     /// back): every extra row reported once, every key copied once.

@@ -44,11 +44,17 @@ final class KeysetQueryTests: XCTestCase {
         let t = table(keys: ["id"])
         let (sql, params) = KeysetQuery.tailPoll(table: t, castType: "timestamp", afterWatermark: "2024-01-01 00:00:00", afterKey: ["7"],
                                                  upperBound: "2024-01-01 00:05:00.000000", limit: 100)
-        XCTAssertEqual(sql, #"SELECT "id", "Select", "updated_at" FROM "Sales Data"."or""ders" WHERE ("updated_at" > CAST($1 AS timestamp) OR ("updated_at" = CAST($1 AS timestamp) AND "id" > $2)) AND "updated_at" <= CAST($3 AS timestamp) ORDER BY "updated_at", "id" LIMIT 100"#)
+        XCTAssertEqual(sql, #"SELECT "id", "Select", "updated_at" FROM "Sales Data"."or""ders" WHERE ("updated_at" > CAST($1 AS timestamp) OR ("updated_at" = CAST($1 AS timestamp) AND "id" > $2)) AND "updated_at" <= CAST($3 AS timestamp) AND "id" IS NOT NULL ORDER BY "updated_at", "id" LIMIT 100"#)
         XCTAssertEqual(params, ["2024-01-01 00:00:00", "7", "2024-01-01 00:05:00.000000"])
         let (first, _) = KeysetQuery.tailPoll(table: t, castType: "bigint", afterWatermark: nil, afterKey: nil, upperBound: "42", limit: 10)
         XCTAssertTrue(first.contains(#""updated_at" IS NOT NULL AND "updated_at" <= CAST($1 AS bigint)"#), first)
         XCTAssertFalse(first.contains("now()") || first.contains("GETDATE") || first.contains("DATEADD"), "no clock arithmetic in SQL")
+        // A NULL key is no position: no poll or lookback page reads one (they are counted and reported instead).
+        let (composite, _) = KeysetQuery.tailPoll(table: table(keys: ["a", "b"]), castType: "bigint", afterWatermark: "1", afterKey: ["x", "y"],
+                                                  upperBound: "42", limit: 10)
+        XCTAssertTrue(composite.contains(#""a" IS NOT NULL AND "b" IS NOT NULL ORDER BY"#), composite)
+        let (lookback, _) = KeysetQuery.lookbackPage(table: t, castType: "bigint", lower: "1", upper: "42", afterWatermark: nil, afterKey: nil, limit: 10)
+        XCTAssertTrue(lookback.contains(#"AND "id" IS NOT NULL ORDER BY"#), lookback)
     }
 
     func testPollBoundHoldsBeforeTheOldestOpenWriter() {

@@ -19,8 +19,7 @@ public enum KeysetQuery {
             conditions.append("\(keys[0]) > \(bind(lower))")
         }
         if let upper { conditions.append("\(keys[0]) <= \(bind(upper))") }
-        // NULL keys never qualify for a keyset page; `check` and the snapshot report them.
-        for k in keys { conditions.append("\(k) IS NOT NULL") }
+        conditions.append(keysNotNull(keys))
         if let filter = table.filterCondition { conditions.append(filter) }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName)\(whereClause) ORDER BY \(keys.joined(separator: ", ")) LIMIT \(limit)"
@@ -72,6 +71,7 @@ public enum KeysetQuery {
             conditions.append("\(wm) IS NOT NULL")
         }
         conditions.append("\(wm) <= \(bind(upperBound))")
+        conditions.append(keysNotNull(keys))
         let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(wm), \(keys.joined(separator: ", ")) LIMIT \(limit)"
         return (sql, params)
     }
@@ -82,7 +82,7 @@ public enum KeysetQuery {
         var params: [String?] = [lower, upper]
         let wm = SQL.identifier(table.watermarkName!)
         let keys = table.keyNames.map(SQL.identifier)
-        var condition = "\(wm) > CAST($1 AS \(castType)) AND \(wm) <= CAST($2 AS \(castType))"
+        var condition = "\(wm) > CAST($1 AS \(castType)) AND \(wm) <= CAST($2 AS \(castType)) AND \(keysNotNull(keys))"
         if let afterWatermark, let afterKey {
             params.append(afterWatermark)
             let keyTerm = lexicographicAfter(columns: keys, values: afterKey) { value in
@@ -93,6 +93,12 @@ public enum KeysetQuery {
         }
         let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(condition) ORDER BY \(wm), \(keys.joined(separator: ", ")) LIMIT \(limit)"
         return (sql, params)
+    }
+
+    /// A NULL key is no position: a page of them could not move a cursor, so no page or poll reads them (the
+    /// snapshot and the tail count and report them instead).
+    static func keysNotNull(_ keys: [String]) -> String {
+        keys.map { "\($0) IS NOT NULL" }.joined(separator: " AND ")
     }
 
     /// `(a, b) > ($1, $2)` spelled without row values: `a > $1 OR (a = $1 AND b > $2)`.

@@ -33,7 +33,7 @@ struct WatermarkTailer {
         var sizer = BatchSizer(context.stream)
         var lastNullCheck = ContinuousClock.now - .seconds(3600)
         var lastLookback = ContinuousClock.now
-        var reportedNulls = 0
+        var reportedNulls = NullCounts(watermarks: 0, keys: 0)
         var clockBehind = false
         var holder: TransactionHorizon.OpenTransaction?
         while !Task.isShuttingDownGracefully {
@@ -58,15 +58,20 @@ struct WatermarkTailer {
             }
             if now - lastNullCheck >= .seconds(60) {
                 lastNullCheck = now
-                let nulls = try await countNullWatermarks()
-                if nulls != reportedNulls {
-                    reportedNulls = nulls
-                    if nulls > 0 {
-                        context.logger.error("rows with a NULL watermark cannot be tailed; set the column or they will not follow",
-                                             metadata: ["rows": "\(nulls)", "column": "\(table.watermarkName ?? "")"])
-                        try await context.state.recordError(context.name, "\(nulls) rows have a NULL \(table.watermarkName ?? "watermark") and are not tailed")
-                    }
+                let nulls = try await countNulls()
+                if nulls.watermarks != reportedNulls.watermarks, nulls.watermarks > 0 {
+                    context.logger.error("rows with a NULL watermark cannot be tailed; set the column or they will not follow",
+                                         metadata: ["rows": "\(nulls.watermarks)", "column": "\(table.watermarkName ?? "")"])
+                    try await context.state.recordError(context.name, "\(nulls.watermarks) rows have a NULL \(table.watermarkName ?? "watermark") and are not tailed")
                 }
+                if nulls.keys != reportedNulls.keys, nulls.keys > 0 {
+                    let key = table.keyNames.joined(separator: ", ")
+                    context.logger.error("rows with a NULL key cannot be tailed; set the key or they will not follow",
+                                         metadata: ["rows": "\(nulls.keys)", "key": "\(key)"])
+                    try await context.deadLetter([.init(key: .null, reason: "\(nulls.keys) source rows have a NULL key (\(key)) and are not tailed")])
+                    try await context.state.recordError(context.name, "\(nulls.keys) rows have a NULL key (\(key)) and are not tailed")
+                }
+                reportedNulls = nulls
             }
             if rows < limit {
                 try await pause(context.stream.pollInterval)
@@ -147,9 +152,19 @@ struct WatermarkTailer {
         return behind
     }
 
-    func countNullWatermarks() async throws -> Int {
-        let sql = "SELECT count(*) FROM \(table.qualifiedName) WHERE \(SQL.identifier(table.watermarkName!)) IS NULL"
-        return Int(try await reader.scalar(sql) ?? "0") ?? 0
+    struct NullCounts: Equatable {
+        var watermarks: Int
+        var keys: Int
+    }
+
+    /// Rows no poll can read (`KeysetQuery`): a NULL watermark or a NULL key column. One scan for both.
+    func countNulls() async throws -> NullCounts {
+        let wm = SQL.identifier(table.watermarkName!)
+        let anyKeyNull = table.keyNames.map { "\(SQL.identifier($0)) IS NULL" }.joined(separator: " OR ")
+        let sql = "SELECT CAST(count(CASE WHEN \(wm) IS NULL THEN 1 END) AS varchar), "
+            + "CAST(count(CASE WHEN \(anyKeyNull) THEN 1 END) AS varchar) FROM \(table.qualifiedName)"
+        let row = try await reader.run { c in try await c.query(sql).rows.first }
+        return NullCounts(watermarks: Int(row?[0] ?? "0") ?? 0, keys: Int(row?[1] ?? "0") ?? 0)
     }
 
     private func read(_ sql: String, _ params: [String?], reserve: Int) async throws -> PageResult {

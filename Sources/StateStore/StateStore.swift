@@ -45,7 +45,7 @@ public final class StateStore: Sendable {
                 try database.execute("PRAGMA query_only=1;")
                 _ = try database.query("SELECT count(*) FROM streams")
             } else {
-                try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+                try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
                 try StateMigrations.migrate(database)
                 _ = try database.query("INSERT INTO meta VALUES ('instance_id', ?) ON CONFLICT DO NOTHING", [.text(UUID().uuidString.lowercased())])
             }
@@ -96,6 +96,15 @@ public final class StateStore: Sendable {
     @discardableResult
     private func transaction<T: Sendable>(_ body: @escaping @Sendable (Parts) throws -> T) async throws -> T {
         try await run { parts in try parts.db.transaction { try body(parts) } }
+    }
+
+    /// A pragma's value on the store's own connection (SQLite; nil for PostgreSQL): what tests check durability by.
+    func pragma(_ name: String) async throws -> String? {
+        guard !isShared else { return nil }
+        return try await run { parts -> String? in
+            guard let value = try parts.db.query("PRAGMA \(name)").first?.first else { return nil }
+            return value.text ?? value.int.map { String($0) }
+        }
     }
 
     /// The tables, bound to this store's connection and worker (used on the store's thread only).

@@ -42,8 +42,9 @@ final class FilterTests: IntegrationTestCase {
     func testMatchFiltersSnapshotAndChangeStreamAndDeletesDocumentsThatLeaveIt() async throws {
         let schema = TestServers.uniqueName("flt")
         onTeardown { [connection] in _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE") }
-        _ = try await mongo.bulkWrite(database: database, collection: "accounts", (1...40).map {
-            .insert(["_id": .int32(Int32($0)), "status": .string($0 % 4 == 0 ? "closed" : "active"), "balance": .int32(Int32($0 * 10))])
+        _ = try await mongo.bulkWrite(database: database, collection: "accounts", (1...40).map { (i: Int) -> WriteOperation in
+            let status: String = i % 4 == 0 ? "closed" : "active"
+            return .insert(["_id": .int32(Int32(i)), "status": .string(status), "balance": .int32(Int32(i * 10))])
         })
         let path = try writeStreamsConfig("""
           - name: accounts

@@ -128,6 +128,21 @@ final class KeysetQueryTests: XCTestCase {
         XCTAssertEqual(upserts([.int64(1), .string("1"), .int64(1)]).latestPerKey().count, 2)
     }
 
+    /// Keys are compared as MongoDB, Redshift and PostgreSQL compare them: by their bytes. Swift's `String ==`
+    /// calls canonically equivalent spellings equal, and one of two distinct rows was dropped from the batch.
+    func testKeysSpelledDifferentlyAreDifferentKeysEvenWhenUnicodeCallsThemEquivalent() {
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        XCTAssertEqual(composed, decomposed, "Swift's view (the trap)")
+        let changes = [Change(operation: .upsert, key: .string(composed), document: ["v": 1]),
+                       Change(operation: .upsert, key: .string(decomposed), document: ["v": 2])]
+        XCTAssertEqual(changes.latestPerKey().count, 2)
+        XCTAssertNotEqual(BSON.string(composed), BSON.string(decomposed))
+        XCTAssertEqual(Set([BSON.string(composed), .string(decomposed), .string(composed)]).count, 2)
+        XCTAssertNotEqual(BSON.array([.string(composed)]), BSON.array([.string(decomposed)]))
+        XCTAssertNotEqual(BSON.regex(pattern: composed, options: ""), BSON.regex(pattern: decomposed, options: ""))
+        XCTAssertEqual(BSON.string(composed), BSON.string("caf\u{E9}"))
+    }
+
     func testPageSizeFollowsRowWidth() {
         var sizer = BatchSizer(targetBytes: 8 << 20)
         sizer.observe(rows: 1000, bytes: 1000 * 800)

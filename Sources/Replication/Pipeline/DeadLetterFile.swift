@@ -1,5 +1,6 @@
 import BSON
 import Foundation
+import ShiftCore
 
 /// `state/deadletter/<stream>.jsonl`: rows or events mongoshift could not deliver, one JSON object per line
 /// with the key and the reason, so nothing is dropped silently and the stream goes on.
@@ -23,9 +24,16 @@ public struct DeadLetterFile: Sendable {
         }
     }
 
-    /// Appends entries and fsyncs, so an entry is never lost once the stream moves past it.
-    public func append(stream: String, _ entries: [Entry]) throws {
+    /// Appends entries and fsyncs, so an entry is never lost once the stream moves past it. The open, write and
+    /// fsync block: they run on the dead-letter thread, off Swift's cooperative pool.
+    public func append(stream: String, _ entries: [Entry]) async throws {
         guard !entries.isEmpty else { return }
+        try await Self.io.run { [path] in try Self.appendLines(entries, stream: stream, to: path) }
+    }
+
+    private static let io = IOThread(name: "deadletter")
+
+    private static func appendLines(_ entries: [Entry], stream: String, to path: String) throws {
         var text = ""
         let at = ISODate.format(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) ?? ""
         for entry in entries {

@@ -138,7 +138,7 @@ public struct StreamContext: Sendable {
     /// Writes dead letters to the file and counts them in the state store.
     func deadLetter(_ entries: [DeadLetterFile.Entry]) async throws {
         guard !entries.isEmpty else { return }
-        try deadLetters.append(stream: stream.name, entries)
+        try await deadLetters.append(stream: stream.name, entries)
         try await state.addDeadLetters(stream.name, count: entries.count)
         metrics.rowsDeadLettered.increment(by: Int64(entries.count))
         for entry in entries.prefix(3) {

@@ -259,6 +259,12 @@ public final class StateStore: Sendable {
         try await run { try $0.streams.allocateSequence(name) }
     }
 
+    /// Numbers the stream's next segments after `seq` (a sequence its target has applied); true when the counter
+    /// was behind it.
+    public func raiseSequence(_ name: String, above seq: Int64) async throws -> Bool {
+        try await run { try $0.streams.raiseSequence(name, above: seq) }
+    }
+
     /// Records a durable tail (or lookback repair) segment; a tail segment also moves the extract position.
     /// Compare-and-set: refused (`.fenced`) when the lease was lost, and (`.rewound`) when the extract position
     /// was rewound since the extractor started at `generation`.

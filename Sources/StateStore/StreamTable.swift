@@ -137,6 +137,12 @@ struct StreamTable {
 
     /// A fresh segment sequence number (monotone, never reused; one statement, so concurrent workers never draw
     /// the same number).
+    /// Moves the next sequence past `seq` when it is not already; true when it moved.
+    func raiseSequence(_ name: String, above seq: Int64) throws -> Bool {
+        !(try db.query("UPDATE streams SET next_seq = ? WHERE name = ? AND next_seq <= ? RETURNING next_seq",
+                       [.integer(seq + 1), .text(name), .integer(seq)])).isEmpty
+    }
+
     func allocateSequence(_ name: String) throws -> Int64 {
         try db.query("UPDATE streams SET next_seq = next_seq + 1 WHERE name = ? RETURNING next_seq - 1", [.text(name)]).first?.first?.int ?? 1
     }

@@ -4,6 +4,7 @@ import Foundation
 import MongoClient
 import PostgresClient
 import Replication
+import SQLiteStore
 import TestSupport
 import XCTest
 
@@ -163,6 +164,31 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         process.waitPolling()
         _ = try await mongo.bulkWrite(database: database, collection: "apps", ids[3000..<3300].map { .delete(filter: ["_id": .objectId($0)]) })
         (process, _) = try startRun(config)
+        try await assertConverged()
+        stop(process)
+    }
+
+    /// A state older than the target — restored from a backup, or a failover of a shared PostgreSQL state store
+    /// that lost its last commits — numbers new batches with sequences the target's checkpoint already passed. The
+    /// fence took them for replays and skipped them: changes lost without a word. The applier now starts the
+    /// numbering after the target's checkpoint.
+    func testAStateOlderThanTheTargetDoesNotSkipNewBatches() async throws {
+        _ = try await seed(mongo, count: 50)
+        let config = try writeConfig(batch: "64KiB")
+        var (process, _) = try startRun(config)
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        for i in 0..<3 {
+            _ = try await mongo.bulkWrite(database: database, collection: "apps", [.insert(["_id": .objectId(ObjectId.generate()), "name": .string("tail \(i)")])])
+            try await assertConverged()
+        }
+        stop(process)
+        do {
+            // The lost commits: the state's sequence counter back where it started.
+            let db = try SQLiteDatabase(path: state + "/state.db")
+            try db.execute("UPDATE streams SET next_seq = 1")
+        }
+        (process, _) = try startRun(config)
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [.insert(["_id": .objectId(ObjectId.generate()), "name": "after the restore"])])
         try await assertConverged()
         stop(process)
     }

@@ -38,7 +38,11 @@ public struct MongoToRedshiftService: Service {
 
     /// The one-shot snapshot of this stream (the `snapshot` command).
     public func snapshot(spoolOnly: Bool) async throws -> SnapshotOutcome {
-        let target: ChangeTarget? = spoolOnly ? nil : try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
+        var target: RedshiftApplier?
+        if !spoolOnly {
+            target = try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
+            try await target?.numberAfterTheTargetsCheckpoints()
+        }
         return try await snapshot(target: target, spoolOnly: spoolOnly)
     }
 
@@ -58,6 +62,7 @@ public struct MongoToRedshiftService: Service {
         _ = try await context.state.ensureStream(context.name, direction: context.stream.direction.rawValue)
         try await context.recoverSpool()
         let applier = try await RedshiftApplier(context: context, endpoint: redshift, policy: policy)
+        try await applier.numberAfterTheTargetsCheckpoints()
         if try await snapshot(target: applier, spoolOnly: false) == .interrupted { return }
         context.logger.info("streaming from the change stream")
         let idle = IdleAdvance()

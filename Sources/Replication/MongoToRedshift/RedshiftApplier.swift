@@ -84,6 +84,23 @@ public actor RedshiftApplier: ChangeTarget {
         }
     }
 
+    /// The target's checkpoints fence batches by sequence: a batch numbered at or below them is a replay and is
+    /// skipped. A state older than the target (restored from a backup, a shared state store's failover that lost
+    /// commits) would number new batches below them and lose them unseen, so the numbering resumes after them.
+    public func numberAfterTheTargetsCheckpoints() async throws {
+        let statement = sql.highestCheckpoint()
+        let key = context.checkpointKey
+        let partitionPrefix = key + "#p"
+        let applied = try await source.run(policy, logger: context.logger, role: "target") { [self] c in
+            try await self.prepare(c)
+            return Int64(try await c.query(statement, [key, partitionPrefix, String(partitionPrefix.count)]).rows.first?.first??.description ?? "0") ?? 0
+        }
+        if try await context.state.raiseSequence(context.name, above: applied) {
+            context.logger.warning("the target has applied batches this state never numbered (a state older than the target: restored, or a lost commit); new batches are numbered after them",
+                                   metadata: ["target_seq": "\(applied)"])
+        }
+    }
+
     public func highestGeneration() async throws -> Int64 {
         guard tableExists else { return 0 }
         let statement = sql.highestGeneration()

@@ -68,6 +68,12 @@ public struct TargetSQL: Sendable {
         "SELECT seq, epoch FROM \(checkpoints) WHERE stream = $1" + (dialect == .postgres ? " FOR UPDATE" : "")
     }
 
+    /// The highest sequence the target holds for one stream: its row (`$1`) and its snapshot partitions' rows
+    /// (`$2`, the prefix `<key>#p`, of `$3` characters).
+    public func highestCheckpoint() -> String {
+        "SELECT CAST(coalesce(max(seq), 0) AS varchar) FROM \(checkpoints) WHERE stream = $1 OR LEFT(stream, CAST($3 AS integer)) = $2"
+    }
+
     /// `$1` key, `$2` sequence, `$3` position, `$4` the applying worker's lease epoch.
     public func advanceCheckpoint() -> String {
         "UPDATE \(checkpoints) SET seq = $2, position = $3, epoch = $4, updated_at = \(now) WHERE stream = $1"

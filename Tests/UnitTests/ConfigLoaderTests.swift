@@ -73,6 +73,11 @@ final class ConfigLoaderTests: XCTestCase {
 
     func testDuplicateStreamName() {
         assertError(valid.replacingOccurrences(of: "name: apps", with: "name: orders"), line: 18, contains: "duplicate stream name \"orders\"")
+        // A name long enough to fill the target's checkpoint key (name@instance#pN, varchar(127)) would give every
+        // snapshot partition the stream's own fence row.
+        assertError(valid.replacingOccurrences(of: "name: apps", with: "name: " + String(repeating: "a", count: 65)), line: 18,
+                    contains: "longer than 64 bytes")
+        XCTAssertNoThrow(try loader.parse(valid.replacingOccurrences(of: "name: apps", with: "name: " + String(repeating: "a", count: 64))))
         // Names S3 staging and the local UNLOAD files spell alike (lower case, '_' for the rest) would share them:
         // one stream's CLEANPATH or leftover sweep would delete the other's files, or load them.
         assertError(valid.replacingOccurrences(of: "name: orders", with: "name: Orders-EU").replacingOccurrences(of: "name: apps", with: "name: orders_eu"),

@@ -150,6 +150,10 @@ struct ConfigLoader {
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) else {
             throw located(m["name"]!, "stream name \"\(name)\" may only contain letters, digits, '_', '-' and '.'")
         }
+        // The target's checkpoint key is `<name>@<instance id>#p<partition>` in a varchar(127) (bytes on Redshift).
+        guard name.utf8.count <= 64 else {
+            throw located(m["name"]!, "stream name \"\(name)\" is longer than 64 bytes")
+        }
         let from = try mapping(try require(m, "from", in: node, "stream \(name)"), "stream \(name).from", allowed: ["table", "collection"])
         let to = try mapping(try require(m, "to", in: node, "stream \(name)"), "stream \(name).to", allowed: ["table", "collection"])
         var stream: StreamConfig

@@ -396,16 +396,19 @@ public final class MongoClient: @unchecked Sendable {
     static func mongoError(_ error: bson_error_t, reply: Document) -> MongoError {
         var labels: [String] = []
         if case .array(let items)? = reply["errorLabels"] { labels = items.compactMap(\.stringValue) }
-        let domain = error.domain
-        let kind: MongoError.Code
-        switch domain {
-        case MONGOC_ERROR_STREAM.rawValue, MONGOC_ERROR_SERVER_SELECTION.rawValue, MONGOC_ERROR_CLIENT.rawValue:
-            kind = domain == MONGOC_ERROR_CLIENT.rawValue ? .client : .connection
-        case MONGOC_ERROR_WRITE_CONCERN.rawValue: kind = .writeConcern
-        default: kind = .server
-        }
-        let serverCode = kind == .server || kind == .writeConcern ? Int(error.code) : 0
+        let (kind, serverCode) = classify(domain: error.domain, code: error.code)
         return MongoError(code: kind, serverCode: serverCode, message: Redaction.redact(message(error)), labels: labels)
+    }
+
+    /// libmongoc's error domain and code → the error's kind and the server's code (0 when the error is the client's).
+    static func classify(domain: UInt32, code: UInt32) -> (MongoError.Code, Int) {
+        switch domain {
+        case MONGOC_ERROR_CLIENT.rawValue where code == MONGOC_ERROR_CLIENT_AUTHENTICATE.rawValue: (.authentication, 0)
+        case MONGOC_ERROR_CLIENT.rawValue: (.client, 0)
+        case MONGOC_ERROR_STREAM.rawValue, MONGOC_ERROR_SERVER_SELECTION.rawValue: (.connection, 0)
+        case MONGOC_ERROR_WRITE_CONCERN.rawValue: (.writeConcern, Int(code))
+        default: (.server, Int(code))
+        }
     }
 }
 

@@ -9,6 +9,8 @@ public struct MongoError: Error, CustomStringConvertible, Sendable, TransientCla
         public static let server = Code(raw: "server error")
         public static let writeConcern = Code(raw: "write concern error")
         public static let client = Code(raw: "client error")
+        /// The server refused the credentials (libmongoc reports it as a client error, not the server's 18).
+        public static let authentication = Code(raw: "authentication failed")
         public var description: String { raw }
     }
 

@@ -46,7 +46,7 @@ public struct RetryPolicy: Sendable {
     public static func isRefusedConnection(_ error: Error) -> Bool {
         switch error {
         case let e as PostgresError: e.code == .connectionFailed
-        case let e as MongoError: e.code == .connection || e.serverCode == 18  // 18: AuthenticationFailed
+        case let e as MongoError: e.code == .connection || e.code == .authentication || e.serverCode == 18  // 18: AuthenticationFailed
         default: false
         }
     }

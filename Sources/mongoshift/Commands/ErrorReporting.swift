@@ -18,7 +18,7 @@ enum ErrorReporting {
         // Insufficient privilege: the grants do not match the configuration.
         case let e as PostgresError where e.sqlState == "42501": return Exit.usage
         case let e as MongoError where e.code == .invalidURI: return Exit.usage
-        case let e as MongoError where e.code == .connection: return Exit.cannotConnect
+        case let e as MongoError where e.code == .connection || e.code == .authentication: return Exit.cannotConnect
         // The staging bucket: missing, refused, unreachable, or no credentials.
         case is S3Error: return Exit.cannotConnect
         case let e as StateStoreError where e.code == .corrupt: return Exit.internal

@@ -1,0 +1,23 @@
+@testable import MongoClient
+import Replication
+import XCTest
+
+/// libmongoc reports a refused login as a client error (`MONGOC_ERROR_CLIENT` = 1, `MONGOC_ERROR_CLIENT_AUTHENTICATE`
+/// = 11, "Authentication failed"), not as the server's code 18. It was read as an internal error: exit 4 where a
+/// refused login is documented as exit 3, and a `run` stream marked failed instead of retried like PostgreSQL's.
+final class MongoErrorClassificationTests: XCTestCase {
+    func testARefusedLoginIsAnAuthenticationErrorThatDaemonsRetry() {
+        let (code, serverCode) = MongoClient.classify(domain: 1, code: 11)
+        XCTAssertEqual(code, .authentication)
+        XCTAssertEqual(serverCode, 0)
+        let refused = MongoError(code: code, serverCode: serverCode, message: "Authentication failed.")
+        XCTAssertTrue(RetryPolicy.isRefusedConnection(refused))
+        XCTAssertFalse(RetryPolicy.isTransient(refused), "not transient: one-shot commands fail fast")
+        // Other client errors stay client errors; the network and server selection are connection errors.
+        XCTAssertEqual(MongoClient.classify(domain: 1, code: 8).0, .client)
+        XCTAssertEqual(MongoClient.classify(domain: 2, code: 4).0, .connection)
+        XCTAssertEqual(MongoClient.classify(domain: 15, code: 13053).0, .connection)
+        XCTAssertEqual(MongoClient.classify(domain: 17, code: 11000).0, .server)
+        XCTAssertEqual(MongoClient.classify(domain: 17, code: 11000).1, 11000)
+    }
+}

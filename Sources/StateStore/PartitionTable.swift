@@ -19,20 +19,35 @@ struct PartitionTable {
     }
 
     /// The next partition nobody copies: pending (resuming at its last page when this worker copied it before),
-    /// or claimed by a worker whose claim expired (its pages are in its own spool: the partition starts over).
-    /// PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers never wait for each other.
-    func claimNext(_ stream: String, expires: Double) throws -> PartitionState? {
+    /// or claimed by a worker whose claim expired (its pages are in its own spool: the partition starts over) —
+    /// never one of `excluding`, the partitions this process's copiers are copying (a claim names the worker, not
+    /// the copier). PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers never wait for each other.
+    func claimNext(_ stream: String, expires: Double, excluding: Set<Int>) throws -> PartitionState? {
         let lock = db.dialect == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
+        let excluded = excluding.sorted()
+        let notExcluded = excluded.isEmpty ? "" : " AND idx NOT IN (\(excluded.map { _ in "?" }.joined(separator: ", ")))"
         guard let r = try db.query("""
             UPDATE partitions SET status = 'claimed', claimed_by = ?, claim_expires = ?,
                 last_key = CASE WHEN claimed_by IS NULL OR claimed_by = ? THEN last_key ELSE NULL END,
                 rows = CASE WHEN claimed_by IS NULL OR claimed_by = ? THEN rows ELSE 0 END
             WHERE stream = ? AND idx = (SELECT idx FROM partitions WHERE stream = ? AND (status = 'pending'
-                OR (status = 'claimed' AND claim_expires < ?)) ORDER BY idx LIMIT 1\(lock))
+                OR (status = 'claimed' AND claim_expires < ?))\(notExcluded) ORDER BY idx LIMIT 1\(lock))
             RETURNING idx, lower, upper, last_key, status, rows
-            """, [.text(worker), .real(expires), .text(worker), .text(worker), .text(stream), .text(stream), .real(StateCodec.now)]).first
+            """, [.text(worker), .real(expires), .text(worker), .text(worker), .text(stream), .text(stream), .real(StateCodec.now)]
+                + excluded.map { .integer(Int64($0)) }).first
         else { return nil }
         return try Self.partition(r)
+    }
+
+    /// Extends this worker's claims on partitions it is still copying (a copy can outlast one claim before its
+    /// first page renews it: a whole UNLOAD runs first).
+    func renewClaims(_ stream: String, partitions: Set<Int>, expires: Double) throws {
+        guard !partitions.isEmpty else { return }
+        let indices = partitions.sorted()
+        try db.query("""
+            UPDATE partitions SET claim_expires = ? WHERE stream = ? AND claimed_by = ? AND status = 'claimed'
+                AND idx IN (\(indices.map { _ in "?" }.joined(separator: ", ")))
+            """, [.real(expires), .text(stream), .text(worker)] + indices.map { .integer(Int64($0)) })
     }
 
     /// This worker's claims from an earlier run go back to pending, keeping their last page.

@@ -357,13 +357,19 @@ public final class StateStore: Sendable {
 
     /// Claims the next snapshot partition nobody is copying (see `PartitionTable.claimNext`); another worker's
     /// pages of it are forgotten (they are in that worker's spool). nil when none is left to claim.
-    public func claimPartition(_ name: String, duration: Duration) async throws -> PartitionState? {
+    public func claimPartition(_ name: String, duration: Duration, excluding: Set<Int> = []) async throws -> PartitionState? {
         let expires = Self.now + duration.seconds
         return try await transaction { parts in
-            guard let partition = try parts.partitions.claimNext(name, expires: expires) else { return nil }
+            guard let partition = try parts.partitions.claimNext(name, expires: expires, excluding: excluding) else { return nil }
             try parts.segments.forgetOtherWorkersPages(name, partition: partition.index)
             return partition
         }
+    }
+
+    /// Extends this worker's claims on the partitions its copiers are copying.
+    public func renewClaims(_ name: String, partitions: Set<Int>, duration: Duration) async throws {
+        let expires = Self.now + duration.seconds
+        try await run { try $0.partitions.renewClaims(name, partitions: partitions, expires: expires) }
     }
 
     /// At the start of a snapshot run: this worker's claims from an earlier run (a crash) go back to pending,

@@ -138,6 +138,29 @@ class StateStoreSuite: XCTestCase {
         XCTAssertEqual(s.appliedPosition, watermark("seed"), "the tail starts from the seed")
     }
 
+    /// A claim names a worker, not a copier: once a long copy (a whole UNLOAD before its first page) outlived
+    /// the claim, the worker's other copier claimed the same partition again and both copied it into one S3
+    /// prefix. Partitions copied in this process are excluded, and a copy renews its claim while it runs.
+    func testAPartitionBeingCopiedIsNotClaimedAgainAndRenewalsKeepItsClaim() async throws {
+        let store = try makeStore()
+        let lease = try await leasedStream(store)
+        let parts = (0..<3).map { PartitionState(index: $0, lower: nil, upper: nil) }
+        try await store.beginSnapshot(stream, snapshotStart: watermark("s"), tailSeed: nil, partitions: parts, lease: lease)
+        let first = try await store.claimPartition(stream, duration: .milliseconds(100), excluding: [])
+        XCTAssertEqual(first?.index, 0)
+        try await Task.sleep(for: .milliseconds(250))
+        // The claim expired while partition 0 is still being copied here: the next copier gets partition 1.
+        let second = try await store.claimPartition(stream, duration: .milliseconds(100), excluding: [0])
+        XCTAssertEqual(second?.index, 1)
+        // Renewed, a claim outlives its first duration: nobody (this worker or another) takes it meanwhile.
+        try await store.renewClaims(stream, partitions: [0, 1], duration: .seconds(60))
+        try await Task.sleep(for: .milliseconds(250))
+        let third = try await store.claimPartition(stream, duration: .seconds(60), excluding: [])
+        XCTAssertEqual(third?.index, 2)
+        let none = try await store.claimPartition(stream, duration: .seconds(60), excluding: [])
+        XCTAssertNil(none)
+    }
+
     func testLifecycleRefusesIllegalTransitionsAndResumesFailedStreams() async throws {
         let store = try makeStore()
         let lease = try await leasedStream(store)

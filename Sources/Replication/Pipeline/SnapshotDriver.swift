@@ -122,25 +122,44 @@ struct SnapshotDriver<Source: SnapshotSource> {
         return .completed(rowsCopied: final.rowsApplied)
     }
 
-    /// Claims and copies partitions until none is left to claim, applying this worker's pages meanwhile.
+    /// Claims and copies partitions until none is left to claim, applying this worker's pages meanwhile. A copier
+    /// never claims a partition another copier here is copying, and their claims are renewed while they copy (a
+    /// whole UNLOAD can run before the first page would renew one).
     private func round(pages: SnapshotPages, claimFor: Duration, spoolOnly: Bool) async throws {
         let name = context.name
         let copiers = max(1, min(source.copiers, pages.partitionCount))
+        let inFlight = PartitionsInFlight()
+        let renewEvery = context.config.leaseDuration
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [context, source] in
-                try await withThrowingTaskGroup(of: Void.self) { extractors in
+                // Children say whether they were a copier: the claim renewer runs until the copiers are done.
+                try await withThrowingTaskGroup(of: Bool.self) { extractors in
                     for copier in 0..<copiers {
                         extractors.addTask {
-                            while !Task.isShuttingDownGracefully, let partition = try await context.state.claimPartition(name, duration: claimFor) {
+                            while !Task.isShuttingDownGracefully,
+                                  let partition = try await context.state.claimPartition(name, duration: claimFor, excluding: await inFlight.indices) {
+                                await inFlight.insert(partition.index)
                                 try await source.copy(partition, copier: copier, into: pages)
-                                if Task.isShuttingDownGracefully { return }
+                                if Task.isShuttingDownGracefully { return true }
                                 try await context.state.markPartitionDone(name, index: partition.index)
+                                await inFlight.remove(partition.index)
                                 await pages.counters.partitionDone()
                                 await pages.report(done: await pages.counters.rowsDone)
                             }
+                            return true
                         }
                     }
-                    while try await extractors.next() != nil {}
+                    extractors.addTask {
+                        while true {
+                            do { try await Task.sleep(for: renewEvery) } catch { return false }
+                            try await context.state.renewClaims(name, partitions: await inFlight.indices, duration: claimFor)
+                        }
+                    }
+                    var copying = copiers
+                    while copying > 0, let wasCopier = try await extractors.next() {
+                        if wasCopier { copying -= 1 }
+                    }
+                    extractors.cancelAll()
                 }
                 await pages.counters.finishExtraction()
             }

@@ -1,6 +1,7 @@
 /// MongoDB's comparison brackets, in its documented BSON comparison order: a query operator such as `$gt`
 /// compares within one bracket only (`{_id: {$gt: 5}}` never returns a string `_id`), so keyset pages over `_id`
-/// must walk the brackets one at a time. Arrays, regular expressions and `undefined` cannot be `_id`s.
+/// must walk the brackets one at a time. Arrays, regular expressions and `undefined` cannot be `_id`s; JavaScript
+/// code and DBPointers can, and are not walked (`unpageableTypeAliases`).
 public enum TypeBracket: Int, CaseIterable, Comparable, Sendable {
     case minKey, null, numbers, strings, objects, binaries, objectIds, booleans, dates, timestamps, maxKey
 
@@ -20,6 +21,9 @@ public enum TypeBracket: Int, CaseIterable, Comparable, Sendable {
         case .maxKey: ["maxKey"]
         }
     }
+
+    /// Types MongoDB takes as an `_id` that no bracket here walks (the snapshot reports their documents).
+    public static let unpageableTypeAliases = ["javascript", "javascriptWithScope", "dbPointer"]
 
     public var name: String { "\(self)" }
 

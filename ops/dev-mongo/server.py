@@ -348,8 +348,17 @@ def install_strict_semantics() -> None:
     def compare_sort_values(left, right, *, dialect=None, collation=None):
         return (left > right) - (left < right)
 
+    def matches_bson_type(cls, candidate, alias):
+        # bson's Code subclasses str, and mongoeco took it for a string: MongoDB's "string" is type 2 only
+        # (JavaScript code is 13, with scope 15), so {$type: "string"} must not return code.
+        if alias == "string" and isinstance(candidate, Code):
+            return False
+        return _original_matches_type(cls, candidate, alias)
+
     _original_comparison = QueryEngine._evaluate_comparison
     QueryEngine._evaluate_comparison = staticmethod(evaluate_comparison)
+    _original_matches_type = QueryEngine._matches_bson_type.__func__
+    QueryEngine._matches_bson_type = classmethod(matches_bson_type)
     CompiledQuery.match = compiled_match
     mongoeco_sorting.sort_value = sort_value
     mongoeco_sorting._compare_sort_values = compare_sort_values

@@ -34,9 +34,22 @@ struct MongoSnapshotSource: SnapshotSource {
         }
         let clusterTime = try await ClusterClock.now(client, database: database)
         let seed = StreamPosition.changeStream(ChangeStreamPosition(resumeToken: token, clusterTime: clusterTime))
-        // 2. Partitions over _id.
+        // 2. Partitions over _id; `_id`s no bracket pages are reported, never skipped silently.
         let bounds = try await partitionBounds()
+        try await reportUnpageableIDs()
         return SnapshotPlan(start: seed, tailSeed: seed, bounds: bounds.map { (lower: $0.0, upper: $0.1) })
+    }
+
+    /// JavaScript code (with or without scope) and DBPointers are valid `_id`s that no `TypeBracket` walks:
+    /// counted and reported (log and one dead letter), as rows without a key are on the Redshift side.
+    private func reportUnpageableIDs() async throws {
+        let filter: Document = ["_id": .document(["$type": .array(TypeBracket.unpageableTypeAliases.map(BSON.string))])]
+        let count = try await client.count(database: database, collection: collection, filter: filter)
+        guard count > 0 else { return }
+        context.logger.error("documents with an _id of a type no snapshot range can page are not copied",
+                             metadata: ["documents": "\(count)", "types": "\(TypeBracket.unpageableTypeAliases)"])
+        try await context.deadLetter([.init(key: .null, reason: "\(count) documents have an _id of a type no snapshot range can page "
+                                                  + "(JavaScript code, DBPointer) and are not copied; they follow once they change")])
     }
 
     /// The brackets present in the collection and, when there are several, how many `_id`s each holds.

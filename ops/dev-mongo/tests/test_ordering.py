@@ -199,3 +199,13 @@ def test_dotted_paths_and_elem_match_are_bracketed(db):
     assert q({"a": {"$not": {"$gt": 5}}}) == [2, 3, 4, 5]
     assert q({"$or": [{"a": {"$lt": 2}}, {"a": {"$gte": "y"}}]}) == [1, 2]
     assert ids(db.c.find().sort("$natural", -1)) == [5, 4, 3, 2, 1]
+
+
+def test_type_string_is_not_javascript_code(db):
+    # bson's Code is a str subclass; MongoDB's $type "string" (2) never matches code (13).
+    from bson.code import Code
+    db.codes.insert_many([{"_id": 1}, {"_id": "s"}, {"_id": Code("f()")}])
+    assert ids(db.codes.find({"_id": {"$type": "string"}})) == ["s"]
+    assert ids(db.codes.find({"_id": {"$type": ["string", "symbol"]}})) == ["s"]
+    assert ids(db.codes.find({"_id": {"$type": "javascript"}})) == [Code("f()")]
+    assert ids(db.codes.find({"_id": {"$type": 13}})) == [Code("f()")]

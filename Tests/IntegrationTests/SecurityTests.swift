@@ -108,6 +108,26 @@ final class SecurityTests: IntegrationTestCase {
 
     // MARK: - identifiers and values
 
+    /// A refused MongoDB login is "cannot connect" (exit 3, one line, the password redacted) — libmongoc reports
+    /// it as a client error, which used to read as an internal error (exit 4).
+    func testARefusedMongoLoginExitsThreeWithThePasswordRedacted() async throws {
+        let canary = "Canary-Mongo-9f3k2q"
+        try await Fixtures.createOrders(connection, table: table, rows: 10)
+        let config = try writeStreamsConfig("""
+          - name: orders
+            from: { table: public.\(table) }
+            to: { collection: orders }
+            key: [id]
+            watermark: updated_at
+        """, mongo: mongoURL.replacingOccurrences(of: "mongodb://", with: "mongodb://bob:\(canary)@"), name: "login.yaml")
+        let result = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(result.status, 3, result.stderr)
+        let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("mongoshift: error:") }
+        XCTAssertEqual(errors.count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("authentication failed"), result.stderr)
+        XCTAssertFalse((result.stdout + result.stderr).contains(canary), "the password leaked")
+    }
+
     func testHostileIdentifiersAndValuesReplicateBothWays() async throws {
         // Quotes, spaces, upper case, SQL keywords, and a value shaped like an injection.
         let source = #"public."Order ""Items"" select""#

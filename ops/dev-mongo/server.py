@@ -959,6 +959,14 @@ class Server:
     def cmd_ping(self, body, conn):
         return {}
 
+    # Authentication: the server has no users, and mongod answers a login for a user it does not know with 18
+    # AuthenticationFailed ("UserNotFound" is never disclosed) — so every login fails, as it would there.
+    def cmd_saslstart(self, body, conn):
+        raise CommandError(18, "Authentication failed.", "AuthenticationFailed")
+
+    def cmd_authenticate(self, body, conn):
+        raise CommandError(18, "Authentication failed.", "AuthenticationFailed")
+
     def cmd_buildinfo(self, body, conn):
         major, minor, patch = (int(x) for x in VERSION.split("."))
         return {"version": VERSION, "versionArray": [major, minor, patch, 0], "gitVersion": "mongoshift-dev-mongo",

@@ -132,3 +132,21 @@ def test_plain_set_upserts_match_the_update_engine(db):
     slow = [{k: v for k, v in d.items() if k != "zz"} for d in db.slow.find().sort("_id", 1)]
     assert fast == slow and [list(d) for d in fast] == [list(d) for d in slow]
     assert db.fast.update_one({"_id": 1}, {"$set": {}}).modified_count == 0  # allowed since MongoDB 5.0
+
+
+def test_login_with_unknown_credentials_fails_as_mongod_does(uri):
+    # The server has no users. mongod answers a login for a user it does not know with 18 AuthenticationFailed
+    # (never CommandNotFound): drivers report it as a failed authentication, which the product maps to exit 3.
+    import pymongo
+    from pymongo.errors import OperationFailure
+    host = uri.split("://", 1)[1].split("/", 1)[0]
+    for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+        c = pymongo.MongoClient(f"mongodb://bob:wrong@{host}/?authMechanism={mechanism}", directConnection=True,
+                                serverSelectionTimeoutMS=3000)
+        try:
+            with pytest.raises(OperationFailure) as refused:
+                c.admin.command("ping")
+            assert refused.value.code == 18, refused.value.details
+            assert "Authentication failed" in str(refused.value)
+        finally:
+            c.close()

@@ -90,10 +90,12 @@ public actor RedshiftApplier: ChangeTarget {
     public func numberAfterTheTargetsCheckpoints() async throws {
         let statement = sql.highestCheckpoint()
         let key = context.checkpointKey
-        let partitionPrefix = key + "#p"
+        let partitionPrefix = Self.partitionFencePrefix(key)
+        // SQL's LEFT counts characters: code points, not Swift's grapheme clusters.
+        let parameters = [key, partitionPrefix, String(partitionPrefix.unicodeScalars.count)]
         let applied = try await source.run(policy, logger: context.logger, role: "target") { [self] c in
             try await self.prepare(c)
-            return Int64(try await c.query(statement, [key, partitionPrefix, String(partitionPrefix.count)]).rows.first?.first??.description ?? "0") ?? 0
+            return Int64(try await c.query(statement, parameters).rows.first?.first??.description ?? "0") ?? 0
         }
         if try await context.state.raiseSequence(context.name, above: applied) {
             context.logger.warning("the target has applied batches this state never numbered (a state older than the target: restored, or a lost commit); new batches are numbered after them",
@@ -454,8 +456,11 @@ public actor RedshiftApplier: ChangeTarget {
 
     /// The checkpoint row a segment is fenced by: the stream's, or for snapshot pages the partition's.
     func fenceKey(_ segment: SegmentRecord, _ stream: String) -> String {
-        segment.kind == .snapshot ? String("\(stream)#p\(segment.partition)".prefix(127)) : stream
+        segment.kind == .snapshot ? String((Self.partitionFencePrefix(stream) + "\(segment.partition)").prefix(127)) : stream
     }
+
+    /// What a stream's snapshot partitions' checkpoint keys start with.
+    static func partitionFencePrefix(_ stream: String) -> String { stream + "#p" }
 
     var leaseEpoch: Int64 { context.lease?.epoch ?? 0 }
 

@@ -138,7 +138,7 @@ extension OperabilityTests {
     func testMetricsEndpointCountersMoveAndHealthz() async throws {
         try await Fixtures.createOrders(connection, table: table, rows: 1_000)
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
-        let port = Int.random(in: 20_000...30_000)
+        let port = TestServers.listenerPort()
         let (process, _) = try MongoshiftProcess.start(["run", "--config", config, "--metrics-addr", "127.0.0.1:\(port)"])
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let deadline = Date().addingTimeInterval(60)

@@ -56,7 +56,7 @@ final class SecurityTests: IntegrationTestCase {
 
         record("snapshot", try MongoshiftProcess.run(["snapshot", "--config", config, "--log-level", "trace"], environment: env))
         // A daemon with its connections cut (errors and retries logged at trace level), then a crash point.
-        let port = Int.random(in: 30_000...39_000)
+        let port = TestServers.listenerPort()
         let (process, base) = try MongoshiftProcess.start(["run", "--config", config, "--log-level", "trace", "--metrics-addr", "127.0.0.1:\(port)"],
                                                           environment: env.merging(["MONGOSHIFT_CRASH_AT": "apply.written:3"]) { $1 })
         running.append(process)

@@ -49,7 +49,7 @@ final class WatermarkTests: IntegrationTestCase {
             streams += stream(t.name, table: "\(table)_\(t.name)", extra: "    lookback: \(t.lookback)") + "\n"
         }
         let config = try writeConfig(streams)
-        let port = Int.random(in: 20_000...30_000)
+        let port = TestServers.listenerPort()
         let (process, _) = try startRun(config, arguments: ["--metrics-addr", "127.0.0.1:\(port)"])
         try await waitFor("every snapshot") { types.allSatisfy { phase($0.name) == "streaming" } }
         for t in types {

@@ -101,24 +101,40 @@ open class IntegrationTestCase: XCTestCase {
     /// A Mongo dev server of this test's own (it may be frozen, stopped, or given a short history). Killed at
     /// teardown. Returns its URL, once it answers, and its process id.
     public func startPrivateMongo(history: Int = 1_000_000, arguments: [String] = []) async throws -> (url: String, pid: pid_t) {
-        let port = Int.random(in: 40_000...50_000)
+        // Port 0: the server binds a port the kernel knows is free and prints its URL — a port picked here could
+        // be taken meanwhile (a random one in the ephemeral range was, by a client's socket, in CI).
         let python = TestServers.repositoryRoot + "/.venv-mongo/bin/python"
         let script = TestServers.repositoryRoot + "/ops/dev-mongo/server.py"
-        let words = [python, script, "--port", String(port), "--replset", "rs0", "--history", String(history)] + arguments
+        let output = directory + "/private-mongo-\(UUID().uuidString.prefix(8)).out"
+        let words = [python, script, "--port", "0", "--replset", "rs0", "--history", String(history)] + arguments
         var argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) }
         argv.append(nil)
         defer { argv.forEach { free($0) } }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         var attributes = Spawn.cleanSignalAttributes()
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, python, &actions, &attributes, argv, environ)
         posix_spawnattr_destroy(&attributes)
         posix_spawn_file_actions_destroy(&actions)
-        guard rc == 0 else { throw NSError(domain: "small-history mongo", code: Int(rc)) }
-        onTeardown { kill(pid, SIGCONT); kill(pid, SIGKILL); var status: Int32 = 0; waitpid(pid, &status, 0) }
-        let url = "mongodb://127.0.0.1:\(port)/?replicaSet=rs0"
+        guard rc == 0 else { throw NSError(domain: "private mongo", code: Int(rc)) }
+        var exited = false
+        onTeardown { if !exited { kill(pid, SIGCONT); kill(pid, SIGKILL); var status: Int32 = 0; waitpid(pid, &status, 0) } }
+        var url = ""
+        try await waitFor("the private Mongo server to print its URL", timeout: 60) {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ready ") }) {
+                url = String(line.dropFirst("ready ".count))
+                return true
+            }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                exited = true
+                throw NSError(domain: "private mongo exited before it was ready (status \(status)): \(text)", code: 1)
+            }
+            return false
+        }
         let client = try MongoClient(url: url)
         try await waitFor("the private Mongo server") { (try? await client.ping()) != nil }
         return (url, pid)

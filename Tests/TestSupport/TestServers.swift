@@ -64,6 +64,26 @@ public enum TestServers {
 }
 
 extension TestServers {
+    /// A port for a listener the test starts itself (`--metrics-addr`): below the kernel's ephemeral range
+    /// (32768–60999), so no client socket holds it, and free when picked.
+    public static func listenerPort() -> Int {
+        while true {
+            let port = Int.random(in: 20_000...32_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            close(fd)
+            if bound == 0 { return port }
+        }
+    }
+}
+
+extension TestServers {
     /// A login role the dev server makes give its password (ops/dev-postgres: members of mongoshift_pw use scram),
     /// with read access to the public schema's tables.
     public static func createPasswordRole(_ connection: PostgresConnection, _ name: String, password: String) async throws {

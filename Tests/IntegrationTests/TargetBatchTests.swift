@@ -45,6 +45,22 @@ final class TargetBatchTests: XCTestCase {
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
     }
 
+    /// A delete of an `_id` the key column cannot hold (a string or a fractional number against an integer key:
+    /// a document the snapshot never copied) matches no row: it is dropped, not written as a key the load refuses —
+    /// which failed the whole batch, again on every retry.
+    func testDeletesOfKeysTheKeyColumnCannotHoldDoNotFailTheBatch() async throws {
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("deltype")
+        defer { fixture.remove() }
+        let applier = fixture.applier
+        _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1]),
+                                     Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 2])], segment: ApplierFixture.segment(1))
+        _ = try await applier.apply([Change(operation: .delete, key: "never-copied"), Change(operation: .delete, key: .double(2.5)),
+                                     Change(operation: .delete, key: 2)], segment: ApplierFixture.segment(2))
+        let rows = try await connection.query("SELECT _id FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows, [["1"]], "the delete the column can hold applied")
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
     /// Upserts replace whole rows and deletes remove them, whether the target has its `_id` primary key (INSERT …
     /// ON CONFLICT) or was created by hand without one, or with one ON CONFLICT cannot use (DEFERRABLE): delete and
     /// re-insert.

@@ -197,8 +197,8 @@ final class TargetSQLTests: XCTestCase {
         out += [sql.lockCheckpoints()].compactMap { $0 }
         out += sql.createStage(schema)
         out.append(sql.addColumn(.init(name: "n", path: "n", type: .integer)))
-        out.append(sql.alterColumnType(.init(name: "s", path: "s", type: .varchar(1024))))
-        if dialect == .postgres { out.append(sql.alterColumnType(.init(name: "n", path: "n", type: .bigint))) }
+        out.append(sql.alterColumnType(.init(name: "s", path: "s", type: .varchar(1024)), from: .varchar(16)))
+        if dialect == .postgres { out.append(sql.alterColumnType(.init(name: "n", path: "n", type: .bigint), from: .integer)) }
         out.append(sql.catalogColumns())
         let swap = sql.columnSwap(.init(name: "n", path: "n", type: .bigint), from: .integer)
         out += [swap.addTemporary, swap.copy, swap.dropOld, swap.renameTemporary]
@@ -218,7 +218,7 @@ final class TargetSQLTests: XCTestCase {
         XCTAssertTrue(all.contains("ALTER TABLE \"analytics\".\"Apps \"\"x\"\"\" ALTER COLUMN \"s\" TYPE varchar(1024)"), "VARCHAR grows in place")
         XCTAssertTrue(all.contains("RENAME COLUMN \"n__mongoshift_new\" TO \"n\""), "other widenings swap columns")
         XCTAssertTrue(all.contains(#"ALTER TABLE "analytics"."Apps ""x""" RENAME TO "Apps ""x""__mongoshift_old""#), "a key column widens by a table rebuild")
-        XCTAssertTrue(all.contains(#"SELECT CAST("_id" AS varchar(64)), "doc", "bin", "Select", "_mongoshift_gen" FROM"#), all)
+        XCTAssertTrue(all.contains(#"SELECT '{"$oid":"' || "_id" || '"}', "doc", "bin", "Select", "_mongoshift_gen" FROM"#), "the key becomes key text:\n\(all)")
         XCTAssertTrue(all.contains("GETDATE()"))
     }
 

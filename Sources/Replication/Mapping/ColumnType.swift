@@ -44,17 +44,34 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The type an `_id` value asks for: like any value, except that a document `_id` is text (its JSON): a key
-    /// column must compare with `=` and sort, which SUPER/jsonb do not (or not on Redshift).
-    public static func ofKey(_ value: BSONValueView) -> ColumnType? {
-        guard let type = of(value) else { return nil }
-        return type == .nested ? .varchar(width(for: ValueText.plainJSON(value.decoded).utf8.count)) : type
+    /// The type an `_id` value asks for: like any value, except that a key column holds every `_id` as a value
+    /// of its own (`KeyText`): a document, null, MinKey or MaxKey `_id` is text (a key column must compare with
+    /// `=` and sort, which SUPER/jsonb do not, and never holds NULL), and a text column is as wide as the key text.
+    /// A double `_id` is text too: a DOUBLE key column merges int64 keys beyond 2^53 once integers join it, and
+    /// Redshift prints doubles with 15 digits, so its rows could not be converted to key text exactly.
+    public static func ofKey(_ value: BSONValueView) -> ColumnType {
+        switch of(value) {
+        case .nested?, .varchar?, .double?, nil:
+            var plain = PlainText()
+            KeyText.writeTop(value, to: &plain)
+            return .varchar(width(for: plain.bytes.count))
+        case let type?:
+            return type
+        }
     }
 
-    /// Widening for the `_id` column: never to SUPER/jsonb (see `ofKey`).
+    /// Widening for the `_id` column (`KeyText`): never to SUPER/jsonb; a binary column never widens (its rows'
+    /// subtypes are not stored: no conversion of them to key text would be exact; other `_id`s are dead-lettered);
+    /// text made from another type is at least 256 bytes wide, room for any tagged scalar.
     public func widenedKey(with other: ColumnType) -> ColumnType {
+        if case .binary = self {
+            if case .binary = other { return widened(with: other) }
+            return self
+        }
         let wide = widened(with: other)
-        return wide == .nested ? .varchar(Self.maxVarchar) : wide
+        guard case .varchar(let n) = wide else { return wide == .nested ? .varchar(Self.maxVarchar) : wide }
+        if case .varchar = self, case .varchar = other { return wide }
+        return .varchar(min(max(n, 256), Self.maxVarchar))
     }
 
     /// decimal(38, s) holds the value exactly: at most 38 digits, scale ≤ 37, finite.

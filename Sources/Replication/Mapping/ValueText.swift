@@ -21,7 +21,7 @@ public enum ValueText {
     }
 
     /// TIMESTAMP's range on PostgreSQL and Redshift: 4714-11-24 BC to 294276-12-31 AD, in ms since the epoch.
-    public static let timestampRange: ClosedRange<Int64> = -210_866_803_200_000...9_224_318_015_999_999 / 1000
+    public static let timestampRange: ClosedRange<Int64> = -210_866_803_200_000...9_224_318_015_999_999
 
     /// Redshift limits: VARCHAR 65,535 bytes; SUPER 16 MiB per value; VARBYTE 1,024,000 bytes.
     public static let superLimit = 16 * 1024 * 1024

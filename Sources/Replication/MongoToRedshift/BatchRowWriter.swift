@@ -18,6 +18,8 @@ struct BatchRowWriter {
     let schema: TableSchema
     private(set) var copyText: CopyText
     private(set) var rows: StagedRows
+    /// The `_id` column's index (it leads; `KeyText` writes it).
+    private let keyIndex: Int?
     /// The current document's values by column (views into it; valid during `add` only).
     private var values: [BSONValueView?] = []
 
@@ -26,6 +28,7 @@ struct BatchRowWriter {
         self.schema = schema
         copyText = CopyText(reservingCapacity: dialect == .postgres && !schema.columns.isEmpty ? capacity : 0)
         rows = StagedRows(width: schema.columns.count + 1)
+        keyIndex = schema.columns.first?.path == "_id" ? 0 : nil
     }
 
     var rowCount: Int { dialect == .postgres ? copyText.rows : rows.count }
@@ -40,7 +43,8 @@ struct BatchRowWriter {
         defer { values.removeAll(keepingCapacity: true) }
         return try SchemaTracker.walkFields(of: document, flatten: flatten, visit: { (path, value) throws(SchemaTracker.CollisionError) in
             guard let column = try tracker.learn(path, value) else { changed = true; return }
-            if !changed && !value.isNull { values[column] = value }
+            // A null `_id` is a key like any other (`KeyText`); a null field is no value.
+            if !changed && (!value.isNull || column == keyIndex) { values[column] = value }
         }, then: { () throws(SchemaTracker.CollisionError) -> Outcome in
             // Still inside the walk: the values are views into the document.
             if changed { return .schemaChanged }
@@ -55,23 +59,24 @@ struct BatchRowWriter {
         })
     }
 
-    /// A delete's row: the key, NULLs, op `d`.
+    /// A delete's row: the key, NULLs, op `d`. None for a key no row of the table can have (a type or a length
+    /// its key column does not hold: its document was never copied, e.g. deleted before the snapshot reached it)
+    /// — written, it would fail the load of the whole batch.
     mutating func addDelete(_ key: BSON) {
         let idType = schema.columns.first?.type ?? .varchar(16)
+        guard key.withView({ KeyText.canHold(idType, $0) }) else { return }
+        var text = PlainText()
+        guard (try? KeyText.write(key, as: idType, column: "_id", byteaPrefix: dialect == .postgres, to: &text)) != nil else { return }
         let width = schema.columns.count
         guard dialect == .postgres else {
-            if let text = try? ValueText.text(key, as: idType, column: "_id") {
-                rows.append(value: text)
-            } else {
-                rows.appendNull()
-            }
+            rows.append(value: String(decoding: text.bytes, as: UTF8.self))
             for _ in 1..<width { rows.appendNull() }
             rows.append(value: "d")
             rows.endRow()
             return
         }
         copyText.nextColumn()
-        do { try ValueText.write(key, as: idType, column: "_id", byteaPrefix: true, to: &copyText) } catch { copyText.appendNull() }
+        text.bytes.withUnsafeBufferPointer { copyText.append($0) }
         for _ in 1..<width {
             copyText.nextColumn()
             copyText.appendNull()
@@ -84,10 +89,14 @@ struct BatchRowWriter {
     /// The current document's row. Throws `ValueText.TooLarge` for a value the target cannot hold.
     private mutating func writeUpsert() throws(ValueText.TooLarge) {
         if dialect == .postgres {
-            for (value, column) in zip(values, schema.columns) {
+            for (index, (value, column)) in zip(values, schema.columns).enumerated() {
                 copyText.nextColumn()
                 if let value {
-                    try ValueText.write(value, as: column.type, column: column.name, byteaPrefix: true, to: &copyText)
+                    if index == keyIndex {
+                        try KeyText.write(value, as: column.type, column: column.name, byteaPrefix: true, to: &copyText)
+                    } else {
+                        try ValueText.write(value, as: column.type, column: column.name, byteaPrefix: true, to: &copyText)
+                    }
                 } else {
                     copyText.appendNull()
                 }
@@ -97,7 +106,7 @@ struct BatchRowWriter {
             copyText.endRow()
             return
         }
-        for (value, column) in zip(values, schema.columns) {
+        for (index, (value, column)) in zip(values, schema.columns).enumerated() {
             guard let value else {
                 rows.appendNull()
                 continue
@@ -107,7 +116,11 @@ struct BatchRowWriter {
                                          reason: "a string of \(longest) bytes inside the SUPER value exceeds Redshift's \(ValueText.superStringLimit)-byte limit")
             }
             rows.beginValue()
-            try ValueText.write(value, as: column.type, column: column.name, to: &rows)
+            if index == keyIndex {
+                try KeyText.write(value, as: column.type, column: column.name, to: &rows)
+            } else {
+                try ValueText.write(value, as: column.type, column: column.name, to: &rows)
+            }
             rows.endValue()
         }
         rows.append(value: "u")

@@ -30,10 +30,10 @@ struct SchemaChanger {
                 if !present!.contains(column.name) { try await c.execute(sql.addColumn(column)) }
             case .widenColumn(let column, let old):
                 if sql.dialect == .postgres {
-                    try await c.execute(sql.alterColumnType(column))
+                    try await c.execute(sql.alterColumnType(column, from: old))
                 } else if old.canAlterInPlace(to: column.type, dialect: sql.dialect) {
                     if try await catalogWidth(column.name, on: c) ?? 0 < column.type.textWidth {
-                        try await c.execute(sql.alterColumnType(column))
+                        try await c.execute(sql.alterColumnType(column, from: old))
                     }
                 } else {
                     try await swap(column, from: old, on: c)

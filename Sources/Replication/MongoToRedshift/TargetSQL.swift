@@ -87,11 +87,12 @@ public struct TargetSQL: Sendable {
 
     /// PostgreSQL: any widening in place (`USING` converts the values; the key stays a key). Redshift: VARCHAR
     /// growth of a non-key column only, and outside a transaction block.
-    public func alterColumnType(_ c: TableSchema.Column) -> String {
+    public func alterColumnType(_ c: TableSchema.Column, from old: ColumnType) -> String {
         let column = SQL.identifier(c.name)
         guard dialect == .postgres else { return "ALTER TABLE \(target) ALTER COLUMN \(column) TYPE \(c.type.sql(dialect))" }
         let using: String = switch c.type {
         case .nested: "to_jsonb(\(column))"
+        case .varchar where c.path == "_id": keyConverted(column, from: old)
         case .varchar: "\(column)::text"
         default: "\(column)::\(c.type.sql(dialect))"
         }
@@ -103,9 +104,42 @@ public struct TargetSQL: Sendable {
         let c = SQL.identifier(column)
         if old == new { return c }
         return switch new {
+        case .varchar where column == "_id": keyConverted(c, from: old)
         case .nested: "CAST(\(c) AS SUPER)"
         case .varchar: old == .nested ? "JSON_SERIALIZE(\(c))" : "CAST(\(c) AS \(new.sql(dialect)))"
         default: "CAST(\(c) AS \(new.sql(dialect)))"
+        }
+    }
+
+    /// The key text (`KeyText`) of the `_id` column `c` (quoted) of type `old`, in SQL both dialects run: the
+    /// rows of a key column that becomes text read as the documents' `_id`s are written from then on, so later
+    /// changes find them. Integral numbers (whatever the column type) become `{"$numberLong":"n"}`; other doubles
+    /// and decimals their shortest text and their digits without the scale's trailing zeros; dates milliseconds
+    /// since 1970. A text column stays as it is; a binary column never becomes text (`ColumnType.widenedKey`).
+    func keyConverted(_ c: String, from old: ColumnType) -> String {
+        func tagged(_ tag: String, _ text: String, close: String = "'\"}'") -> String { "'{\"$\(tag)\":\"' || \(text) || \(close)" }
+        let long = tagged("numberLong", "CAST(CAST(\(c) AS BIGINT) AS VARCHAR(20))")
+        let inInt64 = "\(c) >= -9223372036854775808 AND \(c) <= 9223372036854775807"
+        switch old {
+        case .integer, .bigint:
+            return tagged("numberLong", "CAST(\(c) AS VARCHAR(20))")
+        case .double:
+            // Compared as doubles: 2^63 is the first double past Int64.
+            let bounds = "\(c) >= CAST(-9223372036854775808 AS DOUBLE PRECISION) AND \(c) < CAST(9223372036854775808 AS DOUBLE PRECISION)"
+            return "CASE WHEN \(c) = FLOOR(\(c)) AND \(bounds) THEN \(long) ELSE \(tagged("numberDouble", "CAST(\(c) AS VARCHAR(32))")) END"
+        case .decimal(let scale):
+            let digits = scale > 0 ? "RTRIM(CAST(\(c) AS VARCHAR(48)), '0')" : "CAST(\(c) AS VARCHAR(48))"
+            return "CASE WHEN \(c) = TRUNC(\(c)) AND \(inInt64) THEN \(long) ELSE \(tagged("numberDecimal", digits)) END"
+        case .char24:
+            return tagged("oid", c)
+        case .timestamp:
+            let ms = dialect == .redshift ? "DATEDIFF(millisecond, TIMESTAMP '1970-01-01 00:00:00', \(c))"
+                                          : "CAST(FLOOR(EXTRACT(EPOCH FROM \(c)) * 1000) AS BIGINT)"
+            return "'{\"$date\":' || \(tagged("numberLong", "CAST(\(ms) AS VARCHAR(20))", close: "'\"}}'"))"
+        case .boolean:
+            return "CASE WHEN \(c) THEN 'true' ELSE 'false' END"
+        case .varchar, .nested, .binary:
+            return c
         }
     }
 

@@ -26,7 +26,10 @@ public enum TableComparison {
         var result = Result()
         func note(_ text: String) { if result.reasons.count < reasonLimit { result.reasons.append(text) } }
         let probe = try await pg.query("SELECT * FROM \(table) LIMIT 0")
-        guard probe.columns.contains(where: { $0.name == "_id" }) else { return result }
+        guard let keyColumn = probe.columns.first(where: { $0.name == "_id" }) else { return result }
+        // A text key column holds key text (`KeyText`); a typed one its values' text.
+        let keyIsText = keyColumn.typeOID == PostgresType.varchar || keyColumn.typeOID == PostgresType.text
+        func keyText(_ id: BSON) -> String { keyIsText ? KeyText.text(id) : ValueText.scalarText(id) }
         let id = SQL.identifier("_id")
         // Pass 1: every document against its row.
         for bracket in TypeBracket.allCases {
@@ -36,7 +39,7 @@ public enum TableComparison {
                                                    sort: ["_id": 1], limit: pageSize)
                 if docs.isEmpty { break }
                 after = docs.last?["_id"]
-                let texts = docs.map { ValueText.scalarText($0["_id"] ?? .null) }
+                let texts = docs.map { keyText($0["_id"] ?? .null) }
                 let rows = try await pg.query("SELECT * FROM \(table) WHERE \(id) IN (\((1...texts.count).map { "$\($0)" }.joined(separator: ", ")))", texts)
                 let columns = Dictionary(uniqueKeysWithValues: rows.columns.enumerated().map { ($1.name, $0) })
                 let idColumn = columns["_id"]!
@@ -65,10 +68,10 @@ public enum TableComparison {
             let texts = page.rows.compactMap { $0[0] }
             if texts.isEmpty { break }
             lastID = texts.last
-            let candidates = texts.flatMap(Self.keyCandidates)
+            let candidates = keyIsText ? texts.compactMap(KeyText.parse) : texts.flatMap(Self.keyCandidates)
             let found = try await mongo.findAll(database: database, collection: collection, filter: ["_id": .document(["$in": .array(candidates)])],
                                                 projection: ["_id": 1])
-            let present = Set(found.map { ValueText.scalarText($0["_id"] ?? .null) })
+            let present = Set(found.map { keyText($0["_id"] ?? .null) })
             for text in texts where !present.contains(text) && !excluding.contains(text) { result.extra.append(text) }
             if texts.count < pageSize { break }
         }
@@ -85,6 +88,8 @@ public enum TableComparison {
         SchemaTracker.forEachField(of: doc, flatten: flatten) { path, view in
             let name = SchemaTracker.columnName(forPath: path)
             fieldsSeen.insert(name)
+            // The row was found by the key's text: its key matches.
+            if path == "_id" { return }
             guard let c = columns[name] else { differs = true; note("\(idText): no column for field \(path)"); return }
             let value = view.decoded
             if !matches(value, row[c], types[c]) {

@@ -67,6 +67,7 @@ public struct Verifier: Sendable {
                 let key: BSON = switch idType {
                 case .char24: ObjectId(hex: text).map(BSON.objectId) ?? .string(text)
                 case .integer, .bigint: Int64(text).map(BSON.int64) ?? .string(text)
+                case .varchar: KeyText.parse(text) ?? .string(text)
                 default: .string(text)
                 }
                 fixes.append(Change(operation: .delete, key: key))

@@ -1,5 +1,6 @@
 import BSON
 import Foundation
+import Logging
 import PostgresClient
 @testable import Replication
 import TestSupport
@@ -19,10 +20,12 @@ final class KeyTextConversionTests: XCTestCase {
                    .double(-0.0), .double(1e20), .double(-9007199254740993.0), .double(0x1p62)]),
         (.decimal(scale: 2), [.decimal128(Decimal128("8.25")!), .decimal128(Decimal128("-0.50")!), .decimal128(Decimal128("100.00")!),
                               .decimal128(Decimal128("0.1")!), .int32(3)]),
+        (.decimal(scale: 2), [.decimal128(Decimal128("100000000000000000000.00")!), .decimal128(Decimal128("-100000000000000000000.50")!)]),
         (.decimal(scale: 0), [.decimal128(Decimal128("12345678901234567890123")!), .decimal128(Decimal128("-42")!)]),
         (.timestamp, [.datetime(1_700_000_000_123), .datetime(-1), .datetime(0), .datetime(-62_135_596_800_000), .datetime(253_402_300_799_999)]),
         (.char24, [.objectId(ObjectId(hex: "6b146ecf4be695d5d7b12a2c")!)]),
         (.boolean, [.bool(true), .bool(false)]),
+        (.binary(64_000), [.binary(BSONBinary(subtype: 4, data: Array(0..<16))), .binary(BSONBinary(subtype: 0, data: [0xFF, 0x00, 0x7F]))]),
     ]
 
     func assertConversionsAgree(url: String, dialect: SQLDialect) async throws {
@@ -32,7 +35,11 @@ final class KeyTextConversionTests: XCTestCase {
             let sql = TargetSQL(dialect: dialect, table: TableName(schema: "public", name: table))
             try await c.execute("CREATE TABLE public.\(table) (n integer, v \(type.sql(dialect)))")
             for (n, value) in values.enumerated() {
-                try await c.query("INSERT INTO public.\(table) (n, v) VALUES (\(n), $1)", [try ValueText.text(value, as: type, column: "v")])
+                // Binaries go in as the applier sends them: `\x`-hex text (bytea), FROM_HEX (VARBYTE).
+                var text = PlainText()
+                try ValueText.write(value, as: type, column: "v", byteaPrefix: dialect == .postgres, to: &text)
+                let parameter = if case .binary = type, dialect == .redshift { "FROM_HEX($1)" } else { "$1" }
+                try await c.query("INSERT INTO public.\(table) (n, v) VALUES (\(n), \(parameter))", [String(decoding: text.bytes, as: UTF8.self)])
             }
             let rows = try await c.query("SELECT n, \(sql.keyConverted(SQL.identifier("v"), from: type)) FROM public.\(table) ORDER BY n").rows
             try await c.execute("DROP TABLE public.\(table)")
@@ -49,5 +56,34 @@ final class KeyTextConversionTests: XCTestCase {
 
     func testRedshiftConversionsMatchTheKeyText() async throws {
         try await assertConversionsAgree(url: try TestServers.requireRedshift().url, dialect: .redshift)
+    }
+
+    /// A key widening runs again when its batch is retried (the load failed after the schema change, or a crash
+    /// came before the commit): the rows already converted must not be converted twice.
+    func assertKeyWideningRunsTwiceSafely(url: String, dialect: SQLDialect) async throws {
+        let c = try await PostgresConnection.connect(url)
+        let schemaName = TestServers.uniqueName("keytwice")
+        try await c.execute("CREATE SCHEMA \(schemaName)")
+        defer { Task { _ = try? await c.execute("DROP SCHEMA \(schemaName) CASCADE") } }
+        let sql = TargetSQL(dialect: dialect, table: TableName(schema: schemaName, name: "apps"))
+        let before = TableSchema(columns: [.init(name: "_id", path: "_id", type: .integer), .init(name: "n", path: "n", type: .integer)])
+        try await c.execute(sql.createTable(before))
+        try await c.execute("INSERT INTO \(schemaName).apps (_id, n) VALUES (5, 1), (6, 2)")
+        var after = before
+        after.columns[0].type = .varchar(256)
+        let changer = SchemaChanger(sql: sql, logger: Logger(label: "test"))
+        for _ in 0..<2 {
+            try await changer.apply([.widenColumn(after.columns[0], from: .integer)], schema: after, previous: before, on: c)
+        }
+        let keys = try await c.query("SELECT _id FROM \(schemaName).apps ORDER BY n").rows.map { $0[0] }
+        XCTAssertEqual(keys, [#"{"$numberLong":"5"}"#, #"{"$numberLong":"6"}"#])
+    }
+
+    func testPostgreSQLKeyWideningRunsTwiceSafely() async throws {
+        try await assertKeyWideningRunsTwiceSafely(url: try TestServers.requirePostgres(), dialect: .postgres)
+    }
+
+    func testRedshiftKeyWideningRunsTwiceSafely() async throws {
+        try await assertKeyWideningRunsTwiceSafely(url: try TestServers.requireRedshift().url, dialect: .redshift)
     }
 }

@@ -14,8 +14,10 @@ final class KeyTextTests: XCTestCase {
         .datetime(1_700_000_000_000), "2023-11-14 22:13:20.000", .document(["a": .int32(1)]), #"{"a":1}"#,
         .document(["a": "1"]), .document(["a": .objectId(oid)]), .document(["a": .string(oid.description)]),
         #"{"$numberLong":"6"}"#, .int64(6), #""quoted""#, "quoted", "{", "\"", "{\"a\":\"x\"}",
-        .binary(BSONBinary(subtype: 4, data: Array(0..<16))), .binary(BSONBinary(subtype: 0, data: Array(0..<16))),
+        .binary(BSONBinary(subtype: 4, data: Array(0..<16))), .binary(BSONBinary(subtype: 0, data: Array(1..<17))),
         .timestamp(BSONTimestamp(seconds: 1, increment: 2)), .int64(4_294_967_298), .minKey, .maxKey,
+        .timestamp(BSONTimestamp(seconds: .max, increment: .max)), .timestamp(BSONTimestamp(seconds: 0, increment: 1)),
+        "a", "a ", "a  ", #""a ""#, .document(["x": .null]), .document(["x": .undefined]),
         .double(0.1), .decimal128(Decimal128("0.1")!), .double(.nan), .double(.infinity), .double(-.infinity),
         .decimal128(Decimal128("NaN")!), .decimal128(Decimal128("12345678901234567890123")!), .int64(.min), .int64(.max),
         .double(0x1p63), .double(-0x1p64), .regex(pattern: "a.c", options: "i"), "café", "cafe\u{301}",
@@ -41,6 +43,8 @@ final class KeyTextTests: XCTestCase {
         XCTAssertEqual(KeyText.text(.objectId(Self.oid)), #"{"$oid":"6b146ecf4be695d5d7b12a2c"}"#)
         XCTAssertEqual(KeyText.text(.datetime(-1)), #"{"$date":{"$numberLong":"-1"}}"#)
         XCTAssertEqual(KeyText.text(.document(["a": .int32(1), "b": "x"])), #"{"a":{"$numberLong":"1"},"b":"x"}"#)
+        XCTAssertEqual(KeyText.text("trailing "), #""trailing ""#, "Redshift ignores trailing spaces when it compares")
+        XCTAssertEqual(KeyText.text(.binary(BSONBinary(subtype: 4, data: [0xAB, 0x01]))), #"{"$binary":"ab01"}"#)
     }
 
     /// MongoDB keeps one `_id` per numeric value: its types share one text, so a key column converted from
@@ -53,6 +57,14 @@ final class KeyTextTests: XCTestCase {
         XCTAssertEqual(KeyText.text(.double(1.5)), #"{"$numberDouble":"1.5"}"#)
         XCTAssertEqual(KeyText.text(.decimal128(Decimal128("-9223372036854775808")!)), #"{"$numberLong":"-9223372036854775808"}"#)
         XCTAssertEqual(KeyText.text(.decimal128(Decimal128("9223372036854775808")!)), #"{"$numberDecimal":"9223372036854775808"}"#)
+    }
+
+    /// A binary key column stores no subtype, and its rows convert to key text without one: binaries differing
+    /// only in subtype share a text (and `candidates` looks up the usual subtypes).
+    func testBinariesShareATextAcrossSubtypes() {
+        let data: [UInt8] = Array(0..<16)
+        XCTAssertEqual(KeyText.text(.binary(BSONBinary(subtype: 4, data: data))), KeyText.text(.binary(BSONBinary(subtype: 3, data: data))))
+        XCTAssertEqual(KeyText.candidates(KeyText.text(.binary(BSONBinary(subtype: 4, data: data)))).count, 3)
     }
 
     func testTextsReadBack() {
@@ -72,7 +84,8 @@ final class KeyTextTests: XCTestCase {
         XCTAssertEqual(BSON.double(1.5).withView { ColumnType.ofKey($0) }, .varchar(64))
         XCTAssertEqual(ColumnType.bigint.widenedKey(with: .varchar(16)), .varchar(256))
         XCTAssertEqual(ColumnType.varchar(16).widenedKey(with: .varchar(64)), .varchar(64))
-        XCTAssertEqual(ColumnType.binary(64_000).widenedKey(with: .varchar(16)), .binary(64_000), "a binary key column never widens")
+        XCTAssertEqual(ColumnType.binary(64_000).widenedKey(with: .char24), .varchar(65_535), "binary keys widen to text like any other")
+        XCTAssertEqual(BSON.timestamp(BSONTimestamp(seconds: 1, increment: 1)).withView { ColumnType.ofKey($0) }, .varchar(64))
     }
 
     /// A date column holds TIMESTAMP's whole range, up to 294276 AD (the bound was divided by 1,000 by mistake:

@@ -47,9 +47,11 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
     /// The type an `_id` value asks for: like any value, except that a key column holds every `_id` as a value
     /// of its own (`KeyText`): a document, null, MinKey or MaxKey `_id` is text (a key column must compare with
     /// `=` and sort, which SUPER/jsonb do not, and never holds NULL), and a text column is as wide as the key text.
-    /// A double `_id` is text too: a DOUBLE key column merges int64 keys beyond 2^53 once integers join it, and
-    /// Redshift prints doubles with 15 digits, so its rows could not be converted to key text exactly.
+    /// A double `_id` is text too (a DOUBLE key column merges int64 keys beyond 2^53 once integers join it, and
+    /// Redshift prints doubles with 15 digits, so its rows could not be converted to key text exactly), and so is
+    /// a BSON Timestamp (a bigint column would hold it as a number, and convert it as one).
     public static func ofKey(_ value: BSONValueView) -> ColumnType {
+        if value.type == 0x11 { return .varchar(64) }
         switch of(value) {
         case .nested?, .varchar?, .double?, nil:
             var plain = PlainText()
@@ -60,14 +62,9 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Widening for the `_id` column (`KeyText`): never to SUPER/jsonb; a binary column never widens (its rows'
-    /// subtypes are not stored: no conversion of them to key text would be exact; other `_id`s are dead-lettered);
-    /// text made from another type is at least 256 bytes wide, room for any tagged scalar.
+    /// Widening for the `_id` column (`KeyText`): never to SUPER/jsonb; text made from another type is at least
+    /// 256 bytes wide, room for any tagged scalar.
     public func widenedKey(with other: ColumnType) -> ColumnType {
-        if case .binary = self {
-            if case .binary = other { return widened(with: other) }
-            return self
-        }
         let wide = widened(with: other)
         guard case .varchar(let n) = wide else { return wide == .nested ? .varchar(Self.maxVarchar) : wide }
         if case .varchar = self, case .varchar = other { return wide }

@@ -5,9 +5,12 @@ import Foundation
 /// different `_id`s never get the same text — `5` and `"5"`, an ObjectId and its hex, `true` and `"true"`.
 ///
 /// - A string is itself, unless it could be taken for the text of another type (it starts with `{` or `"`, or is
-///   `true`, `false` or `null`): then it is written as a JSON string literal.
-/// - Any other `_id` is tagged as in Extended JSON: `{"$oid":"…"}`, `{"$date":{"$numberLong":"ms"}}`,
-///   `{"$binary":{"base64":"…","subType":"04"}}`, `true`, `null`, a document with every value tagged so.
+///   `true`, `false` or `null`) or ends with a space (Redshift ignores trailing spaces when it compares VARCHARs:
+///   `"a"` and `"a "` would be one key): then it is written as a JSON string literal.
+/// - Any other `_id` is tagged as in Extended JSON: `{"$oid":"…"}`, `{"$date":{"$numberLong":"ms"}}`, `true`,
+///   `null`, a document with every value tagged so — except a binary, `{"$binary":"hex"}` without its subtype: a
+///   binary key column does not store subtypes, and its rows must convert to the same text (binaries differing
+///   only in subtype share a row, as they do in a binary key column).
 /// - A number with an integral value that fits 64 bits is `{"$numberLong":"n"}` whatever its BSON type: MongoDB
 ///   holds one `_id` per numeric value (5, 5.0 and NumberDecimal("5.00") are one), and the rows of a numeric key
 ///   column converted to text (`TargetSQL.keyConverted`) cannot tell which type each came from. Other doubles are
@@ -16,9 +19,8 @@ import Foundation
 /// Strings (by far the usual text `_id`) read as themselves; the three forms do not overlap, so the text is
 /// injective and `parse` reads it back.
 public enum KeyText {
-    /// Writes the text of `value` for a key column of `type`. A text column gets the key text; a binary column
-    /// takes only binary `_id`s (it never widens: the subtypes of its rows are not stored, so no conversion of them
-    /// to key text would be exact); any other column its value as `ValueText` writes it.
+    /// Writes the text of `value` for a key column of `type`: a text column gets the key text, any other column
+    /// the value as `ValueText` writes it.
     public static func write<Sink: TextSink>(_ value: BSONValueView, as type: ColumnType, column: String, byteaPrefix: Bool = false,
                                              to sink: inout Sink) throws(ValueText.TooLarge) {
         switch type {
@@ -35,20 +37,16 @@ public enum KeyText {
             writeTop(value, to: &plain)
             if plain.bytes.count > limit { throw ValueText.TooLarge(column: column, bytes: plain.bytes.count, limit: limit) }
             plain.bytes.withUnsafeBufferPointer { sink.append($0) }
-        case .binary where value.type != 0x05:
-            throw ValueText.TooLarge(column: column, bytes: 0, limit: 0,
-                                     reason: "the key column holds binary _ids; an _id of another type needs the stream re-snapshotted (`mongoshift reset`)")
         default:
             try ValueText.write(value, as: type, column: column, byteaPrefix: byteaPrefix, to: &sink)
         }
     }
 
-    /// Whether a key column of `type` can hold `value` without widening: a text column any `_id`, a binary column
-    /// binary ones, a typed column the values of its type (and those it took in when it widened).
+    /// Whether a key column of `type` can hold `value` without widening: a text column any `_id`, a typed column
+    /// the values of its type (and those it took in when it widened).
     public static func canHold(_ type: ColumnType, _ value: BSONValueView) -> Bool {
         switch type {
         case .varchar: return true
-        case .binary: return value.type == 0x05
         default:
             let wanted = ColumnType.ofKey(value)
             return type.widened(with: wanted) == type
@@ -117,10 +115,9 @@ public enum KeyText {
             return .datetime(ms)
         case ("$minKey", _): return .minKey
         case ("$maxKey", _): return .maxKey
-        case ("$binary", .document(let d)):
-            guard case .string(let b64)? = d["base64"], case .string(let sub)? = d["subType"], let subtype = UInt8(sub, radix: 16),
-                  let data = Data(base64Encoded: b64) else { return nil }
-            return .binary(BSONBinary(subtype: subtype, data: [UInt8](data)))
+        case ("$binary", .string(let hex)):
+            return hexBytes(hex).map { .binary(BSONBinary(subtype: 0, data: $0)) }
+        case ("$undefined", _): return .undefined
         case ("$timestamp", .document(let d)):
             guard let t = d["t"]?.intValue, let i = d["i"]?.intValue, let seconds = UInt32(exactly: t), let increment = UInt32(exactly: i) else { return nil }
             return .timestamp(BSONTimestamp(seconds: seconds, increment: increment))
@@ -148,10 +145,18 @@ public enum KeyText {
         return out
     }
 
+    /// The `_id`s to look up for a key text: the one it reads back as, and for a binary its other usual subtypes
+    /// (the text does not keep the subtype).
+    public static func candidates(_ text: String) -> [BSON] {
+        guard let id = parse(text) else { return [] }
+        guard case .binary(let b) = id else { return [id] }
+        return [0, 3, 4].map { .binary(BSONBinary(subtype: $0, data: b.data)) }
+    }
+
     /// Whether a string's own bytes could be taken for the text of another type.
-    static func isTagged(_ utf8: some Collection<UInt8>) -> Bool {
+    static func isTagged(_ utf8: some BidirectionalCollection<UInt8>) -> Bool {
         guard let first = utf8.first else { return false }
-        if first == UInt8(ascii: "{") || first == UInt8(ascii: "\"") { return true }
+        if first == UInt8(ascii: "{") || first == UInt8(ascii: "\"") || utf8.last == UInt8(ascii: " ") { return true }
         return utf8.elementsEqual("true".utf8) || utf8.elementsEqual("false".utf8) || utf8.elementsEqual("null".utf8)
     }
 
@@ -196,7 +201,8 @@ public enum KeyText {
             writeLong(value.datetime, to: &sink)
             sink.append(UInt8(ascii: "}"))
         case 0x08: sink.append(value.bool ? "true" as StaticString : "false")
-        case 0x0A, 0x06: sink.append("null" as StaticString)
+        case 0x0A: sink.append("null" as StaticString)
+        case 0x06: sink.append("{\"$undefined\":true}" as StaticString)
         case 0xFF: sink.append("{\"$minKey\":1}" as StaticString)
         case 0x7F: sink.append("{\"$maxKey\":1}" as StaticString)
         case 0x03, 0x04:
@@ -214,14 +220,11 @@ public enum KeyText {
             }
             sink.append(UInt8(ascii: isDocument ? "}" : "]"))
         case 0x05:
-            let data = value.binaryData
-            sink.append("{\"$binary\":{\"base64\":" as StaticString)
-            sink.appendJSONString(ExtendedJSON.base64(Array(data)))
-            sink.append(",\"subType\":\"" as StaticString)
-            sink.appendHex(CollectionOfOne(value.bytes[4]))
-            sink.append("\"}}" as StaticString)
+            sink.append("{\"$binary\":\"" as StaticString)
+            sink.appendHex(value.binaryData)
+            sink.append("\"}" as StaticString)
         case 0x11:
-            let packed = value.int64.magnitude
+            let packed = UInt64(bitPattern: value.int64)
             sink.append("{\"$timestamp\":{\"t\":" as StaticString)
             sink.appendDecimal(Int64(packed >> 32))
             sink.append(",\"i\":" as StaticString)

@@ -19,7 +19,11 @@ struct SchemaChanger {
         guard !changes.isEmpty else { return }
         let keyWidened = changes.contains { if case .widenColumn(let column, _) = $0 { column.name == "_id" } else { false } }
         if sql.dialect == .redshift && keyWidened {
-            try await rebuild(schema, from: previous, on: c)
+            var current = previous
+            if let key = current.columns.firstIndex(where: { $0.path == "_id" }) {
+                current.columns[key].type = try await keyTypeFound(current.columns[key].type, on: c)
+            }
+            try await rebuild(schema, from: current, on: c)
             return
         }
         var present: Set<String>?
@@ -30,7 +34,8 @@ struct SchemaChanger {
                 if !present!.contains(column.name) { try await c.execute(sql.addColumn(column)) }
             case .widenColumn(let column, let old):
                 if sql.dialect == .postgres {
-                    try await c.execute(sql.alterColumnType(column, from: old))
+                    let found = column.path == "_id" ? try await keyTypeFound(old, on: c) : old
+                    try await c.execute(sql.alterColumnType(column, from: found))
                 } else if old.canAlterInPlace(to: column.type, dialect: sql.dialect) {
                     if try await catalogWidth(column.name, on: c) ?? 0 < column.type.textWidth {
                         try await c.execute(sql.alterColumnType(column, from: old))
@@ -92,6 +97,16 @@ struct SchemaChanger {
 
     private func catalogColumnNames(on c: PostgresConnection) async throws -> Set<String> {
         Set(try await c.query(sql.catalogColumns(), sql.catalogParameters).rows.compactMap { $0[0] })
+    }
+
+    /// The key column's type as the target has it: text already when this change ran before (a batch retried
+    /// after its load failed, a crash before its commit) — converting the key text again would wrap it twice.
+    private func keyTypeFound(_ expected: ColumnType, on c: PostgresConnection) async throws -> ColumnType {
+        if case .varchar = expected { return expected }
+        let rows = try await c.query(sql.catalogColumns(), sql.catalogParameters).rows
+        guard let row = rows.first(where: { $0[0] == "_id" }), let type = row[1] else { return expected }
+        guard type == "character varying" || type == "text" else { return expected }
+        return .varchar(row[2].flatMap { Int($0) } ?? ColumnType.maxVarchar)
     }
 
     private func catalogWidth(_ column: String, on c: PostgresConnection) async throws -> Int? {

@@ -115,7 +115,7 @@ public struct TargetSQL: Sendable {
     /// rows of a key column that becomes text read as the documents' `_id`s are written from then on, so later
     /// changes find them. Integral numbers (whatever the column type) become `{"$numberLong":"n"}`; other doubles
     /// and decimals their shortest text and their digits without the scale's trailing zeros; dates milliseconds
-    /// since 1970. A text column stays as it is; a binary column never becomes text (`ColumnType.widenedKey`).
+    /// since 1970; binaries their hex. A text column stays as it is.
     func keyConverted(_ c: String, from old: ColumnType) -> String {
         func tagged(_ tag: String, _ text: String, close: String = "'\"}'") -> String { "'{\"$\(tag)\":\"' || \(text) || \(close)" }
         let long = tagged("numberLong", "CAST(CAST(\(c) AS BIGINT) AS VARCHAR(20))")
@@ -128,7 +128,7 @@ public struct TargetSQL: Sendable {
             let bounds = "\(c) >= CAST(-9223372036854775808 AS DOUBLE PRECISION) AND \(c) < CAST(9223372036854775808 AS DOUBLE PRECISION)"
             return "CASE WHEN \(c) = FLOOR(\(c)) AND \(bounds) THEN \(long) ELSE \(tagged("numberDouble", "CAST(\(c) AS VARCHAR(32))")) END"
         case .decimal(let scale):
-            let digits = scale > 0 ? "RTRIM(CAST(\(c) AS VARCHAR(48)), '0')" : "CAST(\(c) AS VARCHAR(48))"
+            let digits = scale > 0 ? "RTRIM(RTRIM(CAST(\(c) AS VARCHAR(48)), '0'), '.')" : "CAST(\(c) AS VARCHAR(48))"
             return "CASE WHEN \(c) = TRUNC(\(c)) AND \(inInt64) THEN \(long) ELSE \(tagged("numberDecimal", digits)) END"
         case .char24:
             return tagged("oid", c)
@@ -138,7 +138,10 @@ public struct TargetSQL: Sendable {
             return "'{\"$date\":' || \(tagged("numberLong", "CAST(\(ms) AS VARCHAR(20))", close: "'\"}}'"))"
         case .boolean:
             return "CASE WHEN \(c) THEN 'true' ELSE 'false' END"
-        case .varchar, .nested, .binary:
+        case .binary:
+            let hex = dialect == .redshift ? "TO_HEX(\(c))" : "encode(\(c), 'hex')"
+            return tagged("binary", hex)
+        case .varchar, .nested:
             return c
         }
     }

@@ -68,7 +68,7 @@ public enum TableComparison {
             let texts = page.rows.compactMap { $0[0] }
             if texts.isEmpty { break }
             lastID = texts.last
-            let candidates = keyIsText ? texts.compactMap(KeyText.parse) : texts.flatMap(Self.keyCandidates)
+            let candidates = keyIsText ? texts.flatMap(KeyText.candidates) : texts.flatMap(Self.keyCandidates)
             let found = try await mongo.findAll(database: database, collection: collection, filter: ["_id": .document(["$in": .array(candidates)])],
                                                 projection: ["_id": 1])
             let present = Set(found.map { keyText($0["_id"] ?? .null) })
@@ -106,7 +106,7 @@ public enum TableComparison {
 
     /// The `_id` values whose text (as the table holds it) is `text`: an ObjectId, a number, a document, a string,
     /// a date, a timestamp, a binary.
-    static func keyCandidates(_ text: String) -> [BSON] {
+    public static func keyCandidates(_ text: String) -> [BSON] {
         var out: [BSON] = [.string(text)]
         if let oid = ObjectId(hex: text) { out.append(.objectId(oid)) }
         if let n = Int64(text) { out.append(.int64(n)); if let small = Int32(exactly: n) { out.append(.int32(small)) } }
@@ -114,9 +114,20 @@ public enum TableComparison {
         if let decimal = Decimal128(text) { out.append(.decimal128(decimal)) }
         if text.hasPrefix("{") || text.hasPrefix("["), let parsed = try? JSONToBSON.parse(text) { out.append(parsed) }
         if text == "true" || text == "false" { out.append(.bool(text == "true")) }
+        // PostgreSQL prints a boolean as t/f.
+        if text == "t" || text == "f" { out.append(.bool(text == "t")) }
         if let ms = TextValueDecoder.parseTimestampText(text) { out.append(.datetime(ms)) }
         if let packed = UInt64(text) {
             out.append(.timestamp(BSONTimestamp(seconds: UInt32(packed >> 32), increment: UInt32(truncatingIfNeeded: packed))))
+        }
+        // A binary key column prints hex: `\x…` (bytea) or bare (Redshift's VARBYTE).
+        let hex = text.hasPrefix("\\x") ? String(text.dropFirst(2)) : text
+        if hex.count % 2 == 0, !hex.isEmpty, hex.allSatisfy(\.isHexDigit) {
+            let bytes = stride(from: 0, to: hex.count, by: 2).compactMap { i -> UInt8? in
+                let start = hex.index(hex.startIndex, offsetBy: i)
+                return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)
+            }
+            for subtype: UInt8 in [0, 3, 4] { out.append(.binary(BSONBinary(subtype: subtype, data: bytes))) }
         }
         if text.count % 4 == 0, let data = Data(base64Encoded: text), !data.isEmpty {
             // The table holds a binary `_id` as base64, whatever its subtype: the common ones.

@@ -64,12 +64,9 @@ public struct Verifier: Sendable {
             // Extra rows are named by their _id text; the column type turns the text back into the key.
             let idType = await applier.schema.columns.first?.type ?? .varchar(64)
             for text in result.extra {
-                let key: BSON = switch idType {
-                case .char24: ObjectId(hex: text).map(BSON.objectId) ?? .string(text)
-                case .integer, .bigint: Int64(text).map(BSON.int64) ?? .string(text)
-                case .varchar: KeyText.parse(text) ?? .string(text)
-                default: .string(text)
-                }
+                // A text key column reads back its key text; a typed one takes the candidate its type holds.
+                let candidates = if case .varchar = idType { KeyText.candidates(text) } else { TableComparison.keyCandidates(text) }
+                let key = candidates.first { id in id.withView { KeyText.canHold(idType, $0) } } ?? .string(text)
                 fixes.append(Change(operation: .delete, key: key))
             }
         }

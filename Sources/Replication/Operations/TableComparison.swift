@@ -28,8 +28,16 @@ public enum TableComparison {
         let probe = try await pg.query("SELECT * FROM \(table) LIMIT 0")
         guard let keyColumn = probe.columns.first(where: { $0.name == "_id" }) else { return result }
         // A text key column holds key text (`KeyText`); a typed one its values' text.
-        let keyIsText = keyColumn.typeOID == PostgresType.varchar || keyColumn.typeOID == PostgresType.text
-        func keyText(_ id: BSON) -> String { keyIsText ? KeyText.text(id) : ValueText.scalarText(id) }
+        let keyOID = keyColumn.typeOID
+        let keyIsText = keyOID == PostgresType.varchar || keyOID == PostgresType.text
+        func keyText(_ id: BSON) -> String {
+            if keyIsText { return KeyText.text(id) }
+            if keyOID == PostgresType.bytea, case .binary(let b) = id { return "\\x" + b.data.map { String(format2: $0) }.joined() }
+            return ValueText.scalarText(id)
+        }
+        // A typed key's text as the server prints it and as it was bound differ (`…:20` and `…:20.000`): both
+        // sides are matched in one form.
+        func sameKey(_ text: String) -> String { keyIsText ? text : normalizedKey(text, keyOID) }
         let id = SQL.identifier("_id")
         // Pass 1: every document against its row.
         for bracket in TypeBracket.allCases {
@@ -44,17 +52,17 @@ public enum TableComparison {
                 let columns = Dictionary(uniqueKeysWithValues: rows.columns.enumerated().map { ($1.name, $0) })
                 let idColumn = columns["_id"]!
                 var byId: [String: [String?]] = [:]
-                for row in rows.rows { byId[row[idColumn] ?? ""] = row }
+                for row in rows.rows { byId[sameKey(row[idColumn] ?? "")] = row }
                 for (doc, idText) in zip(docs, texts) where !excluding.contains(idText) {
                     result.checked += 1
                     let key = doc["_id"] ?? .null
                     if let match, !match.matches(doc) {
                         // Outside `match:`: the table must not hold it.
                         result.checked -= 1
-                        if byId[idText] != nil { result.extra.append(idText); note("outside match: but in the table: \(idText)") }
+                        if byId[sameKey(idText)] != nil { result.extra.append(idText); note("outside match: but in the table: \(idText)") }
                         continue
                     }
-                    guard let row = byId[idText] else { result.missing.append(key); note("missing in table: \(idText)"); continue }
+                    guard let row = byId[sameKey(idText)] else { result.missing.append(key); note("missing in table: \(idText)"); continue }
                     if !same(mapping.apply(doc), row, flatten: flatten, columns: columns, types: rows.columns.map(\.typeOID), idText: idText, note: note) { result.changed.append(key) }
                 }
                 if docs.count < pageSize { break }
@@ -71,8 +79,8 @@ public enum TableComparison {
             let candidates = keyIsText ? texts.flatMap(KeyText.candidates) : texts.flatMap(Self.keyCandidates)
             let found = try await mongo.findAll(database: database, collection: collection, filter: ["_id": .document(["$in": .array(candidates)])],
                                                 projection: ["_id": 1])
-            let present = Set(found.map { keyText($0["_id"] ?? .null) })
-            for text in texts where !present.contains(text) && !excluding.contains(text) { result.extra.append(text) }
+            let present = Set(found.map { sameKey(keyText($0["_id"] ?? .null)) })
+            for text in texts where !present.contains(sameKey(text)) && !excluding.contains(text) { result.extra.append(text) }
             if texts.count < pageSize { break }
         }
         if !result.extra.isEmpty { note("extra rows in table: \(result.extra.count), e.g. \(result.extra.prefix(3))") }
@@ -165,6 +173,19 @@ public enum TableComparison {
             return text == "\\x" + hex || text == hex
         default:
             return text == ValueText.scalarText(value)
+        }
+    }
+
+    /// One form for a typed key's text, whether printed by the server or bound by us: dates as milliseconds,
+    /// numbers by value, booleans as true/false, binaries as bare lower-case hex.
+    static func normalizedKey(_ text: String, _ type: UInt32) -> String {
+        switch type {
+        case PostgresType.timestamp: return TextValueDecoder.parseTimestampText(text).map { String($0) } ?? text
+        case PostgresType.numeric: return normalizedDecimal(text)
+        case PostgresType.float8, PostgresType.float4: return Double(text).map { "\($0)" } ?? text
+        case PostgresType.bool: return text == "t" || text == "true" ? "true" : text == "f" || text == "false" ? "false" : text
+        case PostgresType.bytea, PostgresType.redshiftVarbyte: return (text.hasPrefix("\\x") ? String(text.dropFirst(2)) : text).lowercased()
+        default: return text
         }
     }
 

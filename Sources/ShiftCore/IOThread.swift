@@ -36,6 +36,17 @@ public final class IOThread: @unchecked Sendable {
         return try box.result.get()
     }
 
+    /// Runs `body` on a thread of its own, started for it and ended after: for blocking work done once (opening a
+    /// store: files, SQLite, a libpq connection made with `runBlocking`) that must not hold a cooperative thread.
+    public static func detached<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            let thread = Thread { continuation.resume(with: Result { try body() }) }
+            thread.name = name
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
     /// Queues `job`; false when the thread was shut down.
     @discardableResult
     public func submit(_ job: @escaping @Sendable () -> Void) -> Bool {

@@ -229,12 +229,12 @@ final class ScaleOutTests: IntegrationTestCase {
         let stream = StreamConfig(name: "apps", direction: .mongoToRedshift, table: TableName(schema: schema, name: "apps"),
                                   collection: "apps", defaults: config.defaults)
         config.streams = [stream]
-        func context(_ worker: String) throws -> StreamContext {
+        func context(_ worker: String) async throws -> StreamContext {
             var c = config
             c.stateDirectory = directory + "/" + worker
-            return try StreamContext(config: c, stream: stream, state: try StateStore.open(c), logger: Logger(label: worker), progress: nil)
+            return try StreamContext(config: c, stream: stream, state: try await StateStore.open(c), logger: Logger(label: worker), progress: nil)
         }
-        var a = try context("a"), b = try context("b")
+        var a = try await context("a"), b = try await context("b")
         _ = try await a.state.ensureStream("apps", direction: "mongo_to_redshift")
         a.lease = try await a.state.acquireLease("apps", duration: .seconds(1))
         XCTAssertNotNil(a.lease)

@@ -25,7 +25,7 @@ extension Mongoshift {
                 check.minimumOplogWindow = ConfigLoader.parseDuration(minOplogWindow) ?? .seconds(86_400)
                 var problems = await check.run()
                 // What the running replicator refused to do and is waiting on a human for (read-only: never blocks it).
-                if let state = try? StateStore.open(config, readOnly: true) {
+                if let state = try? await StateStore.open(config, readOnly: true) {
                     for stream in streams {
                         if let refused = try? await state.note(.reconcileRefused, stream: stream.name) {
                             problems.append(ConfigCheck.Problem(subject: stream.name, message: "hard-delete reconcile refused: \(refused)"))

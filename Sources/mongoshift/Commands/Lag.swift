@@ -33,7 +33,7 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
-                let state = try? StateStore.open(config, readOnly: true)
+                let state = try? await StateStore.open(config, readOnly: true)
                 let report = await LagReport.measure(config: config, streams: streams, state: state, logger: logger)
                 if json || (!table && isatty(STDOUT_FILENO) == 0) {
                     print(Self.json(report))

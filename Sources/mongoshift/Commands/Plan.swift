@@ -17,7 +17,7 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
-                let state = try? StateStore.open(config, readOnly: true)
+                let state = try? await StateStore.open(config, readOnly: true)
                 for plan in try await Planner.plan(config: config, streams: streams, state: state, logger: logger) {
                     print("stream \(plan.stream) (\(plan.direction), phase \(plan.phase))")
                     for line in plan.lines { print("  " + line) }

@@ -34,7 +34,7 @@ extension Mongoshift {
             do {
                 let (config, streams, logger) = try options.prepare()
                 let stream = streams[0], target = ResetTarget(parsing: to)!
-                let state = try StateStore.open(config)
+                let state = try await StateStore.open(config)
                 if let holder = try await Self.liveHolder(state, stream.name) {
                     throw StreamReset.Refusal(description: "stream \(stream.name) is running on \(holder): stop it (or wait for its lease to expire) before a reset")
                 }

@@ -22,7 +22,7 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
-                let state = try StateStore.open(config)
+                let state = try await StateStore.open(config)
                 let mongo = try config.mongo.map { try MongoClient(url: $0.url) }
                 let policy = RetryPolicy(maxAttempts: maxAttempts)
                 // The staging bucket is checked before any stream depends on it: one line and exit 3 if it fails.

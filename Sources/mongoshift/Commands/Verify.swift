@@ -22,7 +22,7 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
-                let state = try StateStore.open(config)
+                let state = try await StateStore.open(config)
                 var remaining = 0
                 for stream in streams {
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: nil)

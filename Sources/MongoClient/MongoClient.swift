@@ -81,6 +81,18 @@ public final class MongoClient: @unchecked Sendable {
     /// The URL with its password removed; safe to log.
     public let redactedURL: String
 
+    /// `init(url:)` on a thread of its own: creating a client resolves a `mongodb+srv://` URL's DNS records
+    /// synchronously, which must not hold a thread of the cooperative pool.
+    public static func connect(url: String, appName: String = "mongoshift") async throws -> MongoClient {
+        try await IOThread.detached(name: "mongo-connect") { try MongoClient(url: url, appName: appName) }
+    }
+
+    /// `connect` when there is a URL.
+    public static func connect(optional url: String?) async throws -> MongoClient? {
+        guard let url else { return nil }
+        return try await connect(url: url)
+    }
+
     /// Parses the URL and creates the client (libmongoc connects lazily, on the first operation).
     /// `serverSelectionTimeoutMS` defaults to 5 s here so an unreachable server is reported promptly.
     public init(url: String, appName: String = "mongoshift") throws {

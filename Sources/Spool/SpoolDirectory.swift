@@ -41,9 +41,19 @@ public struct SpoolDirectory: Sendable {
         return names.compactMap { name in name.hasSuffix(".seg") ? Int64(name.dropLast(4)) : nil }.sorted()
     }
 
-    /// Removes leftovers of interrupted writes and segments the state store does not know.
+    /// Removes leftovers of interrupted writes and segments the state store does not know (on the seal thread).
     @discardableResult
-    public func removeUnknown(known: Set<Int64>) -> Int {
+    public func removeUnknown(known: Set<Int64>) async -> Int {
+        let path = path
+        return (try? await Self.sealing.run { Self.removeUnknown(in: path, known: known) }) ?? 0
+    }
+
+    /// Removes every segment (a stream starting over), on the seal thread.
+    public func removeAll() async {
+        _ = try? await Self.sealing.run { [self] in for seq in sequencesOnDisk() { try? FileManager.default.removeItem(atPath: segmentPath(seq)) } }
+    }
+
+    private static func removeUnknown(in path: String, known: Set<Int64>) -> Int {
         var removed = 0
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
         for name in names {
@@ -56,8 +66,10 @@ public struct SpoolDirectory: Sendable {
         return removed
     }
 
-    public func remove(_ seq: Int64) {
-        try? FileManager.default.removeItem(atPath: segmentPath(seq))
+    /// Removes an applied (or unrecorded) segment, on the seal thread: an unlink can wait on the file system.
+    public func remove(_ seq: Int64) async {
+        let file = segmentPath(seq)
+        _ = try? await Self.sealing.run { try? FileManager.default.removeItem(atPath: file) }
     }
 
     public func bytesOnDisk() -> Int {

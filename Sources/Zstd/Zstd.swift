@@ -146,7 +146,8 @@ public final class ZstdFileWriter {
 }
 
 /// Decompresses a file (one or more frames) chunk by chunk; memory stays at one buffer each way.
-public final class ZstdFileReader {
+/// `@unchecked Sendable`: it may be handed to an I/O thread, and is used by one thread at a time.
+public final class ZstdFileReader: @unchecked Sendable {
     private let context: OpaquePointer
     private let handle: FileHandle
     private var input: [UInt8] = []

@@ -164,4 +164,26 @@ extension OperabilityTests {
         kill(process.processIdentifier, SIGTERM)
         process.waitPolling()
     }
+
+    /// A client that connects to the metrics endpoint and sends nothing (a half-open scraper, a port scan) held the
+    /// one server thread in `read` for good: /metrics and /healthz answered nobody after it. Idle connections are
+    /// dropped after a few seconds.
+    func testAnIdleMetricsConnectionDoesNotHangTheEndpoint() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 10)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        let port = TestServers.listenerPort()
+        try start(["run", "--config", config, "--metrics-addr", "127.0.0.1:\(port)"])
+        try await waitFor("the metrics endpoint") { HTTPGet.body(port: port, path: "/healthz", timeout: 5) != nil }
+        let idle = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(idle) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(idle, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(connected, 0)
+        XCTAssertNotNil(HTTPGet.body(port: port, path: "/healthz", timeout: 20), "answered with an idle connection open")
+    }
 }

@@ -101,10 +101,15 @@ extension TestServers {
 
 /// A minimal HTTP/1.0 GET over a TCP socket (Foundation on Linux reads no http: URLs without FoundationNetworking).
 public enum HTTPGet {
-    public static func body(host: String = "127.0.0.1", port: Int, path: String) -> String? {
+    /// `timeout`: seconds a read may wait for the answer (nil: forever).
+    public static func body(host: String = "127.0.0.1", port: Int, path: String, timeout: Int? = nil) -> String? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        if let timeout {
+            var limit = timeval(tv_sec: timeout, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

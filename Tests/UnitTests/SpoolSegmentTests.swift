@@ -106,11 +106,14 @@ final class SpoolSegmentTests: XCTestCase {
         XCTAssertEqual(CRC32C.checksum([]), 0)
     }
 
-    func testDirectoryRecoveryRemovesUnknownAndTempFiles() throws {
+    func testDirectoryRecoveryRemovesUnknownAndTempFiles() async throws {
         let dir = try SpoolDirectory(root: directory, stream: "s")
         for seq in [1, 2, 3] as [Int64] { _ = FileManager.default.createFile(atPath: dir.segmentPath(seq), contents: Data([1])) }
         _ = FileManager.default.createFile(atPath: dir.segmentPath(4) + ".tmp", contents: Data([1]))
-        XCTAssertEqual(dir.removeUnknown(known: [2]), 3)
+        let removed = await dir.removeUnknown(known: [2])
+        XCTAssertEqual(removed, 3)
         XCTAssertEqual(dir.sequencesOnDisk(), [2])
+        await dir.remove(2)
+        XCTAssertEqual(dir.sequencesOnDisk(), [])
     }
 }

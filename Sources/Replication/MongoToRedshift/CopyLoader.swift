@@ -57,34 +57,54 @@ struct CopyLoader: Sendable {
         let prefix = stage.prefix("load") + batch + "/"
         guard lineCount > 0 else { return Staged(manifestURL: "", keys: [], rows: 0, compressedBytes: 0, oversized: oversized) }
         let files = Self.fileCount(estimatedCompressedBytes: Int64(rawBytes / 4), slices: slices, rows: lineCount)
-        try FileManager.default.createDirectory(atPath: localDirectory, withIntermediateDirectories: true)
+        let paths = (0..<files).map { localDirectory + "/\(ColumnNaming.sanitize(stage.stream))-\(batch)-\($0).json.zst" }
+        // Compressing, writing and fsyncing the files is blocking work: on a thread of its own.
+        let (bytes, starts, directory) = (text.bytes, lineStarts, localDirectory)
+        let sizes: [Int64] = try await IOThread.detached(name: "copy-files") {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                return try paths.enumerated().map { f, path in
+                    let writer = try ZstdFileWriter(path: path)
+                    try bytes.withUnsafeBytes { all in
+                        var i = f
+                        while i < lineCount {
+                            try writer.write(UnsafeRawBufferPointer(rebasing: all[starts[i]..<starts[i + 1]]))
+                            i += files
+                        }
+                    }
+                    try writer.finish()
+                    return writer.compressedBytes
+                }
+            } catch {
+                Self.removeFiles(paths)
+                throw error
+            }
+        }
         var keys: [String] = []
         var entries: [String] = []
-        var compressed: Int64 = 0
-        for f in 0..<files {
-            let path = localDirectory + "/\(ColumnNaming.sanitize(stage.stream))-\(batch)-\(f).json.zst"
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            let writer = try ZstdFileWriter(path: path)
-            try text.bytes.withUnsafeBytes { all in
-                var i = f
-                while i < lineCount {
-                    try writer.write(UnsafeRawBufferPointer(rebasing: all[lineStarts[i]..<lineStarts[i + 1]]))
-                    i += files
-                }
+        do {
+            for (f, path) in paths.enumerated() {
+                let key = prefix + String(format: "part-%04d.json.zst", f)
+                try await stage.client.putObject(stage.bucket, key: key, file: path)
+                keys.append(key)
+                entries.append("{\"url\":\"\(stage.url(key))\",\"mandatory\":true,\"meta\":{\"content_length\":\(sizes[f])}}")
             }
-            try writer.finish()
-            let key = prefix + String(format: "part-%04d.json.zst", f)
-            try await stage.client.putObject(stage.bucket, key: key, file: path)
-            keys.append(key)
-            compressed += writer.compressedBytes
-            entries.append("{\"url\":\"\(stage.url(key))\",\"mandatory\":true,\"meta\":{\"content_length\":\(writer.compressedBytes)}}")
+        } catch {
+            _ = try? await IOThread.detached(name: "copy-files") { Self.removeFiles(paths) }
+            throw error
         }
+        _ = try? await IOThread.detached(name: "copy-files") { Self.removeFiles(paths) }
+        let compressed = sizes.reduce(0, +)
         let manifestKey = prefix + "manifest"
         try await stage.client.putObject(stage.bucket, key: manifestKey, bytes: Array("{\"entries\":[\(entries.joined(separator: ","))]}".utf8),
                                          contentType: "application/json")
         keys.append(manifestKey)
         CrashPoint.hit(CrashPoint.loadUploaded)
         return Staged(manifestURL: stage.url(manifestKey), keys: keys, rows: lineCount, compressedBytes: compressed, oversized: oversized)
+    }
+
+    private static func removeFiles(_ paths: [String]) {
+        for path in paths { try? FileManager.default.removeItem(atPath: path) }
     }
 
     /// `COPY stage (…) FROM 's3://…/manifest' … MANIFEST` — carries credentials: never logged.

@@ -31,7 +31,7 @@ public struct MongoToRedshiftService: Service {
                                  metadata: ["reason": "\(error)"])
             try await context.state.resetStream(context.name, lease: context.lease)
             try? await context.state.recordError(context.name, "history lost, re-snapshot started: \(error)")
-            for seq in context.spool.sequencesOnDisk() { context.spool.remove(seq) }
+            await context.spool.removeAll()
             return .restart
         }) { try await runOnce() }
     }
@@ -47,7 +47,7 @@ public struct MongoToRedshiftService: Service {
     }
 
     private func snapshot(target: ChangeTarget?, spoolOnly: Bool) async throws -> SnapshotOutcome {
-        let source = MongoSnapshotSource(context: context, client: try MongoClient(url: mongo.url), database: mongo.database, policy: policy)
+        let source = MongoSnapshotSource(context: context, client: try await MongoClient.connect(url: mongo.url), database: mongo.database, policy: policy)
         return try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
     }
 
@@ -68,7 +68,7 @@ public struct MongoToRedshiftService: Service {
         let idle = IdleAdvance()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [context, mongo] in
-                let probe = try MongoClient(url: mongo.url)
+                let probe = try await MongoClient.connect(url: mongo.url)
                 try await StreamSupervisor.monitorLag(context) {
                     let applied = try? await context.state.stream(context.name)?.appliedPosition?.changeStream?.clusterTime
                     guard let now = try? await ClusterClock.now(probe, database: mongo.database) else { return nil }
@@ -76,7 +76,7 @@ public struct MongoToRedshiftService: Service {
                 }
             }
             group.addTask { [context, mongo, policy] in
-                let tailer = ChangeStreamTailer(context: context, client: try MongoClient(url: mongo.url), database: mongo.database,
+                let tailer = ChangeStreamTailer(context: context, client: try await MongoClient.connect(url: mongo.url), database: mongo.database,
                                                 policy: policy, idle: idle, truncateTarget: { try await applier.truncate() })
                 try await tailer.run()
             }

@@ -38,7 +38,7 @@ public struct ConfigCheck: Sendable {
         }
         if let endpoint = config.mongo {
             do {
-                let client = try MongoClient(url: endpoint.url)
+                let client = try await MongoClient.connect(url: endpoint.url)
                 let hello = try await client.command(["hello": 1], database: "admin")
                 mongo = client
                 if streams.contains(where: { $0.direction == .mongoToRedshift }) {

@@ -113,7 +113,7 @@ public enum LagReport {
 
     static func measureMongo(_ lag: inout StreamLag, applied: BSONTimestamp?, endpoint: MongoEndpoint) async {
         do {
-            let client = try MongoClient(url: endpoint.url)
+            let client = try await MongoClient.connect(url: endpoint.url)
             guard let now = try await ClusterClock.now(client, database: endpoint.database) else {
                 lag.probeError = "the server reports no operationTime (not a replica set?)"
                 return

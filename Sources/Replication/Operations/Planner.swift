@@ -24,7 +24,7 @@ public enum Planner {
         var out: [StreamPlan] = []
         var pg: PostgresConnection?
         if let redshift = config.redshift { pg = try await PostgresConnection.connect(redshift.url, connectTimeoutSeconds: 10) }
-        let mongo = try config.mongo.map { try MongoClient(url: $0.url) }
+        let mongo = try await MongoClient.connect(optional: config.mongo?.url)
         for stream in streams {
             var plan = StreamPlan(stream: stream.name, direction: stream.direction.rawValue)
             let current = try? await state?.stream(stream.name)

@@ -105,7 +105,7 @@ public enum StreamReset {
     /// kept as a start time with no token yet: the tailer opens at it (`startAtOperationTime`, inclusive) and the
     /// first event or idle advance records a real token.
     static func changeStreamPosition(_ target: ResetTarget, stream: StreamConfig, mongo: MongoEndpoint) async throws -> StreamPosition {
-        let client = try MongoClient(url: mongo.url)
+        let client = try await MongoClient.connect(url: mongo.url)
         let position: ChangeStreamPosition
         switch target {
         case .time(let t):

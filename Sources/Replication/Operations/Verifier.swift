@@ -42,7 +42,7 @@ public struct Verifier: Sendable {
     func runMongoToRedshift(repair: Bool) async throws -> Report {
         var report = Report(stream: context.name)
         let pg = try await PostgresConnection.connect(redshift.url)
-        let client = try MongoClient(url: mongo.url)
+        let client = try await MongoClient.connect(url: mongo.url)
         let target = SQL.qualified(schema: context.stream.table.schema, name: context.stream.table.name)
         let result = try await TableComparison.compare(mongo: client, database: mongo.database, collection: context.stream.collection,
                                                        pg: pg, table: target, mapping: context.stream.columns,
@@ -78,7 +78,7 @@ public struct Verifier: Sendable {
     func runRedshiftToMongo(repair: Bool) async throws -> Report {
         var report = Report(stream: context.name)
         let pg = try await PostgresConnection.connect(redshift.url)
-        let client = try MongoClient(url: mongo.url)
+        let client = try await MongoClient.connect(url: mongo.url)
         let applier = MongoApplier(client: client, database: mongo.database, collection: context.stream.collection)
         let table = try await SourceTable.describe(pg, stream: context.stream)
         let encoder = RowEncoder(table: table)

@@ -158,7 +158,7 @@ struct SegmentApplyLoop {
             context.logger.error("corrupt spool segment: re-extracting its range", metadata: ["segment": "\(path)", "reason": "\(error.reason)"])
             idle?.clear()
             try await context.state.discardSegment(segment, lease: context.lease)
-            context.spool.remove(segment.seq)
+            await context.spool.remove(segment.seq)
             throw ReplicationError(.spool, stream: context.name, "segment \(segment.seq) was corrupt (\(error.reason)); its range will be re-extracted")
         case nil:
             preconditionFailure("a segment is read before it is settled")
@@ -175,7 +175,7 @@ struct SegmentApplyLoop {
         try await context.deadLetter(outcome.deadLetters)
         try await context.state.markApplied(segment, applied: outcome.applied, staleSkipped: outcome.stale, lease: context.lease)
         CrashPoint.hit(CrashPoint.checkpointWritten)
-        context.spool.remove(segment.seq)
+        await context.spool.remove(segment.seq)
         context.metrics.applyLatency.record(duration: ContinuousClock.now - started)
         context.metrics.rowsApplied.increment(by: Int64(outcome.applied))
         context.metrics.staleSkipped.increment(by: Int64(outcome.stale))

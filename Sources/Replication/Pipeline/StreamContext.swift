@@ -99,7 +99,7 @@ public struct StreamContext: Sendable {
         do {
             try await record(segment)
         } catch {
-            spool.remove(seq)
+            await spool.remove(seq)
             throw error
         }
         CrashPoint.hit(CrashPoint.segmentRecorded)
@@ -149,7 +149,7 @@ public struct StreamContext: Sendable {
     /// Start-up recovery: remove spool files the state store does not know (written but never recorded).
     func recoverSpool() async throws {
         let known = try await state.knownSequences(stream.name)
-        let removed = spool.removeUnknown(known: known)
+        let removed = await spool.removeUnknown(known: known)
         if removed > 0 { logger.info("removed unrecorded spool files left by an interrupted run", metadata: ["files": "\(removed)"]) }
     }
 

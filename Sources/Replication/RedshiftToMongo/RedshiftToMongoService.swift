@@ -30,7 +30,7 @@ public struct RedshiftToMongoService: Service {
     /// The snapshot alone (the `snapshot` command, and helpers copying partitions of a stream another worker owns).
     /// `spoolOnly`: stop once every page is durable in the spool.
     public func snapshot(spoolOnly: Bool) async throws -> SnapshotOutcome {
-        let target: ChangeTarget? = spoolOnly ? nil : MongoTarget(applier: try applier())
+        let target: ChangeTarget? = spoolOnly ? nil : MongoTarget(applier: try await applier())
         let stage = redshift.dialect == .redshift ? redshift.s3.map { S3Stage(staging: $0, stream: context.name) } : nil
         let source = RedshiftSnapshotSource(reader: try await SourceReader.open(context: context, redshift: redshift, policy: policy), stage: stage)
         let outcome = try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
@@ -43,8 +43,8 @@ public struct RedshiftToMongoService: Service {
         return outcome
     }
 
-    private func applier() throws -> MongoApplier {
-        MongoApplier(client: try MongoClient(url: mongo.url), database: mongo.database, collection: context.stream.collection,
+    private func applier() async throws -> MongoApplier {
+        MongoApplier(client: try await MongoClient.connect(url: mongo.url), database: mongo.database, collection: context.stream.collection,
                      maxWritesPerSecond: context.stream.maxWritesPerSecond)
     }
 
@@ -52,7 +52,7 @@ public struct RedshiftToMongoService: Service {
         // Segment files written but never recorded (a crash between the two) are removed, whatever the phase.
         _ = try await context.state.ensureStream(context.name, direction: context.stream.direction.rawValue)
         try await context.recoverSpool()
-        let applier = try applier()
+        let applier = try await applier()
         if try await snapshot(spoolOnly: false) == .interrupted { return }
         let reader = try await SourceReader.open(context: context, redshift: redshift, policy: policy)
         let table = reader.table

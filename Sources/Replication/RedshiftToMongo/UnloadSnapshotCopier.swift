@@ -51,10 +51,16 @@ struct UnloadSnapshotCopier {
         for index in file..<(files?.count ?? 0) {
             if Task.isShuttingDownGracefully { return }
             let path = local + "/\(S3Stage.folder(context.name))-unload-\(partition.index)-\(index).json.zst"
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            try await stage.client.download(stage.bucket, key: files![index], to: path)
-            let finished = try await spool(file: path, index: index, skip: index == file ? skip : 0, partition: partition.index,
+            let finished: Bool
+            do {
+                try await stage.client.download(stage.bucket, key: files![index], to: path)
+                finished = try await spool(file: path, index: index, skip: index == file ? skip : 0, partition: partition.index,
                                            encoder: encoder, cursor: &cursor, into: pages)
+            } catch {
+                await Self.remove(path)
+                throw error
+            }
+            await Self.remove(path)
             if !finished { return }
             CrashPoint.hit(CrashPoint.unloadFileSpooled)
         }
@@ -96,7 +102,10 @@ struct UnloadSnapshotCopier {
     /// Spools one downloaded file from row `skip` on, a page at a time; false when shutdown interrupted it.
     private func spool(file path: String, index: Int, skip: Int, partition: Int, encoder: RowEncoder, cursor: inout SnapshotKey?,
                        into pages: SnapshotPages) async throws -> Bool {
-        let input = try ZstdFileReader(path: path)
+        // The file is read and decompressed on a thread of its own (up to 256 MB of it).
+        let io = IOThread(name: "unload-read")
+        defer { io.shutdown() }
+        let input = try await io.run { try ZstdFileReader(path: path) }
         // Rows are written in place as on the SELECT path; duplicates and NULL keys were reported at planning.
         let sink = PageSink(encoder: encoder, writer: SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes))
         let decoder = UnloadLineDecoder(columns: table.columns)
@@ -116,7 +125,7 @@ struct UnloadSnapshotCopier {
             sink.writer = SpoolSegmentWriter(stream: context.name, reserveBytes: pages.pageBytes)
             cursor = last
         }
-        while let chunk = try input.next() {
+        while let chunk = try await io.run({ try input.next() }) {
             pending += chunk
             var start = 0
             while let newline = pending[start...].firstIndex(of: 0x0A) {
@@ -132,6 +141,11 @@ struct UnloadSnapshotCopier {
         if !pending.isEmpty { try take(pending[...]) }
         try await spoolPage(last: .unloadFile(file: index + 1, rows: 0))
         return true
+    }
+
+    /// Deletes a downloaded file (up to 256 MB: not on the cooperative pool).
+    static func remove(_ path: String) async {
+        _ = try? await IOThread.detached(name: "unload-remove") { try? FileManager.default.removeItem(atPath: path) }
     }
 
     static func integerLiteral(_ text: String) throws -> String {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BSON
 import Foundation
+import ShiftCore
 import Replication
 import StateStore
 
@@ -48,7 +49,9 @@ extension Mongoshift {
                         throw ValidationError("stdin is not a terminal: add --yes to confirm the reset")
                     }
                     print("reset? [y/N] ", terminator: "")
-                    guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+                    // The operator's answer may take minutes: waited for on a thread of its own.
+                    let answer = try await IOThread.detached(name: "confirm") { readLine() }
+                    guard let answer, ["y", "yes"].contains(answer.lowercased()) else {
                         print("not reset")
                         return
                     }

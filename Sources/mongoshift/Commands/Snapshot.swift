@@ -23,7 +23,7 @@ extension Mongoshift {
             do {
                 let (config, streams, logger) = try options.prepare()
                 let state = try await StateStore.open(config)
-                let mongo = try config.mongo.map { try MongoClient(url: $0.url) }
+                let mongo = try await MongoClient.connect(optional: config.mongo?.url)
                 let policy = RetryPolicy(maxAttempts: maxAttempts)
                 // The staging bucket is checked before any stream depends on it: one line and exit 3 if it fails.
                 if S3Probe.needsS3(streams, config.redshift), let staging = config.redshift?.s3 { try await S3Probe.bucketAccess(staging) }

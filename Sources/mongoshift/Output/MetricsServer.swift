@@ -51,6 +51,11 @@ final class MetricsServer: @unchecked Sendable {
         while true {
             let client = accept(socketFD, nil, nil)
             if client < 0 { if errno == EINTR { continue } else { return } }
+            // One thread serves every scrape: a client that connects and sends nothing (or stops reading) must
+            // not hold it — its reads and writes give up after a few seconds.
+            var limit = timeval(tv_sec: 3, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
             handle(client)
             close(client)
         }

@@ -61,6 +61,22 @@ final class TargetBatchTests: XCTestCase {
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
     }
 
+    /// MongoDB holds one `_id` per numeric value: changes keyed 5 (int32) and 5 (int64) in one batch — a document
+    /// deleted and inserted again with the other type, an update whose lookup found the new one — are one row.
+    /// Both upserts were staged and inserted: a duplicate key, and the batch failed on every retry.
+    func testNumericallyEqualKeysOfDifferentTypesAreOneRowInABatch() async throws {
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("numkeys")
+        defer { fixture.remove() }
+        let applier = fixture.applier
+        _ = try await applier.apply([Change(operation: .upsert, key: .int32(5), document: ["_id": .int64(5), "v": "first"]),
+                                     Change(operation: .upsert, key: .int64(5), document: ["_id": .int64(5), "v": "second"]),
+                                     Change(operation: .upsert, key: .int32(6), document: ["_id": .int32(6), "v": "other"])],
+                                    segment: ApplierFixture.segment(1))
+        let rows = try await connection.query("SELECT _id, v FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows, [["5", "second"], ["6", "other"]])
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
     /// Upserts replace whole rows and deletes remove them, whether the target has its `_id` primary key (INSERT …
     /// ON CONFLICT) or was created by hand without one, or with one ON CONFLICT cannot use (DEFERRABLE): delete and
     /// re-insert.

@@ -66,6 +66,14 @@ public enum KeyText {
         return String(decoding: plain.bytes, as: UTF8.self)
     }
 
+    /// What tells two `_id`s apart in the target: their key text's bytes (not a String: Swift's equality would
+    /// take a composed and a decomposed é for one key).
+    public static func identity(_ value: BSON) -> [UInt8] {
+        var plain = PlainText()
+        value.withView { writeTop($0, to: &plain) }
+        return plain.bytes
+    }
+
     /// The text as a key column of `type` holds it: the key text for a text column, the value's text otherwise.
     public static func text(_ value: BSON, in type: ColumnType?) -> String {
         if case .varchar = type ?? .varchar(0) { return text(value) }

@@ -179,7 +179,8 @@ public actor RedshiftApplier: ChangeTarget {
     /// column, a wider type) restarts the rows with the schema as it is now — rows written before it no longer
     /// fit; after `maxRestarts` the remaining documents are learned first, so the last restart is final.
     private nonisolated func batch(_ changes: [Change], learningFrom base: SchemaTracker) throws -> Batch {
-        let latest = changes.latestPerKey()
+        // One row per key text (`KeyText`): numerically equal `_id`s of different types are one document.
+        let latest = changes.latestPerKey(by: KeyText.identity)
         var tracker = base
         let previous = tracker.schema
         var restarts = 0

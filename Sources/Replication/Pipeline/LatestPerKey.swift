@@ -6,12 +6,18 @@ extension Array where Element == Change {
     /// table must not hold two writes to one key). A batch without repeated keys (every snapshot page) is returned
     /// as it is, without copying a change.
     func latestPerKey() -> [Change] {
+        latestPerKey { $0 }
+    }
+
+    /// `latestPerKey` with keys told apart by `identity`: the target's idea of one key where it is coarser than
+    /// BSON's (Mongo → Redshift: numerically equal `_id`s of different types are one document, one row).
+    func latestPerKey<Identity: Hashable>(by identity: (BSON) -> Identity) -> [Change] {
         if keysAscend { return self }
-        var index: [BSON: Int] = [:]
+        var index: [Identity: Int] = [:]
         index.reserveCapacity(count)
         var repeated = false
         // By index: a `for change in self` would copy (retain and release) every change just to read its key.
-        for i in indices where index.updateValue(i, forKey: self[i].key) != nil {
+        for i in indices where index.updateValue(i, forKey: identity(self[i].key)) != nil {
             repeated = true
             break
         }
@@ -20,10 +26,11 @@ extension Array where Element == Change {
         var out: [Change] = []
         out.reserveCapacity(count)
         for change in self {
-            if let i = index[change.key] {
+            let key = identity(change.key)
+            if let i = index[key] {
                 out[i] = change
             } else {
-                index[change.key] = out.count
+                index[key] = out.count
                 out.append(change)
             }
         }

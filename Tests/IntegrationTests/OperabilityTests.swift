@@ -176,14 +176,7 @@ extension OperabilityTests {
         try await waitFor("the metrics endpoint") { HTTPGet.body(port: port, path: "/healthz", timeout: 5) != nil }
         let idle = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(idle) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(idle, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(connected, 0)
+        XCTAssertEqual(Socket.withAddress(port: port) { connect(idle, $0, $1) }, 0)
         XCTAssertNotNil(HTTPGet.body(port: port, path: "/healthz", timeout: 20), "answered with an idle connection open")
     }
 }

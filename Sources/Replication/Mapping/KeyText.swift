@@ -184,22 +184,10 @@ public enum KeyText {
         case 0x12: writeLong(value.int64, to: &sink)
         case 0x01:
             let d = value.double
-            if let n = integral(d) {
-                writeLong(n, to: &sink)
-            } else {
-                sink.append("{\"$numberDouble\":\"" as StaticString)
-                sink.append(ValueText.doubleText(d))
-                sink.append("\"}" as StaticString)
-            }
+            writeNumber(integral(d), "{\"$numberDouble\":\"", to: &sink) { ValueText.doubleText(d) }
         case 0x13:
             let d = value.decimal128
-            if let n = integral(d) {
-                writeLong(n, to: &sink)
-            } else {
-                sink.append("{\"$numberDecimal\":\"" as StaticString)
-                sink.append(trimmedDecimalText(d))
-                sink.append("\"}" as StaticString)
-            }
+            writeNumber(integral(d), "{\"$numberDecimal\":\"", to: &sink) { trimmedDecimalText(d) }
         case 0x07:
             sink.append("{\"$oid\":\"" as StaticString)
             sink.appendHex(value.bytes)
@@ -214,19 +202,7 @@ public enum KeyText {
         case 0xFF: sink.append("{\"$minKey\":1}" as StaticString)
         case 0x7F: sink.append("{\"$maxKey\":1}" as StaticString)
         case 0x03, 0x04:
-            let isDocument = value.isDocument
-            sink.append(UInt8(ascii: isDocument ? "{" : "["))
-            var first = true
-            value.forEachElement { key, element in
-                if !first { sink.append(UInt8(ascii: ",")) }
-                first = false
-                if isDocument {
-                    sink.appendJSONString(key)
-                    sink.append(UInt8(ascii: ":"))
-                }
-                writeTagged(element, to: &sink)
-            }
-            sink.append(UInt8(ascii: isDocument ? "}" : "]"))
+            ValueText.writeContainer(value, to: &sink) { element, sink in writeTagged(element, to: &sink) }
         case 0x05:
             sink.append("{\"$binary\":\"" as StaticString)
             sink.appendHex(value.binaryData)
@@ -246,6 +222,14 @@ public enum KeyText {
             sink.appendHex(value.bytes)
             sink.append("\"}}" as StaticString)
         }
+    }
+
+    /// An integral number as `{"$numberLong":"n"}`, any other as `tag` and its text.
+    static func writeNumber<Sink: TextSink>(_ integral: Int64?, _ tag: StaticString, to sink: inout Sink, text: () -> String) {
+        if let integral { return writeLong(integral, to: &sink) }
+        sink.append(tag)
+        sink.append(text())
+        sink.append("\"}" as StaticString)
     }
 
     static func writeLong<Sink: TextSink>(_ n: Int64, to sink: inout Sink) {

@@ -185,27 +185,33 @@ public enum ValueText {
         return String(decoding: plain.bytes, as: UTF8.self)
     }
 
+    /// A document or array as JSON, each element's value written by `element`.
+    static func writeContainer<Sink: TextSink>(_ value: BSONValueView, to sink: inout Sink,
+                                               element write: (BSONValueView, inout Sink) -> Void) {
+        let isDocument = value.isDocument
+        sink.append(UInt8(ascii: isDocument ? "{" : "["))
+        var first = true
+        value.forEachElement { key, element in
+            if !first { sink.append(UInt8(ascii: ",")) }
+            first = false
+            if isDocument {
+                // Keys are not checked as values are: bytes that are not UTF-8 are replaced (U+FFFD), never sent.
+                if key.contains(where: { $0 >= 0x80 }) && String(validating: key, as: UTF8.self) == nil {
+                    sink.appendJSONString(String(decoding: key, as: UTF8.self))
+                } else {
+                    sink.appendJSONString(key)
+                }
+                sink.append(UInt8(ascii: ":"))
+            }
+            write(element, &sink)
+        }
+        sink.append(UInt8(ascii: isDocument ? "}" : "]"))
+    }
+
     static func writeJSON<Sink: TextSink>(_ value: BSONValueView, to sink: inout Sink) {
         switch value.type {
         case 0x03, 0x04:
-            let isDocument = value.isDocument
-            sink.append(UInt8(ascii: isDocument ? "{" : "["))
-            var first = true
-            value.forEachElement { key, element in
-                if !first { sink.append(UInt8(ascii: ",")) }
-                first = false
-                if isDocument {
-                    // Keys are not checked as values are: bytes that are not UTF-8 are replaced (U+FFFD), never sent.
-                    if key.contains(where: { $0 >= 0x80 }) && String(validating: key, as: UTF8.self) == nil {
-                        sink.appendJSONString(String(decoding: key, as: UTF8.self))
-                    } else {
-                        sink.appendJSONString(key)
-                    }
-                    sink.append(UInt8(ascii: ":"))
-                }
-                writeJSON(element, to: &sink)
-            }
-            sink.append(UInt8(ascii: isDocument ? "}" : "]"))
+            writeContainer(value, to: &sink) { element, sink in writeJSON(element, to: &sink) }
         case 0x02: sink.appendJSONString(value.utf8)
         case 0x10: sink.appendDecimal(Int64(value.int32))
         case 0x12: sink.appendDecimal(value.int64)

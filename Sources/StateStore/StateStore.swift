@@ -86,7 +86,13 @@ public final class StateStore: Sendable {
         return id
     }
 
-    deinit { io.shutdown() }
+    deinit {
+        // The database is closed on its own thread (SQLite checkpoints its WAL and fsyncs on close): the last
+        // reference goes with this job.
+        let db = db
+        io.submit { _ = db }
+        io.shutdown()
+    }
 
     @discardableResult
     private func run<T: Sendable>(_ body: @escaping @Sendable (Parts) throws -> T) async throws -> T {

@@ -58,6 +58,32 @@ final class RedshiftDialectTests: IntegrationTestCase {
 
     // MARK: Redshift → Mongo
 
+    /// Hard deletes among 64-bit keys near 2^63 (snowflake-style ids): the reconciler's per-range sum of the keys
+    /// overflowed Redshift's BIGINT SUM (22003) and failed the stream for good.
+    func testRedshiftToMongoReconcilesKeysNearTheTopOfBigint() async throws {
+        let source = try await PostgresConnection.connect(rs)
+        try await source.execute("""
+            CREATE TABLE public.\(table) (id bigint NOT NULL, note varchar(16), updated_at timestamp NOT NULL, PRIMARY KEY (id));
+            INSERT INTO public.\(table) SELECT 9000000000000000000 + g, 'n', GETDATE() FROM generate_series(1, 40) g;
+            """)
+        let cfg = try config("""
+          - name: big
+            from: { table: public.\(table) }
+            to: { collection: big }
+            watermark: updated_at
+            safety_lag: 1s
+            reconcile_every: 1s
+        """)
+        let (process, _) = try startRun(cfg)
+        try await waitFor("snapshot") { phase("big") == "streaming" }
+        try await source.execute("DELETE FROM public.\(table) WHERE id IN (9000000000000000001, 9000000000000000002)")
+        try await waitFor("the reconciler to delete both rows", timeout: 60) {
+            try await mongo.count(database: database, collection: "big") == 38
+        }
+        XCTAssertEqual(phase("big"), "streaming", "the stream goes on")
+        stop(process)
+    }
+
     func testRedshiftToMongoSnapshotTailIdleDeletesAndOperations() async throws {
         // A table made the Redshift way: informational key, SUPER, VARBYTE, no index.
         let source = try await PostgresConnection.connect(rs)

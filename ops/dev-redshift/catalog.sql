@@ -121,6 +121,25 @@ CREATE OR REPLACE FUNCTION _dev_redshift.trunc(n numeric) RETURNS numeric LANGUA
 CREATE OR REPLACE FUNCTION _dev_redshift.trunc(n numeric, s int) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.trunc(n, s) $$;
 CREATE OR REPLACE FUNCTION _dev_redshift.trunc(n double precision) RETURNS double precision LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.trunc(n) $$;
 
+-- SUM of SMALLINT, INTEGER or BIGINT is a BIGINT on Redshift, which overflows (22003) past 2^63; PostgreSQL's
+-- sum(bigint) is a numeric that never does.
+CREATE OR REPLACE FUNCTION _dev_redshift.sum_int8(acc bigint, v bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS
+  $$ SELECT CASE WHEN v IS NULL THEN acc WHEN acc IS NULL THEN v ELSE acc + v END $$;
+CREATE OR REPLACE AGGREGATE _dev_redshift.sum(bigint) (SFUNC = _dev_redshift.sum_int8, STYPE = bigint);
+CREATE OR REPLACE FUNCTION _dev_redshift.sum_int4(acc bigint, v integer) RETURNS bigint LANGUAGE sql IMMUTABLE AS
+  $$ SELECT CASE WHEN v IS NULL THEN acc WHEN acc IS NULL THEN v ELSE acc + v END $$;
+CREATE OR REPLACE AGGREGATE _dev_redshift.sum(integer) (SFUNC = _dev_redshift.sum_int4, STYPE = bigint);
+CREATE OR REPLACE FUNCTION _dev_redshift.sum_int2(acc bigint, v smallint) RETURNS bigint LANGUAGE sql IMMUTABLE AS
+  $$ SELECT CASE WHEN v IS NULL THEN acc WHEN acc IS NULL THEN v ELSE acc + v END $$;
+CREATE OR REPLACE AGGREGATE _dev_redshift.sum(smallint) (SFUNC = _dev_redshift.sum_int2, STYPE = bigint);
+CREATE OR REPLACE FUNCTION _dev_redshift.sum_float8(acc double precision, v double precision) RETURNS double precision LANGUAGE sql IMMUTABLE AS
+  $$ SELECT CASE WHEN v IS NULL THEN acc WHEN acc IS NULL THEN v ELSE acc + v END $$;
+CREATE OR REPLACE AGGREGATE _dev_redshift.sum(double precision) (SFUNC = _dev_redshift.sum_float8, STYPE = double precision);
+CREATE OR REPLACE FUNCTION _dev_redshift.sum_float4(acc double precision, v real) RETURNS double precision LANGUAGE sql IMMUTABLE AS
+  $$ SELECT CASE WHEN v IS NULL THEN acc WHEN acc IS NULL THEN v ELSE acc + v END $$;
+CREATE OR REPLACE AGGREGATE _dev_redshift.sum(real) (SFUNC = _dev_redshift.sum_float4, STYPE = double precision);
+CREATE OR REPLACE AGGREGATE _dev_redshift.sum(numeric) (SFUNC = numeric_add, STYPE = numeric);
+
 CREATE OR REPLACE FUNCTION _dev_redshift.nvl2(e anyelement, a anycompatible, b anycompatible) RETURNS anycompatible
 LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN e IS NOT NULL THEN a ELSE b END $$;
 

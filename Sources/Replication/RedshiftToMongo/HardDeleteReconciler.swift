@@ -71,11 +71,12 @@ struct HardDeleteReconciler {
         var lower: Int64? = nil
         for upper in cuts + [hi] {
             result.rangesChecked += 1
-            // Mongo first, then the source (see above).
+            // Mongo first, then the source (see above). The keys are summed as decimals: Redshift's SUM of a
+            // BIGINT is a BIGINT, and keys near 2^63 overflow it.
             let mongoSide = try await mongoSummary(lower, upper)
             let (condition, params) = Self.range(k, lower, upper)
             let sourceSide: (Int, String) = try await reader.run { [table] c in
-                let r = try await c.query("SELECT count(*)::text, coalesce(sum(\(k)), 0)::text FROM \(table.qualifiedName) WHERE \(condition) AND \(live)",
+                let r = try await c.query("SELECT count(*)::text, coalesce(sum(CAST(\(k) AS DECIMAL(38, 0))), 0)::text FROM \(table.qualifiedName) WHERE \(condition) AND \(live)",
                                           params).rows.first
                 return (Int(r?[0] ?? "0") ?? 0, r?[1] ?? "0")
             }

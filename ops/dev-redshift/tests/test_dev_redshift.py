@@ -72,6 +72,17 @@ def test_datediff_counts_boundaries(conn):
     assert one(conn, "SELECT DATEDIFF(hours, '2020-01-01 10:59'::timestamp, '2020-01-01 11:00'::timestamp)")[0] == 1
 
 
+def test_sum_of_integers_is_a_bigint_that_overflows(conn, table):
+    # Redshift: SUM of SMALLINT, INTEGER or BIGINT returns BIGINT (PostgreSQL's sum(bigint) is a numeric).
+    conn.execute(f"CREATE TABLE {table} (k bigint, i int, d decimal(38,0))")
+    conn.execute(f"INSERT INTO {table} VALUES (9000000000000000000, 2000000000, 9000000000000000000), (9000000000000000000, 2000000000, 9000000000000000000)")
+    assert one(conn, f"SELECT sum(i) FROM {table}")[0] == 4000000000
+    assert one(conn, f"SELECT sum(d) FROM {table}")[0] == 18000000000000000000
+    with pytest.raises(psycopg.Error) as e:
+        one(conn, f"SELECT sum(k) FROM {table}")
+    assert e.value.sqlstate == "22003"
+
+
 def test_nvl_and_nvl2(conn):
     assert one(conn, "SELECT NVL(NULL, 'b'), NVL2(NULL, 1, 2)") == ("b", 2)
 

@@ -27,6 +27,34 @@ final class WatermarkTests: IntegrationTestCase {
         """
     }
 
+    /// A `timestamp` (no time zone) watermark holds the wall-clock time of the server's zone when the writers stamp
+    /// it with `now()`/`DEFAULT`. Read as UTC, a zone west of UTC put the tail's start hours after every stamp:
+    /// the changes made after the snapshot were never tailed. The clock is read in the server's own zone for such
+    /// columns.
+    func testATimestampWatermarkInTheServersZoneIsTailed() async throws {
+        let role = "wm_zone_\(UInt32.random(in: 0...UInt32.max))"
+        try await TestServers.createPasswordRole(connection, role, password: "zone-pw-1")
+        try await connection.execute("ALTER ROLE \(role) SET timezone = 'America/New_York'")
+        onTeardown { [connection] in _ = try? await connection?.execute("DROP OWNED BY \(role); DROP ROLE IF EXISTS \(role)") }
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, note text,
+              wm timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'America/New_York'));
+            INSERT INTO public.\(table) (id, note) SELECT g, 'initial' FROM generate_series(1, 10) g;
+            GRANT SELECT ON public.\(table) TO \(role);
+            """)
+        var url = URLComponents(string: pg)!
+        url.user = role
+        url.password = "zone-pw-1"
+        let config = try writeStreamsConfig(stream("zoned", table: table), target: url.string!, name: "zone.yaml")
+        let (process, _) = try startRun(config)
+        try await waitFor("snapshot") { phase("zoned") == "streaming" }
+        try await connection.execute("INSERT INTO public.\(table) (id, note) VALUES (100, 'after the snapshot')")
+        try await waitFor("the row written after the snapshot", timeout: 30) {
+            try await mongo.count(database: database, collection: "zoned", filter: ["note": "after the snapshot"]) == 1
+        }
+        stop(process)
+    }
+
     /// Lookback on every watermark type: a row committed with a stamp behind the tail's position (as a commit
     /// invisible to the transaction bound would be) is picked up; re-read rows that did not change are counted as
     /// rescanned, not rewritten.

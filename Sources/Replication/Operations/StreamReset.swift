@@ -146,7 +146,7 @@ public enum StreamReset {
             }
         default:
             let horizon = try await TransactionHorizon.probe(pg, dialect: redshift.dialect, table: stream.table,
-                                                             maxOf: kind == .integer ? column : nil)
+                                                             maxOf: kind == .integer ? column : nil, serverZone: kind.readsInServerZone)
             let seed = try await RedshiftSnapshotSource.tailSeed(horizon, table: table, safetyLag: stream.safetyLag, logger: logger) {
                 try await pg.query($0).rows.first?.first ?? nil
             }

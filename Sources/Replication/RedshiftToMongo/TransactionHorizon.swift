@@ -21,17 +21,20 @@ struct TransactionHorizon: Sendable, Equatable {
     }
 
     /// One query: the clock, the oldest writer of `table` (`$1` schema, `$2` name) and, given `maxOf`, the
-    /// column's largest value.
-    static func sql(_ dialect: SQLDialect, maxOf column: String?, in table: String) -> String {
+    /// column's largest value. `serverZone` (PostgreSQL): the clock and transaction starts as wall-clock time in
+    /// the server's own time zone (its `TimeZone` setting, as sessions get it before they change it) — what a
+    /// `timestamp` column stamped with `now()` holds; else UTC.
+    static func sql(_ dialect: SQLDialect, maxOf column: String?, in table: String, serverZone: Bool = false) -> String {
         let maxValue = column.map { "(SELECT CAST(max(\(SQL.identifier($0))) AS varchar) FROM \(table))" } ?? "CAST(NULL AS varchar)"
         let tableOID = "(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)"
         switch dialect {
         case .postgres:
+            let zone = serverZone ? "(SELECT reset_val FROM pg_settings WHERE name = 'TimeZone')" : "'UTC'"
             return """
-                SELECT CAST(CAST(now() AT TIME ZONE 'UTC' AS timestamp(6)) AS varchar), CAST(w.pid AS varchar), CAST(w.xid AS varchar),
+                SELECT CAST(CAST(now() AT TIME ZONE \(zone) AS timestamp(6)) AS varchar), CAST(w.pid AS varchar), CAST(w.xid AS varchar),
                        CAST(w.start AS varchar), \(maxValue)
                 FROM (SELECT 1 AS one) d LEFT JOIN (
-                  SELECT a.pid, a.backend_xid AS xid, CAST(a.xact_start AT TIME ZONE 'UTC' AS timestamp(6)) AS start
+                  SELECT a.pid, a.backend_xid AS xid, CAST(a.xact_start AT TIME ZONE \(zone) AS timestamp(6)) AS start
                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                   WHERE l.locktype = 'relation' AND l.relation = \(tableOID) AND l.mode <> 'AccessShareLock'
                     AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
@@ -52,12 +55,14 @@ struct TransactionHorizon: Sendable, Equatable {
     static func probe(_ reader: SourceReader, kind: WatermarkKind) async throws -> TransactionHorizon {
         let table = reader.table
         return try await reader.run { [dialect = reader.dialect] c in
-            try await probe(c, dialect: dialect, table: table.name, maxOf: kind == .integer ? table.watermarkName : nil)
+            try await probe(c, dialect: dialect, table: table.name, maxOf: kind == .integer ? table.watermarkName : nil,
+                            serverZone: kind.readsInServerZone)
         }
     }
 
-    static func probe(_ connection: PostgresConnection, dialect: SQLDialect, table: TableName, maxOf column: String?) async throws -> TransactionHorizon {
-        let sql = sql(dialect, maxOf: column, in: SQL.qualified(schema: table.schema, name: table.name))
+    static func probe(_ connection: PostgresConnection, dialect: SQLDialect, table: TableName, maxOf column: String?,
+                      serverZone: Bool = false) async throws -> TransactionHorizon {
+        let sql = sql(dialect, maxOf: column, in: SQL.qualified(schema: table.schema, name: table.name), serverZone: serverZone && dialect == .postgres)
         let row = try await connection.query(sql, [table.schema ?? "public", table.name]).rows.first
         guard let row, let nowText = row[0], let now = WatermarkKind.time(withTimeZone: false).value(of: nowText) else {
             throw PostgresError(code: .unexpectedResult, message: "the source did not report its clock")

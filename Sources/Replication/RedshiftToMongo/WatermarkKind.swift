@@ -25,6 +25,10 @@ enum WatermarkKind: Sendable, Equatable {
     }
 
     /// A bound's text as the column compares it (UTC made explicit for timestamptz).
+    /// A `timestamp` without time zone holds wall-clock time: on PostgreSQL, the server's zone's (`now()` in a
+    /// session that kept its default zone); the source clock is read in that zone (`TransactionHorizon`).
+    var readsInServerZone: Bool { self == .time(withTimeZone: false) }
+
     func boundText(_ value: Int64) -> String {
         switch self {
         case .time(let tz): ValueText.timestampMicrosText(value) + (tz ? "+00" : "")

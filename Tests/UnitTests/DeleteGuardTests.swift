@@ -51,3 +51,13 @@ final class DeleteGuardTests: XCTestCase {
     }
 }
 
+
+/// The reconciler's last look before a delete: keys found missing (listed as int64) against the rows the source
+/// has now (decoded by column type: int32 for an `integer` key).
+final class StillMissingTests: XCTestCase {
+    func testARowReinsertedSinceTheListingKeepsItsDocumentWhateverTheIntegerType() {
+        let texts: (BSON) -> [String]? = { $0.intValue.map { [String($0)] } }
+        let missing = HardDeleteReconciler.stillMissing([.int64(5), .int64(6)], present: [.int32(5)], texts: texts)
+        XCTAssertEqual(missing, [.int64(6)], "5 is back at the source: not deleted")
+    }
+}

@@ -41,7 +41,15 @@ struct HardDeleteReconciler {
     func stillMissing(_ keys: [BSON]) async throws -> [BSON] {
         let lookup = SourceKeyLookup(table: table, condition: liveCondition)
         let present = try await reader.run { c in try await lookup.present(keys, on: c) }
-        return keys.filter { !present.contains($0) }
+        return Self.stillMissing(keys, present: present, texts: lookup.texts)
+    }
+
+    /// `keys` less those `present`, matched by their source texts: the listing names an integer key as an int64,
+    /// the source lookup decodes an `integer` column's as an int32 — BSON equality told them apart, and every
+    /// re-inserted row still counted as missing.
+    static func stillMissing(_ keys: [BSON], present: Set<BSON>, texts: (BSON) -> [String]?) -> [BSON] {
+        let found = Set(present.compactMap(texts))
+        return keys.filter { key in texts(key).map { !found.contains($0) } ?? true }
     }
 
     /// Lists the target's documents whose source rows are gone, stopping once more than `limit(targetCount)`

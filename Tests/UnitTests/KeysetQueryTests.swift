@@ -74,6 +74,24 @@ final class KeysetQueryTests: XCTestCase {
         XCTAssertNil(bound.decide(TransactionHorizon(now: now, oldestWriter: young), position: nil).heldBy)
     }
 
+    /// Stamps truncated to whole seconds (Redshift's GETDATE(), `timestamp(0)`) fall below the instant they were
+    /// made: a writer that began at 12:00:00.7 stamps 12:00:00, so the bound stops before 12:00:00 — it stopped at
+    /// 12:00:00.699999, read other rows of 12:00:00 and moved past the writer's smaller keys, which then committed
+    /// behind the position and were never tailed.
+    func testPollBoundStopsBeforeTheUnitCoarseStampsFallIn() {
+        let second: Int64 = 1_000_000
+        let now: Int64 = 1_700_000_000 * second + 900_000
+        let bound = PollBound(kind: .time(withTimeZone: false), safetyLag: .zero, stampUnit: second)
+        let writer = TransactionHorizon.OpenTransaction(pid: "42", xid: nil, start: 1_700_000_000 * second + 700_000)
+        XCTAssertEqual(bound.decide(TransactionHorizon(now: now, oldestWriter: writer), position: nil).value, 1_700_000_000 * second - 1)
+        XCTAssertEqual(bound.decide(TransactionHorizon(now: now), position: nil).value, 1_700_000_000 * second - 1,
+                       "a statement running now stamps this second too")
+        let exact = PollBound(kind: .time(withTimeZone: false), safetyLag: .zero)
+        XCTAssertEqual(exact.decide(TransactionHorizon(now: now, oldestWriter: writer), position: nil).value, writer.start - 1)
+        let before1970 = PollBound(kind: .time(withTimeZone: false), safetyLag: .zero, stampUnit: second)
+        XCTAssertEqual(before1970.decide(TransactionHorizon(now: -1_500_000), position: nil).value, -2 * second - 1)
+    }
+
     func testIntegerPollBoundUsesTheLargestValueVisibleWhenTheWriterStarted() {
         let second: Int64 = 1_000_000
         var bound = PollBound(kind: .integer, safetyLag: .zero)

@@ -147,7 +147,7 @@ public enum StreamReset {
         default:
             let horizon = try await TransactionHorizon.probe(pg, dialect: redshift.dialect, table: stream.table,
                                                              maxOf: kind == .integer ? column : nil, serverZone: kind.readsInServerZone)
-            let seed = try await RedshiftSnapshotSource.tailSeed(horizon, table: table, safetyLag: stream.safetyLag, logger: logger) {
+            let seed = try await RedshiftSnapshotSource.tailSeed(horizon, table: table, dialect: redshift.dialect, safetyLag: stream.safetyLag, logger: logger) {
                 try await pg.query($0).rows.first?.first ?? nil
             }
             return .watermark(WatermarkPosition(value: seed ?? "0"))

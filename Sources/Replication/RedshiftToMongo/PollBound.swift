@@ -2,19 +2,24 @@
 /// `safety_lag`, and never past where an open transaction writing the table may still commit rows.
 ///
 /// Time watermarks: the bound is `min(now - safety_lag, start of the oldest open writer - 1 µs)` — rows stamped
-/// by a transaction carry at least its start. Integer watermarks (sequence-like): values are handed out in
+/// by a transaction carry at least its start. Stamps coarser than a microsecond (`timestamp(0)`, Redshift's
+/// `GETDATE()` in whole seconds) are truncated below the instant they were made: the bound then stops before the
+/// whole unit that instant falls in (a writer that began at 12:00:00.7 stamps 12:00:00). Integer watermarks (sequence-like): values are handed out in
 /// order, so a transaction that started at T holds values above every value visible at T; the bound is the
 /// largest value visible at `min(now - safety_lag, oldest writer start)`, from samples taken with each poll.
 /// Pure logic: unit-tested without a database.
 struct PollBound: Sendable {
     let kind: WatermarkKind
     let safetyLag: Duration
+    /// The unit stamps are truncated to, in microseconds (1: exact).
+    let stampUnit: Int64
     /// Integer watermarks: (source time µs, largest watermark visible then), one per poll, oldest first.
     private(set) var samples: [(time: Int64, value: Int64)] = []
 
-    init(kind: WatermarkKind, safetyLag: Duration) {
+    init(kind: WatermarkKind, safetyLag: Duration, stampUnit: Int64 = 1) {
         self.kind = kind
         self.safetyLag = safetyLag
+        self.stampUnit = max(1, stampUnit)
     }
 
     struct Decision: Sendable, Equatable {
@@ -37,7 +42,10 @@ struct PollBound: Sendable {
         let hold = heldBy == nil ? 0 : Double(clockBound - timeBound) / 1_000_000
         switch kind {
         case .time:
-            return Decision(value: timeBound, heldBy: heldBy, holdSeconds: hold)
+            guard stampUnit > 1 else { return Decision(value: timeBound, heldBy: heldBy, holdSeconds: hold) }
+            // The unit the bound falls in may still receive stamps: stop just before it.
+            let unitStart = timeBound - ((timeBound % stampUnit) + stampUnit) % stampUnit
+            return Decision(value: unitStart - 1, heldBy: heldBy, holdSeconds: hold)
         case .integer:
             // The largest value visible at timeBound; before a sample that old exists (a fresh start), nothing
             // past the current position.

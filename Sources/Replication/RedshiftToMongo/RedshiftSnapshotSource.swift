@@ -81,13 +81,13 @@ struct RedshiftSnapshotSource: SnapshotSource {
 
     /// Where a tail starting now begins: the bound a poll would use right now (nil: no watermark). Also what
     /// `reset --to now` sets. `scalar` runs a one-value query on the source.
-    static func tailSeed(_ horizon: TransactionHorizon, table: SourceTable, safetyLag: Duration, logger: Logger,
+    static func tailSeed(_ horizon: TransactionHorizon, table: SourceTable, dialect: SQLDialect, safetyLag: Duration, logger: Logger,
                          scalar: (String) async throws -> String?) async throws -> String? {
         switch table.watermarkKind {
         case nil:
             return nil
         case .time(let tz)?:
-            let decision = PollBound(kind: .time(withTimeZone: tz), safetyLag: safetyLag).decide(horizon, position: nil)
+            let decision = PollBound(kind: .time(withTimeZone: tz), safetyLag: safetyLag, stampUnit: table.stampUnit(dialect)).decide(horizon, position: nil)
             if let writer = decision.heldBy { logger.notice("an open transaction writing the table holds the tail's start", metadata: ["transaction": "\(writer)"]) }
             return decision.value.map(WatermarkKind.time(withTimeZone: tz).boundText)
         case .integer?:
@@ -106,7 +106,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let keys = table.keyNames.map(SQL.identifier)
         let horizon = try await TransactionHorizon.probe(reader, kind: table.watermarkKind ?? .time(withTimeZone: false))
         let start = ValueText.timestampMicrosText(horizon.now)
-        let seed = try await Self.tailSeed(horizon, table: table, safetyLag: context.stream.safetyLag, logger: context.logger) {
+        let seed = try await Self.tailSeed(horizon, table: table, dialect: reader.dialect, safetyLag: context.stream.safetyLag, logger: context.logger) {
             try await reader.scalar($0)
         }
         try await reportUncopyableKeys(keys)

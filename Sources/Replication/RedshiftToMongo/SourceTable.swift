@@ -25,6 +25,15 @@ public struct SourceTable: Sendable {
     public var watermarkName: String? { watermarkIndex.map { columns[$0].name } }
     /// The watermark column's kind (time or integer); nil without a watermark.
     var watermarkKind: WatermarkKind? { watermarkIndex.flatMap { WatermarkKind(typeOID: columns[$0].typeOID) } }
+    /// The unit a time watermark's stamps are truncated to, in microseconds: Redshift's `GETDATE()` stamps whole
+    /// seconds (assumed whatever the column holds); PostgreSQL's `timestamp(p)` keeps p fractional digits.
+    func stampUnit(_ dialect: SQLDialect) -> Int64 {
+        guard let i = watermarkIndex, case .time? = watermarkKind else { return 1 }
+        if dialect == .redshift { return 1_000_000 }
+        let digits = columns[i].typeModifier
+        guard digits >= 0, digits < 6 else { return 1 }
+        return (0..<(6 - Int(digits))).reduce(1) { unit, _ in unit * 10 }
+    }
     public var qualifiedName: String { SQL.qualified(schema: name.schema, name: name.name) }
     public var selectList: String {
         columns.map { SQL.identifier($0.name) }.joined(separator: ", ")

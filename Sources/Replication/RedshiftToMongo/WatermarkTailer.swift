@@ -29,7 +29,7 @@ struct WatermarkTailer {
     func run() async throws {
         guard let kind = table.watermarkKind else { return }
         var cursor = try await context.state.extractCursor(context.name)
-        var bound = PollBound(kind: kind, safetyLag: context.stream.safetyLag)
+        var bound = PollBound(kind: kind, safetyLag: context.stream.safetyLag, stampUnit: table.stampUnit(reader.dialect))
         var sizer = BatchSizer(context.stream)
         var lastNullCheck = ContinuousClock.now - .seconds(3600)
         var lastLookback = ContinuousClock.now

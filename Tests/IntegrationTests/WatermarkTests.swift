@@ -118,6 +118,33 @@ final class WatermarkTests: IntegrationTestCase {
         XCTAssertEqual(run.status, 2, run.stderr)
     }
 
+    /// Only sessions that can write rows hold the tail: a reader that locked rows (`SELECT … FOR UPDATE`, or a
+    /// foreign-key check from a child table: RowShareLock) or a vacuum/analyze (ShareUpdateExclusiveLock) stamp
+    /// nothing, and they held the tail back for as long as they stayed open — hours for an anti-wraparound vacuum.
+    func testSessionsThatCannotWriteRowsDoNotHoldTheTail() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, note text, wm timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'));
+            INSERT INTO public.\(table) (id, note) SELECT g, 'initial' FROM generate_series(1, 10) g;
+            """)
+        let config = try writeConfig(stream("readers", table: table))
+        let reader = try await PostgresConnection.connect(pg)
+        try await reader.execute("BEGIN; SELECT * FROM public.\(table) WHERE id = 1 FOR UPDATE")
+        let analyzer = try await PostgresConnection.connect(pg)
+        try await analyzer.execute("BEGIN; LOCK TABLE public.\(table) IN SHARE UPDATE EXCLUSIVE MODE")
+        try await Task.sleep(for: .seconds(2))
+        let check = try MongoshiftProcess.run(["check", "--config", config])
+        XCTAssertFalse(check.stdout.contains("holds the watermark back"), check.stdout)
+        let (process, _) = try startRun(config)
+        try await waitFor("snapshot") { phase("readers") == "streaming" }
+        try await connection.execute("INSERT INTO public.\(table) (id, note) VALUES (100, 'while they are open')")
+        try await waitFor("the row written while readers are open", timeout: 20) {
+            try await mongo.count(database: database, collection: "readers", filter: ["note": "while they are open"]) == 1
+        }
+        stop(process)
+        try await reader.execute("ROLLBACK")
+        try await analyzer.execute("ROLLBACK")
+    }
+
     /// `check` says when open transactions of other logins are invisible (and the grant that fixes it), and when
     /// one holds a stream; `lag` names the holding transaction.
     func testCheckAndLagReportAHeldStreamAndInvisibleTransactions() async throws {

@@ -24,6 +24,11 @@ struct TransactionHorizon: Sendable, Equatable {
     /// column's largest value. `serverZone` (PostgreSQL): the clock and transaction starts as wall-clock time in
     /// the server's own time zone (its `TimeZone` setting, as sessions get it before they change it) — what a
     /// `timestamp` column stamped with `now()` holds; else UTC.
+    /// PostgreSQL lock modes of sessions that may write rows (INSERT/UPDATE/DELETE take RowExclusiveLock; LOCK
+    /// TABLE and DDL the stronger ones). Readers that lock rows (RowShareLock: `FOR UPDATE`, foreign-key checks),
+    /// VACUUM and ANALYZE (ShareUpdateExclusiveLock) and CREATE INDEX (ShareLock) stamp nothing.
+    static let writeLockModes = "'RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'"
+
     static func sql(_ dialect: SQLDialect, maxOf column: String?, in table: String, serverZone: Bool = false) -> String {
         let maxValue = column.map { "(SELECT CAST(max(\(SQL.identifier($0))) AS varchar) FROM \(table))" } ?? "CAST(NULL AS varchar)"
         let tableOID = "(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)"
@@ -36,7 +41,7 @@ struct TransactionHorizon: Sendable, Equatable {
                 FROM (SELECT 1 AS one) d LEFT JOIN (
                   SELECT a.pid, a.backend_xid AS xid, CAST(a.xact_start AT TIME ZONE \(zone) AS timestamp(6)) AS start
                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                  WHERE l.locktype = 'relation' AND l.relation = \(tableOID) AND l.mode <> 'AccessShareLock'
+                  WHERE l.locktype = 'relation' AND l.relation = \(tableOID) AND l.mode IN (\(writeLockModes))
                     AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
                   ORDER BY a.xact_start LIMIT 1) w ON 1 = 1
                 """

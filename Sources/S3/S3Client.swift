@@ -61,13 +61,13 @@ public final class S3Client: Sendable {
                            payloadHash: Digest.hex(Digest.sha256(bytes)))
     }
 
-    /// Uploads a local file, streamed; in parts above `multipartThreshold`. Every byte is covered by the
-    /// signature (the payload's SHA-256), so S3 rejects a corrupted upload.
     /// The hex SHA-256 of a file's range, read on a thread of its own (up to a part's 32 MiB of reading).
     static func fileHash(_ path: String, offset: Int64, length: Int64) async throws -> String {
         try await IOThread.detached(name: "s3-digest") { try Digest.hex(Digest.sha256(file: path, offset: offset, length: length)) }
     }
 
+    /// Uploads a local file, streamed; in parts above `multipartThreshold`. Every byte is covered by the
+    /// signature (the payload's SHA-256), so S3 rejects a corrupted upload.
     public func putObject(_ bucket: String, key: String, file path: String) async throws {
         let size = try Self.fileSize(path)
         if size <= settings.multipartThreshold {

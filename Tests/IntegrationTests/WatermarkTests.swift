@@ -118,6 +118,38 @@ final class WatermarkTests: IntegrationTestCase {
         XCTAssertEqual(run.status, 2, run.stderr)
     }
 
+    /// Writers stamping another zone than the server's (a client that sets its session's zone: JDBC sends the
+    /// JVM's) are named by `redshift.time_zone`; without it their changes after the snapshot were lost.
+    func testAConfiguredTimeZoneReadsStampsOfThatZone() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, note text,
+              wm timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'America/Los_Angeles'));
+            INSERT INTO public.\(table) (id, note) SELECT g, 'initial' FROM generate_series(1, 10) g;
+            """)
+        let config = directory + "/zone.yaml"
+        try """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres, time_zone: America/Los_Angeles }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:
+        \(stream("pacific", table: table))
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let (process, _) = try startRun(config)
+        try await waitFor("snapshot") { phase("pacific") == "streaming" }
+        try await connection.execute("INSERT INTO public.\(table) (id, note) VALUES (100, 'after the snapshot')")
+        try await waitFor("the row written after the snapshot", timeout: 30) {
+            try await mongo.count(database: database, collection: "pacific", filter: ["note": "after the snapshot"]) == 1
+        }
+        stop(process)
+        // A zone the server does not know: check says so.
+        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "America/Los_Angeles", with: "Mars/Olympus_Mons")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let check = try MongoshiftProcess.run(["check", "--config", config])
+        XCTAssertEqual(check.status, 1, check.stdout + check.stderr)
+        XCTAssertTrue(check.stdout.contains("Mars/Olympus_Mons"), check.stdout)
+    }
+
     /// Only sessions that can write rows hold the tail: a reader that locked rows (`SELECT … FOR UPDATE`, or a
     /// foreign-key check from a child table: RowShareLock) or a vacuum/analyze (ShareUpdateExclusiveLock) stamp
     /// nothing, and they held the tail back for as long as they stayed open — hours for an anti-wraparound vacuum.

@@ -56,6 +56,15 @@ final class ConfigLoaderTests: XCTestCase {
         }
     }
 
+    /// `redshift.time_zone`: PostgreSQL only (Redshift's timestamp watermarks hold UTC), a zone name only.
+    func testTimeZoneIsForPostgresAndAName() throws {
+        let postgres = valid.replacingOccurrences(of: "  dialect: redshift", with: "  dialect: postgres\n  time_zone: America/New_York")
+        XCTAssertEqual(try loader.parse(postgres).redshift?.timeZone, "America/New_York")
+        assertError(valid.replacingOccurrences(of: "  dialect: redshift", with: "  dialect: redshift\n  time_zone: UTC"), line: 5,
+                    contains: "redshift.time_zone is for dialect postgres")
+        assertError(postgres.replacingOccurrences(of: "America/New_York", with: "\"x'; DROP TABLE t\""), line: 5, contains: "must be a time zone name")
+    }
+
     func testUnknownKeyNamesFileAndLine() {
         assertError(valid.replacingOccurrences(of: "    partitions: 4", with: "    partitons: 4"), line: 17, contains: "unknown key \"partitons\"")
         assertError("state: x\nbogus: 1\n", line: 2, contains: "unknown key \"bogus\"")

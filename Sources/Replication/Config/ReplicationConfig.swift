@@ -32,6 +32,9 @@ public struct RedshiftEndpoint: Sendable {
     public var dialect: SQLDialect = .redshift
     /// Where COPY loads and UNLOAD snapshots are staged (Redshift dialect only); nil = no S3.
     public var s3: S3Staging?
+    /// PostgreSQL: the zone `timestamp` (no time zone) watermarks are stamped in (an IANA name); nil = the
+    /// server's `TimeZone` (docs/CONFIG.md, "Time zones").
+    public var timeZone: String?
     public init(url: String, dialect: SQLDialect = .redshift, s3: S3Staging? = nil) {
         self.url = url
         self.dialect = dialect

@@ -112,6 +112,13 @@ public struct ConfigCheck: Sendable {
            let nulls = try? await pg.query("SELECT count(*) FROM \(qualified) WHERE \(SQL.identifier(w)) IS NULL").rows.first?.first, let n = Int(nulls ?? "0"), n > 0 {
             problem("\(n) rows have a NULL watermark (\(w)): they are copied by the snapshot but never tailed")
         }
+        if table.watermarkKind == .time(withTimeZone: false), let zone = config.redshift?.timeZone {
+            do {
+                _ = try await pg.query("SELECT CAST(now() AT TIME ZONE CAST($1 AS text) AS varchar)", [zone])
+            } catch {
+                problem("redshift.time_zone \(zone) is not a time zone the server knows (\((error as? PostgresError)?.message ?? "\(error)"))")
+            }
+        }
         if table.watermarkKind != nil {
             let dialect = config.redshift?.dialect ?? .postgres
             if let (visible, grant) = try? await TransactionHorizon.visibility(pg, dialect: dialect), !visible {

@@ -146,7 +146,8 @@ public enum StreamReset {
             }
         default:
             let horizon = try await TransactionHorizon.probe(pg, dialect: redshift.dialect, table: stream.table,
-                                                             maxOf: kind == .integer ? column : nil, serverZone: kind.readsInServerZone)
+                                                             maxOf: kind == .integer ? column : nil,
+                                                             zone: StampZone(kind: kind, configured: redshift.timeZone))
             let seed = try await RedshiftSnapshotSource.tailSeed(horizon, table: table, dialect: redshift.dialect, safetyLag: stream.safetyLag, logger: logger) {
                 try await pg.query($0).rows.first?.first ?? nil
             }

@@ -4,6 +4,21 @@ import PostgresClient
 /// that may still commit rows stamped before the watermark (docs/CONFIG.md, "Late commits"). PostgreSQL: the
 /// sessions holding a write lock on the table (`pg_locks` + `pg_stat_activity`); Redshift: `SVV_TRANSACTIONS`.
 /// Other users' transactions are visible only with the grant `check` names; without it only safety_lag guards.
+/// The zone a `timestamp` (no time zone) watermark's wall-clock stamps are in (docs/CONFIG.md, "Time zones").
+enum StampZone: Sendable, Equatable {
+    /// Instants (`timestamptz`), integers, Redshift: UTC.
+    case utc
+    /// The PostgreSQL server's `TimeZone`, as a session gets it before changing it.
+    case serverDefault
+    /// `redshift.time_zone`.
+    case named(String)
+
+    init(kind: WatermarkKind, configured: String?) {
+        guard kind.readsInServerZone else { self = .utc; return }
+        self = configured.map(StampZone.named) ?? .serverDefault
+    }
+}
+
 struct TransactionHorizon: Sendable, Equatable {
     /// Source clock now, microseconds since the epoch (UTC).
     var now: Int64
@@ -20,21 +35,24 @@ struct TransactionHorizon: Sendable, Equatable {
         var description: String { "pid \(pid)" + (xid.map { " xid \($0)" } ?? "") + " since \(ValueText.timestampMicrosText(start))" }
     }
 
-    /// One query: the clock, the oldest writer of `table` (`$1` schema, `$2` name) and, given `maxOf`, the
-    /// column's largest value. `serverZone` (PostgreSQL): the clock and transaction starts as wall-clock time in
-    /// the server's own time zone (its `TimeZone` setting, as sessions get it before they change it) — what a
-    /// `timestamp` column stamped with `now()` holds; else UTC.
     /// PostgreSQL lock modes of sessions that may write rows (INSERT/UPDATE/DELETE take RowExclusiveLock; LOCK
     /// TABLE and DDL the stronger ones). Readers that lock rows (RowShareLock: `FOR UPDATE`, foreign-key checks),
     /// VACUUM and ANALYZE (ShareUpdateExclusiveLock) and CREATE INDEX (ShareLock) stamp nothing.
     static let writeLockModes = "'RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'"
 
-    static func sql(_ dialect: SQLDialect, maxOf column: String?, in table: String, serverZone: Bool = false) -> String {
+    /// One query: the clock, the oldest writer of `table` (`$1` schema, `$2` name) and, given `maxOf`, the
+    /// column's largest value. `zone` (PostgreSQL): the zone the clock and transaction starts are read in (`$3`
+    /// when named).
+    static func sql(_ dialect: SQLDialect, maxOf column: String?, in table: String, zone: StampZone = .utc) -> String {
         let maxValue = column.map { "(SELECT CAST(max(\(SQL.identifier($0))) AS varchar) FROM \(table))" } ?? "CAST(NULL AS varchar)"
         let tableOID = "(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)"
         switch dialect {
         case .postgres:
-            let zone = serverZone ? "(SELECT reset_val FROM pg_settings WHERE name = 'TimeZone')" : "'UTC'"
+            let zone = switch zone {
+            case .utc: "'UTC'"
+            case .serverDefault: "(SELECT reset_val FROM pg_settings WHERE name = 'TimeZone')"
+            case .named: "CAST($3 AS text)"
+            }
             return """
                 SELECT CAST(CAST(now() AT TIME ZONE \(zone) AS timestamp(6)) AS varchar), CAST(w.pid AS varchar), CAST(w.xid AS varchar),
                        CAST(w.start AS varchar), \(maxValue)
@@ -61,14 +79,17 @@ struct TransactionHorizon: Sendable, Equatable {
         let table = reader.table
         return try await reader.run { [dialect = reader.dialect] c in
             try await probe(c, dialect: dialect, table: table.name, maxOf: kind == .integer ? table.watermarkName : nil,
-                            serverZone: kind.readsInServerZone)
+                            zone: StampZone(kind: kind, configured: reader.context.config.redshift?.timeZone))
         }
     }
 
     static func probe(_ connection: PostgresConnection, dialect: SQLDialect, table: TableName, maxOf column: String?,
-                      serverZone: Bool = false) async throws -> TransactionHorizon {
-        let sql = sql(dialect, maxOf: column, in: SQL.qualified(schema: table.schema, name: table.name), serverZone: serverZone && dialect == .postgres)
-        let row = try await connection.query(sql, [table.schema ?? "public", table.name]).rows.first
+                      zone: StampZone = .utc) async throws -> TransactionHorizon {
+        let zone = dialect == .postgres ? zone : .utc
+        let sql = sql(dialect, maxOf: column, in: SQL.qualified(schema: table.schema, name: table.name), zone: zone)
+        var params: [String?] = [table.schema ?? "public", table.name]
+        if case .named(let name) = zone { params.append(name) }
+        let row = try await connection.query(sql, params).rows.first
         guard let row, let nowText = row[0], let now = WatermarkKind.time(withTimeZone: false).value(of: nowText) else {
             throw PostgresError(code: .unexpectedResult, message: "the source did not report its clock")
         }

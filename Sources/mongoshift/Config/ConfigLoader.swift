@@ -71,7 +71,7 @@ struct ConfigLoader {
         }
         if let lease = top["lease"] { config.leaseDuration = try duration(lease, "lease") }
         if let node = top["redshift"] {
-            let m = try mapping(node, "redshift", allowed: ["url", "dialect", "s3"])
+            let m = try mapping(node, "redshift", allowed: ["url", "dialect", "s3", "time_zone"])
             let url = try string(try require(m, "url", in: node, "redshift"), "redshift.url")
             var endpoint = RedshiftEndpoint(url: url)
             if let d = m["dialect"] {
@@ -85,6 +85,16 @@ struct ConfigLoader {
                     throw located(s3, "redshift.s3 is for dialect redshift (PostgreSQL loads with COPY FROM STDIN and reads with SELECT)")
                 }
                 endpoint.s3 = try parseS3(s3)
+            }
+            if let z = m["time_zone"] {
+                guard endpoint.dialect == .postgres else {
+                    throw located(z, "redshift.time_zone is for dialect postgres (Redshift's timestamp watermarks hold UTC)")
+                }
+                let zone = try string(z, "redshift.time_zone")
+                guard !zone.isEmpty, zone.allSatisfy({ $0.isLetter || $0.isNumber || "/_+-:".contains($0) }) else {
+                    throw located(z, "redshift.time_zone must be a time zone name such as Europe/Berlin, not \(zone)")
+                }
+                endpoint.timeZone = zone
             }
             config.redshift = endpoint
         }

@@ -17,6 +17,8 @@ public struct SpoolDirectory: Sendable {
     /// applier's segment at a time per stream.
     private static let sealing = IOThread(name: "spool-seal")
     private static let reading = IOThread(name: "spool-read")
+    /// Removals have their own thread: an applier must not wait behind other streams' seals and their fsyncs.
+    private static let removing = IOThread(name: "spool-remove")
 
     /// Seals `segment` as file `seq` (`SpoolSegmentWriter.seal`) on the spool thread. Returns the file size.
     public func seal(_ segment: SpoolSegmentWriter, seq: Int64, first: StreamPosition?, last: StreamPosition?) async throws -> Int {
@@ -41,16 +43,16 @@ public struct SpoolDirectory: Sendable {
         return names.compactMap { name in name.hasSuffix(".seg") ? Int64(name.dropLast(4)) : nil }.sorted()
     }
 
-    /// Removes leftovers of interrupted writes and segments the state store does not know (on the seal thread).
+    /// Removes leftovers of interrupted writes and segments the state store does not know (off the pool).
     @discardableResult
     public func removeUnknown(known: Set<Int64>) async -> Int {
         let path = path
-        return (try? await Self.sealing.run { Self.removeUnknown(in: path, known: known) }) ?? 0
+        return (try? await Self.removing.run { Self.removeUnknown(in: path, known: known) }) ?? 0
     }
 
-    /// Removes every segment (a stream starting over), on the seal thread.
+    /// Removes every segment (a stream starting over), off the pool.
     public func removeAll() async {
-        _ = try? await Self.sealing.run { [self] in for seq in sequencesOnDisk() { try? FileManager.default.removeItem(atPath: segmentPath(seq)) } }
+        _ = try? await Self.removing.run { [self] in for seq in sequencesOnDisk() { try? FileManager.default.removeItem(atPath: segmentPath(seq)) } }
     }
 
     private static func removeUnknown(in path: String, known: Set<Int64>) -> Int {
@@ -66,10 +68,10 @@ public struct SpoolDirectory: Sendable {
         return removed
     }
 
-    /// Removes an applied (or unrecorded) segment, on the seal thread: an unlink can wait on the file system.
+    /// Removes an applied (or unrecorded) segment, off the pool: an unlink can wait on the file system.
     public func remove(_ seq: Int64) async {
         let file = segmentPath(seq)
-        _ = try? await Self.sealing.run { try? FileManager.default.removeItem(atPath: file) }
+        _ = try? await Self.removing.run { try? FileManager.default.removeItem(atPath: file) }
     }
 
     public func bytesOnDisk() -> Int {

@@ -52,6 +52,9 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
     /// a BSON Timestamp (a bigint column would hold it as a number, and convert it as one).
     public static func ofKey(_ value: BSONValueView) -> ColumnType {
         if value.type == 0x11 { return .varchar(64) }
+        // The usual text key is its own key text: its width from its length, as any string's (this runs for
+        // every document).
+        if value.type == 0x02 && !KeyText.isTagged(value.utf8) { return .varchar(width(for: value.utf8.count)) }
         switch of(value) {
         case .nested?, .varchar?, .double?, nil:
             var plain = PlainText()

@@ -61,9 +61,7 @@ public enum KeyText {
 
     /// The key text of `value` (for a text key column of any width).
     public static func text(_ value: BSON) -> String {
-        var plain = PlainText()
-        value.withView { writeTop($0, to: &plain) }
-        return String(decoding: plain.bytes, as: UTF8.self)
+        String(decoding: identity(value), as: UTF8.self)
     }
 
     /// What tells two `_id`s apart in the target: their key text's bytes (not a String: Swift's equality would
@@ -72,12 +70,6 @@ public enum KeyText {
         var plain = PlainText()
         value.withView { writeTop($0, to: &plain) }
         return plain.bytes
-    }
-
-    /// The text as a key column of `type` holds it: the key text for a text column, the value's text otherwise.
-    public static func text(_ value: BSON, in type: ColumnType?) -> String {
-        if case .varchar = type ?? .varchar(0) { return text(value) }
-        return ValueText.scalarText(value)
     }
 
     /// The `_id` whose key text is `text` (the inverse of `text`, up to the numeric type: an integral number reads

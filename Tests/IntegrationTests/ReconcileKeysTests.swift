@@ -51,4 +51,33 @@ final class ReconcileKeysTests: IntegrationTestCase {
             """)
         try await run(table: table, key: "region, n", deleting: "n IN (10, 11)", expect: 198)
     }
+
+    /// Documents written while a key column was `integer` (`_id.n` an int32) are the same rows once it is `bigint`
+    /// (the source decodes int64s): only the deleted rows are missing. Compared by value, all 200 were, and the
+    /// delete guard's ratio refused every delete.
+    func testCompositeKeysAfterTheKeyTypeWidened() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (region text NOT NULL, n int NOT NULL, v int, updated_at timestamp NOT NULL DEFAULT now(), PRIMARY KEY (region, n));
+            INSERT INTO public.\(table) (region, n, v) SELECT CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g, g FROM generate_series(1, 200) g;
+            """)
+        let config = try writeStreamsConfig("""
+          - name: t
+            from: { table: public.\(table) }
+            to: { collection: t }
+            key: [region, n]
+            watermark: updated_at
+            safety_lag: 1s
+            reconcile_every: 1s
+        """)
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        try await connection.execute("ALTER TABLE public.\(table) ALTER COLUMN n TYPE bigint; DELETE FROM public.\(table) WHERE n IN (10, 11)")
+        let (process, _) = try startRun(config)
+        try await waitFor("the reconciler to delete the documents of the deleted rows", timeout: 60) {
+            try await self.mongo.count(database: self.database, collection: "t") == 198
+        }
+        try await Task.sleep(for: .seconds(2))
+        let after = try await mongo.count(database: database, collection: "t")
+        XCTAssertEqual(after, 198, "nothing else deleted")
+        stop(process)
+    }
 }

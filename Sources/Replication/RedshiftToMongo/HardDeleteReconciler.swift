@@ -121,7 +121,9 @@ struct HardDeleteReconciler {
         try await walk.forEachPage { ids in
             pages += 1
             let present = try await reader.run { c in try await lookup.present(ids, on: c) }
-            missing += ids.filter { !present.contains($0) }
+            // By source texts, as `stillMissing` does: an `_id` written before the key column's type changed
+            // (an int32 where the column now decodes to int64) is the same row, not a missing one.
+            missing += Self.stillMissing(ids, present: present, texts: lookup.texts)
             if missing.count > cap { complete = false; return false }
             return true
         }

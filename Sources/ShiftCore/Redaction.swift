@@ -6,7 +6,8 @@ public enum Redaction {
     /// (conninfo key/value form and URI query parameters alike).
     public static func redact(_ text: String) -> String {
         var out = redactUserInfo(text)
-        for key in ["password", "passwd", "pwd", "sslpassword", "tlsCertificateKeyFilePassword"] {
+        // `authMechanismProperties` carries MONGODB-AWS's `AWS_SESSION_TOKEN:…`: the whole value goes.
+        for key in ["password", "passwd", "pwd", "sslpassword", "tlsCertificateKeyFilePassword", "authMechanismProperties"] {
             out = redactKeyValue(out, key: key)
         }
         return out

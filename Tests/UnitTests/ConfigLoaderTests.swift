@@ -141,4 +141,26 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(ConfigLoader.parseSize("2GiB"), 2 << 30)
         XCTAssertNil(ConfigLoader.parseSize("8MB"))
     }
+
+    /// Beyond what the values hold: a configuration error, not a crash (it trapped converting to Int64/Int).
+    func testHugeDurationsAndSizesAreRefused() {
+        XCTAssertNil(ConfigLoader.parseDuration("1e20s"))
+        XCTAssertNil(ConfigLoader.parseSize("1e30GiB"))
+        XCTAssertNil(ConfigLoader.parseSize("99999999999999999999"))
+        let text = valid.replacingOccurrences(of: "safety_lag: 90s", with: "safety_lag: 1e20s")
+        XCTAssertThrowsError(try loader.parse(text)) { XCTAssertTrue("\($0)".contains("test.yaml:15"), "\($0)") }
+    }
+
+    /// AWS's shared endpoint variables (DESIGN.md §3): the S3-specific one first, then the general one; the file wins.
+    func testS3EndpointFromEnvironment() throws {
+        let s3 = valid.replacingOccurrences(of: "  dialect: redshift\n", with: "  dialect: redshift\n  s3: { bucket: b }\n")
+        func endpoint(_ env: [String: String], _ text: String) throws -> String? {
+            try ConfigLoader(file: "test.yaml", environment: env.merging(["PGPASS": "p", "MONGO_URL": "mongodb://h/"]) { $1 }).parse(text).redshift?.s3?.endpoint
+        }
+        XCTAssertNil(try endpoint([:], s3))
+        XCTAssertEqual(try endpoint(["AWS_ENDPOINT_URL": "http://all:9000"], s3), "http://all:9000")
+        XCTAssertEqual(try endpoint(["AWS_ENDPOINT_URL": "http://all:9000", "AWS_ENDPOINT_URL_S3": "http://s3:9000"], s3), "http://s3:9000")
+        let explicit = s3.replacingOccurrences(of: "s3: { bucket: b }", with: "s3: { bucket: b, endpoint: \"http://file:1\" }")
+        XCTAssertEqual(try endpoint(["AWS_ENDPOINT_URL_S3": "http://s3:9000"], explicit), "http://file:1")
+    }
 }

@@ -272,6 +272,12 @@ struct ConfigLoader {
             let endpoint = try string(v, "redshift.s3.endpoint")
             guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else { throw located(v, "redshift.s3.endpoint must start with http:// or https://") }
             s3.endpoint = endpoint
+        } else if let endpoint = environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"], !endpoint.isEmpty {
+            // AWS's shared configuration variables (the SDKs and CLI read them too); the file's key wins.
+            guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
+                throw located(node, "AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL must start with http:// or https://")
+            }
+            s3.endpoint = endpoint
         }
         if let v = m["iam_role"] {
             let role = try string(v, "redshift.s3.iam_role")
@@ -481,8 +487,9 @@ struct ConfigLoader {
         let t = text.trimmingCharacters(in: .whitespaces)
         if t == "0" { return .zero }
         for (suffix, unit) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)] where t.hasSuffix(suffix) {
-            guard let v = Double(t.dropLast(suffix.count)), v >= 0, v.isFinite else { return nil }
-            return .milliseconds(Int64((v * unit * 1000).rounded()))
+            guard let v = Double(t.dropLast(suffix.count)), v >= 0, v.isFinite,
+                  let ms = Int64(exactly: (v * unit * 1000).rounded()) else { return nil }
+            return .milliseconds(ms)
         }
         return nil
     }
@@ -491,7 +498,7 @@ struct ConfigLoader {
         let t = text.trimmingCharacters(in: .whitespaces)
         for (suffix, unit) in [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40), ("B", 1)] where t.hasSuffix(suffix) {
             guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v >= 0, v.isFinite else { return nil }
-            return Int(v * Double(unit))
+            return Int(exactly: (v * Double(unit)).rounded(.down))
         }
         return Int(t)
     }

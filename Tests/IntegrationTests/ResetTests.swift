@@ -67,6 +67,11 @@ final class ResetTests: IntegrationTestCase {
         XCTAssertEqual(refused.status, 1, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("stream orders is running on"), refused.stderr)
         XCTAssertEqual(phase("orders"), "streaming")
+        // A second writer in the same state directory is refused outright (it took the lease back and forth, and
+        // each start removed the other's unrecorded segments).
+        let second = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(second.status, 2, second.stderr)
+        XCTAssertTrue(second.stderr.contains("in use by another mongoshift process (pid \(process.processIdentifier), mongoshift run)"), second.stderr)
         stop(process)
 
         let reset = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "snapshot", "--yes"])

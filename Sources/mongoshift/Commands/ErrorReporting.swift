@@ -13,6 +13,8 @@ enum ErrorReporting {
         switch error {
         case is ConfigError: return Exit.usage
         case is MetricsServerError: return Exit.usage
+        // Another process runs in this state directory.
+        case is WorkerLock.Held: return Exit.usage
         case let e as ReplicationError where e.code == .configuration: return Exit.usage
         case let e as PostgresError where e.code == .connectionFailed: return Exit.cannotConnect
         // Insufficient privilege: the grants do not match the configuration.

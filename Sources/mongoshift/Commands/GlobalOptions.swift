@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ShiftCore
 import Logging
 import Replication
 
@@ -40,6 +41,12 @@ struct GlobalOptions: ParsableArguments {
                                                         "eta_s": "\(p.secondsRemaining.map { Int($0) } ?? -1)"])
         }
         return (config, selected, logger)
+    }
+
+    /// The state directory (or `local_dir`) for this process alone, until the lock is released (`WorkerLock`).
+    func lockStateDirectory(_ config: ReplicationConfig, command: String) async throws -> WorkerLock {
+        let directory = config.stateDirectory
+        return try await IOThread.detached(name: "lock") { try WorkerLock.acquire(directory: directory, command: command) }
     }
 }
 

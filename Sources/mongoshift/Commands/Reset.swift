@@ -35,6 +35,13 @@ extension Mongoshift {
             do {
                 let (config, streams, logger) = try options.prepare()
                 let stream = streams[0], target = ResetTarget(parsing: to)!
+                let lock: WorkerLock
+                do {
+                    lock = try await options.lockStateDirectory(config, command: "reset")
+                } catch let held as WorkerLock.Held {
+                    throw StreamReset.Refusal(description: "stream \(stream.name) is running on this machine (\(held.holder)): stop it before a reset")
+                }
+                defer { withExtendedLifetime(lock) {} }
                 let state = try await StateStore.open(config)
                 if let holder = try await Self.liveHolder(state, stream.name) {
                     throw StreamReset.Refusal(description: "stream \(stream.name) is running on \(holder): stop it (or wait for its lease to expire) before a reset")

@@ -27,6 +27,8 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
+                let lock = try await options.lockStateDirectory(config, command: "run")
+                defer { withExtendedLifetime(lock) {} }
                 let state = try await StateStore.open(config)
                 // The staging bucket is checked before any stream depends on it: one line and exit 3 if it fails.
                 if S3Probe.needsS3(streams, config.redshift), let staging = config.redshift?.s3 { try await S3Probe.bucketAccess(staging) }

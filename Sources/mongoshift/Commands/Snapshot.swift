@@ -22,6 +22,8 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
+                let lock = try await options.lockStateDirectory(config, command: "snapshot")
+                defer { withExtendedLifetime(lock) {} }
                 let state = try await StateStore.open(config)
                 let mongo = try await MongoClient.connect(optional: config.mongo?.url)
                 let policy = RetryPolicy(maxAttempts: maxAttempts)

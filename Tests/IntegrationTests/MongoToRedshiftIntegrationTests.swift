@@ -220,6 +220,37 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// A quiet stream's token falls off the history while other collections are busy; the server then becomes
+    /// unreachable for longer than the driver's own resume allows. The reopen must start from the newest idle
+    /// token the stream persisted, not from the token the tailer started with (history lost: a re-snapshot).
+    func testReopenAfterAnOutageStartsFromTheNewestIdleToken() async throws {
+        let (url, pid) = try await startPrivateMongo(history: 200)
+        let small = try MongoClient(url: url)
+        _ = try await seed(small, count: 20)
+        // Short driver timeouts, so the outage below fails the driver's resume and the tailer reopens the stream.
+        let separator = url.contains("?") ? "&" : "?"
+        let config = try writeConfig(mongoURL: url + separator + "serverSelectionTimeoutMS=1500&connectTimeoutMS=1000&socketTimeoutMS=1500")
+        let (process, base) = try startRun(config)
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        try await assertConverged(small)
+        // 600 events elsewhere: the stream's first token leaves the 200-event history; its idle token follows them.
+        for _ in 0..<6 {
+            _ = try await small.bulkWrite(database: database, collection: "elsewhere", (0..<100).map { _ in .insert(["_id": .objectId(ObjectId.generate())]) })
+        }
+        try await Task.sleep(for: .seconds(3))
+        kill(pid, SIGSTOP)
+        try await waitFor("the tailer to give up on the driver's resume", timeout: 60) {
+            MongoshiftProcess.output(base).stderr.contains("change stream interrupted")
+        }
+        kill(pid, SIGCONT)
+        _ = try await small.bulkWrite(database: database, collection: "apps", [.insert(["_id": .objectId(ObjectId.generate()), "name": "after the outage"])])
+        try await assertConverged(small)
+        let log = MongoshiftProcess.output(base).stderr
+        XCTAssertFalse(log.contains("history lost"), log)
+        XCTAssertEqual(log.split(separator: "\n").filter { $0.contains("snapshot planned") }.count, 1, "the first snapshot only:\n\(log)")
+        stop(process)
+    }
+
     func testHistoryLostResnapshotsOnlyThatStream() async throws {
         // A second dev server whose "oplog" holds only 1,000 events.
         let url = try await startSmallHistoryMongo(history: 1000)

@@ -47,6 +47,10 @@ struct ChangeStreamTailer {
             } catch let error as MongoError where policy.retries(error) && !error.isHistoryLost {
                 context.logger.warning("change stream interrupted, reopening from the last recorded token", metadata: ["error": "\(error)"])
                 try await pause(.seconds(1))
+                // Idle tokens are persisted by the apply side, not recorded here: a quiet stream's newest one is in
+                // the store. Reopening from the token this tailer started with could ask for history long gone.
+                let stored = try await context.state.extractCursor(context.name)
+                if stored.generation == cursor.generation { cursor = stored }
             }
         }
     }

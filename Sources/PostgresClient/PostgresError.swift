@@ -42,7 +42,14 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable, Transient
         guard let state = sqlState else { return false }
         return state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53")
             || ["40001", "40P01", "57014", "55P03"].contains(state)
-            || isRedshiftSerializationConflict || isConcurrentCreateRace
+            || isRedshiftSerializationConflict || isConcurrentCreateRace || isRedshiftS3Throttling
+    }
+
+    /// S3 refused Redshift's own requests inside a COPY or UNLOAD with an error S3 says to retry (503 SlowDown,
+    /// 500 InternalError, RequestTimeout): Redshift reports it as `S3ServiceException:…,Status 503,Error SlowDown`.
+    public var isRedshiftS3Throttling: Bool {
+        guard sqlState == "XX000", message.contains("S3ServiceException") else { return false }
+        return ["Status 500", "Status 503", "SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable"].contains { message.contains($0) }
     }
 
     /// Two sessions ran the same `CREATE … IF NOT EXISTS` at once (streams sharing a schema start together):

@@ -78,7 +78,7 @@ public actor CredentialChain {
                           message: "cannot read AWS_WEB_IDENTITY_TOKEN_FILE \(tokenFile)")
         }
         let session = environment["AWS_ROLE_SESSION_NAME"] ?? "mongoshift-\(Int(Date().timeIntervalSince1970))"
-        let endpoint = environment["AWS_ENDPOINT_URL_STS"] ?? "https://sts.\(environment["AWS_REGION"] ?? region).amazonaws.com"
+        let endpoint = environment["AWS_ENDPOINT_URL_STS"] ?? { let r = environment["AWS_REGION"] ?? region; return "https://sts.\(r).\(AWSDomain.of(region: r))" }()
         let form = [("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", role),
                     ("RoleSessionName", session), ("WebIdentityToken", token)]
             .map { "\(SigV4Signer.encode($0.0, keepSlash: false))=\(SigV4Signer.encode($0.1, keepSlash: false))" }.joined(separator: "&")

@@ -5,7 +5,7 @@ import ShiftCore
 /// endpoint) or AWS's own, and the addressing style.
 public struct S3Settings: Sendable {
     public var region: String
-    /// `http(s)://host[:port]`; nil = `https://s3.<region>.amazonaws.com`.
+    /// `http(s)://host[:port]`; nil = `https://s3.<region>.amazonaws.com` (`.com.cn` in China).
     public var endpoint: String?
     /// Path-style URLs (`endpoint/bucket/key`); virtual-hosted (`bucket.endpoint/key`) otherwise.
     public var pathStyle: Bool
@@ -20,6 +20,25 @@ public struct S3Settings: Sendable {
         self.endpoint = endpoint.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         self.pathStyle = pathStyle ?? (endpoint != nil)
     }
+
+    /// (scheme://authority, host header, canonical path) for a bucket/key. A bucket name with dots goes path-style
+    /// on AWS's own endpoint: the wildcard certificate of `*.s3.<region>.amazonaws.com` covers one label only.
+    public func address(bucket: String, key: String?) -> (String, String, String) {
+        let keyPath = key.map { "/" + SigV4Signer.encode($0, keepSlash: true) } ?? "/"
+        let endpoint = endpoint ?? "https://s3.\(region).\(AWSDomain.of(region: region))"
+        let scheme = endpoint.hasPrefix("http://") ? "http://" : "https://"
+        let authority = String(endpoint.dropFirst(scheme.count))
+        if pathStyle || (self.endpoint == nil && bucket.contains(".")) {
+            return (scheme + authority, authority, "/" + SigV4Signer.encode(bucket, keepSlash: false) + (key == nil ? "" : keyPath))
+        }
+        let host = "\(bucket).\(authority)"
+        return (scheme + host, host, keyPath)
+    }
+}
+
+/// AWS's domain for a region: China's partition (`cn-…`) has its own.
+enum AWSDomain {
+    static func of(region: String) -> String { region.hasPrefix("cn-") ? "amazonaws.com.cn" : "amazonaws.com" }
 }
 
 public struct S3Object: Sendable, Equatable {
@@ -176,7 +195,7 @@ public final class S3Client: Sendable {
     private func send(_ operation: String, _ method: String, bucket: String, key: String?, query: [(String, String)] = [],
                       headers: [(String, String)] = [], body: HTTPRequest.Body = .none, payloadHash: String = SigV4Signer.emptyPayloadHash,
                       sink: HTTPRequest.Sink = .memory(limit: 16 << 20)) async throws -> HTTPResponse {
-        let (base, host, path) = address(bucket: bucket, key: key)
+        let (base, host, path) = settings.address(bucket: bucket, key: key)
         let canonicalQuery = SigV4Signer.canonicalQuery(query)
         let url = base + path + (canonicalQuery.isEmpty ? "" : "?" + canonicalQuery)
         var attempt = 0
@@ -207,19 +226,6 @@ public final class S3Client: Sendable {
             let backoff = min(8.0, 0.2 * pow(2.0, Double(attempt - 1))) * Double.random(in: 0.5...1.0)
             try await Task.sleep(for: .milliseconds(Int(backoff * 1000)))
         }
-    }
-
-    /// (scheme://authority, host header, canonical path) for a bucket/key.
-    func address(bucket: String, key: String?) -> (String, String, String) {
-        let keyPath = key.map { "/" + SigV4Signer.encode($0, keepSlash: true) } ?? "/"
-        let endpoint = settings.endpoint ?? "https://s3.\(settings.region).amazonaws.com"
-        let scheme = endpoint.hasPrefix("http://") ? "http://" : "https://"
-        let authority = String(endpoint.dropFirst(scheme.count))
-        if settings.pathStyle {
-            return (scheme + authority, authority, "/" + SigV4Signer.encode(bucket, keepSlash: false) + (key == nil ? "" : keyPath))
-        }
-        let host = "\(bucket).\(authority)"
-        return (scheme + host, host, keyPath)
     }
 
     static func fileSize(_ path: String) throws -> Int64 {

@@ -25,6 +25,11 @@ final class PostgresErrorTests: XCTestCase {
         XCTAssertTrue(conflict.isRedshiftSerializationConflict)
         XCTAssertTrue(conflict.isTransient)
         XCTAssertFalse(server("XX000", "Invalid digit, Value 'x'").isTransient)
+        // S3 throttling and server errors Redshift meets inside COPY/UNLOAD: S3 says to retry them.
+        XCTAssertTrue(server("XX000", "S3ServiceException:Please reduce your request rate.,Status 503,Error SlowDown,Rid 1,CanRetry 1").isTransient)
+        XCTAssertTrue(server("XX000", "S3ServiceException:We encountered an internal error. Please try again.,Status 500,Error InternalError,Rid 2").isTransient)
+        XCTAssertFalse(server("XX000", "S3ServiceException:Access Denied,Status 403,Error AccessDenied,Rid 3").isTransient)
+        XCTAssertFalse(server("XX000", "S3ServiceException:The specified bucket does not exist,Status 404,Error NoSuchBucket").isTransient)
     }
 }
 

@@ -106,3 +106,20 @@ final class S3SigningTests: XCTestCase {
         }
     }
 }
+
+/// Where requests go: virtual-hosted by default, path-style where the wildcard certificate cannot match (bucket
+/// names with dots) or an endpoint is given; China's partition has its own domain.
+final class S3AddressingTests: XCTestCase {
+    func testAWSAddressing() {
+        let aws = S3Settings(region: "eu-west-1")
+        XCTAssertEqual(aws.address(bucket: "acme", key: "a b/c").0, "https://acme.s3.eu-west-1.amazonaws.com")
+        XCTAssertEqual(aws.address(bucket: "acme", key: "a b/c").2, "/a%20b/c")
+        // *.s3.<region>.amazonaws.com does not match acme.etl.s3.…: path style.
+        let dotted = aws.address(bucket: "acme.etl", key: "k")
+        XCTAssertEqual(dotted.0, "https://s3.eu-west-1.amazonaws.com")
+        XCTAssertEqual(dotted.1, "s3.eu-west-1.amazonaws.com")
+        XCTAssertEqual(dotted.2, "/acme.etl/k")
+        XCTAssertEqual(S3Settings(region: "cn-north-1").address(bucket: "acme", key: nil).1, "acme.s3.cn-north-1.amazonaws.com.cn")
+        XCTAssertEqual(S3Settings(region: "us-east-1", endpoint: "http://127.0.0.1:9000/").address(bucket: "b", key: "k").0, "http://127.0.0.1:9000")
+    }
+}

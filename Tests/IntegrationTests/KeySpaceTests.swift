@@ -231,6 +231,28 @@ final class KeySpaceTests: IntegrationTestCase {
         XCTAssertTrue(deadLetters.contains("2 source rows have a NULL key"), deadLetters)
     }
 
+    /// A dead letter that cannot be written (here the file's path is a directory; a full or read-only disk alike)
+    /// fails the stream with the file named. It was taken for a corrupt spool segment: the snapshot resumed from
+    /// the state store at once, forever.
+    func testUnwritableDeadLetterFileFailsTheSnapshot() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (k integer UNIQUE, v text);
+            INSERT INTO public.\(table) VALUES (1, 'a'), (NULL, 'no key');
+            """)
+        let config = try writeStreamsConfig("""
+          - name: blocked
+            from: { table: public.\(table) }
+            to: { collection: blocked }
+            key: [k]
+        """, name: "blocked.yaml")
+        try FileManager.default.createDirectory(atPath: state + "/deadletter/blocked.jsonl", withIntermediateDirectories: true)
+        let started = Date()
+        let result = try MongoshiftProcess.run(["snapshot", "--config", config], timeout: 60)
+        XCTAssertEqual(result.status, 4, result.stderr)
+        XCTAssertTrue(result.stderr.contains("deadletter/blocked.jsonl"), result.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30)
+    }
+
     /// The tail, like the snapshot, skips rows with a NULL key and reports them — and a page's worth of them at one
     /// watermark must not stall it: polls used to return only those rows, the cursor could not move past them
     /// (a NULL key is no position) and every later change waited forever, unreported.

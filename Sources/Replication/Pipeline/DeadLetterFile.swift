@@ -47,12 +47,12 @@ public struct DeadLetterFile: Sendable {
             text += "}\n"
         }
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ReplicationError(.spool, stream: stream, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ReplicationError(.deadLetter, stream: stream, "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         guard written == bytes.count, fsync(fd) == 0 else {
-            throw ReplicationError(.spool, stream: stream, "cannot write \(path): \(String(cString: strerror(errno)))")
+            throw ReplicationError(.deadLetter, stream: stream, "cannot write \(path): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -10,7 +10,11 @@ public struct ReplicationError: Error, CustomStringConvertible, Sendable {
         public static let historyLost = Code(raw: "history lost")
         /// The source collection was dropped / renamed / invalidated.
         public static let sourceDropped = Code(raw: "source dropped")
+        /// A spool segment was corrupt and discarded, its range rewound: the stream restarts from the state store.
         public static let spool = Code(raw: "spool")
+        /// The dead-letter file cannot be written (disk full, permissions): the stream stops rather than lose the
+        /// rows it could not deliver.
+        public static let deadLetter = Code(raw: "dead letter")
         /// This worker lost the stream's lease: another worker (newer epoch) owns it.
         public static let fenced = Code(raw: "fenced")
         /// The stream stopped on a permanent error (recorded in the state store); the others go on.

@@ -35,4 +35,23 @@ final class FirstRunTests: XCTestCase {
         XCTAssertEqual(result.status, 2, result.stderr)
         XCTAssertTrue(result.stderr.contains("environment variables not set: FIRSTRUN_PG_URL (line 1), FIRSTRUN_MONGO_URL (line 2)"), result.stderr)
     }
+
+    /// `lag` on a damaged state database says so (exit 4, the file named); it read as "nothing has run yet" and
+    /// passed `--max-lag`.
+    func testLagOnADamagedStateDatabaseFails() throws {
+        let directory = NSTemporaryDirectory() + "firstrun-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory + "/state", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Data((0..<8192).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: directory + "/state/state.db"))
+        try """
+        state: \(directory)/state
+        redshift: { url: "postgresql://127.0.0.1:1/x", dialect: postgres }
+        mongo: { url: "mongodb://127.0.0.1:1/", database: app }
+        streams:
+          - { name: s, from: { table: public.t }, to: { collection: t }, key: [id], watermark: updated_at }
+        """.write(toFile: directory + "/m.yaml", atomically: true, encoding: .utf8)
+        let result = try MongoshiftProcess.run(["lag", "--config", directory + "/m.yaml", "--max-lag", "5m"], timeout: 60)
+        XCTAssertEqual(result.status, 4, result.stdout + result.stderr)
+        XCTAssertTrue(result.stderr.contains(directory + "/state/state.db"), result.stderr)
+    }
 }

@@ -33,7 +33,13 @@ extension Mongoshift {
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
-                let state = try? await StateStore.open(config, readOnly: true)
+                // No state yet: every stream is new. A store that cannot be read is an error, never "nothing ran".
+                let state: StateStore?
+                do {
+                    state = try await StateStore.open(config, readOnly: true)
+                } catch let error as StateStoreError where error.code == .missing {
+                    state = nil
+                }
                 let report = await LagReport.measure(config: config, streams: streams, state: state, logger: logger)
                 if json || (!table && isatty(STDOUT_FILENO) == 0) {
                     print(Self.json(report))

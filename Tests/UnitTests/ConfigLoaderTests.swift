@@ -163,4 +163,26 @@ final class ConfigLoaderTests: XCTestCase {
         let explicit = s3.replacingOccurrences(of: "s3: { bucket: b }", with: "s3: { bucket: b, endpoint: \"http://file:1\" }")
         XCTAssertEqual(try endpoint(["AWS_ENDPOINT_URL_S3": "http://s3:9000"], explicit), "http://file:1")
     }
+
+    /// Keys that mean nothing for a stream's direction, both sides of `from:`, and duplicate keys inside `match:`
+    /// were accepted silently: a setting the user believes in and mongoshift ignores.
+    func testKeysOfTheOtherDirectionAndDuplicatesInMatchAreErrors() {
+        func refused(_ from: String, _ to: String, _ replacement: String, file: StaticString = #filePath, line: UInt = #line) -> String {
+            let text = valid.replacingOccurrences(of: from, with: to)
+            XCTAssertNotEqual(text, valid, "the edit applies", file: file, line: line)
+            do {
+                _ = try loader.parse(text)
+                XCTFail("accepted: \(replacement)", file: file, line: line)
+                return ""
+            } catch {
+                return "\(error)"
+            }
+        }
+        let apps = "    on_history_lost: fail"
+        XCTAssertTrue(refused(apps, apps + "\n    safety_lag: 5s", "safety_lag").contains("test.yaml:22: stream apps: `safety_lag` is for Redshift → Mongo streams"))
+        XCTAssertTrue(refused(apps, apps + "\n    key: [id]", "key").contains("`key` is for Redshift → Mongo streams"))
+        XCTAssertTrue(refused(apps, apps + "\n    match: { status: 1, status: 2 }", "match").contains("duplicate key \"status\""))
+        XCTAssertTrue(refused("    partitions: 4", "    partitions: 4\n    on_drop: keep", "on_drop").contains("`on_drop` is for Mongo → Redshift streams"))
+        XCTAssertTrue(refused("from: { collection: apps }", "from: { collection: apps, table: public.x }", "both").contains("either"))
+    }
 }

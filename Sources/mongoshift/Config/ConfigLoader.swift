@@ -151,6 +151,14 @@ struct ConfigLoader {
         return config
     }
 
+    /// Stream keys that only one direction reads.
+    static let directionalKeys: [String: StreamConfig.Direction] = [
+        "key": .redshiftToMongo, "watermark": .redshiftToMongo, "safety_lag": .redshiftToMongo, "lookback": .redshiftToMongo,
+        "deletes": .redshiftToMongo, "reconcile_every": .redshiftToMongo, "tombstone_retention": .redshiftToMongo,
+        "max_delete_ratio": .redshiftToMongo, "delete_grace": .redshiftToMongo, "unload_min_rows": .redshiftToMongo,
+        "flatten": .mongoToRedshift, "on_history_lost": .mongoToRedshift, "on_drop": .mongoToRedshift,
+    ]
+
     private func parseStream(_ node: Node, config: ReplicationConfig) throws -> StreamConfig {
         let allowed: Set<String> = ["name", "from", "to", "key", "watermark", "safety_lag", "lookback", "deletes", "reconcile_every", "max_delete_ratio", "delete_grace", "max_writes_per_second", "columns", "where", "match", "tombstone_retention",
                                     "partitions", "flatten", "on_history_lost", "on_drop", "batch_bytes", "poll_interval",
@@ -166,6 +174,9 @@ struct ConfigLoader {
         }
         let from = try mapping(try require(m, "from", in: node, "stream \(name)"), "stream \(name).from", allowed: ["table", "collection"])
         let to = try mapping(try require(m, "to", in: node, "stream \(name)"), "stream \(name).to", allowed: ["table", "collection"])
+        for (side, what) in [(from, "from"), (to, "to")] where side.count > 1 {
+            throw located(m[what]!, "stream \(name): `\(what):` names either a table or a collection, not both")
+        }
         var stream: StreamConfig
         if let table = from["table"], let coll = to["collection"] {
             stream = StreamConfig(name: name, direction: .redshiftToMongo, table: TableName(parsing: try string(table, "from.table")),
@@ -175,6 +186,11 @@ struct ConfigLoader {
                                   collection: try string(coll, "from.collection"), defaults: config.defaults)
         } else {
             throw located(node, "stream \(name): use `from: {table}` with `to: {collection}`, or `from: {collection}` with `to: {table}`")
+        }
+        // Settings of the other direction would be ignored: refused, so nobody relies on one that does nothing.
+        for key in Self.directionalKeys.keys.sorted() {
+            guard let direction = Self.directionalKeys[key], direction != stream.direction, let v = m[key] else { continue }
+            throw located(v, "stream \(name): `\(key)` is for \(direction == .redshiftToMongo ? "Redshift → Mongo" : "Mongo → Redshift") streams")
         }
         if let key = m["key"] {
             switch key {
@@ -426,6 +442,7 @@ struct ConfigLoader {
             var doc = Document()
             for (k, v) in pairs {
                 guard case .scalar(let key) = k else { throw located(k, "keys must be plain names") }
+                if doc[key.string] != nil { throw located(k, "duplicate key \"\(key.string)\"") }
                 doc.append(key.string, try bson(v))
             }
             if doc.keys == ["$date"], case .string(let text)? = doc["$date"] {

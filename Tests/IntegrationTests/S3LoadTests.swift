@@ -70,6 +70,25 @@ final class S3LoadTests: S3StageTestCase {
         XCTAssertEqual(left, [], "every staged object deleted after its batch")
     }
 
+    /// Workers sharing a snapshot stage under one stream prefix: a starting worker removes what it left itself,
+    /// never the files another worker uploaded and is about to COPY (their COPY failed on a missing manifest).
+    func testAStartingWorkerRemovesOnlyItsOwnLeftovers() async throws {
+        try await seed(1...200)
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        try "w1\n".write(toFile: state + "/worker-id", atomically: true, encoding: .utf8)
+        let mine = "\(prefix)apps/load/w1/crashed-batch/0.json.zst", theirs = "\(prefix)apps/load/w2/in-flight/0.json.zst"
+        try await s3.putObject(bucket, key: mine, bytes: Array("left by a crash".utf8))
+        try await s3.putObject(bucket, key: theirs, bytes: Array("about to be copied".utf8))
+        let (process, _) = try startRun(try config())
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        let diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "apps", pg: connection, table: "\(table).apps")
+        XCTAssertEqual(diffs, [])
+        stop(process)
+        let left = try await staged()
+        XCTAssertEqual(left, [theirs], "this worker's leftover removed, the other worker's file kept")
+        try await s3.deleteObject(bucket, key: theirs)
+    }
+
     /// Issue "Redshift at warehouse scale" acceptance: a crash between upload and COPY, between COPY and commit,
     /// and after commit before cleanup.
     func testKillNineAroundTheCopyLosesNothingAndLeavesNoOrphans() async throws {

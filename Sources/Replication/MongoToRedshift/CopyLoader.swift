@@ -11,12 +11,19 @@ import Zstd
 /// when each still holds ≥ 1 MB compressed (fewer otherwise; each ≤ 1 GB), and a manifest. Rows over COPY's
 /// 4 MB row limit are handed back for multi-row INSERTs in the same transaction.
 ///
-/// Files are uploaded before the transaction and deleted after it, by key; whatever a crash leaves under the
-/// stream's `load/` prefix is removed when the stream starts (`collectLeftovers`).
+/// Files are uploaded before the transaction and deleted after it, by key; whatever a crash leaves under this
+/// worker's `load/<worker>/` prefix is removed when the stream starts here again (`collectLeftovers`). Each worker
+/// has its own prefix: during a shared snapshot every worker loads its own pages, and one starting must not remove
+/// the files another is about to COPY.
 struct CopyLoader: Sendable {
     let stage: S3Stage
+    /// This worker (`StateStore.workerID`).
+    let worker: String
     let localDirectory: String
     let logger: Logger
+
+    /// Where this worker's batches are staged.
+    var loadPrefix: String { stage.prefix("load") + worker + "/" }
 
     /// COPY refuses a row (one input record) over 4 MB.
     static let maxRowBytes = 4_000_000
@@ -54,7 +61,7 @@ struct CopyLoader: Sendable {
         let lineCount = lineStarts.count
         lineStarts.append(text.bytes.count)
         let rawBytes = text.bytes.count
-        let prefix = stage.prefix("load") + batch + "/"
+        let prefix = loadPrefix + batch + "/"
         guard lineCount > 0 else { return Staged(manifestURL: "", keys: [], rows: 0, compressedBytes: 0, oversized: oversized) }
         let files = Self.fileCount(estimatedCompressedBytes: Int64(rawBytes / 4), slices: slices, rows: lineCount)
         let paths = (0..<files).map { localDirectory + "/\(ColumnNaming.sanitize(stage.stream))-\(batch)-\($0).json.zst" }
@@ -125,9 +132,9 @@ struct CopyLoader: Sendable {
         }
     }
 
-    /// Removes what earlier runs left under the stream's `load/` prefix (a crash between upload and cleanup).
+    /// Removes what this worker's earlier runs left under its `load/` prefix (a crash between upload and cleanup).
     func collectLeftovers() async throws -> Int {
-        let removed = try await stage.client.deletePrefix(stage.bucket, prefix: stage.prefix("load"))
+        let removed = try await stage.client.deletePrefix(stage.bucket, prefix: loadPrefix)
         if removed > 0 { logger.notice("removed staged COPY files an earlier run left", metadata: ["objects": "\(removed)"]) }
         return removed
     }

@@ -42,7 +42,8 @@ public actor RedshiftApplier: ChangeTarget {
         self.sql = TargetSQL(dialect: endpoint.dialect, table: context.stream.table)
         self.policy = policy
         if let staging = endpoint.s3, context.stream.loadMethod(endpoint) == .copy {
-            copyLoader = CopyLoader(stage: S3Stage(staging: staging, stream: context.name), localDirectory: context.config.stateDirectory + "/tmp",
+            copyLoader = CopyLoader(stage: S3Stage(staging: staging, stream: context.name), worker: context.state.workerID,
+                                    localDirectory: context.config.stateDirectory + "/tmp",
                                     logger: context.logger)
         } else {
             copyLoader = nil

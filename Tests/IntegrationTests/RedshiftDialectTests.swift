@@ -194,6 +194,28 @@ final class RedshiftDialectTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// Redshift folds identifiers to lower case, quoted ones too (`enable_case_sensitive_identifier` off): the
+    /// configuration's `Things` is `things` in the catalog. Looked up as written, the table's columns were never
+    /// found: the second start added `_mongoshift_gen` again (42701) and the stream failed for good.
+    func testMixedCaseTableNamesAreFoldedAsRedshiftFoldsThem() async throws {
+        _ = try await mongo.bulkWrite(database: database, collection: "things", (1...3).map { .insert(["_id": .int32(Int32($0)), "n": .int32(Int32($0))]) })
+        let cfg = try config("""
+          - name: things
+            from: { collection: things }
+            to: { table: \(table).Things }
+        """)
+        var (process, _) = try startRun(cfg)
+        try await waitFor("snapshot") { phase("things") == "streaming" }
+        stop(process)
+        (process, _) = try startRun(cfg)
+        _ = try await mongo.bulkWrite(database: database, collection: "things", [.insert(["_id": 4, "n": 4])])
+        let diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "things", pg: connection,
+                                                    table: "\(table).things")
+        XCTAssertEqual(diffs, [])
+        XCTAssertEqual(phase("things"), "streaming")
+        stop(process)
+    }
+
     func testMongoToRedshiftSchemaEvolutionWideningAndLimits() async throws {
         let ids = (0..<200).map { _ in ObjectId.generate() }
         _ = try await mongo.bulkWrite(database: database, collection: "apps", ids.enumerated().map { i, id in

@@ -134,6 +134,14 @@ struct ConfigLoader {
                 config.streams.append(stream)
             }
         }
+        if config.redshift?.dialect == .redshift {
+            // Redshift folds identifiers to lower case, quoted ones too (`enable_case_sensitive_identifier` off, its
+            // default): `Orders` is `orders` in the catalog, where mongoshift looks it up (docs/CONFIG.md).
+            for i in config.streams.indices {
+                let table = config.streams[i].table
+                config.streams[i].table = TableName(schema: table.schema?.lowercased(), name: table.name.lowercased())
+            }
+        }
         for stream in config.streams {
             if stream.direction == .redshiftToMongo || stream.direction == .mongoToRedshift {
                 if config.redshift == nil { throw ConfigError(file: file, line: nil, message: "stream \(stream.name) needs a `redshift:` section") }

@@ -666,6 +666,11 @@ def prepare_load(s3: S3, o: Options, source: str, columns: list[dict], table: st
     fmt = o.get("format")
     if fmt in ("parquet", "orc", "avro", "fixedwidth", "shapefile"):
         raise Refusal("0A000", f"COPY FORMAT {fmt.upper()} is not supported by dev-redshift")
+    if fmt == "json":
+        # Redshift loads VARBYTE from CSV (hex), Parquet and ORC only ("Loading a column of the VARBYTE data type").
+        binary = [c["name"] for c in columns if c["type"] == "bytea"]
+        if binary:
+            raise Refusal("0A000", f"COPY from JSON cannot load VARBYTE column \"{binary[0]}\": load VARBYTE from CSV, Parquet or ORC")
     files = _list_files(client, o, source)
     loader = Loader(columns, o, table)
     paths = None

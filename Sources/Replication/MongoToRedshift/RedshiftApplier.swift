@@ -425,10 +425,11 @@ public actor RedshiftApplier: ChangeTarget {
         }
     }
 
-    /// `load: copy`: the batch's rows written and uploaded before the transaction (nil otherwise). The first
-    /// batch of a run first removes what an earlier run left in the stream's `load/` prefix.
+    /// `load: copy`: the batch's rows written and uploaded before the transaction (nil otherwise: they go by
+    /// multi-row INSERT). The first batch of a run first removes what an earlier run left in the worker's `load/`
+    /// prefix. A table with a VARBYTE column loads by INSERT: Redshift's COPY cannot fill VARBYTE from JSON.
     private func stageForCopy(_ rows: StagedRows, schema: TableSchema, batch: String) async throws -> CopyLoader.Staged? {
-        guard let copyLoader, !rows.isEmpty else { return nil }
+        guard let copyLoader, !rows.isEmpty, !schema.columns.contains(where: { if case .binary = $0.type { true } else { false } }) else { return nil }
         if !leftoversCollected {
             _ = try await copyLoader.collectLeftovers()
             leftoversCollected = true

@@ -567,6 +567,14 @@ def test_copy_json_auto_zstd_with_manifest_into_a_temp_table_in_the_same_transac
     assert rows == [(1, "a", '{"k":[1,2]}'), (2, None, None)]
 
 
+def test_copy_json_cannot_load_a_varbyte_column(conn, table, s3, bucket, prefix):
+    s3.put_object(Bucket=bucket, Key=prefix + "b.json", Body=b'{"id": 1, "b": "6162"}\n')
+    conn.execute(f"CREATE TABLE {table} (id int, b varbyte(8))")
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute(f"COPY {table} FROM 's3://{bucket}/{prefix}b.json' {AUTH} FORMAT JSON 'auto'")
+    assert "VARBYTE" in str(e.value)
+
+
 def test_copy_json_with_a_jsonpaths_file_and_access_keys(conn, table, s3, bucket, prefix):
     s3.put_object(Bucket=bucket, Key=prefix + "d.json", Body=b'{"a": {"b": 5}, "c": ["x", "y"]}')
     s3.put_object(Bucket=bucket, Key=prefix + "paths.json", Body=b'{"jsonpaths": ["$.a.b", "$[\'c\'][1]"]}')

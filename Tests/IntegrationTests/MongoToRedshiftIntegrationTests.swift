@@ -294,6 +294,27 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// A string holding U+0000: PostgreSQL's COPY refused the whole batch (22021; jsonb 22P05) and the stream
+    /// failed for good, on every start. Its document is dead-lettered; an `_id` holding one keeps its row (its key
+    /// text escapes it); the stream goes on.
+    func testStringsWithANulCharacterAreDeadLetteredAndTheStreamGoesOn() async throws {
+        _ = try await seed(mongo, count: 5)
+        let (process, _) = try startRun(try writeConfig())
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [
+            .insert(["_id": "plain\u{0}key", "name": "a key with a NUL"]),
+            .insert(["_id": "nul-value", "name": "before\u{0}after"]),
+            .insert(["_id": "nul-nested", "name": "n", "meta": .document(["t": "x\u{0}"])]),
+            .insert(["_id": "after", "name": "after the NULs"]),
+        ])
+        try await assertConverged(excluding: ["nul-value", "nul-nested"])
+        let letters = try String(contentsOfFile: state + "/deadletter/apps.jsonl", encoding: .utf8)
+        XCTAssertTrue(letters.contains("nul-value") && letters.contains("nul-nested") && letters.contains("U+0000"), letters)
+        XCTAssertFalse(letters.contains("plain"), letters)
+        XCTAssertEqual(phase("apps"), "streaming")
+        stop(process)
+    }
+
     func testOversizedValueIsDeadLetteredAndDropFollowsOnDrop() async throws {
         _ = try await seed(mongo, count: 50)
         let (process, _) = try startRun(try writeConfig(onDrop: "keep"))

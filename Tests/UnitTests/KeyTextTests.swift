@@ -45,6 +45,8 @@ final class KeyTextTests: XCTestCase {
         XCTAssertEqual(KeyText.text(.document(["a": .int32(1), "b": "x"])), #"{"a":{"$numberLong":"1"},"b":"x"}"#)
         XCTAssertEqual(KeyText.text("trailing "), #""trailing ""#, "Redshift ignores trailing spaces when it compares")
         XCTAssertEqual(KeyText.text(.binary(BSONBinary(subtype: 4, data: [0xAB, 0x01]))), #"{"$binary":"ab01"}"#)
+        XCTAssertEqual(KeyText.text("k\u{0}x"), #""k\u0000x""#, "no text column holds U+0000: escaped, still one text per key")
+        XCTAssertEqual(KeyText.parse(KeyText.text("k\u{0}x")), "k\u{0}x")
     }
 
     /// MongoDB keeps one `_id` per numeric value: its types share one text, so a key column converted from

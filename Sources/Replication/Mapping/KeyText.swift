@@ -5,8 +5,8 @@ import Foundation
 /// different `_id`s never get the same text — `5` and `"5"`, an ObjectId and its hex, `true` and `"true"`.
 ///
 /// - A string is itself, unless it could be taken for the text of another type (it starts with `{` or `"`, or is
-///   `true`, `false` or `null`) or ends with a space (Redshift ignores trailing spaces when it compares VARCHARs:
-///   `"a"` and `"a "` would be one key): then it is written as a JSON string literal.
+///   `true`, `false` or `null`), ends with a space (Redshift ignores trailing spaces when it compares VARCHARs:
+///   `"a"` and `"a "` would be one key) or holds U+0000 (no text column can): then it is a JSON string literal.
 /// - Any other `_id` is tagged as in Extended JSON: `{"$oid":"…"}`, `{"$date":{"$numberLong":"ms"}}`, `true`,
 ///   `null`, a document with every value tagged so — except a binary, `{"$binary":"hex"}` without its subtype: a
 ///   binary key column does not store subtypes, and its rows must convert to the same text (binaries differing
@@ -157,6 +157,8 @@ public enum KeyText {
     static func isTagged(_ utf8: some BidirectionalCollection<UInt8>) -> Bool {
         guard let first = utf8.first else { return false }
         if first == UInt8(ascii: "{") || first == UInt8(ascii: "\"") || utf8.last == UInt8(ascii: " ") { return true }
+        // Text columns cannot hold U+0000: the JSON literal escapes it.
+        if utf8.contains(0) { return true }
         return utf8.elementsEqual("true".utf8) || utf8.elementsEqual("false".utf8) || utf8.elementsEqual("null".utf8)
     }
 

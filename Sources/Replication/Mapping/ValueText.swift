@@ -1,4 +1,5 @@
 import BSON
+import Foundation
 
 /// BSON values as the text a PostgreSQL/Redshift column of a given type accepts (bound parameters, COPY).
 public enum ValueText {
@@ -49,6 +50,7 @@ public enum ValueText {
                                              to sink: inout Sink) throws(TooLarge) {
         switch (type, value.type) {
         case (.nested, _):
+            if containsNUL(in: value) { throw nulCharacter(column) }
             // JSON is at most 6 bytes per BSON byte (a control character escaped): only a value that large is
             // measured before it is written.
             if value.bytes.count * 6 + 64 > superLimit {
@@ -65,6 +67,7 @@ public enum ValueText {
             if byteaPrefix { sink.append("\\x" as StaticString) }
             sink.appendHex(data)
         case (.varchar(let n), 0x02):
+            if hasNUL(value.utf8) { throw nulCharacter(column) }
             let bytes = value.utf8.count
             if bytes > ColumnType.maxVarchar { throw TooLarge(column: column, bytes: bytes, limit: ColumnType.maxVarchar) }
             if bytes > n { throw TooLarge(column: column, bytes: bytes, limit: n) }
@@ -88,6 +91,7 @@ public enum ValueText {
         case (_, 0x12):
             sink.appendDecimal(value.int64)
         case (_, 0x02):
+            if hasNUL(value.utf8) { throw nulCharacter(column) }
             sink.append(value.utf8)
         case (_, 0x07):
             sink.appendHex(value.bytes)
@@ -97,6 +101,31 @@ public enum ValueText {
             sink.append(doubleText(value.double))
         default:
             sink.append(scalarText(value.decoded))
+        }
+    }
+
+    /// PostgreSQL's text and jsonb cannot hold U+0000 (COPY refuses the batch), and Redshift's VARCHAR parameters
+    /// end at it (the rest of the value was lost): such a value's row is dead-lettered. Keys escape it (`KeyText`).
+    static func nulCharacter(_ column: String) -> TooLarge {
+        TooLarge(column: column, bytes: 0, limit: 0, reason: "a string with a NUL character (U+0000), which PostgreSQL and Redshift text cannot hold")
+    }
+
+    static func hasNUL(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = utf8.baseAddress, !utf8.isEmpty else { return false }
+        return memchr(base, 0, utf8.count) != nil
+    }
+
+    /// Whether a string anywhere inside a document or array holds U+0000 (field names cannot).
+    public static func containsNUL(in value: BSONValueView) -> Bool {
+        switch value.type {
+        case 0x02: return hasNUL(value.utf8)
+        case 0x03, 0x04:
+            var found = false
+            value.forEachElement { _, element in
+                if !found && containsNUL(in: element) { found = true }
+            }
+            return found
+        default: return false
         }
     }
 

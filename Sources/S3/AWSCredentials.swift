@@ -21,8 +21,10 @@ public struct AWSCredentials: Sendable, CustomStringConvertible {
     public var description: String { "\(source), key \(accessKeyID.prefix(4))…" }
 
     /// Refresh this long before expiry (AWS hands out temporary credentials for ≥ 15 minutes).
-    func isFresh(at now: Date) -> Bool {
+    public static let renewalMargin: Double = 300
+
+    func isValid(for seconds: Double, at now: Date) -> Bool {
         guard let expiration else { return true }
-        return expiration.timeIntervalSince(now) > 300
+        return expiration.timeIntervalSince(now) > seconds
     }
 }

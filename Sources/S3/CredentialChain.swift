@@ -33,11 +33,21 @@ public actor CredentialChain {
         self.region = region
     }
 
-    public func credentials() async throws -> AWSCredentials {
-        if let cached, cached.isFresh(at: Date()) { return cached }
-        let found = try await resolve()
-        cached = found
-        return found
+    /// Credentials valid for at least `validFor` seconds where the source can give that much (renewed otherwise).
+    /// Signing needs five minutes; a COPY or UNLOAD that carries them needs them for the whole statement.
+    public func credentials(validFor: Double = AWSCredentials.renewalMargin) async throws -> AWSCredentials {
+        let now = Date()
+        if let cached, cached.isValid(for: validFor, at: now) { return cached }
+        do {
+            let found = try await resolve()
+            cached = found
+            return found
+        } catch {
+            // A renewal that fails keeps the credentials in hand while they are valid (as the AWS SDKs do); the
+            // next call tries again.
+            if let cached, let expiration = cached.expiration, expiration.timeIntervalSince(now) > 30 { return cached }
+            throw error
+        }
     }
 
     /// Forgets the cached credentials (after the service refused them as expired).
@@ -82,13 +92,14 @@ public actor CredentialChain {
         let form = [("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", role),
                     ("RoleSessionName", session), ("WebIdentityToken", token)]
             .map { "\(SigV4Signer.encode($0.0, keepSlash: false))=\(SigV4Signer.encode($0.1, keepSlash: false))" }.joined(separator: "&")
-        let response = try await transport.perform(HTTPRequest(method: "POST", url: endpoint.hasSuffix("/") ? endpoint : endpoint + "/",
-                                                               headers: [("content-type", "application/x-www-form-urlencoded")],
-                                                               body: .bytes(Array(form.utf8))))
+        let response = try await Self.fetch(HTTPRequest(method: "POST", url: endpoint.hasSuffix("/") ? endpoint : endpoint + "/",
+                                                        headers: [("content-type", "application/x-www-form-urlencoded")],
+                                                        body: .bytes(Array(form.utf8))), transport, "AssumeRoleWithWebIdentity", source)
         let xml = String(decoding: response.body, as: UTF8.self)
         guard response.status == 200, let key = XMLText.first("AccessKeyId", in: xml), let secret = XMLText.first("SecretAccessKey", in: xml) else {
-            throw S3Error(.credentialsUnavailable, operation: "AssumeRoleWithWebIdentity", credentialSource: source, status: response.status,
-                          awsCode: XMLText.first("Code", in: xml), message: XMLText.first("Message", in: xml) ?? "STS answered \(response.status)")
+            let awsCode = XMLText.first("Code", in: xml)
+            throw S3Error(Self.failureCode(status: response.status, awsCode: awsCode), operation: "AssumeRoleWithWebIdentity", credentialSource: source,
+                          status: response.status, awsCode: awsCode, message: XMLText.first("Message", in: xml) ?? "STS answered \(response.status)")
         }
         return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: XMLText.first("SessionToken", in: xml),
                               expiration: XMLText.first("Expiration", in: xml).flatMap(Self.parseISO8601), source: source)
@@ -106,8 +117,9 @@ public actor CredentialChain {
         } else if let token = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
             headers.append(("authorization", token))
         }
-        let response = try await transport.perform(HTTPRequest(method: "GET", url: url, headers: headers, timeout: 5))
-        return try Self.parseCredentialDocument(response, source: "container credentials (\(Self.hostOf(url)))")
+        let source = "container credentials (\(Self.hostOf(url)))"
+        let response = try await Self.fetch(HTTPRequest(method: "GET", url: url, headers: headers, timeout: 5), transport, "credentials", source)
+        return try Self.parseCredentialDocument(response, source: source)
     }
 
     // MARK: instance metadata (IMDSv2)
@@ -129,6 +141,22 @@ public actor CredentialChain {
         let response = try await transport.perform(HTTPRequest(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/" + role,
                                                                headers: auth, timeout: 2))
         return try Self.parseCredentialDocument(response, source: "instance profile \(role) (IMDSv2)")
+    }
+
+    /// A credentials endpoint's answer; not reaching it is `unreachable` (transient: the request is tried again).
+    static func fetch(_ request: HTTPRequest, _ transport: HTTPTransport, _ operation: String, _ source: String) async throws -> HTTPResponse {
+        do {
+            return try await transport.perform(request)
+        } catch let error as HTTPTransportError {
+            throw S3Error(.unreachable, operation: operation, credentialSource: source, message: error.description)
+        }
+    }
+
+    /// Throttling and server errors of a credentials endpoint are transient; anything else is a refusal.
+    static func failureCode(status: Int, awsCode: String?) -> S3Error.Code {
+        if status == 429 || awsCode == "Throttling" || awsCode == "ThrottlingException" { return .throttled }
+        if status >= 500 { return .server }
+        return .credentialsUnavailable
     }
 
     /// The JSON document container and instance endpoints answer with.

@@ -202,7 +202,14 @@ public final class S3Client: Sendable {
         var refreshed = false
         while true {
             attempt += 1
-            let creds = try await credentials.credentials()
+            let creds: AWSCredentials
+            do {
+                creds = try await credentials.credentials()
+            } catch let failure as S3Error where failure.isTransient && attempt < settings.attempts {
+                // The credentials endpoint (STS, container, instance metadata) failed for a moment: as any request.
+                try await Task.sleep(for: .milliseconds(Int(Self.backoff(attempt: attempt) * 1000)))
+                continue
+            }
             let signed = signer.sign(method: method, host: host, path: path, query: canonicalQuery, headers: headers, payloadHash: payloadHash,
                                      credentials: creds, date: Date())
             let request = HTTPRequest(method: method, url: url, headers: headers + signed, body: body, sink: sink)
@@ -216,16 +223,21 @@ public final class S3Client: Sendable {
             } catch let e as HTTPTransportError {
                 failure = S3Error(.unreachable, operation: operation, bucket: bucket, key: key, credentialSource: creds.source, message: e.description)
             }
-            if failure.code == .invalidCredentials && !refreshed && creds.expiration != nil {
-                // Temporary credentials may have been revoked or expired early: fetch new ones once.
+            if failure.code == .invalidCredentials && !refreshed {
+                // Temporary credentials may have been revoked or expired early, and a profile's session token
+                // rotated in its file (aws-vault, saml2aws): fetch or read them again, once.
                 await credentials.invalidate()
                 refreshed = true
                 continue
             }
             guard failure.isTransient, attempt < settings.attempts else { throw failure }
-            let backoff = min(8.0, 0.2 * pow(2.0, Double(attempt - 1))) * Double.random(in: 0.5...1.0)
-            try await Task.sleep(for: .milliseconds(Int(backoff * 1000)))
+            try await Task.sleep(for: .milliseconds(Int(Self.backoff(attempt: attempt) * 1000)))
         }
+    }
+
+    /// Seconds before attempt `attempt + 1`: exponential from 0.2 s, at most 8 s, with jitter.
+    static func backoff(attempt: Int) -> Double {
+        min(8.0, 0.2 * pow(2.0, Double(attempt - 1))) * Double.random(in: 0.5...1.0)
     }
 
     static func fileSize(_ path: String) throws -> Int64 {

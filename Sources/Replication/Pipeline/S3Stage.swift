@@ -37,7 +37,9 @@ public struct S3Stage: Sendable {
         if let role = staging.iamRole {
             clause = role == "default" ? "IAM_ROLE default" : "IAM_ROLE \(SQL.literal(role))"
         } else {
-            let creds = try await client.credentials.credentials()
+            // Redshift fails a COPY or UNLOAD whose temporary credentials expire while it runs: ask for a
+            // half hour of validity (renewed if less is left; `iam_role` has no such limit).
+            let creds = try await client.credentials.credentials(validFor: 1800)
             clause = "ACCESS_KEY_ID \(SQL.literal(creds.accessKeyID)) SECRET_ACCESS_KEY \(SQL.literal(creds.secretAccessKey))"
             if let token = creds.sessionToken { clause += " SESSION_TOKEN \(SQL.literal(token))" }
         }

@@ -50,7 +50,7 @@ struct SnapshotPages: Sendable {
 
     func report(done: Int) async {
         guard let progress = context.progress else { return }
-        progress.update(SnapshotProgress(stream: context.name, rowsDone: done, rowsTotal: max(total, done),
+        progress.update(SnapshotProgress(stream: context.name, rowsDone: done, rowsTotal: total,
                                          partitionsDone: await counters.partitionsDone, partitionsTotal: partitionCount,
                                          rowsPerSecond: await counters.rate()))
     }

@@ -8,8 +8,15 @@ public struct SnapshotProgress: Sendable {
     public var partitionsDone: Int
     public var partitionsTotal: Int
     public var rowsPerSecond: Double
+    /// Every partition copied.
+    public var isFinished: Bool { partitionsDone >= partitionsTotal }
+    /// The copy went past `rowsTotal` (an estimate: planner statistics, a collection's count) with partitions
+    /// still to go: how much is left is not known.
+    public var isPastEstimate: Bool { !isFinished && rowsDone >= rowsTotal }
+    /// Nil while unknown (no rate yet, or past the estimate).
     public var secondsRemaining: Double? {
-        guard rowsPerSecond > 0, rowsTotal > rowsDone else { return rowsTotal <= rowsDone ? 0 : nil }
+        if isFinished { return 0 }
+        guard rowsPerSecond > 0, rowsTotal > rowsDone else { return nil }
         return Double(rowsTotal - rowsDone) / rowsPerSecond
     }
 }

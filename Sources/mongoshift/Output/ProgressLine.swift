@@ -15,17 +15,23 @@ final class ProgressLine: ProgressReporter, @unchecked Sendable {
     var logger: ((SnapshotProgress) -> Void)?
 
     func update(_ p: SnapshotProgress) {
-        let percent = p.rowsTotal > 0 ? min(100, Double(p.rowsDone) * 100 / Double(p.rowsTotal)) : 0
         let eta = p.secondsRemaining.map { Self.formatDuration($0) } ?? "?"
-        let text = "\(p.stream): \(p.rowsDone)/\(p.rowsTotal) rows (\(String(format: "%.1f", percent))%), "
-            + "\(Int(p.rowsPerSecond)) rows/s, ETA \(eta), partitions \(p.partitionsDone)/\(p.partitionsTotal)"
+        let rows: String
+        if p.isPastEstimate {
+            // The estimate was low: no percentage, no ETA from it (partitions still tell how far it is).
+            rows = "\(p.rowsDone) rows (past the estimate of \(p.rowsTotal))"
+        } else {
+            let percent = p.isFinished ? 100 : p.rowsTotal > 0 ? min(100, Double(p.rowsDone) * 100 / Double(p.rowsTotal)) : 0
+            rows = "\(p.rowsDone)/\(p.rowsTotal) rows (\(String(format: "%.1f", percent))%)"
+        }
+        let text = "\(p.stream): \(rows), \(Int(p.rowsPerSecond)) rows/s, ETA \(eta), partitions \(p.partitionsDone)/\(p.partitionsTotal)"
         var shouldLog = false
         lock.lock()
         if isTerminal {
             if lines[p.stream] == nil { order.append(p.stream) }
             lines[p.stream] = text
             redraw()
-        } else if Date().timeIntervalSince(lastLogged[p.stream] ?? .distantPast) >= 5 || p.rowsDone >= p.rowsTotal {
+        } else if Date().timeIntervalSince(lastLogged[p.stream] ?? .distantPast) >= 5 || p.isFinished {
             lastLogged[p.stream] = Date()
             shouldLog = true
         }

@@ -25,4 +25,16 @@ final class LagOutputTests: XCTestCase {
         let table = Mongoshift.Lag.table([lag])
         XCTAssertTrue(table.contains("2026-12-04T22:10:37.125Z connection refused"), table)
     }
+
+    /// `--max-lag` over streams: a snapshot-only stream (no watermark) that finished has no lag and never alerts
+    /// (it alerted forever); one still copying, a failed one, or a tailed one with unknown lag does.
+    func testMaxLagIgnoresFinishedSnapshotOnlyStreams() {
+        var tailed = StreamLag(name: "orders", direction: "redshift_to_mongo", phase: "streaming")
+        tailed.lagSeconds = 2
+        let copied = StreamLag(name: "archive", direction: "redshift_to_mongo", phase: "streaming")
+        let copying = StreamLag(name: "big", direction: "redshift_to_mongo", phase: "snapshotting 1/4 partitions")
+        let unknown = StreamLag(name: "apps", direction: "mongo_to_redshift", phase: "streaming")
+        let over = Mongoshift.Lag.over([tailed, copied, copying, unknown], threshold: 60, untailed: ["archive", "big"]).map(\.name)
+        XCTAssertEqual(over, ["big", "apps"])
+    }
 }

@@ -47,7 +47,8 @@ extension Mongoshift {
                     print(Self.table(report))
                 }
                 if let maxLag, let threshold = ConfigLoader.parseDuration(maxLag)?.seconds {
-                    let over = report.filter { $0.phase == "failed" || ($0.lagSeconds ?? .infinity) > threshold }
+                    let untailed = Set(streams.filter { $0.direction == .redshiftToMongo && $0.watermark == nil }.map(\.name))
+                    let over = Self.over(report, threshold: threshold, untailed: untailed)
                     if !over.isEmpty {
                         FileHandle.standardError.write(Data("mongoshift: lag over \(maxLag) (or unknown/failed) for: \(over.map(\.name).joined(separator: ", "))\n".utf8))
                         throw Exit.thresholdFailed
@@ -55,6 +56,17 @@ extension Mongoshift {
                 }
             } catch {
                 throw ErrorReporting.fail(error)
+            }
+        }
+
+        /// The streams `--max-lag` reports: failed, or behind by more than `threshold` (unknown counts as behind) —
+        /// except `untailed` streams (Redshift → Mongo without a watermark: a snapshot, no tail) once copied,
+        /// which have no lag to be behind by.
+        static func over(_ report: [StreamLag], threshold: Double, untailed: Set<String>) -> [StreamLag] {
+            report.filter { s in
+                if s.phase == "failed" { return true }
+                if untailed.contains(s.name) && s.phase == "streaming" { return false }
+                return (s.lagSeconds ?? .infinity) > threshold
             }
         }
 

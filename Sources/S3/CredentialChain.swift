@@ -43,9 +43,11 @@ public actor CredentialChain {
             cached = found
             return found
         } catch {
-            // A renewal that fails keeps the credentials in hand while they are valid (as the AWS SDKs do); the
-            // next call tries again.
-            if let cached, let expiration = cached.expiration, expiration.timeIntervalSince(now) > 30 { return cached }
+            // A renewal that fails keeps the credentials in hand while they are still good for the use (as the AWS
+            // SDKs do): a minute to sign a request, half the asked validity for a statement that carries them.
+            // The next call tries again.
+            let needed = validFor > AWSCredentials.renewalMargin ? validFor / 2 : 60
+            if let cached, cached.isValid(for: needed, at: Date()) { return cached }
             throw error
         }
     }
@@ -136,10 +138,12 @@ public actor CredentialChain {
         guard tokenResponse.status == 200 else { return nil }
         let token = String(decoding: tokenResponse.body, as: UTF8.self)
         let auth = [("x-aws-ec2-metadata-token", token)]
-        let roles = try await transport.perform(HTTPRequest(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/", headers: auth, timeout: 2))
+        let source = "instance metadata (IMDSv2)"
+        let roles = try await Self.fetch(HTTPRequest(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/", headers: auth, timeout: 2),
+                                         transport, "credentials", source)
         guard roles.status == 200, let role = String(decoding: roles.body, as: UTF8.self).split(separator: "\n").first.map(String.init) else { return nil }
-        let response = try await transport.perform(HTTPRequest(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/" + role,
-                                                               headers: auth, timeout: 2))
+        let response = try await Self.fetch(HTTPRequest(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/" + role,
+                                                        headers: auth, timeout: 2), transport, "credentials", source)
         return try Self.parseCredentialDocument(response, source: "instance profile \(role) (IMDSv2)")
     }
 
@@ -164,7 +168,8 @@ public actor CredentialChain {
         guard response.status == 200,
               let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
               let key = object["AccessKeyId"] as? String, let secret = object["SecretAccessKey"] as? String else {
-            throw S3Error(.credentialsUnavailable, operation: "credentials", credentialSource: source, status: response.status,
+            let code = response.status == 200 ? S3Error.Code.credentialsUnavailable : failureCode(status: response.status, awsCode: nil)
+            throw S3Error(code, operation: "credentials", credentialSource: source, status: response.status,
                           message: "the credentials endpoint answered \(response.status) without AccessKeyId/SecretAccessKey")
         }
         return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: object["Token"] as? String,

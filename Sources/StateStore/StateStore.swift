@@ -70,6 +70,10 @@ public final class StateStore: Sendable {
             if !readOnly {
                 try StateMigrations.migrate(database)
                 _ = try database.query("INSERT INTO meta VALUES ('instance_id', ?) ON CONFLICT DO NOTHING", [.text(UUID().uuidString.lowercased())])
+            } else if try database.query("SELECT CAST(count(*) AS text) FROM pg_tables WHERE schemaname = 'mongoshift_state' AND tablename = 'meta'")
+                        .first?.first?.text == "0" {
+                // No worker has written this store yet: as a state directory without its database.
+                throw StateStoreError(.missing, "no mongoshift state in \(Redaction.redact(url)) yet (nothing has run)")
             }
             return try database.query("SELECT value FROM meta WHERE key = 'instance_id'").first?.first?.text ?? ""
         }

@@ -241,6 +241,20 @@ final class PostgresStateStoreTests: StateStoreSuite {
         return store
     }
 
+    /// A store no worker has written yet reads as "nothing has run" (`lag` lists every stream as new), as a state
+    /// directory without its database does — not as an unreadable store.
+    func testAStoreNoWorkerWroteIsMissingForReaders() async throws {
+        let name = TestServers.uniqueName("emptystate")
+        let admin = try await PostgresConnection.connect(url)
+        try await admin.execute("CREATE DATABASE \(name)")
+        defer { Task { _ = try? await admin.execute("DROP DATABASE IF EXISTS \(name)") } }
+        guard let slash = url.lastIndex(of: "/") else { return XCTFail(url) }
+        let empty = String(url[..<slash]) + "/\(name)"
+        XCTAssertThrowsError(try StateStore(url: empty, localDirectory: try localDirectory("reader"), readOnly: true)) { error in
+            XCTAssertEqual((error as? StateStoreError)?.code, .missing, "\(error)")
+        }
+    }
+
     func testAnotherWorkerTakesAnExpiredLeaseAndClaimsAreSkipLocked() async throws {
         let a = try makeStore(worker: "a-\(UUID().uuidString)")
         let b = try makeStore(worker: "b-\(UUID().uuidString)")

@@ -155,7 +155,10 @@ public actor RedshiftApplier: ChangeTarget {
     /// `verify --repair`: the same load, without the checkpoint fence — a repair must not advance the
     /// checkpoint past segments a running daemon has not applied yet.
     public func repair(_ changes: [Change]) async throws -> ApplyOutcome {
-        try await commit(try batch(changes, learningFrom: tracker), fence: nil)
+        // `verify --repair` may run beside this worker's `run`: the files under its `load/` prefix may be the
+        // running applier's, in flight. Leftovers are that applier's to collect.
+        leftoversCollected = true
+        return try await commit(try batch(changes, learningFrom: tracker), fence: nil)
     }
 
     /// A batch ready for its transaction: the schema learned from its documents (adopted only once the batch is

@@ -39,7 +39,7 @@ extension Mongoshift {
                 do {
                     lock = try await options.lockStateDirectory(config, command: "reset")
                 } catch let held as WorkerLock.Held {
-                    throw StreamReset.Refusal(description: "stream \(stream.name) is running on this machine (\(held.holder)): stop it before a reset")
+                    throw StreamReset.Refusal(description: "stream \(stream.name) is running on this machine, or another process holds its state directory (\(held.holder)): stop it before a reset")
                 }
                 defer { withExtendedLifetime(lock) {} }
                 let state = try await StateStore.open(config)

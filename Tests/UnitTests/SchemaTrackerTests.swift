@@ -9,6 +9,14 @@ final class SchemaTrackerTests: XCTestCase {
         XCTAssertEqual(ColumnType.bigint.widened(with: .double), .double)
         XCTAssertEqual(ColumnType.integer.widened(with: .decimal(scale: 2)), .decimal(scale: 2))
         XCTAssertEqual(ColumnType.decimal(scale: 2).widened(with: .decimal(scale: 5)), .decimal(scale: 5))
+        // Every decimal column holds 20 integer digits: widening raises the scale without an overflow; a value
+        // beyond (24 integer digits, or scale 19) is text from the start.
+        XCTAssertEqual(ColumnType.of(.decimal128(Decimal128("123456789012345678901234")!)), .varchar(64))
+        XCTAssertEqual(ColumnType.of(.decimal128(Decimal128("1234567890123456789012.345678901234")!)), .varchar(64))
+        XCTAssertEqual(ColumnType.of(.decimal128(Decimal128("99999999999999999999.99999999999999")!)), .decimal(scale: 14))
+        XCTAssertEqual(ColumnType.of(.decimal128(Decimal128("1.0000000000000000001")!)), .varchar(64))
+        XCTAssertEqual(ColumnType.bigint.widened(with: .decimal(scale: 18)), .decimal(scale: 18))
+        XCTAssertEqual(ColumnType.decimal(scale: 2).widened(with: .decimal(scale: 25)), .varchar(64), "an older version's scale 25")
         XCTAssertEqual(ColumnType.double.widened(with: .decimal(scale: 2)), .varchar(64), "double + decimal → text, never a lossy number")
         XCTAssertEqual(ColumnType.varchar(16).widened(with: .varchar(1024)), .varchar(1024))
         XCTAssertEqual(ColumnType.boolean.widened(with: .integer), .varchar(64))
@@ -75,7 +83,9 @@ final class SchemaTrackerTests: XCTestCase {
             guard !d.isNaN && !d.isInfinite, !text.contains("E") else { return nil }
             let digits = text.filter(\.isNumber)
             let scale = text.split(separator: ".").dropFirst().first?.count ?? 0
-            guard digits.count <= 38, scale <= 37 else { return nil }
+            let integer = text.split(separator: ".").first.map { $0.filter(\.isNumber) } ?? ""
+            let integerDigits = integer.drop { $0 == "0" }.count
+            guard digits.count <= 38, scale <= 18, integerDigits <= 20 else { return nil }
             return scale
         }
         var samples = ["0", "-0", "1", "12.50", "-0.00", "0.000001", "0.0000001", "123456789012345678901234567890.1234", "1E+3", "1E-6",

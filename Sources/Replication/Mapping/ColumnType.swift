@@ -74,7 +74,14 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         return .varchar(min(max(n, 256), Self.maxVarchar))
     }
 
-    /// decimal(38, s) holds the value exactly: at most 38 digits, scale ≤ 37, finite.
+    /// Decimal columns are decimal(38, s) with s ≤ 18, and hold values of at most 20 integer digits (room for any
+    /// int64): then any two of them widen to decimal(38, max scale) without an overflow — a column's type says
+    /// nothing of its values' sizes, so a scale raised past 38 minus their integer digits failed the load (22003)
+    /// and the stream. Decimals beyond that are text (exact).
+    public static let maxDecimalScale = 18
+    public static let maxDecimalIntegerDigits = 38 - maxDecimalScale
+
+    /// The scale of decimal(38, s) that holds the value exactly: finite, scale ≤ 18, at most 20 integer digits.
     /// From the value's parts, as its canonical text would say (no String per value: this runs for every decimal
     /// of every document): only plain notation qualifies, and its digits count the leading `0.` and zeros.
     static func decimalScale(_ d: Decimal128) -> Int? {
@@ -91,7 +98,7 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         let point = digits + exponent
         let textDigits = exponent == 0 || point > 0 ? digits : 1 - point + digits
         let scale = -exponent
-        guard textDigits <= 38, scale <= 37 else { return nil }
+        guard textDigits <= 38, scale <= maxDecimalScale, max(0, point) <= maxDecimalIntegerDigits else { return nil }
         return scale
     }
 
@@ -109,8 +116,11 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         case (.integer, .bigint), (.bigint, .integer): return .bigint
         case (.integer, .double), (.double, .integer), (.bigint, .double), (.double, .bigint): return .double
         case (.integer, .decimal(let s)), (.decimal(let s), .integer), (.bigint, .decimal(let s)), (.decimal(let s), .bigint):
-            return .decimal(scale: s)
-        case (.decimal(let a), .decimal(let b)): return .decimal(scale: max(a, b))
+            // An int64 has 19 digits: within the 20 of a decimal column of scale ≤ 18 (one of an older version's
+            // larger scales becomes text).
+            return s <= Self.maxDecimalScale ? .decimal(scale: s) : .varchar(64)
+        case (.decimal(let a), .decimal(let b)):
+            return max(a, b) <= Self.maxDecimalScale ? .decimal(scale: max(a, b)) : .varchar(64)
         case (.varchar(let a), .varchar(let b)): return .varchar(max(a, b))
         case (.binary(let a), .binary(let b)): return .binary(max(a, b))
         case (.nested, _), (_, .nested): return .nested

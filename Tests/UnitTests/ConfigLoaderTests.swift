@@ -185,4 +185,18 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertTrue(refused("    partitions: 4", "    partitions: 4\n    on_drop: keep", "on_drop").contains("`on_drop` is for Mongo → Redshift streams"))
         XCTAssertTrue(refused("from: { collection: apps }", "from: { collection: apps, table: public.x }", "both").contains("either"))
     }
+
+    /// Two streams into one table (or collection): a re-snapshot of one swept the other's rows away (every row
+    /// of an older generation goes).
+    func testTwoStreamsCannotShareATarget() {
+        let second = valid + """
+
+          - name: apps_eu
+            from: { collection: apps_eu }
+            to: { table: analytics.apps }
+        """
+        XCTAssertThrowsError(try loader.parse(second)) {
+            XCTAssertTrue("\($0)".contains("streams \"apps_eu\" and \"apps\" (line 18) both write table analytics.apps"), "\($0)")
+        }
+    }
 }

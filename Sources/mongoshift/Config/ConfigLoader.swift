@@ -119,6 +119,7 @@ struct ConfigLoader {
             guard case .sequence(let seq) = node else { throw located(node, "streams must be a list") }
             var seen: [String: Int] = [:]
             var folders: [String: (name: String, line: Int)] = [:]
+            var targets: [String: (name: String, line: Int)] = [:]
             for item in seq {
                 let stream = try parseStream(item, config: config)
                 if let first = seen[stream.name] {
@@ -129,6 +130,17 @@ struct ConfigLoader {
                     throw located(item, "streams \"\(stream.name)\" and \"\(other.name)\" (line \(other.line)) would share S3 staging "
                                   + "\"\(folder)/\" and local UNLOAD files: rename one (names are compared in lower case, other characters as '_')")
                 }
+                // One stream per target: a re-snapshot removes the target's rows (documents) it did not write
+                // itself, and the schema, checkpoints and reconcile are per target — a second stream's rows
+                // would be deleted.
+                var target = stream.direction == .mongoToRedshift
+                    ? "table \(stream.table.schema ?? "public").\(stream.table.name)" : "collection \(stream.collection)"
+                if stream.direction == .mongoToRedshift && config.redshift?.dialect == .redshift { target = target.lowercased() }
+                if let other = targets[target] {
+                    throw located(item, "streams \"\(stream.name)\" and \"\(other.name)\" (line \(other.line)) both write \(target): "
+                                  + "one stream per target (a re-snapshot of one would delete the other's rows)")
+                }
+                targets[target] = (stream.name, item.mark?.line ?? 0)
                 seen[stream.name] = (item.mark?.line ?? 0)
                 folders[folder] = (stream.name, item.mark?.line ?? 0)
                 config.streams.append(stream)

@@ -60,4 +60,13 @@ final class StillMissingTests: XCTestCase {
         let missing = HardDeleteReconciler.stillMissing([.int64(5), .int64(6)], present: [.int32(5)], texts: texts)
         XCTAssertEqual(missing, [.int64(6)], "5 is back at the source: not deleted")
     }
+
+    /// A table without a watermark versions every row alike: a tombstone cannot tell an older change from a newer
+    /// one, and used to keep an un-deleted row out of every later snapshot.
+    func testUnversionedRowsAreNeverStale() {
+        let unversioned = BSON.int64(Int64.min)
+        XCTAssertFalse(Tombstones.isStale(unversioned, against: unversioned))
+        XCTAssertTrue(Tombstones.isStale(.int64(5), against: .int64(5)))
+        XCTAssertFalse(Tombstones.isStale(.int64(6), against: .int64(5)))
+    }
 }

@@ -81,6 +81,15 @@ public enum StreamReset {
         public init(description: String) { self.description = description }
     }
 
+    /// Before a Redshift → Mongo stream snapshots again: its tombstones go, so rows back at the source with a
+    /// version no newer than their delete's (restored from a backup, un-deleted in a table without a watermark)
+    /// are copied like any other. Nothing else may write the collection meanwhile (the reset holds the lease).
+    public static func forgetTombstones(stream: StreamConfig, config: ReplicationConfig) async throws {
+        guard stream.direction == .redshiftToMongo, let mongo = config.mongo else { return }
+        let client = try await MongoClient.connect(url: mongo.url)
+        try await Tombstones(client: client, database: mongo.database, collection: stream.collection).forgetAll()
+    }
+
     /// The position `target` means for `stream` now; nil for `.snapshot`. Throws `Refusal` for a target the
     /// stream's direction does not take, or that the source refuses (history gone, a value it cannot compare).
     public static func resolve(_ target: ResetTarget, stream: StreamConfig, config: ReplicationConfig, logger: Logger) async throws -> StreamPosition? {

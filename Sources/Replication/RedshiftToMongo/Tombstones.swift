@@ -59,9 +59,19 @@ struct Tombstones: Sendable {
         return reply["n"]?.intValue ?? 0
     }
 
-    /// True when `version` is not newer than the tombstone's (both versions of the same encoding).
+    /// True when `version` is not newer than the tombstone's (both versions of the same encoding). An unversioned
+    /// row (no watermark) is never stale: every version is alike, and an un-deleted row could never come back.
     static func isStale(_ version: BSON?, against tombstone: BSON?) -> Bool {
         guard let version, let tombstone, let v = version.int64Value, let t = tombstone.int64Value else { return false }
-        return v <= t
+        return v != RowVersion.unversioned && v <= t
+    }
+
+    /// Forgets every tombstone of the collection: an operator's `reset --to snapshot` copies the source as it is
+    /// now, rows restored with an old version included.
+    func forgetAll() async throws {
+        _ = try await client.command([
+            "delete": .string(Self.collectionName),
+            "deletes": .array([.document(["q": .document(["_id.c": .string(collection)]), "limit": 0])]),
+        ], database: database)
     }
 }

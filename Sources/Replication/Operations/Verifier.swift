@@ -115,7 +115,7 @@ public struct Verifier: Sendable {
                     }
                 }
             }
-            if repair && fixes.count >= 1000 { report.repaired += try await apply(fixes, applier); fixes = [] }
+            if repair && fixes.count >= 1000 { report.repaired += try await apply(fixes, applier, lookup: nil, pg: pg); fixes = [] }
             after = page.lastKeyText
             if page.rows < pageRows { break }
         }
@@ -130,18 +130,36 @@ public struct Verifier: Sendable {
             }
             return true
         } }
-        if repair && !fixes.isEmpty { report.repaired += try await apply(fixes, applier) }
+        if repair && !fixes.isEmpty { report.repaired += try await apply(fixes, applier, lookup: lookup, pg: pg) }
         return report
     }
 
-    /// Source wins: unconditional replace-upserts and deletes.
-    private func apply(_ fixes: [Change], _ applier: MongoApplier) async throws -> Int {
-        let ops: [WriteOperation] = fixes.map { change in
-            change.operation == .delete ? .delete(filter: ["_id": change.key])
-                : .replace(filter: ["_id": change.key], replacement: change.document!, upsert: true)
+    /// Source wins, but never over a newer change: `run` may be applying the stream meanwhile. A row read in
+    /// pass 1 replaces (or, soft-deleted, deletes) its document only where that is not newer than the row — the
+    /// same version with other content (drift) is repaired. A document whose row pass 2 found gone is deleted only
+    /// if the row is still gone now (`lookup`).
+    private func apply(_ fixes: [Change], _ applier: MongoApplier, lookup: SourceKeyLookup?, pg: PostgresConnection) async throws -> Int {
+        let unversionedDeletes = fixes.filter { $0.operation == .delete && $0.version == nil }.map(\.key)
+        var gone = Set<BSON>()
+        if let lookup, !unversionedDeletes.isEmpty {
+            let present = try await lookup.present(unversionedDeletes, on: pg)
+            gone = Set(HardDeleteReconciler.stillMissing(unversionedDeletes, present: present, texts: lookup.texts))
         }
+        var ops: [WriteOperation] = []
+        for change in fixes {
+            switch change.operation {
+            case .upsert:
+                ops.append(.replace(filter: MongoApplier.guardFilter(key: change.key, version: change.version), replacement: change.document!, upsert: true))
+            case .delete where change.version != nil:
+                ops.append(.delete(filter: MongoApplier.guardFilter(key: change.key, version: change.version)))
+            case .delete:
+                if gone.contains(change.key) { ops.append(.delete(filter: ["_id": change.key])) }
+            }
+        }
+        guard !ops.isEmpty else { return 0 }
         let result = try await applier.client.bulkWrite(database: applier.database, collection: applier.collection, ops)
-        return fixes.count - result.writeErrors.count
+        // A guarded replace that met a newer document tried to insert its key: a duplicate-key error, not a repair.
+        return result.inserted + result.upserted + result.modified + result.removed
     }
 
     static func hash(_ doc: Document) -> UInt64 { UInt64(CRC32C.checksum(doc.bytes)) &* 0x9E37_79B9_7F4A_7C15 }

@@ -52,6 +52,12 @@ struct SegmentLedger {
         try db.query("DELETE FROM segments WHERE stream = ? AND worker <> ? AND kind <> 'snapshot'", [.text(stream), .text(worker)])
     }
 
+    /// The partitions with snapshot pages pending in other workers' spools.
+    func otherWorkersPagePartitions(_ stream: String) throws -> [Int] {
+        try db.query("SELECT DISTINCT partition FROM segments WHERE stream = ? AND kind = 'snapshot' AND worker <> ? ORDER BY partition",
+                     [.text(stream), .text(worker)]).compactMap { $0[0].int.map(Int.init) }
+    }
+
     /// Another worker's pages of a partition this worker now copies again.
     func forgetOtherWorkersPages(_ stream: String, partition: Int) throws {
         try db.query("DELETE FROM segments WHERE stream = ? AND partition = ? AND kind = 'snapshot' AND worker <> ?",

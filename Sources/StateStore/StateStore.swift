@@ -394,6 +394,19 @@ public final class StateStore: Sendable {
 
     /// Partitions not yet done and snapshot pages not yet applied, over all workers: the snapshot is complete
     /// only when both are zero.
+    /// Pages other workers spooled and never applied (they left: their spools are gone with them): their
+    /// partitions are copied again — rewound to their start, the pages forgotten. Returns those partitions.
+    public func reclaimOtherWorkersPages(_ name: String) async throws -> [Int] {
+        try await transaction { parts in
+            let partitions = try parts.segments.otherWorkersPagePartitions(name)
+            for partition in partitions {
+                try parts.segments.forgetOtherWorkersPages(name, partition: partition)
+                try parts.partitions.rewindToStart(name, partition: partition)
+            }
+            return partitions
+        }
+    }
+
     public func snapshotRemaining(_ name: String) async throws -> (partitions: Int, segments: Int) {
         try await run { parts in (try parts.partitions.notDone(name), try parts.segments.snapshotPagesPending(name)) }
     }

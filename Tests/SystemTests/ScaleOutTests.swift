@@ -218,6 +218,28 @@ final class ScaleOutTests: IntegrationTestCase {
         for p in workers { kill(p.processIdentifier, SIGTERM); p.waitPolling(timeout: 30) }
     }
 
+    /// A worker that copied partitions and left with their pages unapplied (`snapshot --spool-only`, a scale-down,
+    /// a lost disk): the pages are in its spool, gone with it, and their partitions marked done. The owner waited
+    /// for them forever — the snapshot never completed, the tail never started. It now copies those partitions
+    /// again once the pages have not moved for a claim's duration.
+    func testPagesLeftInAGoneWorkersSpoolAreCopiedAgain() async throws {
+        let table = TestServers.uniqueName("scalegone")
+        tables.append(table)
+        try await Fixtures.createOrders(connection, table: table, rows: 20_000)
+        let cfg = try config(streams: [("gone", table)], partitions: 4, parallelism: 2)
+        let spooled = try MongoshiftProcess.run(["snapshot", "--config", cfg, "--spool-only"],
+                                                environment: ["MONGOSHIFT_WORKER_DIR": directory + "/worker9"])
+        XCTAssertEqual(spooled.status, 0, spooled.stderr)
+        try? FileManager.default.removeItem(atPath: directory + "/worker9")
+        _ = try startWorker(cfg, 0)
+        let state = try await PostgresConnection.connect(stateURL)
+        try await waitFor("the snapshot to complete without the gone worker's pages", timeout: 120) {
+            (try? await state.query("SELECT phase FROM mongoshift_state.streams WHERE name = 'gone'"))?.rows.first?[0] == "streaming"
+        }
+        try await waitFor("convergence") { try await converged([("gone", table)]) }
+        for p in workers { kill(p.processIdentifier, SIGTERM); p.waitPolling(timeout: 30) }
+    }
+
     func testAFencedWorkersLateApplyIsRejected() async throws {
         // Two workers' contexts on one PostgreSQL store, applying one Mongo → PostgreSQL stream's tail.
         let schema = TestServers.uniqueName("fence")

@@ -100,12 +100,23 @@ struct SnapshotDriver<Source: SnapshotSource> {
         }
         let total = try await source.estimatedRows()
         let claimFor = context.config.leaseDuration * 4
+        var stalled = StalledPages(limit: claimFor)
         repeat {
             let counters = SnapshotCounters(rowsDone: partitions.reduce(0) { $0 + $1.rows },
                                             partitionsDone: partitions.filter { $0.status == .done }.count)
             let pages = SnapshotPages(context: context, counters: counters, total: total, partitionCount: partitions.count)
             try await round(pages: pages, claimFor: claimFor, spoolOnly: spoolOnly)
             partitions = try await context.state.partitions(name)
+            // Every partition copied, pages still pending, none applied for a claim's duration: the rest are in the
+            // spools of workers that left (helpers applying their own pages make progress). Copied again here.
+            if context.role == .owner && !spoolOnly, stalled.check(try await context.state.snapshotRemaining(name)) {
+                let reclaimed = try await context.state.reclaimOtherWorkersPages(name)
+                if !reclaimed.isEmpty {
+                    context.logger.warning("snapshot pages of workers that left were never applied: copying their partitions again",
+                                           metadata: ["partitions": "\(reclaimed)"])
+                    partitions = try await context.state.partitions(name)
+                }
+            }
         } while try await !context.snapshotRoundsOver(spoolOnly: spoolOnly)
         context.progress?.finish(stream: name)
         if Task.isShuttingDownGracefully {
@@ -170,5 +181,29 @@ struct SnapshotDriver<Source: SnapshotSource> {
             }
             while try await group.next() != nil {}
         }
+    }
+}
+
+/// Watches the snapshot pages pending once every partition is copied: stalled when their count has not moved for
+/// `limit`.
+struct StalledPages {
+    let limit: Duration
+    private var count = -1
+    private var since = ContinuousClock.now
+
+    init(limit: Duration) { self.limit = limit }
+
+    mutating func check(_ remaining: (partitions: Int, segments: Int)) -> Bool {
+        guard remaining.partitions == 0 && remaining.segments > 0 else {
+            count = -1
+            return false
+        }
+        if remaining.segments != count {
+            (count, since) = (remaining.segments, .now)
+            return false
+        }
+        guard ContinuousClock.now - since >= limit else { return false }
+        (count, since) = (-1, .now)
+        return true
     }
 }

@@ -255,6 +255,9 @@ struct RedshiftSnapshotSource: SnapshotSource {
     private func unseenRepeats(of key: [String], page: PageResult, reader: SourceReader, encoder: RowEncoder) async throws -> [DeadLetterFile.Entry] {
         let limit = page.lastKeyRun.count + Self.maxRepeatsReported
         var (rows, entries) = try await reader.unseenRepeats(of: key, readByPage: page.lastKeyRun, encoder: encoder, limit: limit)
+        // No more rows of the key than the page read: none lies past it. A row whose bytes differ from the page's
+        // was updated in between (the tail brings the change) — the same row, not a repeat.
+        if rows <= page.lastKeyRun.count { return [] }
         if rows == limit {
             let (sql, params) = KeysetQuery.keyRowCount(table: table, key: key)
             let total = Int(try await reader.scalar(sql, params) ?? "") ?? rows

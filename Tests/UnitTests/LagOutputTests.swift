@@ -22,8 +22,11 @@ final class LagOutputTests: XCTestCase {
         let stream = try XCTUnwrap((json["streams"] as? [[String: Any]])?.first)
         XCTAssertEqual(stream["last_error_at"] as? String, "2026-12-04T22:10:37.125Z")
         XCTAssertEqual(stream["applied_position"] as? String, "cluster time 2026-12-04T22:10:37Z #3")
+        lag.resumeTokenAgeSeconds = 12
+        lag.oplogWindowSeconds = 11_520
         let table = Mongoshift.Lag.table([lag])
         XCTAssertTrue(table.contains("2026-12-04T22:10:37.125Z connection refused"), table)
+        XCTAssertTrue(table.contains("TOKEN AGE / OPLOG") && table.contains("12s / 3h12m"), "how close the token is to the oplog's end:\n\(table)")
     }
 
     /// `--max-lag` over streams: a snapshot-only stream (no watermark) that finished has no lag and never alerts

@@ -98,12 +98,20 @@ extension Mongoshift {
             ISODate.format(milliseconds: Int64((epochSeconds * 1000).rounded())) ?? String(epochSeconds)
         }
 
+        /// A change stream's resume-token age against the oplog window (DESIGN.md §4): how close it is to falling off.
+        static func tokenAge(_ s: StreamLag) -> String {
+            guard s.resumeTokenAgeSeconds != nil || s.oplogWindowSeconds != nil else { return "-" }
+            let age = s.resumeTokenAgeSeconds.map { ProgressLine.formatDuration($0) } ?? "?"
+            return age + " / " + (s.oplogWindowSeconds.map { ProgressLine.formatDuration($0) } ?? "?")
+        }
+
         static func table(_ report: [StreamLag]) -> String {
-            let header = ["STREAM", "DIRECTION", "PHASE", "OWNER", "LAG", "APPLIED", "SOURCE HEAD", "HELD BY", "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
+            let header = ["STREAM", "DIRECTION", "PHASE", "OWNER", "LAG", "APPLIED", "SOURCE HEAD", "TOKEN AGE / OPLOG", "HELD BY",
+                          "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
             var rows = [header]
             for s in report {
                 rows.append([s.name, s.direction, s.phase, s.owner ?? "-", s.lagSeconds.map { String(format: "%.1fs", $0) } ?? "-",
-                             s.appliedPosition ?? "-", s.sourceHead ?? (s.probeError == nil ? "-" : "unreachable"),
+                             s.appliedPosition ?? "-", s.sourceHead ?? (s.probeError == nil ? "-" : "unreachable"), Self.tokenAge(s),
                              s.heldBy.map { "pid \($0.pid)\($0.xid.map { " xid \($0)" } ?? "") open \(Int($0.ageSeconds)) s" } ?? "-",
                              "\(s.spoolSegments)/\(s.spoolRows)/\(s.spoolBytes)", String(s.deadLetters),
                              Redaction.redact(s.lastError.map { e in s.lastErrorAt.map { "\(Self.isoTime($0)) \(e)" } ?? e } ?? s.probeError ?? "-")])

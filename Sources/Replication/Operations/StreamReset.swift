@@ -87,7 +87,7 @@ public enum StreamReset {
     public static func forgetTombstones(stream: StreamConfig, config: ReplicationConfig) async throws {
         guard stream.direction == .redshiftToMongo, let mongo = config.mongo else { return }
         let client = try await MongoClient.connect(url: mongo.url)
-        try await Tombstones(client: client, database: mongo.database, collection: stream.collection).forgetAll()
+        try await Tombstones(client: client, database: mongo.database, collection: stream.collection).purge(recordedBefore: .distantFuture)
     }
 
     /// The position `target` means for `stream` now; nil for `.snapshot`. Throws `Refusal` for a target the

@@ -65,13 +65,4 @@ struct Tombstones: Sendable {
         guard let version, let tombstone, let v = version.int64Value, let t = tombstone.int64Value else { return false }
         return v != RowVersion.unversioned && v <= t
     }
-
-    /// Forgets every tombstone of the collection: an operator's `reset --to snapshot` copies the source as it is
-    /// now, rows restored with an old version included.
-    func forgetAll() async throws {
-        _ = try await client.command([
-            "delete": .string(Self.collectionName),
-            "deletes": .array([.document(["q": .document(["_id.c": .string(collection)]), "limit": 0])]),
-        ], database: database)
-    }
 }

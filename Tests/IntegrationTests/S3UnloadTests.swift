@@ -73,6 +73,89 @@ final class S3UnloadTests: S3StageTestCase {
         XCTAssertEqual(left, [], "no orphan file after the snapshot completed")
     }
 
+    /// A pass-through proxy in front of the S3 emulator that answers the next `n` GETs of an UNLOAD manifest (n
+    /// read from `<directory>/fail-manifest`) with 503 SlowDown, as S3 does under load. Prints its port.
+    static let flakyProxy = """
+    import sys, os, http.server, http.client
+    upstream, control = sys.argv[1], sys.argv[2]
+    host, port = upstream.split("//")[1].split(":")
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def log_message(self, *a): pass
+        def relay(self):
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            left = int(open(control).read() or "0") if os.path.exists(control) else 0
+            if self.command == "GET" and self.path.split("?")[0].endswith("/manifest") and left > 0:
+                open(control, "w").write(str(left - 1))
+                reply = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                self.send_response(503)
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+                return
+            c = http.client.HTTPConnection(host, int(port))
+            c.request(self.command, self.path, body=body, headers={k: v for k, v in self.headers.items()})
+            r = c.getresponse()
+            data = r.read()
+            self.send_response(r.status)
+            for k, v in r.getheaders():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                    self.send_header(k, v)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            c.close()
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+    """
+
+    /// Starts `flakyProxy` in front of the emulator; its endpoint URL.
+    func startFlakyProxy() throws -> String {
+        let script = directory + "/flaky-s3.py"
+        try Self.flakyProxy.write(toFile: script, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [script, endpoint, directory + "/fail-manifest"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // SIGKILL: a test runner's blocked SIGTERM is inherited by its children.
+        onTeardown { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
+        var line = Data()
+        while !line.contains(0x0A) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        return "http://127.0.0.1:" + String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A resume whose manifest read fails for a while (S3 throttling past the client's own retries) waits and
+    /// reads it again; only a manifest that is gone means unloading the partition again. It used to unload again
+    /// on any error: a second full UNLOAD of the partition on every passing S3 hiccup.
+    func testAResumeWhoseManifestReadFailsForAWhileDoesNotUnloadAgain() async throws {
+        let proxy = try startFlakyProxy()
+        let cfg = try config(parallelism: 1)
+        let yaml = try String(contentsOfFile: cfg, encoding: .utf8).replacingOccurrences(of: "endpoint: \"\(endpoint)\"", with: "endpoint: \"\(proxy)\"")
+        try yaml.write(toFile: cfg, atomically: true, encoding: .utf8)
+        let offset = log.offset
+        let crashed = try MongoshiftProcess.run(["snapshot", "--config", cfg], environment: ["MONGOSHIFT_CRASH_AT": "spool.recorded:3"], timeout: 120)
+        XCTAssertTrue(crashed.stderr.contains("crash point spool.recorded reached"), crashed.stderr.suffix(2000).description)
+        XCTAssertEqual(unloads(after: offset).count, 1, "the crash came inside the first partition's files")
+        // More failures in a row than the S3 client's own attempts (5): the copy itself sees the error.
+        try "7".write(toFile: directory + "/fail-manifest", atomically: true, encoding: .utf8)
+        let finish = try MongoshiftProcess.run(["snapshot", "--config", cfg], timeout: 180)
+        XCTAssertEqual(finish.status, 0, finish.stderr.suffix(3000).description)
+        XCTAssertEqual(try String(contentsOfFile: directory + "/fail-manifest", encoding: .utf8), "0", "every planned failure was served")
+        let exact = try await converged()
+        XCTAssertTrue(exact, "the collection equals the table")
+        XCTAssertEqual(unloads(after: offset).count, 4, "each partition unloaded once: a manifest that could not be read for a while is not a lost one")
+    }
+
     /// `extract: auto` sizes tables by svv_table_info, which Redshift shows to superusers only: `check` names the
     /// grant a regular login needs (else large tables would silently be read by SELECT pages).
     func testCheckNamesTheGrantExtractAutoNeeds() async throws {

@@ -28,9 +28,16 @@ struct UnloadSnapshotCopier {
         var files: [String]?
         var (file, skip) = (0, 0)
         if case .unloadFile(let f, let r)? = partition.lastKey {
-            files = try? await manifest(prefix)
-            if files != nil { (file, skip) = (f, r) } else {
+            // Only a manifest that is gone (or unreadable) is unloaded again; any other failure (throttling, a
+            // server error, credentials) is the stream's to retry, never a second full UNLOAD of the partition.
+            do {
+                files = try await manifest(prefix)
+                (file, skip) = (f, r)
+            } catch let error as S3Error where error.code == .notFound {
                 context.logger.notice("UNLOAD manifest gone: unloading the partition again", metadata: ["partition": "\(partition.index)"])
+            } catch let error as ReplicationError where error.code == .sourceData {
+                context.logger.warning("UNLOAD manifest unreadable: unloading the partition again",
+                                       metadata: ["partition": "\(partition.index)", "error": "\(error.message)"])
             }
         }
         // Each page starts where the partition's recorded position stands (the state store checks it).
@@ -53,7 +60,8 @@ struct UnloadSnapshotCopier {
             let path = local + "/\(S3Stage.folder(context.name))-unload-\(partition.index)-\(index).json.zst"
             let finished: Bool
             do {
-                try await stage.client.download(stage.bucket, key: files![index], to: path)
+                let key = files![index]
+                try await s3 { [stage] in try await stage.client.download(stage.bucket, key: key, to: path) }
                 finished = try await spool(file: path, index: index, skip: index == file ? skip : 0, partition: partition.index,
                                            encoder: encoder, cursor: &cursor, into: pages)
             } catch {
@@ -64,7 +72,13 @@ struct UnloadSnapshotCopier {
             if !finished { return }
             CrashPoint.hit(CrashPoint.unloadFileSpooled)
         }
-        try await stage.client.deletePrefix(stage.bucket, prefix: prefix)
+        try await s3 { [stage] in try await stage.client.deletePrefix(stage.bucket, prefix: prefix) }
+    }
+
+    /// An S3 call under the stream's retry policy: throttling or a server error that outlasts the client's own
+    /// attempts is waited out like a lost source connection, not a reason to fail the snapshot.
+    private func s3<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await reader.policy.run(body, report: RetryReport(logger: context.logger, what: "S3 stage"))
     }
 
     /// `UNLOAD ('SELECT … WHERE key range') TO 's3://…/pNNNNN/' … FORMAT JSON ZSTD MANIFEST PARALLEL ON`.
@@ -85,10 +99,10 @@ struct UnloadSnapshotCopier {
 
     /// The data files of a manifest, in its order (the order positions refer to).
     private func manifest(_ prefix: String) async throws -> [String] {
-        let bytes = try await stage.client.getObject(stage.bucket, key: prefix + "manifest")
-        guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+        let bytes = try await s3 { [stage] in try await stage.client.getObject(stage.bucket, key: prefix + "manifest") }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
               let entries = object["entries"] as? [[String: Any]] else {
-            throw ReplicationError(.sourceData, stream: context.name, "UNLOAD manifest \(stage.url(prefix + "manifest")) has no entries")
+            throw ReplicationError(.sourceData, stream: context.name, "UNLOAD manifest \(stage.url(prefix + "manifest")) is not JSON with entries")
         }
         let bucketPrefix = "s3://\(stage.bucket)/"
         return try entries.map { entry in

@@ -84,6 +84,48 @@ final class RedshiftDialectTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// Redshift compares VARCHAR ignoring trailing blanks ('b' = 'b '): keys that differ only in them tie in `ORDER
+    /// BY key`, and a page or poll ending at one of them made the next (`key > 'b'`) skip the others — they were
+    /// dead-lettered as duplicates although MongoDB keeps them apart. The table is made on the stand-in's backend
+    /// with an ICU collation that compares as Redshift does here (the stand-in itself refuses COLLATE, as Redshift).
+    func testKeysDifferingOnlyInTrailingBlanksAreAllCopiedAndTailed() async throws {
+        try await connection.execute("CREATE COLLATION IF NOT EXISTS public.ms_blank_insensitive (provider = icu, locale = 'und-u-ka-shifted', deterministic = false)")
+        try await connection.execute("CREATE TABLE public.\(table) (k varchar(16) COLLATE public.ms_blank_insensitive NOT NULL, note varchar(16), updated_at timestamp NOT NULL)")
+        // 127 keys sort before the tie: the first page (128 rows with `batch_bytes: 16KiB`) ends inside it.
+        try await connection.execute("""
+            INSERT INTO public.\(table) SELECT 'a' || lpad(g::text, 3, '0'), 'n', timestamp '2026-01-01' FROM generate_series(1, 127) g;
+            INSERT INTO public.\(table) VALUES ('b', 'one', timestamp '2026-01-01'), ('b ', 'two', timestamp '2026-01-01'),
+                                               ('b  ', 'three', timestamp '2026-01-01'), ('c', 'n', timestamp '2026-01-01');
+            """)
+        let cfg = try config("""
+          - name: blanks
+            from: { table: public.\(table) }
+            to: { collection: blanks }
+            key: [k]
+            watermark: updated_at
+            safety_lag: 1s
+            partitions: 1
+            batch_bytes: 16KiB
+        """)
+        let (process, _) = try startRun(cfg)
+        try await waitFor("snapshot") { phase("blanks") == "streaming" }
+        for key in ["b", "b ", "b  "] {
+            let copies = try await mongo.count(database: database, collection: "blanks", filter: ["_id": .string(key)])
+            XCTAssertEqual(copies, 1, "key '\(key)' copied")
+        }
+        // The tail: 130 rows stamped alike (one statement), the tie where the first poll (128 rows) ends.
+        try await connection.execute("""
+            INSERT INTO public.\(table) SELECT k, 'n', date_trunc('second', timezone('UTC', now())) FROM (
+              SELECT 'd' || lpad(g::text, 3, '0') AS k FROM generate_series(1, 127) g UNION ALL SELECT 'e' UNION ALL SELECT 'e ' UNION ALL SELECT 'e  ') s
+            """)
+        try await waitFor("the tail", timeout: 60) { try await mongo.count(database: database, collection: "blanks", filter: ["_id": .string("e  ")]) == 1 || phase("blanks") != "streaming" }
+        let total = try await mongo.count(database: database, collection: "blanks")
+        XCTAssertEqual(total, 261, "every key kept apart")
+        stop(process)
+        let letters = (try? String(contentsOfFile: state + "/deadletter/blanks.jsonl", encoding: .utf8)) ?? ""
+        XCTAssertEqual(letters, "", "nothing dead-lettered")
+    }
+
     func testRedshiftToMongoSnapshotTailIdleDeletesAndOperations() async throws {
         // A table made the Redshift way: informational key, SUPER, VARBYTE, no index.
         let source = try await PostgresConnection.connect(rs)

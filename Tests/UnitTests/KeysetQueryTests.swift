@@ -32,6 +32,29 @@ final class KeysetQueryTests: XCTestCase {
         XCTAssertTrue(params.count >= 2)
     }
 
+    /// Redshift: 'b' = 'b ' in comparisons, so a text key is ordered and compared by its LENGTH too; PostgreSQL
+    /// (where they differ, and the key's index must serve the order) gets the plain key order.
+    func testTextKeysAreOrderedByLengthWhereTrailingBlanksCompareEqual() {
+        var t = table(keys: ["id"])
+        t.columns[0] = PostgresColumn(name: "code", typeOID: PostgresType.varchar, typeModifier: 20)
+        let plain = KeysetQuery.snapshotPage(table: t, after: ["b "], lower: nil, upper: nil, limit: 10)
+        XCTAssertTrue(plain.sql.hasSuffix(#"WHERE "code" > $1 AND "code" IS NOT NULL ORDER BY "code" LIMIT 10"#), plain.sql)
+        t.keysIgnoreTrailingBlanks = true
+        let page = KeysetQuery.snapshotPage(table: t, after: ["b é "], lower: nil, upper: nil, limit: 10)
+        XCTAssertTrue(page.sql.contains(#"("code" > $1 OR ("code" = $1 AND LENGTH("code") > CAST($2 AS INTEGER)))"#), page.sql)
+        XCTAssertTrue(page.sql.hasSuffix(#"ORDER BY "code", LENGTH("code") LIMIT 10"#), page.sql)
+        XCTAssertEqual(page.params, ["b é ", "4"], "characters, trailing blanks included")
+        let poll = KeysetQuery.tailPoll(table: t, castType: "timestamp", afterWatermark: "2026-01-01 00:00:00", afterKey: ["b"], upperBound: "2026-01-02 00:00:00", limit: 5)
+        XCTAssertTrue(poll.sql.contains(#"ORDER BY "updated_at", "code", LENGTH("code") LIMIT 5"#), poll.sql)
+        XCTAssertTrue(poll.sql.contains(#"LENGTH("code") > CAST($3 AS INTEGER)"#), poll.sql)
+        let rows = KeysetQuery.keyRows(table: t, key: ["b  "], limit: 3)
+        XCTAssertTrue(rows.sql.hasSuffix(#"WHERE "code" = $1 AND LENGTH("code") = CAST($2 AS INTEGER) LIMIT 3"#), rows.sql)
+        XCTAssertEqual(rows.params, ["b  ", "3"])
+        // CHAR pads its values alike: keys differing in trailing blanks are one value there, no LENGTH needed.
+        t.columns[0] = PostgresColumn(name: "code", typeOID: PostgresType.bpchar, typeModifier: 20)
+        XCTAssertFalse(KeysetQuery.snapshotPage(table: t, after: ["b"], lower: nil, upper: nil, limit: 10).sql.contains("LENGTH"))
+    }
+
     func testRepeatCheckReadsEveryRowOfOneKeyAndCountsThem() {
         let (rows, params) = KeysetQuery.keyRows(table: table(keys: ["a", "b"]), key: ["1", "x"], limit: 50)
         XCTAssertEqual(rows, #"SELECT "a", "b", "Select", "updated_at" FROM "Sales Data"."or""ders" WHERE "a" = $1 AND "b" = $2 LIMIT 50"#)

@@ -77,7 +77,7 @@ public struct ConfigCheck: Sendable {
         func problem(_ message: String) { problems.append(Problem(subject: stream.name, message: message)) }
         let table: SourceTable
         do {
-            table = try await SourceTable.describe(pg, stream: stream)
+            table = try await SourceTable.describe(pg, stream: stream, dialect: config.redshift?.dialect ?? .postgres)
         } catch let error as ReplicationError {
             problem(error.message)
             // Keep checking the columns we can still see.

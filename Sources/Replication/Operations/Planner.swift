@@ -54,7 +54,7 @@ public enum Planner {
 
     static func planRedshiftToMongo(_ plan: inout StreamPlan, stream: StreamConfig, pg: PostgresConnection, dialect: SQLDialect, mongo: MongoClient,
                                     database: String, snapshotDone: Bool, applied: WatermarkPosition?, s3: Bool) async throws {
-        let table = try await SourceTable.describe(pg, stream: stream)
+        let table = try await SourceTable.describe(pg, stream: stream, dialect: dialect)
         let existing = try await mongo.count(database: database, collection: stream.collection)
         let collections = try await mongo.command(["listCollections": 1, "filter": .document(["name": .string(stream.collection)]), "nameOnly": true], database: database)
         let exists = (collections.value(at: "cursor.firstBatch")).map { if case .array(let a) = $0 { return !a.isEmpty }; return false } ?? false
@@ -105,7 +105,7 @@ public enum Planner {
         var params: [String?] = [position.value]
         var condition = "\(wm) >= CAST($1 AS \(kind.castType))"
         if let key = position.key, !key.isEmpty {
-            let keyTerm = KeysetQuery.lexicographicAfter(columns: table.keyNames.map(SQL.identifier), values: key) { value in
+            let keyTerm = KeysetQuery.keyAfter(table, key: key) { value in
                 params.append(value)
                 return "$\(params.count)"
             }

@@ -138,7 +138,7 @@ public enum StreamReset {
 
     static func watermarkPosition(_ target: ResetTarget, stream: StreamConfig, redshift: RedshiftEndpoint, logger: Logger) async throws -> StreamPosition {
         let pg = try await PostgresConnection.connect(redshift.url, connectTimeoutSeconds: 10)
-        let table = try await SourceTable.describe(pg, stream: stream)
+        let table = try await SourceTable.describe(pg, stream: stream, dialect: redshift.dialect)
         guard let kind = table.watermarkKind, let column = table.watermarkName else {
             throw Refusal(description: "stream \(stream.name) has no watermark column to reset")
         }

@@ -80,7 +80,7 @@ public struct Verifier: Sendable {
         let pg = try await PostgresConnection.connect(redshift.url)
         let client = try await MongoClient.connect(url: mongo.url)
         let applier = MongoApplier(client: client, database: mongo.database, collection: context.stream.collection)
-        let table = try await SourceTable.describe(pg, stream: context.stream)
+        let table = try await SourceTable.describe(pg, stream: context.stream, dialect: redshift.dialect)
         let encoder = RowEncoder(table: table)
         var fixes: [Change] = []
         var after: [String]?

@@ -14,7 +14,7 @@ public enum KeysetQuery {
             return "$\(params.count)"
         }
         if let after {
-            conditions.append(lexicographicAfter(columns: keys, values: after, bind: bind))
+            conditions.append(keyAfter(table, key: after, bind: bind))
         } else if let lower {
             conditions.append("\(keys[0]) > \(bind(lower))")
         }
@@ -22,25 +22,61 @@ public enum KeysetQuery {
         conditions.append(keysNotNull(keys))
         if let filter = table.filterCondition { conditions.append(filter) }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName)\(whereClause) ORDER BY \(keys.joined(separator: ", ")) LIMIT \(limit)"
+        let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName)\(whereClause) ORDER BY \(keyOrder(table)) LIMIT \(limit)"
         return (sql, params)
     }
 
     /// Every row with one key (the key a full page ended at: its rows past the page are repeats the next page,
     /// `key > last`, would not see), at most `limit`.
     public static func keyRows(table: SourceTable, key: [String], limit: Int) -> (sql: String, params: [String?]) {
-        ("SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(keyEquals(table)) LIMIT \(limit)", key)
+        let (condition, params) = keyEquals(table, key: key)
+        return ("SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(condition) LIMIT \(limit)", params)
     }
 
     /// How many rows have one key.
     public static func keyRowCount(table: SourceTable, key: [String]) -> (sql: String, params: [String?]) {
-        ("SELECT CAST(count(*) AS varchar) FROM \(table.qualifiedName) WHERE \(keyEquals(table))", key)
+        let (condition, params) = keyEquals(table, key: key)
+        return ("SELECT CAST(count(*) AS varchar) FROM \(table.qualifiedName) WHERE \(condition)", params)
     }
 
-    private static func keyEquals(_ table: SourceTable) -> String {
-        var conditions = table.keyNames.enumerated().map { "\(SQL.identifier($1)) = $\($0 + 1)" }
+    private static func keyEquals(_ table: SourceTable, key: [String]) -> (String, [String?]) {
+        var params: [String?] = []
+        let terms = keyTerms(table, key: key) { value in
+            params.append(value)
+            return "$\(params.count)"
+        }
+        var conditions = terms.map { "\($0.column) = \($0.value)" }
         if let filter = table.filterCondition { conditions.append(filter) }
-        return conditions.joined(separator: " AND ")
+        return (conditions.joined(separator: " AND "), params)
+    }
+
+    /// The key's order: its columns, each text column followed by its LENGTH where the source ignores trailing
+    /// blanks in comparisons (`SourceTable.keysIgnoreTrailingBlanks`).
+    static func keyOrder(_ table: SourceTable) -> String {
+        table.keyNames.indices.flatMap { i in
+            let column = SQL.identifier(table.keyNames[i])
+            return table.keyOrdersByLength(i) ? [column, "LENGTH(\(column))"] : [column]
+        }.joined(separator: ", ")
+    }
+
+    /// The terms of `keyOrder` with the placeholders of one key's values (each bound once): a LENGTH term's value is
+    /// the key text's length in characters, as Redshift's LENGTH counts them (trailing blanks included).
+    static func keyTerms(_ table: SourceTable, key: [String], bind: (String) -> String) -> [(column: String, value: String)] {
+        var terms: [(column: String, value: String)] = []
+        for (i, name) in table.keyNames.enumerated() {
+            let column = SQL.identifier(name)
+            terms.append((column, bind(key[i])))
+            if table.keyOrdersByLength(i) {
+                terms.append(("LENGTH(\(column))", "CAST(\(bind(String(key[i].unicodeScalars.count))) AS INTEGER)"))
+            }
+        }
+        return terms
+    }
+
+    /// Rows after one key in `keyOrder`.
+    static func keyAfter(_ table: SourceTable, key: [String], bind: (String) -> String) -> String {
+        let terms = keyTerms(table, key: key, bind: bind)
+        return lexicographicAfter(columns: terms.map(\.column), placeholders: terms.map(\.value))
     }
 
     /// One watermark poll: rows after the composite position `(wm, key)` and at most `upperBound` (`PollBound`),
@@ -63,7 +99,7 @@ public enum KeysetQuery {
         if let afterWatermark {
             let w = bind(afterWatermark)
             if let afterKey, !afterKey.isEmpty {
-                conditions.append("(\(wm) > \(w) OR (\(wm) = \(w) AND \(lexicographicAfter(columns: keys, values: afterKey, bind: bindText))))")
+                conditions.append("(\(wm) > \(w) OR (\(wm) = \(w) AND \(keyAfter(table, key: afterKey, bind: bindText))))")
             } else {
                 conditions.append("\(wm) >= \(w)")
             }
@@ -72,7 +108,7 @@ public enum KeysetQuery {
         }
         conditions.append("\(wm) <= \(bind(upperBound))")
         conditions.append(keysNotNull(keys))
-        let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(wm), \(keys.joined(separator: ", ")) LIMIT \(limit)"
+        let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(wm), \(keyOrder(table)) LIMIT \(limit)"
         return (sql, params)
     }
 
@@ -85,13 +121,13 @@ public enum KeysetQuery {
         var condition = "\(wm) > CAST($1 AS \(castType)) AND \(wm) <= CAST($2 AS \(castType)) AND \(keysNotNull(keys))"
         if let afterWatermark, let afterKey {
             params.append(afterWatermark)
-            let keyTerm = lexicographicAfter(columns: keys, values: afterKey) { value in
+            let keyTerm = keyAfter(table, key: afterKey) { value in
                 params.append(value)
                 return "$\(params.count)"
             }
             condition += " AND (\(wm) > CAST($3 AS \(castType)) OR (\(wm) = CAST($3 AS \(castType)) AND \(keyTerm)))"
         }
-        let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(condition) ORDER BY \(wm), \(keys.joined(separator: ", ")) LIMIT \(limit)"
+        let sql = "SELECT \(table.selectList) FROM \(table.qualifiedName) WHERE \(condition) ORDER BY \(wm), \(keyOrder(table)) LIMIT \(limit)"
         return (sql, params)
     }
 
@@ -102,8 +138,7 @@ public enum KeysetQuery {
     }
 
     /// `(a, b) > ($1, $2)` spelled without row values: `a > $1 OR (a = $1 AND b > $2)`.
-    static func lexicographicAfter(columns: [String], values: [String], bind: (String) -> String) -> String {
-        let placeholders = values.map(bind)
+    static func lexicographicAfter(columns: [String], placeholders: [String]) -> String {
         var terms: [String] = []
         for i in 0..<columns.count {
             var parts = (0..<i).map { "\(columns[$0]) = \(placeholders[$0])" }

@@ -12,7 +12,7 @@ struct SourceReader: Sendable {
     /// Connects lazily and describes the stream's table (columns, key, watermark, soft-delete column).
     static func open(context: StreamContext, redshift: RedshiftEndpoint, policy: RetryPolicy) async throws -> SourceReader {
         let connection = PostgresSource(url: redshift.url)
-        let table = try await connection.run(policy, logger: context.logger) { c in try await SourceTable.describe(c, stream: context.stream) }
+        let table = try await connection.run(policy, logger: context.logger) { c in try await SourceTable.describe(c, stream: context.stream, dialect: redshift.dialect) }
         return SourceReader(context: context, connection: connection, dialect: redshift.dialect, table: table, policy: policy)
     }
 

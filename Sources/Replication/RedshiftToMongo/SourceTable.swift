@@ -11,6 +11,10 @@ public struct SourceTable: Sendable {
     public var fieldNames: [String]
     /// `where:`: rows outside it are not copied, and a polled row outside it is deleted from the target.
     public var filter: String?
+    /// The source compares VARCHAR ignoring trailing blanks, as Redshift does ('a' = 'a '; PostgreSQL does not):
+    /// keys that differ only in them tie in key order, so text key columns are ordered by their LENGTH (which
+    /// counts the blanks) too — else a page ending inside such a tie makes the next (`key > 'a'`) skip the rest.
+    public var keysIgnoreTrailingBlanks = false
 
     public init(name: TableName, columns: [PostgresColumn], keyIndexes: [Int], watermarkIndex: Int?, deleteIndex: Int?, fieldNames: [String]? = nil) {
         self.name = name
@@ -44,12 +48,18 @@ public struct SourceTable: Sendable {
     public var inFilterIndex: Int? { filter == nil ? nil : columns.count }
     /// `(where)`, or nil without a filter: for conditions that must only see matching rows.
     public var filterCondition: String? { filter.map { "(\($0))" } }
+    /// Whether key column `position` (of `keyIndexes`) is ordered and compared by its LENGTH too
+    /// (`keysIgnoreTrailingBlanks`). CHAR is not: its values are padded alike, so blank-only differences are equal values.
+    func keyOrdersByLength(_ position: Int) -> Bool {
+        keysIgnoreTrailingBlanks && [PostgresType.varchar, PostgresType.text].contains(columns[keyIndexes[position]].typeOID)
+    }
+
     /// The first key column is integer-typed: partitions split min…max arithmetically.
     public var hasIntegerKey: Bool { keyIndexes.first.map { PostgresType.integers.contains(columns[$0].typeOID) } ?? false }
 
     /// Reads the column list (`SELECT * … LIMIT 0`, which Redshift and PostgreSQL both answer from the catalog)
     /// and resolves the key (configured, else the declared primary key), watermark and soft-delete columns.
-    public static func describe(_ connection: PostgresConnection, stream: StreamConfig) async throws -> SourceTable {
+    public static func describe(_ connection: PostgresConnection, stream: StreamConfig, dialect: SQLDialect) async throws -> SourceTable {
         let qualified = SQL.qualified(schema: stream.table.schema, name: stream.table.name)
         let probe: PostgresRows
         do {
@@ -132,6 +142,7 @@ public struct SourceTable: Sendable {
         var table = SourceTable(name: stream.table, columns: columns, keyIndexes: keyIndexes, watermarkIndex: watermarkIndex, deleteIndex: deleteIndex,
                                 fieldNames: fieldNames)
         table.filter = stream.filter
+        table.keysIgnoreTrailingBlanks = dialect == .redshift
         return table
     }
 

@@ -111,6 +111,11 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// `isHealthy` for callers on a dedicated thread of their own (see `queryBlocking`).
+    public var isHealthyBlocking: Bool {
+        (try? io.runBlocking { PQstatus(self.conn) == CONNECTION_OK }) ?? false
+    }
+
     /// `query` for callers on a dedicated thread of their own (the PostgreSQL state store): blocks that thread.
     @discardableResult
     public func queryBlocking(_ sql: String, _ params: [String?] = []) throws -> PostgresRows {

@@ -111,36 +111,62 @@ final class SQLiteStateDatabase: StateDatabase, @unchecked Sendable {
 /// The state store's tables in a PostgreSQL schema shared by every worker. Values travel as text: bytea in hex,
 /// numbers in their shortest round-trip form; results come back typed by column OID.
 ///
+/// A lost session (a restart, a failover) is opened again by the next call outside a transaction: the call that
+/// met the loss fails as `.unavailable`, which callers retry.
+///
 /// `@unchecked Sendable`: the connection is used only from the store's I/O thread (calls are serialised there).
 final class PostgresStateDatabase: StateDatabase, @unchecked Sendable {
-    let connection: PostgresConnection
+    private var session: PostgresConnection
+    private let url: String
+    private let schema: String
     let dialect = StateDialect.postgres
     private var lockKey: String?
+    private var inTransaction = false
+
+    /// The session, opened again first if it was lost — never inside a transaction, which died with it.
+    private var connection: PostgresConnection {
+        get throws(StateStoreError) {
+            if !inTransaction && !session.isHealthyBlocking {
+                session = try Self.open(url, schema: schema)
+            }
+            return session
+        }
+    }
+
+    private static func open(_ url: String, schema: String) throws(StateStoreError) -> PostgresConnection {
+        let session = try run { try PostgresConnection.connectBlocking(url, applicationName: "mongoshift-state") }
+        _ = try run { try session.queryBlocking("SET search_path TO \(SQL.identifier(schema))") }
+        return session
+    }
 
     /// Ends the start-up critical section (see `init`).
     func migrated() throws(StateStoreError) {
-        if let key = lockKey { _ = try run { try connection.queryBlocking("SELECT pg_advisory_unlock(hashtext($1))", [key]) } }
+        if let key = lockKey { _ = try run { try session.queryBlocking("SELECT pg_advisory_unlock(hashtext($1))", [key]) } }
         lockKey = nil
     }
 
     init(url: String, schema: String) throws(StateStoreError) {
-        connection = try Self.run { try PostgresConnection.connectBlocking(url, applicationName: "mongoshift-state") }
+        self.url = url
+        self.schema = schema
+        session = try Self.run { try PostgresConnection.connectBlocking(url, applicationName: "mongoshift-state") }
         let quoted = SQL.identifier(schema)
         // Workers starting together would race creating the schema and tables: one at a time (released by
         // `migrated()` once the store's tables are current).
-        _ = try run { try connection.queryBlocking("SELECT pg_advisory_lock(hashtext($1))", [schema]) }
+        _ = try run { try session.queryBlocking("SELECT pg_advisory_lock(hashtext($1))", [schema]) }
         lockKey = schema
-        _ = try run { try connection.queryBlocking("CREATE SCHEMA IF NOT EXISTS \(quoted)") }
-        _ = try run { try connection.queryBlocking("SET search_path TO \(quoted)") }
+        _ = try run { try session.queryBlocking("CREATE SCHEMA IF NOT EXISTS \(quoted)") }
+        _ = try run { try session.queryBlocking("SET search_path TO \(quoted)") }
     }
 
     func execute(_ sql: String) throws(StateStoreError) {
         for statement in sql.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }) where !statement.isEmpty {
+            let connection = try connection
             _ = try run { try connection.queryBlocking(statement) }
         }
     }
 
     func query(_ sql: String, _ params: [StateValue]) throws(StateStoreError) -> [StateRow] {
+        let connection = try connection
         let rows = try run { try connection.queryBlocking(Self.numbered(sql), params.map(Self.text)) }
         return rows.rows.map { row in
             zip(row, rows.columns).map { value, column in Self.value(value, oid: column.typeOID) }
@@ -149,6 +175,8 @@ final class PostgresStateDatabase: StateDatabase, @unchecked Sendable {
 
     func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN")
+        inTransaction = true
+        defer { inTransaction = false }
         do {
             let result = try body()
             try execute("COMMIT")

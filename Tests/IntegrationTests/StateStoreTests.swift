@@ -241,6 +241,22 @@ final class PostgresStateStoreTests: StateStoreSuite {
         return store
     }
 
+    /// A state server that restarts or fails over drops the store's session: the store connects again on the next
+    /// call (the call that met the loss fails as transient, and the caller's retry goes through). It used to keep
+    /// the dead connection: every call failed until the process was restarted, while the worker looked healthy.
+    func testTheStoreConnectsAgainAfterItsSessionIsLost() async throws {
+        let store = try makeStore()
+        _ = try await store.ensureStream(stream, direction: "redshift_to_mongo")
+        let admin = try await PostgresConnection.connect(url)
+        let killed = try await admin.query("SELECT CAST(count(pg_terminate_backend(pid)) AS text) FROM pg_stat_activity WHERE application_name = 'mongoshift-state' AND pid <> pg_backend_pid()")
+        XCTAssertNotEqual(killed.rows.first?.first ?? nil, "0", "the store's session was found")
+        let name = stream
+        let sequence = try await RetryPolicy(initialDelay: .milliseconds(50), maxAttempts: 5).run { try await store.allocateSequence(name) }
+        XCTAssertGreaterThan(sequence, 0)
+        let again = try await store.stream(stream)
+        XCTAssertNotNil(again, "later calls use the new session")
+    }
+
     /// A store no worker has written yet reads as "nothing has run" (`lag` lists every stream as new), as a state
     /// directory without its database does — not as an unreadable store.
     func testAStoreNoWorkerWroteIsMissingForReaders() async throws {

@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "MongoClient", dependencies: ["CMongoC", "BSON", "ShiftCore"]),
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
         .target(name: "S3", dependencies: ["CCurl", "CCrypto", "ShiftCore"]),
-        .target(name: "Zstd", dependencies: ["CZstd"]),
+        .target(name: "Zstd", dependencies: ["CZstd", "ShiftCore"]),
         .target(name: "Spool", dependencies: ["Zstd", "BSON", "Changes", "ShiftCore"]),
         .target(name: "StateStore", dependencies: ["Changes", "BSON", "ShiftCore", "SQLiteStore", "PostgresClient"]),
         .target(name: "Replication", dependencies: [
@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["BSON", "Changes", "MongoClient", "PostgresClient", "StateStore", "Replication", "ShiftCore", "S3"],
                 path: "Tests/TestSupport"),
         // No servers: `swift test --filter UnitTests` runs these alone, in seconds.
-        .testTarget(name: "UnitTests", dependencies: ["mongoshift", "BSON", "Changes", "MongoClient", "Spool", "StateStore", "Replication", "PostgresClient", "S3", "Zstd", "TestSupport"]),
+        .testTarget(name: "UnitTests", dependencies: ["mongoshift", "BSON", "Changes", "MongoClient", "Spool", "StateStore", "SQLiteStore", "ShiftCore", "Replication", "PostgresClient", "S3", "Zstd", "TestSupport"]),
         // Against the dev servers (skipped with the reason printed when MONGOSHIFT_TEST_PG / _MONGO are unset).
         .testTarget(name: "IntegrationTests", dependencies: ["mongoshift", "BSON", "Changes", "MongoClient", "PostgresClient", "Spool",
                                                              "StateStore", "Replication", "S3", "TestSupport"]),

@@ -16,6 +16,8 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     public var isBusy: Bool { code & 0xFF == 5 || code & 0xFF == 6 }
     /// SQLITE_CORRUPT / SQLITE_NOTADB: the file is damaged or not a database.
     public var isCorrupt: Bool { code & 0xFF == 11 || code & 0xFF == 26 }
+    /// SQLITE_FULL: the disk (or the database's size limit) is full.
+    public var isFull: Bool { code & 0xFF == 13 }
 }
 
 /// A bindable / readable SQLite value.

@@ -2,7 +2,7 @@ import Foundation
 
 /// A file-system failure of a durable write: which file, and why. A full disk has its own code, so callers can
 /// wait for space instead of failing.
-public struct FileError: Error, CustomStringConvertible, Sendable {
+public struct FileError: Error, CustomStringConvertible, Sendable, TransientClassifying {
     public enum Code: Sendable, Equatable {
         case io
         /// ENOSPC / EDQUOT.
@@ -17,6 +17,16 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
         self.reason = reason
     }
     public var description: String { "\(path): \(reason)" }
+
+    /// A full disk is waited out (the applier frees space as it drains the spool); anything else is not.
+    public var isTransient: Bool { code == .noSpace }
+
+    /// The error for the current `errno` after `call` failed on `path`; a full disk gets its own code.
+    public static func fromErrno(_ path: String, _ call: String) -> FileError {
+        let code = errno
+        let full = code == ENOSPC || code == EDQUOT
+        return FileError(code: full ? .noSpace : .io, path: path, reason: "\(call): \(String(cString: strerror(code)))")
+    }
 }
 
 /// Crash-safe file replacement.
@@ -82,12 +92,7 @@ public enum DurableFile {
         try syncDirectory(of: path)
     }
 
-    /// The error for the current `errno`; a full disk gets its own code so callers can wait instead of fail.
-    private static func failure(_ path: String, _ call: String) -> FileError {
-        let code = errno
-        let full = code == ENOSPC || code == EDQUOT
-        return FileError(code: full ? .noSpace : .io, path: path, reason: "\(call): \(String(cString: strerror(code)))")
-    }
+    private static func failure(_ path: String, _ call: String) -> FileError { FileError.fromErrno(path, call) }
 
     public static func syncDirectory(of path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent

@@ -103,7 +103,7 @@ final class SQLiteStateDatabase: StateDatabase, @unchecked Sendable {
 
     static func translate(_ error: Error) -> StateStoreError {
         guard let error = error as? SQLiteError else { return StateStoreError(.engine, "\(error)") }
-        let code: StateStoreError.Code = error.isBusy ? .busy : error.isCorrupt ? .corrupt : .engine
+        let code: StateStoreError.Code = error.isBusy ? .busy : error.isCorrupt ? .corrupt : error.isFull ? .noSpace : .engine
         return StateStoreError(code, "sqlite \(error.code): \(error.message)", statement: error.sql)
     }
 }

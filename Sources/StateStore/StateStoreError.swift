@@ -24,7 +24,9 @@ public struct StateStoreError: Error, CustomStringConvertible, Sendable, Transie
         public static let illegalTransition = Code(raw: "illegal transition")
         /// A stored value does not decode.
         public static let unreadable = Code(raw: "unreadable")
-        /// Any other engine error (a bug, a full disk, a permission problem).
+        /// The state store's disk is full (SQLite's SQLITE_FULL): waited out, as the spool's is.
+        public static let noSpace = Code(raw: "no space")
+        /// Any other engine error (a bug, a permission problem).
         public static let engine = Code(raw: "engine error")
         public var description: String { raw }
     }
@@ -39,7 +41,7 @@ public struct StateStoreError: Error, CustomStringConvertible, Sendable, Transie
         self.statement = statement.map { $0.count > 160 ? String($0.prefix(160)) + "…" : $0 }
     }
 
-    public var isTransient: Bool { code == .busy || code == .unavailable }
+    public var isTransient: Bool { code == .busy || code == .unavailable || code == .noSpace }
 
     public var description: String {
         "state store \(code): \(message)" + (statement.map { " [\($0)]" } ?? "")

@@ -1,5 +1,6 @@
 internal import CZstd
 import Foundation
+import ShiftCore
 
 /// zstd from Debian's libzstd: whole buffers (spool segments) and streams (COPY and UNLOAD files), so only this
 /// module touches the C API.
@@ -92,24 +93,29 @@ public final class ZstdCompressor: @unchecked Sendable {
 }
 
 /// Compresses a stream into a file as it is written; memory stays at one buffer. The instance owns the context.
+///
+/// File failures are `FileError`s: a full disk (`.noSpace`) is transient, so the caller's retry waits for space.
 public final class ZstdFileWriter {
     private let context: OpaquePointer
-    private let handle: FileHandle
+    private let path: String
+    private var fd: Int32
     private var output: [UInt8]
     public private(set) var compressedBytes: Int64 = 0
     public private(set) var rawBytes: Int64 = 0
 
     public init(path: String, level: Int32 = 3) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw ZstdError(reason: "cannot create \(path)")
-        }
-        self.handle = handle
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileError.fromErrno(path, "open") }
+        self.path = path
         context = ZSTD_createCCtx()
         ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)
         output = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
     }
 
-    deinit { ZSTD_freeCCtx(context); try? handle.close() }
+    deinit {
+        ZSTD_freeCCtx(context)
+        if fd >= 0 { close(fd) }
+    }
 
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
@@ -123,8 +129,10 @@ public final class ZstdFileWriter {
     /// Ends the frame, fsyncs and closes the file.
     public func finish() throws {
         try pump(UnsafeRawBufferPointer(start: nil, count: 0), end: true)
-        try handle.synchronize()
-        try handle.close()
+        guard fsync(fd) == 0 else { throw FileError.fromErrno(path, "fsync") }
+        let closed = close(fd)
+        fd = -1
+        guard closed == 0 else { throw FileError.fromErrno(path, "close") }
     }
 
     private func pump(_ bytes: UnsafeRawBufferPointer, end: Bool) throws {
@@ -137,7 +145,15 @@ public final class ZstdFileWriter {
                 return (r, out.pos)
             }
             if produced > 0 {
-                try handle.write(contentsOf: output[0..<produced])
+                try output.withUnsafeBytes { o in
+                    var offset = 0
+                    while offset < produced {
+                        let n = Foundation.write(fd, o.baseAddress! + offset, produced - offset)
+                        if n < 0 && errno == EINTR { continue }
+                        guard n > 0 else { throw FileError.fromErrno(path, "write") }
+                        offset += n
+                    }
+                }
                 compressedBytes += Int64(produced)
             }
             if end ? remaining == 0 : input.pos == input.size { return }

@@ -134,10 +134,12 @@ final class ServerFaultTests: IntegrationTestCase {
         let started = Date()
         let (process, base) = try startRun(config)
         let deadline = Date().addingTimeInterval(60)
-        while !MongoshiftProcess.output(base).stderr.contains("spool disk full") && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        // Extraction stops before the disk is full (less than two pages free: the applier keeps room to drain);
+        // a write that still meets ENOSPC waits the same way.
+        while !MongoshiftProcess.output(base).stderr.contains("spool disk") && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
         let log = MongoshiftProcess.output(base).stderr
-        XCTAssertTrue(log.contains("spool disk full"), "a clear error:\n\(log.suffix(2000))")
-        XCTAssertTrue(log.contains("No space left on device"), "with the reason")
+        XCTAssertTrue(log.contains("spool disk nearly full") || (log.contains("spool disk full") && log.contains("No space left on device")),
+                      "a clear message with the reason:\n\(log.suffix(2000))")
         try await Task.sleep(for: .seconds(2))
         XCTAssertTrue(process.isRunning, "a full disk pauses, never stops, the stream")
         // Nothing torn: no temp file, and every segment on disk reads back whole.

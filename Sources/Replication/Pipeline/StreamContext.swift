@@ -154,11 +154,26 @@ public struct StreamContext: Sendable {
     }
 
     /// Waits while the spool holds more than `spoolMaxBytes` (the applier is behind or the target is down).
+    ///
+    /// Also while the disk keeps less than two pages free: the applier needs room of its own (COPY staging files,
+    /// the state database) to drain the spool, so extraction stops before a full disk could stop the applier.
     func waitForSpoolSpace() async throws {
         var warned = false
-        while try await state.spoolBacklog(stream.name).bytes > stream.spoolMaxBytes {
+        let floor = Int64(stream.pageBytes) * 2
+        while true {
+            let backlog = try await state.spoolBacklog(stream.name).bytes
+            let free = DiskSpace.available(at: spool.path) ?? .max
+            guard backlog > stream.spoolMaxBytes || free < floor else {
+                if warned { logger.notice("spool has room again: extraction resumed") }
+                return
+            }
             if !warned {
-                logger.warning("spool full: pausing extraction until the applier catches up", metadata: ["spool_max_bytes": "\(stream.spoolMaxBytes)"])
+                if backlog > stream.spoolMaxBytes {
+                    logger.warning("spool full: pausing extraction until the applier catches up", metadata: ["spool_max_bytes": "\(stream.spoolMaxBytes)"])
+                } else {
+                    logger.warning("spool disk nearly full: pausing extraction until the applier frees space",
+                                   metadata: ["free_bytes": "\(free)", "needed_bytes": "\(floor)", "path": "\(spool.path)"])
+                }
                 warned = true
             }
             try await Task.sleep(for: .milliseconds(250))

@@ -74,7 +74,13 @@ public final class PostgresConnection: @unchecked Sendable {
         io.shutdown()
     }
 
-    /// Opens a connection (libpq URI or key=value conninfo). `timeZoneUTC` makes timestamptz text come back in UTC.
+    /// What every session is set to, whatever the server's or the login's defaults: timestamptz text in UTC, dates
+    /// in ISO form (what the decoders read), and floats with the digits that read back exactly — Redshift's
+    /// default `extra_float_digits` 0 prints 15 significant digits of a DOUBLE and 6 of a REAL; 2 is the most it
+    /// allows (17 and 8), and PostgreSQL 12 and later print the shortest exact form for any value above 0.
+    static let sessionSettings = ["SET TIME ZONE 'UTC'", "SET extra_float_digits = 2", "SET DateStyle = 'ISO, MDY'"]
+
+    /// Opens a connection (libpq URI or key=value conninfo), set up as `sessionSettings` says.
     public static func connect(_ conninfo: String, applicationName: String = "mongoshift",
                                connectTimeoutSeconds: Int = 10) async throws -> PostgresConnection {
         let io = IOThread(name: "libpq")
@@ -82,7 +88,7 @@ public final class PostgresConnection: @unchecked Sendable {
         do {
             let conn = try await io.run { try open(conninfo, applicationName: applicationName, connectTimeoutSeconds: connectTimeoutSeconds) }
             let connection = PostgresConnection(io: io, conn: conn.value, redacted: redacted)
-            _ = try await connection.execute("SET TIME ZONE 'UTC'")
+            for setting in sessionSettings { _ = try await connection.execute(setting) }
             return connection
         } catch {
             io.shutdown()
@@ -154,7 +160,7 @@ public final class PostgresConnection: @unchecked Sendable {
         do {
             let conn = try io.runBlocking { try open(conninfo, applicationName: applicationName, connectTimeoutSeconds: connectTimeoutSeconds) }
             let connection = PostgresConnection(io: io, conn: conn.value, redacted: Redaction.redact(conninfo))
-            try connection.queryBlocking("SET TIME ZONE 'UTC'")
+            for setting in sessionSettings { try connection.queryBlocking(setting) }
             return connection
         } catch {
             io.shutdown()

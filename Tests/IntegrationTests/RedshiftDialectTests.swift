@@ -126,6 +126,32 @@ final class RedshiftDialectTests: IntegrationTestCase {
         XCTAssertEqual(letters, "", "nothing dead-lettered")
     }
 
+    /// Redshift prints floats with `extra_float_digits` 0 by default — 15 significant digits for DOUBLE, 6 for
+    /// REAL — so 0.1 + 0.2 arrived as 0.3 and REAL 1234567 as 1234570, in Mongo and in `verify`'s comparison alike.
+    /// Every session now asks for the digits that read back exactly; a REAL is read as the REAL it is.
+    func testFloatsArriveWithEveryDigit() async throws {
+        let source = try await PostgresConnection.connect(rs)
+        try await source.execute("""
+            CREATE TABLE public.\(table) (id integer NOT NULL, d double precision, r real, updated_at timestamp NOT NULL, PRIMARY KEY (id));
+            INSERT INTO public.\(table) VALUES (1, 0.1::float8 + 0.2, 1234567, GETDATE()), (2, 1e-300, 0.1, GETDATE()), (3, 123456789.123456789, 16777216, GETDATE());
+            """)
+        let cfg = try config("""
+          - name: floats
+            from: { table: public.\(table) }
+            to: { collection: floats }
+            watermark: updated_at
+            safety_lag: 1s
+        """)
+        let (process, _) = try startRun(cfg)
+        try await waitFor("snapshot") { phase("floats") == "streaming" }
+        let docs = try await mongo.findAll(database: database, collection: "floats", sort: ["_id": 1])
+        XCTAssertEqual(docs.map { $0["d"] }, [.double(0.1 + 0.2), .double(1e-300), .double(123456789.123456789)])
+        XCTAssertEqual(docs.map { $0["r"] }, [.double(1234567), .double(0.1), .double(16777216)], "a REAL as its shortest decimal, read exactly")
+        stop(process)
+        let verify = try MongoshiftProcess.run(["verify", "--config", cfg])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+    }
+
     func testRedshiftToMongoSnapshotTailIdleDeletesAndOperations() async throws {
         // A table made the Redshift way: informational key, SUPER, VARBYTE, no index.
         let source = try await PostgresConnection.connect(rs)

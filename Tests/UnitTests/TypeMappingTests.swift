@@ -9,6 +9,23 @@ final class TypeMappingTests: XCTestCase {
         return try copy.withUTF8 { try TextValueDecoder.decode($0, type: type, column: "c") }
     }
 
+    /// Floats as Redshift prints them with `extra_float_digits` 2 (17 digits of a DOUBLE, 8 of a REAL) and as
+    /// PostgreSQL does (shortest exact): the same doubles either way, a REAL at its shortest decimal.
+    func testFloatTextReadsBackExactly() {
+        let real = PostgresType.float4, double = PostgresType.float8
+        XCTAssertEqual(TextValueDecoder.parseFloat("0.100000001", type: real), 0.1)
+        XCTAssertEqual(TextValueDecoder.parseFloat("0.1", type: real), 0.1)
+        XCTAssertEqual(TextValueDecoder.parseFloat("1234567", type: real), 1234567)
+        XCTAssertEqual(TextValueDecoder.parseFloat("1.234567e+06", type: real), 1234567)
+        XCTAssertEqual(TextValueDecoder.parseFloat("3.40282347e+38", type: real), 3.4028235e+38)
+        XCTAssertEqual(TextValueDecoder.parseFloat("-Infinity", type: real), -.infinity)
+        XCTAssertTrue(TextValueDecoder.parseFloat("NaN", type: real)?.isNaN ?? false)
+        XCTAssertEqual(TextValueDecoder.parseFloat("0.30000000000000004", type: double), 0.1 + 0.2)
+        XCTAssertEqual(TextValueDecoder.parseFloat("0.10000000000000001", type: double), 0.1)
+        XCTAssertEqual(TextValueDecoder.parseFloat("Infinity", type: double), .infinity)
+        XCTAssertNil(TextValueDecoder.parseFloat("1,5", type: double))
+    }
+
     func testScalars() throws {
         XCTAssertEqual(try decode("-32768", PostgresType.int2), .int32(-32768))
         XCTAssertEqual(try decode("2147483647", PostgresType.int4), .int32(2_147_483_647))

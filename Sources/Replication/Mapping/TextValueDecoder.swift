@@ -19,7 +19,7 @@ public enum TextValueDecoder {
             guard let v = parseInt(text) else { throw ValueError(column: column, reason: "not an integer") }
             return .int64(v)
         case PostgresType.float4, PostgresType.float8:
-            guard let d = Double(string(text)) else { throw ValueError(column: column, reason: "not a number") }
+            guard let d = parseFloat(string(text), type: type) else { throw ValueError(column: column, reason: "not a number") }
             return .double(d)
         case PostgresType.numeric:
             let s = string(text)
@@ -52,6 +52,15 @@ public enum TextValueDecoder {
 
     @inline(__always)
     static func string(_ text: UnsafeBufferPointer<UInt8>) -> String { String(decoding: text, as: UTF8.self) }
+
+    /// A float column's text as a double. A REAL is read as the REAL it is, then taken at its shortest decimal:
+    /// Redshift prints REALs with two digits past exact (`extra_float_digits` 2: 0.1 is `0.100000001`), PostgreSQL
+    /// its shortest form (`0.1`) — both give the double 0.1, not the REAL's binary value widened.
+    public static func parseFloat(_ text: String, type: UInt32) -> Double? {
+        guard type == PostgresType.float4 else { return Double(text) }
+        guard let single = Float(text) else { return nil }
+        return single.isFinite ? Double("\(single)") : Double(single)
+    }
 
     static func parseInt(_ text: UnsafeBufferPointer<UInt8>) -> Int64? {
         var i = 0

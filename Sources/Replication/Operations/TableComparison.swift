@@ -152,8 +152,8 @@ public enum TableComparison {
             return Int64(text) == value.intValue.map(Int64.init)
         case PostgresType.float8, PostgresType.float4:
             switch value {
-            case .double(let d): return Double(text) == d || (d.isNaN && text == "NaN")
-            case .int32, .int64: return Double(text) == Double(value.intValue!)
+            case .double(let d): return TextValueDecoder.parseFloat(text, type: type) == d || (d.isNaN && text == "NaN")
+            case .int32, .int64: return TextValueDecoder.parseFloat(text, type: type) == Double(value.intValue!)
             default: return false
             }
         case PostgresType.numeric:
@@ -182,7 +182,7 @@ public enum TableComparison {
         switch type {
         case PostgresType.timestamp: return TextValueDecoder.parseTimestampText(text).map { String($0) } ?? text
         case PostgresType.numeric: return normalizedDecimal(text)
-        case PostgresType.float8, PostgresType.float4: return Double(text).map { "\($0)" } ?? text
+        case PostgresType.float8, PostgresType.float4: return TextValueDecoder.parseFloat(text, type: type).map { "\($0)" } ?? text
         case PostgresType.bool: return text == "t" || text == "true" ? "true" : text == "f" || text == "false" ? "false" : text
         case PostgresType.bytea, PostgresType.redshiftVarbyte: return (text.hasPrefix("\\x") ? String(text.dropFirst(2)) : text).lowercased()
         default: return text

@@ -37,7 +37,14 @@ public struct MongoError: Error, CustomStringConvertible, Sendable, TransientCla
     public var isTransient: Bool {
         if code == .connection || isThrottled { return true }
         if labels.contains("RetryableWriteError") || labels.contains("ResumableChangeStreamError") { return true }
-        return [6, 7, 43, 63, 89, 91, 150, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436].contains(serverCode)
+        return Self.isTransient(serverCode: serverCode)
+    }
+
+    /// Server codes that clear by themselves: host unreachable or not found, a cursor or interrupted operation
+    /// of a shutdown, a stepped-down or unknown primary, a write conflict, stale shard routing, exceeded time.
+    /// Also the codes of single items of a bulk write (a shard's primary stepping down fails only its items).
+    public static func isTransient(serverCode: Int) -> Bool {
+        [6, 7, 43, 63, 89, 91, 112, 150, 189, 262, 9001, 10107, 11600, 11602, 13388, 13435, 13436].contains(serverCode)
     }
 
     /// ChangeStreamHistoryLost, ChangeStreamFatalError, CappedPositionLost, InvalidResumeToken: the stored token

@@ -44,6 +44,36 @@ final class VersionGuardTests: IntegrationTestCase {
         XCTAssertEqual(current2, [.string("new"), .string("newest")])
     }
 
+    /// A duplicate on another unique index of the target (the user's `{note: 1}`) is no version conflict: it used
+    /// to be counted as "stale" and the change dropped without a word. A change that collided only because the
+    /// value was still held by a document the same batch moves is written once that one moved; a change that
+    /// still collides is dead-lettered naming the index.
+    func testADuplicateOnAnotherUniqueIndexIsRetriedThenDeadLetteredNeverCountedStale() async throws {
+        let applier = MongoApplier(client: mongo, database: database, collection: "docs")
+        let index: Document = ["key": .document(["note": 1]), "name": "note_1", "unique": true]
+        _ = try await mongo.command(["createIndexes": "docs", "indexes": .array([.document(index)])], database: database)
+        let first = try await applier.apply([change(1, 100, "x"), change(2, 100, "y")], mode: .guarded)
+        XCTAssertEqual(first.applied, 2)
+        // 1 takes "y" before 2 gives it up (in the bulk's order).
+        let moved = try await applier.apply([change(1, 200, "y"), change(2, 200, "z")], mode: .guarded)
+        XCTAssertEqual(moved.stale, 0)
+        XCTAssertEqual(moved.deadLetters.map(\.reason), [])
+        XCTAssertEqual(moved.applied, 2)
+        let notesNow = try await notes(applier)
+        XCTAssertEqual(notesNow, [.string("y"), .string("z")])
+        // A new key with a value another document keeps: in both modes, dead-lettered with the index's name.
+        for mode in [MongoApplier.Mode.insertFirst, .guarded] {
+            let clash = try await applier.apply([change(3, 300, "z")], mode: mode)
+            XCTAssertEqual(clash.stale, 0, "\(mode)")
+            XCTAssertEqual(clash.applied, 0, "\(mode)")
+            XCTAssertEqual(clash.deadLetters.count, 1, "\(mode)")
+            XCTAssertTrue(clash.deadLetters.first?.reason.contains("note_1") ?? false, "\(clash.deadLetters)")
+        }
+        // Its own version conflicts are still what they were.
+        let old = try await applier.apply([change(2, 100, "old")], mode: .guarded)
+        XCTAssertEqual(old.stale, 1)
+    }
+
     /// Issue "Nothing lost, nothing stuck" item 7: a delete used to be undone by a late stale upsert (the document
     /// was gone, so nothing guarded its key). Deletes leave version-carrying tombstones.
     func testAStaleUpsertAfterADeleteDoesNotBringTheDocumentBack() async throws {

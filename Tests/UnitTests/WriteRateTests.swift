@@ -22,6 +22,20 @@ final class WriteRateTests: XCTestCase {
         XCTAssertFalse(MongoError(code: .server, serverCode: 11000, message: "E11000").isTransient)
     }
 
+    /// A shard's primary stepping down fails only the bulk items routed to it (mongos reports them as write
+    /// errors): the batch is retried, never dead-lettered; an item the server refuses for good still is.
+    func testItemsFailedForAPassingReasonMakeTheBatchRetry() {
+        var result = BulkWriteResult()
+        for code in [189, 10107, 11602, 91, 13388, 112] {
+            result.writeErrors = [BulkWriteError(index: 2, code: 11000, message: "E11000"), BulkWriteError(index: 3, code: code, message: "not primary")]
+            XCTAssertThrowsError(try MongoApplier.checkTransientItems(result), "code \(code)") { error in
+                XCTAssertTrue(RetryPolicy.isTransient(error), "\(error)")
+            }
+        }
+        result.writeErrors = [BulkWriteError(index: 3, code: 121, message: "Document failed validation"), BulkWriteError(index: 4, code: 11000, message: "E11000")]
+        XCTAssertNoThrow(try MongoApplier.checkTransientItems(result), "validation refuses the same document every time: dead-lettered")
+    }
+
     func testThrottledItemsOfABulkMakeTheBatchRetryInsteadOfDeadLettering() {
         var result = BulkWriteResult()
         result.writeErrors = [BulkWriteError(index: 3, code: 16500, message: "Request rate is large. RetryAfterMs=12")]

@@ -187,6 +187,25 @@ _KEYERS = {
 }
 
 
+def index_keys(doc, index) -> set:
+    """The keys `doc` has in a secondary index: tuples of bson_key per field (empty: a sparse index skips it)."""
+    per_field = []
+    for field in index["key"]:
+        values = [v for v in path_values(doc, field) if not isinstance(v, list)]
+        per_field.append(values)
+    if index.get("sparse") and all(v == [MISSING] for v in per_field):
+        return set()
+    keys = {()}
+    for values in per_field:
+        keys = {k + (bson_key(None if v is MISSING else v),) for k in keys for v in values or [MISSING]}
+    return keys
+
+
+def first_value(doc, field):
+    values = path_values(doc, field)
+    return None if values[0] is MISSING else values[0]
+
+
 def bson_key(value) -> tuple:
     """A tuple ordered (and equal, and hashed) exactly as MongoDB compares the BSON value."""
     keyer = _KEYERS.get(type(value))
@@ -503,6 +522,21 @@ class Collection:
             else:
                 self._added.append(key)
         self.docs[key] = doc
+
+    def unique_conflict(self, key, doc):
+        """The first unique secondary index `doc`, stored under `key`, would break: (index, values) or None.
+        As mongod: a missing field is null unless the index is sparse, array elements are keys each, equal BSON
+        values (1, 1.0) collide. A scan of the collection: dev-mongo's collections are small."""
+        for index in self.indexes:
+            if not index.get("unique") or index["name"] == "_id_":
+                continue
+            mine = index_keys(doc, index)
+            if not mine:
+                continue
+            for other_key, other in self.docs.items():
+                if other_key != key and mine & index_keys(other, index):
+                    return index, [first_value(doc, f) for f in index["key"]]
+        return None
 
     def remove(self, key) -> None:
         del self.docs[key]
@@ -1021,8 +1055,20 @@ class Server:
         db, name, coll = self.coll(body, "createIndexes", create=True)
         before = len(coll.indexes)
         for spec in body.get("indexes", []):
+            if spec.get("unique") and "partialFilterExpression" in spec:
+                raise CommandError(2, "dev-mongo does not enforce partial unique indexes", "BadValue")
             if not any(i["name"] == spec["name"] for i in coll.indexes):
-                coll.indexes.append(dict(spec, v=2))
+                index = dict(spec, v=2)
+                if index.get("unique"):
+                    # Building over existing duplicates fails, as mongod's index build does.
+                    seen: dict = {}
+                    for key, doc in coll.docs.items():
+                        for k in index_keys(doc, index):
+                            if k in seen and seen[k] != key:
+                                raise CommandError(11000, f"Index build failed: E11000 duplicate key error collection: "
+                                                          f"{db}.{name} index: {index['name']}", "DuplicateKey")
+                            seen[k] = key
+                coll.indexes.append(index)
         return {"numIndexesBefore": before, "numIndexesAfter": len(coll.indexes), "createdCollectionAutomatically": False}
 
     def cmd_listindexes(self, body, conn):
@@ -1086,6 +1132,13 @@ class Server:
                 if ordered:
                     break
                 continue
+            try:
+                self.check_unique(db, name, coll, key, doc)
+            except CommandError as err:
+                errors.append(self.statement_error(index, err))
+                if ordered:
+                    break
+                continue
             coll.put(key, doc)
             coll.sizes[key] = size + (0 if "_id" in raw else 17)
             self.publish(db, name, {"operationType": "insert", "documentKey": {"_id": doc["_id"]}, "post": doc})
@@ -1093,6 +1146,19 @@ class Server:
         self.opcounters["insert"] += n + len(errors)
         await self.log.notify()
         return self.write_reply({"n": n}, errors)
+
+    def check_unique(self, db, name, coll, key, doc) -> None:
+        """Raises E11000 when `doc` would break a unique secondary index of `coll`."""
+        conflict = coll.unique_conflict(key, doc)
+        if conflict is None:
+            return
+        index, values = conflict
+        shown = ", ".join(f"{f}: {v!r}" for f, v in zip(index["key"], values))
+        error = CommandError(11000, f"E11000 duplicate key error collection: {db}.{name} index: {index['name']} "
+                                    f"dup key: {{ {shown} }}", "DuplicateKey")
+        error.key_pattern = dict(index["key"])
+        error.key_value = {f: encode_wire_value(v) for f, v in zip(index["key"], values)}
+        raise error
 
     @staticmethod
     def dup_error(index, db, name, id_value) -> dict:
@@ -1109,7 +1175,9 @@ class Server:
     def statement_error(index: int, err: Exception) -> dict:
         if isinstance(err, CommandError):
             out = {"index": index, "code": err.code, "errmsg": err.message}
-            if err.code == 11000 and getattr(err, "key_value", None) is not None:
+            if err.code == 11000 and getattr(err, "key_pattern", None) is not None:
+                out.update({"keyPattern": err.key_pattern, "keyValue": err.key_value})
+            elif err.code == 11000 and getattr(err, "key_value", None) is not None:
                 out.update({"keyPattern": {"_id": 1}, "keyValue": {"_id": err.key_value}})
             return out
         return {"index": index, "code": 2, "errmsg": f"{type(err).__name__}: {err}"}
@@ -1179,6 +1247,7 @@ class Server:
             if new != doc:
                 old_bound = coll.sizes.get(key)
                 self.check_size(coll, key, new, None if growth is None or old_bound is None else old_bound + growth)
+                self.check_unique(db, name, coll, key, new)
                 coll.put(key, new)
                 op = "replace" if is_replace else "update"
                 event = {"operationType": op, "documentKey": {"_id": doc["_id"]}, "post": new}
@@ -1210,6 +1279,7 @@ class Server:
             error.key_value = encode_wire_value(new["_id"])
             raise error
         self.check_size(coll, key, new, None if growth is None else growth + len(bson.encode(raw_filter)) + 64)
+        self.check_unique(db, name, coll, key, new)
         coll.put(key, new)
         self.publish(db, name, {"operationType": "insert", "documentKey": {"_id": new["_id"]}, "post": new})
         return 0, 0, new["_id"]

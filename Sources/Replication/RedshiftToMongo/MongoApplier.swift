@@ -58,12 +58,30 @@ public struct MongoApplier: Sendable {
                 }
                 start += indices.count
             }
-            if throttled.isEmpty { return total }
+            if throttled.isEmpty { return try Self.checkTransientItems(total) }
             if round >= 7 { _ = try Self.checkThrottling(BulkWriteResult(throttled: throttled.count)) }
             try await Task.sleep(for: .milliseconds(Int(min(5_000, 100 * pow(2.0, Double(round))))))
             pending = throttled
             round += 1
         }
+    }
+
+    /// The unique index other than `_id`'s that an E11000 message names (`… index: email_1 dup key: …`); nil for
+    /// `_id_` or a message naming none (a server that words it differently: taken as the `_id` guard, as before).
+    static func otherUniqueIndex(_ message: String) -> String? {
+        guard let at = message.range(of: " index: ") else { return nil }
+        let name = message[at.upperBound...].prefix { $0 != " " }
+        return name.isEmpty || name == "_id_" ? nil : String(name)
+    }
+
+    /// A result with items that failed for a passing reason (a shard's primary stepping down, stale routing) is a
+    /// transient error: the batch is retried whole (it is idempotent). Dead-lettering them lost their rows — the
+    /// position moved past changes the target never took.
+    static func checkTransientItems(_ result: BulkWriteResult) throws -> BulkWriteResult {
+        if let failed = result.writeErrors.first(where: { MongoError.isTransient(serverCode: $0.code) }) {
+            throw MongoError(code: .server, serverCode: failed.code, message: "bulk write item failed for now: \(failed.message)")
+        }
+        return result
     }
 
     /// A result with throttled items is a transient error (the batch is retried whole, never dead-lettered).
@@ -128,20 +146,33 @@ public struct MongoApplier: Sendable {
                 else { outcome.deadLetters.append(.init(key: latest[upserts[error.index]].key, reason: "mongo \(error.code): \(error.message)")) }
             }
         }
-        if !replaceQueue.isEmpty {
+        // Guarded replaces. A duplicate on `_id` is the version guard's answer (stale); one on another unique index
+        // of the target may be a value a later change of this batch frees: those changes go again while a pass
+        // writes any of them, then the rest are dead-lettered naming the index — never counted as stale.
+        while !replaceQueue.isEmpty {
             let ops: [WriteOperation] = replaceQueue.map {
                 .replace(filter: Self.guardFilter(key: latest[$0].key, version: latest[$0].version, strictlyNewer: mode == .rescan),
                          replacement: latest[$0].document!, upsert: true)
             }
             let result = try await write(ops)
-            var failed = Set<Int>()
+            var blocked: [(change: Int, index: String, message: String)] = []
             for error in result.writeErrors {
-                failed.insert(error.index)
-                if error.code == 11000 && mode == .rescan { outcome.rescanned += 1 }
+                let change = replaceQueue[error.index]
+                if error.code == 11000, let index = Self.otherUniqueIndex(error.message) { blocked.append((change, index, error.message)) }
+                else if error.code == 11000 && mode == .rescan { outcome.rescanned += 1 }
                 else if error.code == 11000 { outcome.stale += 1 }
-                else { outcome.deadLetters.append(.init(key: latest[replaceQueue[error.index]].key, reason: "mongo \(error.code): \(error.message)")) }
+                else { outcome.deadLetters.append(.init(key: latest[change].key, reason: "mongo \(error.code): \(error.message)")) }
             }
-            outcome.applied += replaceQueue.count - failed.count
+            outcome.applied += replaceQueue.count - result.writeErrors.count
+            if blocked.count < replaceQueue.count && !blocked.isEmpty {
+                replaceQueue = blocked.map(\.change)
+                continue
+            }
+            for b in blocked {
+                outcome.deadLetters.append(.init(key: latest[b.change].key,
+                                                 reason: "another document holds this value in the target's unique index \(b.index): \(b.message)"))
+            }
+            break
         }
         if !deletes.isEmpty {
             // The tombstones first: a crash between the two replays both.

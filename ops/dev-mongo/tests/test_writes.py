@@ -150,3 +150,33 @@ def test_login_with_unknown_credentials_fails_as_mongod_does(uri):
             assert "Authentication failed" in str(refused.value)
         finally:
             c.close()
+
+
+def test_unique_secondary_indexes_refuse_duplicates_as_mongod_does(db):
+    # MongoDB manual, "Unique Indexes": a duplicate value fails the write with E11000 naming the index; a missing
+    # field counts as null (unless the index is sparse); building the index over existing duplicates fails too.
+    db.u.create_index("email", unique=True)
+    db.u.insert_many([{"_id": 1, "email": "a"}, {"_id": 2, "email": "b"}, {"_id": 3}])
+    with pytest.raises(BulkWriteError) as err:
+        db.u.insert_many([{"_id": 4, "email": "c"}, {"_id": 5, "email": "a"}, {"_id": 6}], ordered=False)
+    errors = err.value.details["writeErrors"]
+    assert [(e["index"], e["code"]) for e in errors] == [(1, 11000), (2, 11000)]
+    assert "index: email_1 dup key: { email: " in errors[0]["errmsg"]
+    assert errors[0]["keyPattern"] == {"email": 1} and errors[0]["keyValue"] == {"email": "a"}
+    with pytest.raises(OperationFailure) as err:
+        db.u.replace_one({"_id": 2}, {"email": "a"})
+    assert err.value.code == 11000 and "index: email_1" in str(err.value)
+    with pytest.raises(OperationFailure):
+        db.u.update_one({"_id": 9}, {"$set": {"email": "b"}}, upsert=True)
+    db.u.replace_one({"_id": 1}, {"email": "a", "x": 1})  # its own value: no conflict
+    db.u.update_one({"_id": 2}, {"$set": {"email": "z"}})
+    db.u.insert_one({"_id": 7, "email": "b"})  # freed by the update
+    assert sorted(d["_id"] for d in db.u.find({"email": {"$in": ["a", "b", "c", "z"]}})) == [1, 2, 4, 7]
+    db.s.create_index("tag", unique=True, sparse=True)
+    db.s.insert_many([{"_id": 1}, {"_id": 2}, {"_id": 3, "tag": "t"}])
+    with pytest.raises(OperationFailure):
+        db.s.insert_one({"_id": 4, "tag": "t"})
+    db.d.insert_many([{"_id": 1, "k": 1}, {"_id": 2, "k": 1.0}])
+    with pytest.raises(OperationFailure) as err:
+        db.d.create_index("k", unique=True)
+    assert err.value.code == 11000

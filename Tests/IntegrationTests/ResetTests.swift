@@ -89,6 +89,25 @@ final class ResetTests: IntegrationTestCase {
         XCTAssertEqual(copied, 100)
     }
 
+    /// The table restored from a backup (older `updated_at`, older contents): the documents' versions are ahead of
+    /// every row, so the new snapshot's writes met the version guard and were counted stale — the collection kept
+    /// the newer contents for good. `reset --to snapshot` makes the next snapshot the authority on every document.
+    func testResetToSnapshotCopiesRowsWhoseVersionsWentBackwards() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 50)
+        try await connection.execute("UPDATE public.\(table) SET updated_at = TIMESTAMPTZ '2026-06-01 00:00:00+00', note = 'newer'")
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        try await connection.execute("UPDATE public.\(table) SET updated_at = TIMESTAMPTZ '2026-01-01 00:00:00+00', note = 'restored'")
+        let reset = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "snapshot", "--yes"])
+        XCTAssertEqual(reset.status, 0, reset.stderr)
+        let snapshot = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(snapshot.status, 0, snapshot.stderr)
+        let stale = try await mongo.count(database: database, collection: "orders", filter: ["note": "newer"])
+        XCTAssertEqual(stale, 0, "every document is the restored row")
+        let (tally, reasons) = try await Convergence.compare(pg: connection, table: table, mongo: mongo, database: database, collection: "orders")
+        XCTAssertTrue(tally.isExact && reasons.isEmpty, "\(tally) \(reasons)")
+    }
+
     func testMongoStreamResetToAClusterTimeReplaysTheChangesAfterIt() async throws {
         let schema = TestServers.uniqueName("rst")
         onTeardown { [connection] in _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE") }

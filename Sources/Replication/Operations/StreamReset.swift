@@ -81,13 +81,23 @@ public enum StreamReset {
         public init(description: String) { self.description = description }
     }
 
-    /// Before a Redshift → Mongo stream snapshots again: its tombstones go, so rows back at the source with a
-    /// version no newer than their delete's (restored from a backup, un-deleted in a table without a watermark)
-    /// are copied like any other. Nothing else may write the collection meanwhile (the reset holds the lease).
-    public static func forgetTombstones(stream: StreamConfig, config: ReplicationConfig) async throws {
+    /// Before a Redshift → Mongo stream snapshots again, the snapshot becomes the authority on every document:
+    /// its tombstones go, and every document's version is lowered to "unversioned", so rows whose versions went
+    /// backwards (a table restored from a backup, un-deleted rows, another watermark column) are copied like any
+    /// other instead of meeting the version guard as stale. Nothing else writes the collection meanwhile (the reset
+    /// holds the lease; the tail starts after the snapshot).
+    public static func forgetVersions(stream: StreamConfig, config: ReplicationConfig) async throws {
         guard stream.direction == .redshiftToMongo, let mongo = config.mongo else { return }
         let client = try await MongoClient.connect(url: mongo.url)
         try await Tombstones(client: client, database: mongo.database, collection: stream.collection).purge(recordedBefore: .distantFuture)
+        let versioned: Document = ["_mongoshift.v": .document(["$type": "number", "$ne": .int64(RowVersion.unversioned)])]
+        let lowered: Document = ["$set": .document(["_mongoshift.v": .int64(RowVersion.unversioned)])]
+        let reply = try await client.command(["update": .string(stream.collection),
+                                              "updates": .array([.document(["q": .document(versioned), "u": .document(lowered), "multi": true])])],
+                                             database: mongo.database)
+        if case .array(let errors)? = reply["writeErrors"], let first = errors.first?.documentValue {
+            throw MongoError(code: .server, serverCode: first["code"]?.intValue ?? 0, message: "lowering versions: \(first["errmsg"]?.stringValue ?? "")")
+        }
     }
 
     /// The position `target` means for `stream` now; nil for `.snapshot`. Throws `Refusal` for a target the

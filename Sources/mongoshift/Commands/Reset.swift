@@ -75,7 +75,7 @@ extension Mongoshift {
                 if let position {
                     try await state.repositionStream(stream.name, to: position, note: note, lease: lease)
                 } else {
-                    try await StreamReset.forgetTombstones(stream: stream, config: config)
+                    try await StreamReset.forgetVersions(stream: stream, config: config)
                     try await state.resetStream(stream.name, note: note, lease: lease)
                 }
                 try? await state.releaseLease(lease)

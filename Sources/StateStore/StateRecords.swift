@@ -115,6 +115,8 @@ public struct StoredColumn: Sendable, Equatable {
 public enum StreamNote: String, Sendable, CaseIterable {
     case lastReset = "reset"
     case reconcileRefused = "reconcile_refused"
+    /// The columns a Redshift → Mongo stream's positions are values of (`watermark …; key …`).
+    case positionColumns = "position_columns"
 
     func key(_ stream: String) -> String { rawValue + ":" + stream }
 }

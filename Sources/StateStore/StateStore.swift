@@ -201,6 +201,7 @@ public final class StateStore: Sendable {
         try parts.partitions.deleteAll(name)
         try parts.segments.deleteAll(name)
         try parts.streams.clearPositions(name)
+        try writeNote(parts.db, .positionColumns, name, nil)
     }
 
     /// Operator reset to a position (`reset --to now|time:|token:|watermark:`): the stream tails from `position`,

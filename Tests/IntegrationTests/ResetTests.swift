@@ -108,6 +108,25 @@ final class ResetTests: IntegrationTestCase {
         XCTAssertTrue(tally.isExact && reasons.isEmpty, "\(tally) \(reasons)")
     }
 
+    /// A stream's positions are `(watermark, key)` values of the columns it was started with: after the config
+    /// names another watermark (or key) they would be read as values of the new one (a timestamp bound cast to a
+    /// number, keys compared with another column). A start is refused, naming both and the reset to run.
+    func testAChangedWatermarkOrKeyIsRefusedUntilTheStreamIsReset() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 20)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        let yaml = try String(contentsOfFile: config, encoding: .utf8)
+        try yaml.replacingOccurrences(of: "watermark: updated_at", with: "watermark: created_at").write(toFile: config, atomically: true, encoding: .utf8)
+        let refused = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(refused.status, 2, "a configuration error: \(refused.stderr)")
+        XCTAssertTrue(refused.stderr.contains("watermark updated_at") && refused.stderr.contains("watermark created_at")
+                      && refused.stderr.contains("mongoshift reset --stream orders --to snapshot"), refused.stderr)
+        let reset = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "snapshot", "--yes"])
+        XCTAssertEqual(reset.status, 0, reset.stderr)
+        let again = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(again.status, 0, again.stderr)
+    }
+
     func testMongoStreamResetToAClusterTimeReplaysTheChangesAfterIt() async throws {
         let schema = TestServers.uniqueName("rst")
         onTeardown { [connection] in _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE") }

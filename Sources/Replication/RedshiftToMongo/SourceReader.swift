@@ -13,7 +13,24 @@ struct SourceReader: Sendable {
     static func open(context: StreamContext, redshift: RedshiftEndpoint, policy: RetryPolicy) async throws -> SourceReader {
         let connection = PostgresSource(url: redshift.url)
         let table = try await connection.run(policy, logger: context.logger) { c in try await SourceTable.describe(c, stream: context.stream, dialect: redshift.dialect) }
+        try await checkPositionColumns(context: context, table: table)
         return SourceReader(context: context, connection: connection, dialect: redshift.dialect, table: table, policy: policy)
+    }
+
+    /// The stream's positions are values of its watermark and key columns: once it has any, a config naming other
+    /// columns is refused (they would be read as values of the new ones) until the stream is reset; the first
+    /// start records them, and a reset forgets them with the positions.
+    static func checkPositionColumns(context: StreamContext, table: SourceTable) async throws {
+        let columns = "watermark \(table.watermarkName ?? "(none)"); key \(table.keyNames.joined(separator: ", "))"
+        let recorded = try await context.state.note(.positionColumns, stream: context.name)
+        if recorded == columns { return }
+        let stream = try await context.state.stream(context.name)
+        if let recorded, let stream, stream.phase != .new {
+            throw ReplicationError(.configuration, stream: context.name,
+                                   "its positions are values of \(recorded), the config now names \(columns); run `mongoshift reset --stream \(context.name) --to snapshot` "
+                                   + "(or --to watermark:<value>) to start over with these columns")
+        }
+        if context.role == .owner { try await context.state.setNote(.positionColumns, stream: context.name, columns) }
     }
 
     /// The same table on a connection of its own (a second snapshot copier, the reconciler).

@@ -43,21 +43,27 @@ extension Mongoshift {
                     }
                     let started = ContinuousClock.now
                     var outcome: SnapshotOutcome
-                    while true {
-                        do {
-                            switch stream.direction {
-                            case .redshiftToMongo:
-                                let service = RedshiftToMongoService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
-                                outcome = try await service.snapshot(spoolOnly: spoolOnly)
-                            case .mongoToRedshift:
-                                let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
-                                outcome = try await service.snapshot(spoolOnly: spoolOnly)
+                    do {
+                        while true {
+                            do {
+                                switch stream.direction {
+                                case .redshiftToMongo:
+                                    let service = RedshiftToMongoService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
+                                    outcome = try await service.snapshot(spoolOnly: spoolOnly)
+                                case .mongoToRedshift:
+                                    let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
+                                    outcome = try await service.snapshot(spoolOnly: spoolOnly)
+                                }
+                                break
+                            } catch let error where Self.isRecoverable(error) {
+                                // A damaged segment was discarded and its partition rewound: resume, re-reading that range.
+                                logger.warning("resuming after spool recovery", metadata: ["stream": "\(stream.name)", "reason": "\(error)"])
                             }
-                            break
-                        } catch let error where Self.isRecoverable(error) {
-                            // A damaged segment was discarded and its partition rewound: resume, re-reading that range.
-                            logger.warning("resuming after spool recovery", metadata: ["stream": "\(stream.name)", "reason": "\(error)"])
                         }
+                    } catch {
+                        // A failed snapshot does not keep the stream from the operator (`reset`) or the next worker.
+                        if let lease = context.lease { try? await state.releaseLease(lease) }
+                        throw error
                     }
                     if let lease = context.lease { try? await state.releaseLease(lease) }
                     let seconds = (ContinuousClock.now - started).seconds

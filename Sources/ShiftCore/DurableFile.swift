@@ -7,6 +7,8 @@ public struct FileError: Error, CustomStringConvertible, Sendable, TransientClas
         case io
         /// ENOSPC / EDQUOT.
         case noSpace
+        /// ENOENT: no such file.
+        case missing
     }
     public var code: Code
     public var path: String
@@ -24,8 +26,8 @@ public struct FileError: Error, CustomStringConvertible, Sendable, TransientClas
     /// The error for the current `errno` after `call` failed on `path`; a full disk gets its own code.
     public static func fromErrno(_ path: String, _ call: String) -> FileError {
         let code = errno
-        let full = code == ENOSPC || code == EDQUOT
-        return FileError(code: full ? .noSpace : .io, path: path, reason: "\(call): \(String(cString: strerror(code)))")
+        let kind: Code = code == ENOSPC || code == EDQUOT ? .noSpace : code == ENOENT ? .missing : .io
+        return FileError(code: kind, path: path, reason: "\(call): \(String(cString: strerror(code)))")
     }
 }
 
@@ -34,22 +36,29 @@ public enum DurableFile {
     /// A whole file's bytes, read straight into the array (no intermediate `Data`). Nil when it cannot be opened
     /// or read.
     public static func contents(of path: String) -> [UInt8]? {
+        try? read(path)
+    }
+
+    /// `contents(of:)` that says why it failed (`FileError.isMissing`: there is no such file).
+    public static func read(_ path: String) throws(FileError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { throw FileError.fromErrno(path, "open") }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { return nil }
+        guard fstat(fd, &info) == 0 else { throw FileError.fromErrno(path, "fstat") }
         let size = Int(info.st_size)
-        var complete = true
+        var failure: FileError?
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             while count < size {
-                let n = read(fd, buffer.baseAddress! + count, size - count)
+                let n = Foundation.read(fd, buffer.baseAddress! + count, size - count)
                 if n < 0 && errno == EINTR { continue }
-                if n <= 0 { complete = false; return }
+                if n < 0 { failure = FileError.fromErrno(path, "read"); return }
+                if n == 0 { failure = FileError(code: .io, path: path, reason: "read: the file ended at \(count) of \(size) bytes"); return }
                 count += n
             }
         }
-        return complete ? bytes : nil
+        if let failure { throw failure }
+        return bytes
     }
 
     /// Writes `bytes` to `path.tmp`, fsyncs it, renames it over `path`, fsyncs the directory.

@@ -1,5 +1,7 @@
+import ShiftCore
+
 /// A spool failure: the file it concerns and why.
-public struct SpoolError: Error, CustomStringConvertible, Sendable {
+public struct SpoolError: Error, CustomStringConvertible, Sendable, TransientClassifying {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let raw: String
         /// Truncated, bit-flipped, wrong magic/version, bad checksum: re-extract, never half-read.
@@ -19,4 +21,8 @@ public struct SpoolError: Error, CustomStringConvertible, Sendable {
         self.reason = reason
     }
     public var description: String { "\(path): \(code): \(reason)" }
+
+    /// A full disk and a failed read or write may clear (space freed, a file descriptor closed, a disk remounted):
+    /// retried. A corrupt segment will not: it is discarded and its range extracted again.
+    public var isTransient: Bool { code == .noSpace || code == .io }
 }

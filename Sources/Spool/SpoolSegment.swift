@@ -161,11 +161,16 @@ public struct SpoolSegmentWriter: Sendable {
     }
 }
 
-/// Reads and verifies segment files. Any defect is a `.corrupt` error: a segment is used whole or not at all.
+/// Reads and verifies segment files. Any defect is a `.corrupt` error: a segment is used whole or not at all. A
+/// file that is gone is `.corrupt` too (its range must be extracted again); one that cannot be read now (too many
+/// open files, an I/O error) is `.io`, which is retried — never a reason to forget the segment.
 public enum SpoolSegmentReader {
     public static func read(path: String) throws -> SpoolSegment {
-        guard let bytes = DurableFile.contents(of: path) else {
-            throw SpoolError(code: .io, path: path, reason: "cannot read file")
+        let bytes: [UInt8]
+        do {
+            bytes = try DurableFile.read(path)
+        } catch {
+            throw SpoolError(code: error.code == .missing ? .corrupt : .io, path: path, reason: error.reason)
         }
         return try decode(bytes, path: path)
     }

@@ -56,6 +56,22 @@ final class OperabilityTests: IntegrationTestCase {
         process.waitPolling()
     }
 
+    /// Staging files a killed process left in `<state>/tmp` are removed by the next writer (they used to pile up
+    /// across crashes, outside `spool_max_bytes`); a file in use by a `verify --repair` meanwhile (recent) stays.
+    func testLeftoverStagingFilesAreRemovedAtStart() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 10)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        let tmp = state + "/tmp"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        let old = tmp + "/apps-7-1234-0.json.zst", recent = tmp + "/apps-8-5678-0.json.zst"
+        for path in [old, recent] { XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(count: 1000))) }
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: old)
+        let result = try MongoshiftProcess.run(["snapshot", "--config", config])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: old), "a crash's leftover is removed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: recent), "a file touched within the hour stays")
+    }
+
     func testSnapshotProgressIsRedrawnOnATerminal() async throws {
         try await Fixtures.createOrders(connection, table: table, rows: 20_000)
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,

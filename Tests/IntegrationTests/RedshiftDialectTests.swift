@@ -133,7 +133,8 @@ final class RedshiftDialectTests: IntegrationTestCase {
         let source = try await PostgresConnection.connect(rs)
         try await source.execute("""
             CREATE TABLE public.\(table) (id integer NOT NULL, d double precision, r real, updated_at timestamp NOT NULL, PRIMARY KEY (id));
-            INSERT INTO public.\(table) VALUES (1, 0.1::float8 + 0.2, 1234567, GETDATE()), (2, 1e-300, 0.1, GETDATE()), (3, 123456789.123456789, 16777216, GETDATE());
+            INSERT INTO public.\(table) VALUES (1, 0.1::float8 + 0.2, 1234567, GETDATE()), (2, 1e-300, 0.1, GETDATE()), (3, 123456789.123456789, 16777216, GETDATE()),
+                                                (4, 0, 10.3255415, GETDATE());
             """)
         let cfg = try config("""
           - name: floats
@@ -145,8 +146,10 @@ final class RedshiftDialectTests: IntegrationTestCase {
         let (process, _) = try startRun(cfg)
         try await waitFor("snapshot") { phase("floats") == "streaming" }
         let docs = try await mongo.findAll(database: database, collection: "floats", sort: ["_id": 1])
-        XCTAssertEqual(docs.map { $0["d"] }, [.double(0.1 + 0.2), .double(1e-300), .double(123456789.123456789)])
-        XCTAssertEqual(docs.map { $0["r"] }, [.double(1234567), .double(0.1), .double(16777216)], "a REAL as its shortest decimal, read exactly")
+        XCTAssertEqual(docs.map { $0["d"] }, [.double(0.1 + 0.2), .double(1e-300), .double(123456789.123456789), .double(0)])
+        // 10.3255415 needs 9 digits: Redshift's 8 digits of a REAL (`10.325541`) would name another REAL.
+        XCTAssertEqual(docs.map { $0["r"] }, [.double(1234567), .double(0.1), .double(16777216), .double(Double("\(Float(10.3255415))")!)],
+                       "a REAL as its shortest decimal, read exactly")
         stop(process)
         let verify = try MongoshiftProcess.run(["verify", "--config", cfg])
         XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)

@@ -15,6 +15,49 @@ final class LateCommitTests: IntegrationTestCase {
     /// shortens it for local iterations).
     var holdSeconds: Double { Double(ProcessInfo.processInfo.environment["MONGOSHIFT_LATE_COMMIT_SECONDS"] ?? "") ?? 180 }
 
+    /// An integer watermark taken from a sequence before its row is written: at planning no lock shows the
+    /// writer, and a larger value already committed became the tail's seed — the copy, running at once, missed
+    /// the row that committed a moment later, and the tail started above it. Planning now waits `safety_lag`
+    /// after taking the seed, so such a row is committed before the copy reads its range.
+    func testAnIntegerValueTakenBeforePlanningAndCommittedAfterIsCopied() async throws {
+        try await connection.execute("""
+            CREATE SEQUENCE public.\(table)_seq;
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, note text, version bigint NOT NULL);
+            INSERT INTO public.\(table) SELECT g, 'initial', nextval('public.\(table)_seq') FROM generate_series(1, 10) g;
+            """)
+        onTeardown { [connection, table] in
+            _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table); DROP SEQUENCE IF EXISTS public.\(table)_seq")
+        }
+        let early = try await PostgresConnection.connect(pg)
+        try await early.execute("BEGIN")
+        let taken = try await early.query("SELECT CAST(nextval('public.\(table)_seq') AS text)").rows.first?.first ?? nil
+        XCTAssertEqual(taken, "11")
+        try await connection.execute("INSERT INTO public.\(table) VALUES (12, 'later value, committed first', nextval('public.\(table)_seq'))")
+        let yaml = """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:
+          - name: int
+            from: { table: public.\(table) }
+            to: { collection: int }
+            key: [id]
+            watermark: version
+            safety_lag: 3s
+        """
+        let config = directory + "/seed.yaml"
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let (process, base) = try startRun(config)
+        let deadline = Date().addingTimeInterval(30)
+        while !MongoshiftProcess.output(base).stderr.contains("waiting safety_lag") && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        XCTAssertTrue(MongoshiftProcess.output(base).stderr.contains("waiting safety_lag"), MongoshiftProcess.output(base).stderr.suffix(2000).description)
+        try await early.execute("INSERT INTO public.\(table) VALUES (11, 'taken early, committed after planning', 11); COMMIT")
+        try await waitFor("the snapshot") { phase("int") == "streaming" }
+        try await waitFor("the early row", timeout: 30) { try await mongo.count(database: database, collection: "int", filter: ["_id": .int64(11)]) == 1 }
+        stop(process)
+    }
+
     func testATransactionCommittingThreeMinutesLateIsDeliveredWithTheDefaultConfiguration() async throws {
         try await connection.execute("""
             CREATE TABLE public.\(table)_ts (id bigint PRIMARY KEY, note text, updated_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'));

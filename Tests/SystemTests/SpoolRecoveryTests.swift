@@ -29,6 +29,47 @@ final class SpoolRecoveryTests: IntegrationTestCase {
         try Data(bytes).write(to: URL(fileURLWithPath: spoolDirectory + "/" + name))
     }
 
+    /// A pending segment that cannot be read for a while (here: a directory in its place, as a read fails with
+    /// EISDIR; in production too many open files, an I/O error) is no corrupt segment: it used to be discarded and
+    /// the stream rewound — on a change stream to a resume token the oplog may no longer hold. The applier waits
+    /// and reads it once it can.
+    func testAnUnreadableSegmentIsWaitedForNotDiscarded() async throws {
+        streamName = "apps"
+        let config = try writeStreamsConfig("""
+          - name: apps
+            from: { collection: apps }
+            to: { table: public.\(table) }
+        """, name: "apps.yaml")
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...100).map { .insert(["_id": .int32(Int32($0)), "round": 0]) })
+        let (process, base) = try startRun(config)
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        let blocker = try await PostgresConnection.connect(pg)
+        try await blocker.execute("BEGIN; LOCK TABLE public.\(table) IN ACCESS EXCLUSIVE MODE")
+        var round: Int32 = 0
+        while segments().count < 4 {
+            round += 1
+            _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...100).map {
+                .update(filter: ["_id": .int32(Int32($0))], update: ["$set": .document(["round": .int32(round)])], upsert: false)
+            })
+            try await Task.sleep(for: .milliseconds(400))
+        }
+        // The third pending segment: the first is in the blocked applier's hands, the second may be read already.
+        let name = spoolDirectory + "/" + segments()[2]
+        try FileManager.default.moveItem(atPath: name, toPath: name + ".aside")
+        try FileManager.default.createDirectory(atPath: name, withIntermediateDirectories: false)
+        try await blocker.execute("COMMIT")
+        try await Task.sleep(for: .seconds(3))
+        try FileManager.default.removeItem(atPath: name)
+        try FileManager.default.moveItem(atPath: name + ".aside", toPath: name)
+        let diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "apps",
+                                                    pg: connection, table: "public.\(table)")
+        XCTAssertEqual(diffs, [])
+        let log = MongoshiftProcess.output(base).stderr
+        XCTAssertFalse(log.contains("corrupt spool segment"), "not discarded:\n\(log.suffix(3000))")
+        XCTAssertTrue(log.contains("Is a directory"), "the read failure was reported and retried:\n\(log.suffix(3000))")
+        stop(process)
+    }
+
     // MARK: Mongo → Redshift
 
     func mongoToTable(busy: Bool) async throws {

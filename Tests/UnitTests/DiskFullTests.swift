@@ -23,8 +23,21 @@ final class DiskFullTests: XCTestCase {
 
     func testAStagingFileThatCannotBeCreatedIsAPermanentError() {
         XCTAssertThrowsError(try ZstdFileWriter(path: "/nonexistent-dir/x.json.zst")) { error in
-            XCTAssertEqual((error as? FileError)?.code, .io)
+            XCTAssertEqual((error as? FileError)?.code, .missing)
             XCTAssertFalse(RetryPolicy.isTransient(error))
+        }
+    }
+
+    func testADeadLetterOnAFullDiskIsWaitedOut() async throws {
+        let directory = NSTemporaryDirectory() + "dl-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = try DeadLetterFile(stateDirectory: directory, stream: "s")
+        try FileManager.default.createSymbolicLink(atPath: file.path, withDestinationPath: "/dev/full")
+        do {
+            try await file.append(stream: "s", [.init(key: .int32(1), reason: "bad")])
+            XCTFail("/dev/full took the entry")
+        } catch {
+            XCTAssertTrue(RetryPolicy.isTransient(error), "a full disk waits: \(error)")
         }
     }
 

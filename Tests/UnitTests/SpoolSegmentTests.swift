@@ -34,6 +34,21 @@ final class SpoolSegmentTests: XCTestCase {
         return (path, changes)
     }
 
+    /// A segment file that is gone must be extracted again (corrupt); one that cannot be read now is retried.
+    func testAMissingSegmentIsCorruptAndAnUnreadableOneIsTransient() throws {
+        let dir = NSTemporaryDirectory() + "unreadable-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir + "/1.seg", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertThrowsError(try SpoolSegmentReader.read(path: dir + "/2.seg")) { error in
+            XCTAssertEqual((error as? SpoolError)?.code, .corrupt, "\(error)")
+            XCTAssertFalse((error as? SpoolError)?.isTransient ?? true)
+        }
+        XCTAssertThrowsError(try SpoolSegmentReader.read(path: dir + "/1.seg")) { error in
+            XCTAssertEqual((error as? SpoolError)?.code, .io, "\(error)")
+            XCTAssertTrue((error as? SpoolError)?.isTransient ?? false)
+        }
+    }
+
     func testSegmentRoundTrip() throws {
         let (path, changes) = try makeSegment()
         let segment = try SpoolSegmentReader.read(path: path)

@@ -9,15 +9,17 @@ final class TypeMappingTests: XCTestCase {
         return try copy.withUTF8 { try TextValueDecoder.decode($0, type: type, column: "c") }
     }
 
-    /// Floats as Redshift prints them with `extra_float_digits` 2 (17 digits of a DOUBLE, 8 of a REAL) and as
-    /// PostgreSQL does (shortest exact): the same doubles either way, a REAL at its shortest decimal.
+    /// Floats as the pages read them — a REAL widened to DOUBLE PRECISION and printed with `extra_float_digits` 2
+    /// (17 digits), or PostgreSQL's shortest exact text — give the same doubles; a REAL at its shortest decimal.
     func testFloatTextReadsBackExactly() {
         let real = PostgresType.float4, double = PostgresType.float8
-        XCTAssertEqual(TextValueDecoder.parseFloat("0.100000001", type: real), 0.1)
-        XCTAssertEqual(TextValueDecoder.parseFloat("0.1", type: real), 0.1)
-        XCTAssertEqual(TextValueDecoder.parseFloat("1234567", type: real), 1234567)
+        for value: Float in [0.1, 10.3255415, 1234567, 16777216, 3.4028235e+38, 1e-45, -2.5] {
+            let widened = String(Double(value))  // what the server prints for CAST(real AS DOUBLE PRECISION)
+            XCTAssertEqual(TextValueDecoder.parseFloat(widened, type: real), Double("\(value)"), widened)
+            XCTAssertEqual(TextValueDecoder.parseFloat("\(value)", type: real), Double("\(value)"), "PostgreSQL's shortest text")
+        }
+        XCTAssertEqual(TextValueDecoder.parseFloat("0.10000000149011612", type: real), 0.1)
         XCTAssertEqual(TextValueDecoder.parseFloat("1.234567e+06", type: real), 1234567)
-        XCTAssertEqual(TextValueDecoder.parseFloat("3.40282347e+38", type: real), 3.4028235e+38)
         XCTAssertEqual(TextValueDecoder.parseFloat("-Infinity", type: real), -.infinity)
         XCTAssertTrue(TextValueDecoder.parseFloat("NaN", type: real)?.isNaN ?? false)
         XCTAssertEqual(TextValueDecoder.parseFloat("0.30000000000000004", type: double), 0.1 + 0.2)

@@ -54,8 +54,8 @@ public enum TextValueDecoder {
     static func string(_ text: UnsafeBufferPointer<UInt8>) -> String { String(decoding: text, as: UTF8.self) }
 
     /// A float column's text as a double. A REAL is read as the REAL it is, then taken at its shortest decimal:
-    /// Redshift prints REALs with two digits past exact (`extra_float_digits` 2: 0.1 is `0.100000001`), PostgreSQL
-    /// its shortest form (`0.1`) — both give the double 0.1, not the REAL's binary value widened.
+    /// its text is its exact value widened to a double (`SourceTable.selectList`: `0.10000000149011612`) or
+    /// PostgreSQL's shortest form (`0.1`) — both give the double 0.1, not the REAL's binary value widened.
     public static func parseFloat(_ text: String, type: UInt32) -> Double? {
         guard type == PostgresType.float4 else { return Double(text) }
         guard let single = Float(text) else { return nil }

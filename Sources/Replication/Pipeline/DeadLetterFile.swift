@@ -49,11 +49,24 @@ public struct DeadLetterFile: Sendable {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ReplicationError(.deadLetter, stream: stream, "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fsync(fd) == 0 else {
-            throw ReplicationError(.deadLetter, stream: stream, "cannot write \(path): \(String(cString: strerror(errno)))")
+        var info = stat()
+        let before = fstat(fd, &info) == 0 ? info.st_size : -1
+        // A failed append takes its bytes back (a torn line would make the file unreadable as JSON lines); a full
+        // disk is waited out (transient), anything else fails the stream.
+        func failed(_ call: String) -> Error {
+            let error = FileError.fromErrno(path, call)
+            if before >= 0 { _ = ftruncate(fd, before) }
+            return error.code == .noSpace ? error : ReplicationError(.deadLetter, stream: stream, "cannot write \(path): \(error.reason)")
         }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw failed("write") }
+            offset += n
+        }
+        guard fsync(fd) == 0 else { throw failed("fsync") }
     }
 
     public func count() -> Int {

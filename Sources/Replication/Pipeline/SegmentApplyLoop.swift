@@ -140,7 +140,7 @@ struct SegmentApplyLoop {
         let decoded: SpoolSegment
         do {
             decoded = try await context.spool.read(segment.seq)
-        } catch let error as SpoolError {
+        } catch let error as SpoolError where error.code == .corrupt {
             return .corrupt(segment, error)
         }
         return .prepared(try await target.prepare(decoded.changes, segment: segment, after: previous))

@@ -155,15 +155,17 @@ public struct StreamContext: Sendable {
 
     /// Waits while the spool holds more than `spoolMaxBytes` (the applier is behind or the target is down).
     ///
-    /// Also while the disk keeps less than two pages free: the applier needs room of its own (COPY staging files,
-    /// the state database) to drain the spool, so extraction stops before a full disk could stop the applier.
+    /// Also while the disk keeps less than two pages free and the spool holds segments to apply: the applier needs
+    /// room of its own (COPY staging files, the state database) to drain them, so extraction stops before a full
+    /// disk could stop the applier.
     func waitForSpoolSpace() async throws {
         var warned = false
         let floor = Int64(stream.pageBytes) * 2
         while true {
             let backlog = try await state.spoolBacklog(stream.name).bytes
             let free = DiskSpace.available(at: spool.path) ?? .max
-            guard backlog > stream.spoolMaxBytes || free < floor else {
+            // (With nothing of this stream's to drain, pausing would wait for good: a write then meets ENOSPC.)
+            guard backlog > stream.spoolMaxBytes || (free < floor && backlog > 0) else {
                 if warned { logger.notice("spool has room again: extraction resumed") }
                 return
             }

@@ -136,6 +136,18 @@ public struct MongoApplier: Sendable {
             upserts.removeAll { Tombstones.isStale(latest[$0].version, against: dead[latest[$0].key]) }
             outcome.stale += before - upserts.count
         }
+        // Deletes first: a value one frees in a unique index of the target is then free for this batch's writes.
+        if !deletes.isEmpty {
+            // The tombstones first: a crash between the two replays both.
+            try await tombstones.record(deletes.compactMap { i in latest[i].version.map { (latest[i].key, $0) } })
+            gate.noteTombstones()
+            let ops: [WriteOperation] = deletes.map { .delete(filter: Self.guardFilter(key: latest[$0].key, version: latest[$0].version)) }
+            let result = try await write(ops)
+            for error in result.writeErrors {
+                outcome.deadLetters.append(.init(key: latest[deletes[error.index]].key, reason: "mongo \(error.code): \(error.message)"))
+            }
+            outcome.applied += deletes.count - result.writeErrors.count
+        }
         var replaceQueue = upserts
         if mode == .insertFirst && !upserts.isEmpty {
             let result = try await write(upserts.map { .insert(latest[$0].document!) })
@@ -173,17 +185,6 @@ public struct MongoApplier: Sendable {
                                                  reason: "another document holds this value in the target's unique index \(b.index): \(b.message)"))
             }
             break
-        }
-        if !deletes.isEmpty {
-            // The tombstones first: a crash between the two replays both.
-            try await tombstones.record(deletes.compactMap { i in latest[i].version.map { (latest[i].key, $0) } })
-            gate.noteTombstones()
-            let ops: [WriteOperation] = deletes.map { .delete(filter: Self.guardFilter(key: latest[$0].key, version: latest[$0].version)) }
-            let result = try await write(ops)
-            for error in result.writeErrors {
-                outcome.deadLetters.append(.init(key: latest[deletes[error.index]].key, reason: "mongo \(error.code): \(error.message)"))
-            }
-            outcome.applied += deletes.count - result.writeErrors.count
         }
         return outcome
     }

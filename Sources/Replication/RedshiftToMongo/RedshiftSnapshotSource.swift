@@ -109,6 +109,15 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let seed = try await Self.tailSeed(horizon, table: table, dialect: reader.dialect, safetyLag: context.stream.safetyLag, logger: context.logger) {
             try await reader.scalar($0)
         }
+        // An integer seed is the largest value visible now; a value taken earlier (a sequence) whose row is not
+        // written yet shows no writer. The tail trusts values only once `safety_lag` old: the copy starts once the
+        // seed is too, so rows below it are committed before their range is read.
+        if case .integer? = table.watermarkKind, horizon.oldestWriter == nil, context.stream.safetyLag > .zero {
+            context.logger.info("waiting safety_lag before copying: integer watermark values below the tail's start may still commit",
+                                metadata: ["safety_lag_s": "\(context.stream.safetyLag.seconds)", "tail_from": "\(seed ?? "-")"])
+            try await pause(context.stream.safetyLag)
+            if Task.isShuttingDownGracefully { throw CancellationError() }
+        }
         try await reportUncopyableKeys(keys)
         // UNLOAD bounds partitions by number only (it takes no parameters): other keys unload as one partition,
         // still split in files per slice.

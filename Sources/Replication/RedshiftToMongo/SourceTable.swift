@@ -39,8 +39,14 @@ public struct SourceTable: Sendable {
         return (0..<(6 - Int(digits))).reduce(1) { unit, _ in unit * 10 }
     }
     public var qualifiedName: String { SQL.qualified(schema: name.schema, name: name.name) }
+    /// The columns as the pages select them. A REAL (not a key) is read as DOUBLE PRECISION: Redshift prints a
+    /// REAL with 8 significant digits at most, one short of reading back exactly; the double holds it exactly and
+    /// the encoder narrows it again (`TextValueDecoder.parseFloat`).
     public var selectList: String {
-        columns.map { SQL.identifier($0.name) }.joined(separator: ", ")
+        columns.enumerated().map { i, column in
+            let name = SQL.identifier(column.name)
+            return column.typeOID == PostgresType.float4 && !keyIndexes.contains(i) ? "CAST(\(name) AS DOUBLE PRECISION) AS \(name)" : name
+        }.joined(separator: ", ")
             + (filter.map { ", CASE WHEN (\($0)) THEN 1 ELSE 0 END AS \(SQL.identifier(Self.inFilterColumn))" } ?? "")
     }
     static let inFilterColumn = "_mongoshift_in"

@@ -44,9 +44,22 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// The state directory (or `local_dir`) for this process alone, until the lock is released (`WorkerLock`).
+    /// Takes the state directory's writer lock, then removes what killed processes left in `<state>/tmp` (COPY
+    /// staging files, UNLOAD downloads: names never reused, so they would pile up across crashes, outside
+    /// `spool_max_bytes`). Files touched in the last hour stay: a `verify --repair` (no lock) may be using one.
     func lockStateDirectory(_ config: ReplicationConfig, command: String) async throws -> WorkerLock {
         let directory = config.stateDirectory
-        return try await IOThread.detached(name: "lock") { try WorkerLock.acquire(directory: directory, command: command) }
+        return try await IOThread.detached(name: "lock") {
+            let lock = try WorkerLock.acquire(directory: directory, command: command)
+            let tmp = directory + "/tmp"
+            let hourAgo = Date().addingTimeInterval(-3600)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [] {
+                let path = tmp + "/" + name
+                let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+                if let modified, modified < hourAgo { try? FileManager.default.removeItem(atPath: path) }
+            }
+            return lock
+        }
     }
 }
 

@@ -29,50 +29,11 @@ final class SpoolRecoveryTests: IntegrationTestCase {
         try Data(bytes).write(to: URL(fileURLWithPath: spoolDirectory + "/" + name))
     }
 
-    /// A pending segment that cannot be read for a while (here: a directory in its place, as a read fails with
-    /// EISDIR; in production too many open files, an I/O error) is no corrupt segment: it used to be discarded and
-    /// the stream rewound — on a change stream to a resume token the oplog may no longer hold. The applier waits
-    /// and reads it once it can.
-    func testAnUnreadableSegmentIsWaitedForNotDiscarded() async throws {
-        streamName = "apps"
-        let config = try writeStreamsConfig("""
-          - name: apps
-            from: { collection: apps }
-            to: { table: public.\(table) }
-        """, name: "apps.yaml")
-        _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...100).map { .insert(["_id": .int32(Int32($0)), "round": 0]) })
-        let (process, base) = try startRun(config)
-        try await waitFor("snapshot") { phase("apps") == "streaming" }
-        let blocker = try await PostgresConnection.connect(pg)
-        try await blocker.execute("BEGIN; LOCK TABLE public.\(table) IN ACCESS EXCLUSIVE MODE")
-        var round: Int32 = 0
-        while segments().count < 4 {
-            round += 1
-            _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...100).map {
-                .update(filter: ["_id": .int32(Int32($0))], update: ["$set": .document(["round": .int32(round)])], upsert: false)
-            })
-            try await Task.sleep(for: .milliseconds(400))
-        }
-        // The third pending segment: the first is in the blocked applier's hands, the second may be read already.
-        let name = spoolDirectory + "/" + segments()[2]
-        try FileManager.default.moveItem(atPath: name, toPath: name + ".aside")
-        try FileManager.default.createDirectory(atPath: name, withIntermediateDirectories: false)
-        try await blocker.execute("COMMIT")
-        try await Task.sleep(for: .seconds(3))
-        try FileManager.default.removeItem(atPath: name)
-        try FileManager.default.moveItem(atPath: name + ".aside", toPath: name)
-        let diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "apps",
-                                                    pg: connection, table: "public.\(table)")
-        XCTAssertEqual(diffs, [])
-        let log = MongoshiftProcess.output(base).stderr
-        XCTAssertFalse(log.contains("corrupt spool segment"), "not discarded:\n\(log.suffix(3000))")
-        XCTAssertTrue(log.contains("Is a directory"), "the read failure was reported and retried:\n\(log.suffix(3000))")
-        stop(process)
-    }
-
     // MARK: Mongo → Redshift
 
-    func mongoToTable(busy: Bool) async throws {
+    /// `run` of a Mongo → table stream whose target is locked while four segments wait: `whileBlocked` runs then,
+    /// `afterRelease` once the lock is gone (with `busy`, while the source keeps changing). Returns the run's log.
+    func mongoToTable(busy: Bool, whileBlocked: () throws -> Void, afterRelease: () async throws -> Void = {}) async throws -> String {
         streamName = "apps"
         let config = try writeStreamsConfig("""
           - name: apps
@@ -96,7 +57,7 @@ final class SpoolRecoveryTests: IntegrationTestCase {
             try await write()
             try await Task.sleep(for: .milliseconds(400))
         }
-        try damageSecondPendingSegment()
+        try whileBlocked()
         try await blocker.execute("COMMIT")
         if busy {
             for _ in 0..<10 {
@@ -104,15 +65,41 @@ final class SpoolRecoveryTests: IntegrationTestCase {
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
+        try await afterRelease()
         let diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "apps",
                                                     pg: connection, table: "public.\(table)")
-        XCTAssertEqual(diffs, [], "the table equals the collection after the discarded range was re-read")
-        XCTAssertTrue(MongoshiftProcess.output(base).stderr.contains("corrupt spool segment"))
+        XCTAssertEqual(diffs, [], "the table equals the collection")
         stop(process)
+        return MongoshiftProcess.output(base).stderr
     }
 
-    func testCorruptTailSegmentMongoToRedshiftWhileBusy() async throws { try await mongoToTable(busy: true) }
-    func testCorruptTailSegmentMongoToRedshiftWhileIdle() async throws { try await mongoToTable(busy: false) }
+    func corruptTailSegmentMongoToRedshift(busy: Bool) async throws {
+        let log = try await mongoToTable(busy: busy, whileBlocked: damageSecondPendingSegment)
+        XCTAssertTrue(log.contains("corrupt spool segment"), "the discarded range was re-read")
+    }
+
+    /// A pending segment that cannot be read for a while (here: a directory in its place, as a read fails with
+    /// EISDIR; in production too many open files, an I/O error) is no corrupt segment: it used to be discarded and
+    /// the stream rewound — on a change stream to a resume token the oplog may no longer hold. The applier waits
+    /// and reads it once it can.
+    func testAnUnreadableSegmentIsWaitedForNotDiscarded() async throws {
+        var name = ""
+        let log = try await mongoToTable(busy: false, whileBlocked: {
+            // The third pending segment: the first is in the blocked applier's hands, the second may be read already.
+            name = spoolDirectory + "/" + segments()[2]
+            try FileManager.default.moveItem(atPath: name, toPath: name + ".aside")
+            try FileManager.default.createDirectory(atPath: name, withIntermediateDirectories: false)
+        }, afterRelease: {
+            try await Task.sleep(for: .seconds(3))
+            try FileManager.default.removeItem(atPath: name)
+            try FileManager.default.moveItem(atPath: name + ".aside", toPath: name)
+        })
+        XCTAssertFalse(log.contains("corrupt spool segment"), "not discarded:\n\(log.suffix(3000))")
+        XCTAssertTrue(log.contains("Is a directory"), "the read failure was reported and retried:\n\(log.suffix(3000))")
+    }
+
+    func testCorruptTailSegmentMongoToRedshiftWhileBusy() async throws { try await corruptTailSegmentMongoToRedshift(busy: true) }
+    func testCorruptTailSegmentMongoToRedshiftWhileIdle() async throws { try await corruptTailSegmentMongoToRedshift(busy: false) }
 
     // MARK: Redshift → Mongo
 

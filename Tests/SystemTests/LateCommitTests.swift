@@ -15,6 +15,49 @@ final class LateCommitTests: IntegrationTestCase {
     /// shortens it for local iterations).
     var holdSeconds: Double { Double(ProcessInfo.processInfo.environment["MONGOSHIFT_LATE_COMMIT_SECONDS"] ?? "") ?? 180 }
 
+    /// A two-phase commit (XA, a transaction manager): rows stamped, `PREPARE TRANSACTION`, `COMMIT PREPARED`
+    /// later. A prepared transaction has no session, so the transaction bound, which looked for sessions holding
+    /// a write lock, did not see it: the tail moved past its stamps and its rows were never read. It holds now.
+    func testAPreparedTransactionHoldsTheTailUntilItCommits() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, note text, updated_at timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'));
+            INSERT INTO public.\(table) (id, note) SELECT g, 'initial' FROM generate_series(1, 10) g;
+            """)
+        onTeardown { [connection, table] in
+            _ = try? await connection?.execute("ROLLBACK PREPARED 'mongoshift-test-\(table)'")
+            _ = try? await connection?.execute("DROP TABLE IF EXISTS public.\(table)")
+        }
+        let config = directory + "/prepared.yaml"
+        try """
+        state: \(state)
+        redshift: { url: "\(pg)", dialect: postgres }
+        mongo: { url: "\(mongoURL)", database: \(database) }
+        defaults: { poll_interval: 200ms }
+        streams:
+          - name: ts
+            from: { table: public.\(table) }
+            to: { collection: ts }
+            key: [id]
+            watermark: updated_at
+            safety_lag: 1s
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let (process, base) = try startRun(config)
+        try await waitFor("the snapshot") { phase("ts") == "streaming" }
+        let xa = try await PostgresConnection.connect(pg)
+        try await xa.execute("BEGIN; INSERT INTO public.\(table) (id, note) VALUES (1001, 'prepared'); PREPARE TRANSACTION 'mongoshift-test-\(table)'")
+        // Newer rows commit meanwhile, for longer than safety_lag: without the hold the tail passes the prepared stamps.
+        for id in 2001...2010 {
+            try await connection.execute("INSERT INTO public.\(table) (id, note) VALUES (\(id), 'later')")
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        try await connection.execute("COMMIT PREPARED 'mongoshift-test-\(table)'")
+        try await waitFor("every row", timeout: 30) { try await mongo.count(database: database, collection: "ts") == 21 }
+        let log = MongoshiftProcess.output(base).stderr
+        stop(process)
+        let prepared = try await mongo.count(database: database, collection: "ts", filter: ["_id": .int64(1001)])
+        XCTAssertEqual(prepared, 1, log.suffix(2000).description)
+    }
+
     /// An integer watermark taken from a sequence before its row is written: at planning no lock shows the
     /// writer, and a larger value already committed became the tail's seed — the copy, running at once, missed
     /// the row that committed a moment later, and the tail started above it. Planning now waits `safety_lag`

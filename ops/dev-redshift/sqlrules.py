@@ -111,7 +111,7 @@ _TRIGGER = re.compile(r"""(?ix)
       |decimal|numeric|jsonb|json|array|returning|conflict|for|skip|nowait|pg_advisory\w*|pg_try_advisory\w*|stdin|stdout
       |stv_\w+|svv_\w+|stl_\w+|sys_\w+|svl_\w+|pg_table_def|information_schema|lock|truncate|merge|create|alter|drop
       |values|collate|listen|notify|serial|bigserial|smallserial|bytea|uuid|money|inet|cidr|macaddr|xml|tsvector|tsquery
-      |interval|notnull|oid|tableoid|xmin|xmax|cmin|cmax|ctid|encode|distkey|sortkey|diststyle|identity|backup|set|copy|unload|vacuum|analyze)\b
+      |interval|notnull|oid|tableoid|xmin|xmax|cmin|cmax|ctid|encode|distkey|sortkey|diststyle|identity|backup|set|copy|unload|vacuum|analyze|prepared|transaction)\b
     |["\[\#]""")
 
 _SYSTEM_VIEWS = {
@@ -198,6 +198,10 @@ class Translator:
             t.truncate = True
         elif kind in ("listen", "notify", "unlisten"):
             raise syntax_error(toks[_sig(toks)[0]].text)
+        elif kind == "prepare" and second == "transaction":
+            raise syntax_error(toks[_sig(toks)[1]].text)  # no two-phase commit in Redshift (dev-redshift wording)
+        elif kind in ("commit", "rollback") and second == "prepared":
+            raise syntax_error(toks[_sig(toks)[1]].text)
         elif kind == "values":
             raise Refusal("0A000", "VALUES list used as a constant table is not supported")
         elif kind == "set":

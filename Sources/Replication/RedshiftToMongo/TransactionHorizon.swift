@@ -2,7 +2,8 @@ import PostgresClient
 
 /// The source's clock and the oldest open transaction writing the stream's table — the start of a transaction
 /// that may still commit rows stamped before the watermark (docs/CONFIG.md, "Late commits"). PostgreSQL: the
-/// sessions holding a write lock on the table (`pg_locks` + `pg_stat_activity`); Redshift: `SVV_TRANSACTIONS`.
+/// sessions holding a write lock on the table (`pg_locks` + `pg_stat_activity`) and prepared transactions holding
+/// one (`pg_prepared_xacts`); Redshift (no two-phase commit): `SVV_TRANSACTIONS`.
 /// Other users' transactions are visible only with the grant `check` names; without it only safety_lag guards.
 /// The zone a `timestamp` (no time zone) watermark's wall-clock stamps are in (docs/CONFIG.md, "Time zones").
 enum StampZone: Sendable, Equatable {
@@ -32,8 +33,15 @@ struct TransactionHorizon: Sendable, Equatable {
         var xid: String?
         /// Transaction start, microseconds since the epoch (UTC).
         var start: Int64
-        var description: String { "pid \(pid)" + (xid.map { " xid \($0)" } ?? "") + " since \(ValueText.timestampMicrosText(start))" }
+        var description: String {
+            if pid.hasPrefix(TransactionHorizon.preparedPrefix) { return pid + (xid.map { " xid \($0)" } ?? "") + " (start unknown)" }
+            return "pid \(pid)" + (xid.map { " xid \($0)" } ?? "") + " since \(ValueText.timestampMicrosText(start))"
+        }
     }
+
+    /// A prepared (two-phase) transaction holding a write lock: no session, no known start (its `start` is the
+    /// epoch), so the bound holds at the position until it is committed or rolled back.
+    static let preparedPrefix = "prepared transaction "
 
     /// PostgreSQL lock modes of sessions that may write rows (INSERT/UPDATE/DELETE take RowExclusiveLock; LOCK
     /// TABLE and DDL the stronger ones). Readers that lock rows (RowShareLock: `FOR UPDATE`, foreign-key checks),
@@ -57,11 +65,17 @@ struct TransactionHorizon: Sendable, Equatable {
                 SELECT CAST(CAST(now() AT TIME ZONE \(zone) AS timestamp(6)) AS varchar), CAST(w.pid AS varchar), CAST(w.xid AS varchar),
                        CAST(w.start AS varchar), \(maxValue)
                 FROM (SELECT 1 AS one) d LEFT JOIN (
-                  SELECT a.pid, a.backend_xid AS xid, CAST(a.xact_start AT TIME ZONE \(zone) AS timestamp(6)) AS start
+                  SELECT CAST(a.pid AS varchar) AS pid, a.backend_xid AS xid, CAST(a.xact_start AT TIME ZONE \(zone) AS timestamp(6)) AS start
                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                   WHERE l.locktype = 'relation' AND l.relation = \(tableOID) AND l.mode IN (\(writeLockModes))
                     AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
-                  ORDER BY a.xact_start LIMIT 1) w ON 1 = 1
+                  UNION ALL
+                  SELECT CAST('\(preparedPrefix)' || coalesce(p.gid, '?') AS varchar), x.transactionid, CAST(CAST('1970-01-01 00:00:00' AS timestamp) AS timestamp(6))
+                  FROM pg_locks l
+                  LEFT JOIN pg_locks x ON x.virtualtransaction = l.virtualtransaction AND x.locktype = 'transactionid' AND x.pid IS NULL
+                  LEFT JOIN pg_prepared_xacts p ON p.transaction = x.transactionid
+                  WHERE l.locktype = 'relation' AND l.relation = \(tableOID) AND l.mode IN (\(writeLockModes)) AND l.pid IS NULL
+                  ORDER BY start LIMIT 1) w ON 1 = 1
                 """
         case .redshift:
             return """

@@ -280,6 +280,8 @@ def test_information_schema_hides_the_stand_in_schema(conn):
     ("CREATE TABLE {t}_c (a int CHECK (a > 0))", ("0A000", "CHECK constraints are not supported")),
     ("CREATE TABLE {t}_s (a serial)", ("42704", 'type "serial" does not exist')),
     ("CREATE TABLE {t}_o (oid int)", ("42701", 'column name "oid" conflicts with a system column name')),
+    ("PREPARE TRANSACTION 'g_{t}'", ("42601", 'syntax error at or near "TRANSACTION"')),
+    ("COMMIT PREPARED 'g_{t}'", ("42601", 'syntax error at or near "PREPARED"')),
 ])
 def test_postgresql_only_sql_is_refused_with_redshifts_error(conn, table, sql, expected):
     conn.execute(f"CREATE TABLE {table} (id int)")

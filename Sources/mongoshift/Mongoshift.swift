@@ -9,6 +9,8 @@ struct Mongoshift: AsyncParsableCommand {
         releaseMongocCounterFile()
         MemoryTuning.apply()  // libbson's allocator is to be replaced before anything allocates through it
         umask(0o077)
+        // A peer that closed its socket (a metrics scraper, a server) is an error on that write, never the process's end.
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
             if var command = command as? AsyncParsableCommand {

@@ -117,6 +117,24 @@ final class ServerFaultTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// SIGTERM while a snapshot's copiers wait for spool room (`spool_max_bytes` reached, the target refusing
+    /// every write for now): the applier stops at shutdown, so no room would ever come — the copiers' wait never
+    /// ended, the snapshot waited for them, and the process hung until killed. It stops now, and exits 0.
+    func testSigtermWhileASnapshotWaitsForSpoolRoomExitsCleanly() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 3_000)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
+                                              extra: "    spool_max_bytes: 1KiB", defaults: "batch_bytes: 64KiB")
+        // Every write to Mongo fails with ShutdownInProgress (transient: retried with backoff, never applied).
+        _ = try await mongo.command(["configureFailPoint": "failCommand", "mode": "alwaysOn",
+                                     "data": .document(["failCommands": .array(["insert", "update"]), "errorCode": 91])], database: "admin")
+        onTeardown { [mongo] in _ = try? await mongo?.command(["configureFailPoint": "failCommand", "mode": "off"], database: "admin") }
+        let (process, base) = try startRun(config)
+        let deadline = Date().addingTimeInterval(60)
+        while !MongoshiftProcess.output(base).stderr.contains("spool full") && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        XCTAssertTrue(MongoshiftProcess.output(base).stderr.contains("spool full"), MongoshiftProcess.output(base).stderr.suffix(2000).description)
+        stop(process, within: 10)
+    }
+
     func testFullSpoolDiskPausesExtractionAndRecoversWhenSpaceReturns() async throws {
         // A 2 MiB tmpfs as the spool, nearly filled: segments cannot be written until the filler goes.
         let spool = state + "/spool"

@@ -27,7 +27,7 @@ struct ChangeStreamTailer {
 
     func run() async throws {
         var cursor = try await context.state.extractCursor(context.name)
-        let splitting = await Self.serverSplitsLargeEvents(client, database: database)
+        let splitting = try await Self.serverSplitsLargeEvents(client, database: database)
         // After an event over 16 MiB failed a batch on a server that cannot split it: read one event per batch, so
         // the events before it are spooled and the failing one is the next after the position.
         var oneAtATime = false
@@ -153,10 +153,11 @@ struct ChangeStreamTailer {
         return merged
     }
 
-    /// `$changeStreamSplitLargeEvent` exists from MongoDB 7.0 (and 6.0.9).
-    static func serverSplitsLargeEvents(_ client: MongoClient, database: String) async -> Bool {
-        guard let info = try? await client.command(["buildInfo": 1], database: database),
-              case .array(let parts)? = info["versionArray"] else { return false }
+    /// `$changeStreamSplitLargeEvent` exists from MongoDB 7.0 (and 6.0.9). A failed `buildInfo` throws (the
+    /// tailer starts again): taken as "cannot split", an outage at start dead-lettered events this server splits.
+    static func serverSplitsLargeEvents(_ client: MongoClient, database: String) async throws -> Bool {
+        let info = try await client.command(["buildInfo": 1], database: database)
+        guard case .array(let parts)? = info["versionArray"] else { return false }
         let v = parts.prefix(3).map { $0.intValue ?? 0 } + [0, 0, 0]
         return v[0] >= 7 || (v[0] == 6 && v[1] == 0 && v[2] >= 9)
     }
@@ -200,7 +201,9 @@ struct ChangeStreamTailer {
             context.logger.error("\(what); keeping the target table as it is (on_drop: keep) and watching for the collection to return")
         case .truncate:
             while try await context.state.spoolBacklog(context.name).segments > 0 {
-                try await Task.sleep(for: .milliseconds(100))
+                try await pause(.milliseconds(100))
+                // (The applier stops at shutdown: the drop event is read again at the next start.)
+                if Task.isShuttingDownGracefully { throw CancellationError() }
             }
             try await truncateTarget()
             context.logger.error("\(what); target table truncated (on_drop: truncate)")

@@ -83,17 +83,17 @@ public struct LeasedStreamService: Service {
                 }
                 return false
             }
+            // The heartbeat renews until the pipeline has ended, graceful shutdown included (the last batch may
+            // take a while): it only ends by finding the lease gone, or cancelled once the pipeline is done.
             group.addTask {
-                while !Task.isShuttingDownGracefully {
-                    try await pause(duration / 3)
-                    if Task.isShuttingDownGracefully { break }
+                while true {
+                    try await Task.sleep(for: duration / 3)
                     // A store error is not a lost lease: the apply-time check (`holdsLease`) still fences.
                     if let renewed = try? await owned.state.renewLease(lease, duration: duration), !renewed { return true }
                 }
-                return false
             }
             let lost = try await group.next() ?? false
-            if lost { group.cancelAll() }
+            group.cancelAll()
             while let more = try? await group.next() { _ = more }
             return lost
         }

@@ -178,7 +178,10 @@ public struct StreamContext: Sendable {
                 }
                 warned = true
             }
-            try await Task.sleep(for: .milliseconds(250))
+            // Shutdown stops the applier too: nothing would make room. The extractor stops here (its segments so
+            // far are recorded; it resumes from them).
+            try await pause(.milliseconds(250))
+            if Task.isShuttingDownGracefully { throw CancellationError() }
         }
     }
 }

@@ -58,7 +58,18 @@ struct StreamSupervisor {
             } catch {
                 if Task.isShuttingDownGracefully && policy.retries(error) { return }
                 let reason: String
-                switch try await recover(error) {
+                let recovery: Recovery?
+                do {
+                    recovery = try await recover(error)
+                } catch let recoveryError where policy.retries(recoveryError) && !Task.isShuttingDownGracefully {
+                    // The recovery itself met a passing failure (the state store away): the error comes back on the
+                    // next attempt and is recovered then.
+                    attempt += 1
+                    context.logger.warning("recovery interrupted, retrying", metadata: ["error": "\(recoveryError)"])
+                    try await pause(policy.delay(attempt: attempt))
+                    continue
+                }
+                switch recovery {
                 case .restart: continue
                 case .fail(let why): reason = why
                 case nil: reason = "\(error)"

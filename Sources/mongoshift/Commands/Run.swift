@@ -48,7 +48,7 @@ extension Mongoshift {
                         logger.warning("metrics not served", metadata: ["reason": "\(error)"])
                     }
                 }
-                var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+                var services: [StreamService] = []
                 for stream in streams {
                     let context = try StreamContext(config: config, stream: stream, state: state, logger: logger, progress: ProgressLine.shared)
                     let (redshift, mongo) = (config.redshift!, config.mongo!)
@@ -65,14 +65,15 @@ extension Mongoshift {
                             _ = try await MongoToRedshiftService(context: helping, redshift: redshift, mongo: mongo).snapshot(spoolOnly: false)
                         })
                     }
-                    // A stream that stops (failed permanently) must not stop the others; the last one does.
-                    services.append(.init(service: StreamService(stream: stream.name, leased: service, failures: failures, logger: logger),
-                                          successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup,
-                                          serviceName: "stream \(stream.name)"))
+                    services.append(StreamService(stream: stream.name, leased: service, failures: failures, logger: logger))
                 }
                 guard !services.isEmpty else { throw ValidationError("no stream to run") }
                 logger.info("mongoshift run starting", metadata: ["streams": "\(streams.map(\.name).joined(separator: ","))"])
-                let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                // One service for every stream: a ServiceGroup shuts its services down one after the other, and
+                // SIGTERM must reach every stream at once (each finishes its batch in parallel).
+                let all = ServiceGroupConfiguration.ServiceConfiguration(service: StreamsService(streams: services),
+                                                                         failureTerminationBehavior: .gracefullyShutdownGroup)
+                let group = ServiceGroup(configuration: .init(services: [all], gracefulShutdownSignals: [.sigterm, .sigint],
                                                               cancellationSignals: [], logger: logger))
                 try await group.run()
                 logger.info("mongoshift run stopped cleanly")
@@ -110,6 +111,19 @@ struct EveryStreamFailed: Error, CustomStringConvertible {
     var streams: [String]
     var description: String {
         "every stream has failed (\(streams.sorted().joined(separator: ", "))): the reasons are in the log and in `mongoshift lag`"
+    }
+}
+
+/// Every stream of `run`, side by side: graceful shutdown reaches them all at once. A stream that stops (failed
+/// permanently) does not stop the others; the last one does (`EveryStreamFailed`).
+struct StreamsService: Service {
+    let streams: [StreamService]
+
+    func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for stream in streams { group.addTask { try await stream.run() } }
+            try await group.waitForAll()
+        }
     }
 }
 

@@ -50,7 +50,13 @@ final class MetricsServer: @unchecked Sendable {
     private func serve() {
         while true {
             let client = accept(socketFD, nil, nil)
-            if client < 0 { if errno == EINTR { continue } else { return } }
+            if client < 0 {
+                // Out of file descriptors, a connection aborted before it was taken: the next one may do. (The
+                // only thread serving /healthz must not end on a passing error.)
+                if errno == EBADF || errno == EINVAL { return }  // the socket is gone: nothing to serve
+                if errno != EINTR { usleep(100_000) }
+                continue
+            }
             // One thread serves every scrape: a client that connects and sends nothing (or stops reading) must
             // not hold it — its reads and writes give up after a few seconds.
             var limit = timeval(tv_sec: 3, tv_usec: 0)

@@ -159,6 +159,17 @@ CREATE OR REPLACE FUNCTION _dev_redshift.json_serialize(v jsonb) RETURNS varchar
   AS $$ SELECT regexp_replace(v::text, '("(?:[^"\\]|\\.)*")|\s+', '\1', 'g') $$;
 CREATE OR REPLACE FUNCTION _dev_redshift.from_hex(s text) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$ SELECT decode(s, 'hex') $$;
 CREATE OR REPLACE FUNCTION _dev_redshift.to_hex(b bytea) RETURNS varchar LANGUAGE sql IMMUTABLE AS $$ SELECT encode(b, 'hex') $$;
+-- FROM_VARBYTE(binary, format): hex, binary (bits), utf8 / utf-8 / utf_8, base64 (no line breaks); others refused.
+CREATE OR REPLACE FUNCTION _dev_redshift.from_varbyte(b bytea, f text) RETURNS varchar LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  CASE lower(f)
+    WHEN 'hex' THEN RETURN encode(b, 'hex');
+    WHEN 'base64' THEN RETURN replace(encode(b, 'base64'), chr(10), '');
+    WHEN 'utf8', 'utf-8', 'utf_8' THEN RETURN convert_from(b, 'UTF8');
+    WHEN 'binary' THEN RETURN (SELECT coalesce(string_agg(lpad(get_byte(b, i)::bit(8)::text, 8, '0'), '' ORDER BY i), '') FROM generate_series(0, length(b) - 1) i);
+    ELSE RAISE EXCEPTION 'invalid format: %', f USING ERRCODE = '22023';
+  END CASE;
+END $$;
 CREATE OR REPLACE FUNCTION _dev_redshift.to_hex(n bigint) RETURNS varchar LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.to_hex(n) $$;
 CREATE OR REPLACE FUNCTION _dev_redshift.json_extract_path_text(j text, VARIADIC p text[]) RETURNS varchar
   LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.json_extract_path_text(j::json, VARIADIC p) $$;

@@ -106,7 +106,7 @@ def first_words(sql: str) -> tuple[str, str]:
 
 # Statements that contain none of these words (or characters) need no rule: they pass through unchanged.
 _TRIGGER = re.compile(r"""(?ix)
-    \b(?:getdate|sysdate|sum|dateadd|datediff|date_part|date_trunc|datepart|nvl|nvl2|json_parse|json_serialize|from_hex|to_hex|trunc
+    \b(?:getdate|sysdate|sum|dateadd|datediff|date_part|date_trunc|datepart|nvl|nvl2|json_parse|json_serialize|from_hex|to_hex|from_varbyte|trunc
       |json_extract_path_text|is_valid_json|super|varbyte|varbinary|binary|varchar|character|char|nchar|nvarchar|bpchar|text
       |decimal|numeric|jsonb|json|array|returning|conflict|for|skip|nowait|pg_advisory\w*|pg_try_advisory\w*|stdin|stdout
       |stv_\w+|svv_\w+|stl_\w+|sys_\w+|svl_\w+|pg_table_def|information_schema|lock|truncate|merge|create|alter|drop
@@ -124,6 +124,7 @@ _INFO_SCHEMA_VIEWS = {"table_constraints": "is_table_constraints", "key_column_u
                       "columns": "is_columns", "tables": "is_tables", "schemata": "is_schemata"}
 _FUNC_RENAME = {"nvl": "coalesce", "len": "length", "getdate": f"{SCHEMA}.getdate", "json_parse": f"{SCHEMA}.json_parse",
                 "json_serialize": f"{SCHEMA}.json_serialize", "from_hex": f"{SCHEMA}.from_hex", "to_hex": f"{SCHEMA}.to_hex",
+                "from_varbyte": f"{SCHEMA}.from_varbyte",
                 "trunc": f"{SCHEMA}.trunc", "nvl2": f"{SCHEMA}.nvl2", "is_valid_json": f"{SCHEMA}.is_valid_json",
                 "json_extract_path_text": f"{SCHEMA}.json_extract_path_text", "sum": f"{SCHEMA}.sum"}
 _DATEPART_FUNCS = {"dateadd": f"{SCHEMA}.dateadd", "datediff": f"{SCHEMA}.datediff", "date_part": "date_part",

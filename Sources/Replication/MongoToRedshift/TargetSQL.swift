@@ -93,7 +93,7 @@ public struct TargetSQL: Sendable {
         let using: String = switch c.type {
         case .nested: "to_jsonb(\(column))"
         case .varchar where c.path == "_id": keyConverted(column, from: old)
-        case .varchar: "\(column)::text"
+        case .varchar: textConverted(column, from: old, to: c.type)
         default: "\(column)::\(c.type.sql(dialect))"
         }
         return "ALTER TABLE \(target) ALTER COLUMN \(column) TYPE \(c.type.sql(dialect)) USING \(using)"
@@ -106,7 +106,20 @@ public struct TargetSQL: Sendable {
         return switch new {
         case .varchar where column == "_id": keyConverted(c, from: old)
         case .nested: "CAST(\(c) AS SUPER)"
-        case .varchar: old == .nested ? "JSON_SERIALIZE(\(c))" : "CAST(\(c) AS \(new.sql(dialect)))"
+        case .varchar: textConverted(c, from: old, to: new)
+        default: "CAST(\(c) AS \(new.sql(dialect)))"
+        }
+    }
+
+    /// A non-key column `c` (quoted) of type `old` as the text a VARCHAR column gets for such values from then on
+    /// (`ValueText.scalarText`), so old and new rows read alike: booleans `true`/`false` (Redshift casts no
+    /// BOOLEAN to a character type), binaries base64, dates with their milliseconds.
+    func textConverted(_ c: String, from old: ColumnType, to new: ColumnType) -> String {
+        switch old {
+        case .boolean: "CASE WHEN \(c) THEN 'true' WHEN NOT \(c) THEN 'false' END"
+        case .binary: dialect == .redshift ? "FROM_VARBYTE(\(c), 'base64')" : "replace(encode(\(c), 'base64'), chr(10), '')"
+        case .timestamp: "TO_CHAR(\(c), 'YYYY-MM-DD HH24:MI:SS.MS')"
+        case .nested: dialect == .redshift ? "JSON_SERIALIZE(\(c))" : "\(c)::text"
         default: "CAST(\(c) AS \(new.sql(dialect)))"
         }
     }

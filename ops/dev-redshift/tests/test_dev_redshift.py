@@ -106,6 +106,15 @@ def test_varbyte_from_hex_to_hex_shown_as_redshift_shows_it(conn, table):
     assert cur.fetchone() == ("00ff10ab", "00ff10ab")
 
 
+def test_from_varbyte_formats(conn):
+    # Redshift's FROM_VARBYTE page: hex, binary, utf8 (utf-8, utf_8) and base64.
+    row = conn.execute("SELECT FROM_VARBYTE(FROM_HEX('6162'), 'hex'), FROM_VARBYTE(FROM_HEX('4d'), 'binary'), "
+                       "FROM_VARBYTE(FROM_HEX('6162'), 'UTF8'), FROM_VARBYTE(FROM_HEX('6162'), 'base64')").fetchone()
+    assert row == ("6162", "01001101", "ab", "YWI=")
+    long = conn.execute("SELECT FROM_VARBYTE(FROM_HEX(REPEAT('ff', 100)), 'base64')").fetchone()[0]
+    assert "\n" not in long and len(long) == 136
+
+
 def test_merge_update_and_insert(conn, table):
     conn.execute(f"CREATE TABLE {table} (id int, v varchar(10))")
     conn.execute(f"CREATE TEMP TABLE s_{table} (id int, v varchar(10))")

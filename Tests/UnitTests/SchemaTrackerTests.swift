@@ -41,6 +41,19 @@ final class SchemaTrackerTests: XCTestCase {
         }
     }
 
+    /// MinKey and MaxKey field values are text (as `_id`s are): they used to ask for no type and were written as
+    /// an empty string, which an integer, date or boolean column refuses — the whole batch failed, for good.
+    func testMinKeyAndMaxKeyFieldsAreText() throws {
+        XCTAssertEqual(ColumnType.of(.minKey), .varchar(16))
+        XCTAssertEqual(ColumnType.of(.maxKey), .varchar(16))
+        XCTAssertEqual(ColumnType.integer.widened(with: ColumnType.of(.minKey)!), .varchar(64))
+        for (value, text) in [(BSON.minKey, #"{"$minKey":1}"#), (.maxKey, #"{"$maxKey":1}"#)] {
+            var out = PlainText()
+            try ValueText.write(value, as: .varchar(64), column: "n", to: &out)
+            XCTAssertEqual(String(decoding: out.bytes, as: UTF8.self), text)
+        }
+    }
+
     func testNameSanitising() {
         XCTAssertEqual(ColumnNaming.sanitize("Customer Name"), "customer_name")
         XCTAssertEqual(ColumnNaming.sanitize("1st"), "_1st")

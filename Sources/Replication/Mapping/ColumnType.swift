@@ -23,10 +23,12 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
     public static let defaultVarbyte = 64_000
     public static let maxVarbyte = 1_024_000
 
-    /// The type a value asks for, read from its bytes; nil for null/undefined (no information).
+    /// The type a value asks for, read from its bytes; nil for null/undefined (no information). MinKey and MaxKey
+    /// are text (`{"$minKey":1}`), as they are as `_id`s: no other type holds them.
     public static func of(_ value: BSONValueView) -> ColumnType? {
         switch value.type {
-        case 0x0A, 0x06, 0x7F, 0xFF: return nil
+        case 0x0A, 0x06: return nil
+        case 0x7F, 0xFF: return .varchar(16)
         case 0x08: return .boolean
         case 0x10: return .integer
         case 0x12, 0x11: return .bigint

@@ -159,7 +159,9 @@ public enum ValueText {
         case .document, .array: plainJSON(value)
         case .binary(let b): ExtendedJSON.base64(b.data)
         case .regex(let p, let o): "/\(p)/\(o)"
-        case .null, .undefined, .minKey, .maxKey, .opaque: ""
+        case .minKey: #"{"$minKey":1}"#
+        case .maxKey: #"{"$maxKey":1}"#
+        case .null, .undefined, .opaque: ""
         }
     }
 

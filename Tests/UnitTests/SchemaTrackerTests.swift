@@ -54,6 +54,23 @@ final class SchemaTrackerTests: XCTestCase {
         }
     }
 
+    /// PostgreSQL keeps 63 bytes of an identifier: longer names were cut by the server, so the catalog never
+    /// showed the name the tracker asked for (a replayed ADD COLUMN failed with 42701, for good) and two long paths
+    /// met in one column. On PostgreSQL names are cut to 63 bytes here, and such paths collide visibly.
+    func testColumnNamesFitThePostgreSQLLimit() throws {
+        let long = "shippingAddress.internationalDeliveryInstructionsOverrideForTheCarrier"
+        var postgres = SchemaTracker(flatten: 2, maxNameBytes: ColumnNaming.maxBytes(.postgres))
+        _ = try postgres.observe([["_id": 1, "shippingAddress": .document(["internationalDeliveryInstructionsOverrideForTheCarrier": "x"])]])
+        let name = try XCTUnwrap(postgres.schema.columns.first { $0.path == long }?.name)
+        XCTAssertEqual(name.utf8.count, 63)
+        var redshift = SchemaTracker(flatten: 2)
+        _ = try redshift.observe([["_id": 1, "shippingAddress": .document(["internationalDeliveryInstructionsOverrideForTheCarrier": "x"])]])
+        XCTAssertEqual(redshift.schema.columns.first { $0.path == long }?.name.utf8.count, long.utf8.count)
+        var clash = SchemaTracker(flatten: 2, maxNameBytes: 63)
+        XCTAssertThrowsError(try clash.observe([["_id": 1, "shippingAddress": .document(["internationalDeliveryInstructionsOverrideForTheCarrierA": "x",
+                                                                                         "internationalDeliveryInstructionsOverrideForTheCarrierB": "y"])]]))
+    }
+
     func testNameSanitising() {
         XCTAssertEqual(ColumnNaming.sanitize("Customer Name"), "customer_name")
         XCTAssertEqual(ColumnNaming.sanitize("1st"), "_1st")

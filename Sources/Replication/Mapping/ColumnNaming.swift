@@ -1,9 +1,14 @@
-/// Mongo field paths → target column names: lower case, `[a-z0-9_]`, not starting with a digit, ≤ 127 bytes
-/// (Redshift's identifier limit). Two fields that sanitise to one name are an error naming both.
+/// Mongo field paths → target column names: lower case, `[a-z0-9_]`, not starting with a digit, within the
+/// dialect's identifier limit (Redshift 127 bytes, PostgreSQL 63: it cuts longer names silently, so two long
+/// paths would meet in one column and the catalog would never show the name asked for). Two fields that sanitise
+/// to one name are an error naming both.
 public enum ColumnNaming {
     public static let maxBytes = 127
 
-    public static func sanitize(_ path: String) -> String {
+    /// The longest identifier `dialect` keeps whole.
+    public static func maxBytes(_ dialect: SQLDialect) -> Int { dialect == .postgres ? 63 : 127 }
+
+    public static func sanitize(_ path: String, maxBytes: Int = maxBytes) -> String {
         var out = ""
         for scalar in path.lowercased().unicodeScalars {
             if (scalar >= "a" && scalar <= "z") || (scalar >= "0" && scalar <= "9") || scalar == "_" {

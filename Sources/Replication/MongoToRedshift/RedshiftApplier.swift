@@ -50,7 +50,8 @@ public actor RedshiftApplier: ChangeTarget {
         }
         let saved = try await context.state.loadColumns(context.name)
         let columns = saved.compactMap { c in ColumnType(persisted: c.type).map { TableSchema.Column(name: c.name, path: c.path, type: $0) } }
-        tracker = SchemaTracker(schema: TableSchema(columns: columns), flatten: context.stream.flatten)
+        tracker = SchemaTracker(schema: TableSchema(columns: columns), flatten: context.stream.flatten,
+                                maxNameBytes: ColumnNaming.maxBytes(endpoint.dialect))
         savedSchema = tracker.schema
         tableExists = !columns.isEmpty
     }
@@ -59,7 +60,7 @@ public actor RedshiftApplier: ChangeTarget {
 
     /// Forgets the learned schema (re-snapshot after the target was truncated/recreated by the operator).
     public func resetSchema() async throws {
-        tracker = SchemaTracker(flatten: context.stream.flatten)
+        tracker = SchemaTracker(flatten: context.stream.flatten, maxNameBytes: tracker.maxNameBytes)
         tableExists = false
         keyIndexed = nil
         snapshotKeysConflict = false

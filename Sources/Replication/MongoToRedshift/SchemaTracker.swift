@@ -36,9 +36,13 @@ public struct SchemaTracker: Sendable {
     private var columnByPath: [String: Int]
     private var columnByName: [String: Int]
 
-    public init(schema: TableSchema = TableSchema(), flatten: Int) {
+    /// New columns' names are at most this long (`ColumnNaming.maxBytes(dialect)`).
+    public let maxNameBytes: Int
+
+    public init(schema: TableSchema = TableSchema(), flatten: Int, maxNameBytes: Int = ColumnNaming.maxBytes) {
         self.schema = schema
         self.flatten = max(0, flatten)
+        self.maxNameBytes = maxNameBytes
         columnByPath = [:]
         columnByName = [:]
         reindex()
@@ -94,8 +98,8 @@ public struct SchemaTracker: Sendable {
     }
 
     /// The column a field path lands in: dots become underscores, then `ColumnNaming`'s rules; `_id` stays.
-    public static func columnName(forPath path: String) -> String {
-        path == "_id" ? "_id" : ColumnNaming.sanitize(path.replacingOccurrences(of: ".", with: "_"))
+    public static func columnName(forPath path: String, maxBytes: Int = ColumnNaming.maxBytes) -> String {
+        path == "_id" ? "_id" : ColumnNaming.sanitize(path.replacingOccurrences(of: ".", with: "_"), maxBytes: maxBytes)
     }
 
     /// Widens the schema to hold every document; returns the changes (new columns, wider types) in order.
@@ -120,7 +124,7 @@ public struct SchemaTracker: Sendable {
             schema.columns[i].type = new
             return nil
         }
-        let name = Self.columnName(forPath: path)
+        let name = Self.columnName(forPath: path, maxBytes: maxNameBytes)
         if let other = columnByName[name] {
             throw CollisionError(first: schema.columns[other].path, second: path, column: name)
         }

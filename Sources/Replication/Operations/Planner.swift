@@ -164,7 +164,7 @@ public enum Planner {
         let sample = try await mongo.findAll(database: database, collection: stream.collection, filter: stream.match?.document ?? Document(),
                                              sort: ["$natural": -1], limit: 1000).map(stream.columns.apply)
         let known = stored.compactMap { c in ColumnType(persisted: c.type).map { TableSchema.Column(name: c.name, path: c.path, type: $0) } }
-        var tracker = SchemaTracker(schema: TableSchema(columns: known), flatten: stream.flatten)
+        var tracker = SchemaTracker(schema: TableSchema(columns: known), flatten: stream.flatten, maxNameBytes: ColumnNaming.maxBytes(redshift.dialect))
         let changes = (try? tracker.observe(sample)) ?? []
         if catalog.isEmpty {
             plan.lines.append("target: table \(stream.table) does not exist; from a sample of \(sample.count) documents it would be:")

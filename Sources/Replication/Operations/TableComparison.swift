@@ -94,7 +94,9 @@ public enum TableComparison {
         var differs = false
         var fieldsSeen = Set<String>()
         SchemaTracker.forEachField(of: doc, flatten: flatten) { path, view in
-            let name = SchemaTracker.columnName(forPath: path)
+            // PostgreSQL keeps 63 bytes of a name (`ColumnNaming.maxBytes`): the column may hold the cut name.
+            let full = SchemaTracker.columnName(forPath: path)
+            let name = columns[full] != nil ? full : SchemaTracker.columnName(forPath: path, maxBytes: ColumnNaming.maxBytes(.postgres))
             fieldsSeen.insert(name)
             // The row was found by the key's text: its key matches.
             if path == "_id" { return }

@@ -199,10 +199,10 @@ struct ConfigLoader {
         }
         var stream: StreamConfig
         if let table = from["table"], let coll = to["collection"] {
-            stream = StreamConfig(name: name, direction: .redshiftToMongo, table: TableName(parsing: try string(table, "from.table")),
+            stream = StreamConfig(name: name, direction: .redshiftToMongo, table: Self.inSchema(TableName(parsing: try string(table, "from.table"))),
                                   collection: try string(coll, "to.collection"), defaults: config.defaults)
         } else if let coll = from["collection"], let table = to["table"] {
-            stream = StreamConfig(name: name, direction: .mongoToRedshift, table: TableName(parsing: try string(table, "to.table")),
+            stream = StreamConfig(name: name, direction: .mongoToRedshift, table: Self.inSchema(TableName(parsing: try string(table, "to.table"))),
                                   collection: try string(coll, "from.collection"), defaults: config.defaults)
         } else {
             throw located(node, "stream \(name): use `from: {table}` with `to: {collection}`, or `from: {collection}` with `to: {table}`")
@@ -485,6 +485,13 @@ struct ConfigLoader {
             default: return .string(text)
             }
         }
+    }
+
+    /// A table named without a schema is `public`'s: every statement and catalog lookup then names the same
+    /// table, whatever the login's `search_path` (`CREATE TABLE apps` went to a `$user` schema while the catalog
+    /// was searched in `public`).
+    static func inSchema(_ table: TableName) -> TableName {
+        table.schema == nil ? TableName(schema: "public", name: table.name) : table
     }
 
     static func parseISODate(_ text: String) -> Int64? {

@@ -106,6 +106,18 @@ final class SchemaTrackerTests: XCTestCase {
         XCTAssertNil(try tracker.learn("late", .string("now text")), "a widening changes the schema")
     }
 
+    /// A field seen as null first gets its column with its first value's type: it used to be made text at once,
+    /// and types only widen — a date or an integer that came later was stored as a string for good.
+    func testAFieldNullAtFirstTakesTheTypeOfItsFirstValue() throws {
+        var tracker = SchemaTracker(flatten: 1)
+        _ = try tracker.observe([["_id": 1, "deletedAt": .null, "n": .null]])
+        XCTAssertEqual(tracker.schema.columns.map(\.name), ["_id"], "no column for a field only ever null")
+        XCTAssertEqual(try tracker.learn("deletedAt", .null), SchemaTracker.noColumn)
+        let changes = try tracker.observe([["_id": 2, "deletedAt": .datetime(1_700_000_000_000), "n": 5]])
+        XCTAssertEqual(changes, [.addColumn(TableSchema.Column(name: "deletedat", path: "deletedAt", type: .timestamp)),
+                                 .addColumn(TableSchema.Column(name: "n", path: "n", type: .integer))])
+    }
+
     /// The decimal column scale, computed from a value's parts, is what its text says (the rule it replaced).
     func testDecimalScaleFollowsTheTextForm() {
         func byText(_ d: Decimal128) -> Int? {

@@ -111,8 +111,12 @@ public struct SchemaTracker: Sendable {
         return changes(since: previous)
     }
 
-    /// Widens the schema to hold one field. Returns the field's column, or nil when the schema changed (a new
-    /// column or a wider type: column positions may have moved).
+    /// What `learn` returns for a field seen only as null so far: no column yet, nothing to write (the row's
+    /// missing columns read NULL).
+    public static let noColumn = -1
+
+    /// Widens the schema to hold one field. Returns the field's column (`noColumn` for a null field without
+    /// one), or nil when the schema changed (a new column or a wider type: column positions may have moved).
     public mutating func learn(_ path: String, _ value: BSONValueView) throws(CollisionError) -> Int? {
         let isKey = path == "_id"
         let wanted = isKey ? ColumnType.ofKey(value) : ColumnType.of(value)
@@ -124,12 +128,15 @@ public struct SchemaTracker: Sendable {
             schema.columns[i].type = new
             return nil
         }
+        // A field seen only as null so far gets no column: created as text, it stayed text for good (types only
+        // widen) once the field's values came — integers, dates and booleans stored as strings.
+        guard let wanted else { return Self.noColumn }
         let name = Self.columnName(forPath: path, maxBytes: maxNameBytes)
         if let other = columnByName[name] {
             throw CollisionError(first: schema.columns[other].path, second: path, column: name)
         }
-        // A field seen only as null so far still gets a column (type refined when a value arrives); `_id` leads.
-        let column = TableSchema.Column(name: name, path: path, type: wanted ?? .varchar(16))
+        // `_id` leads.
+        let column = TableSchema.Column(name: name, path: path, type: wanted)
         if isKey {
             schema.columns.insert(column, at: 0)
             reindex()

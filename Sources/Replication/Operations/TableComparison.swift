@@ -100,7 +100,11 @@ public enum TableComparison {
             fieldsSeen.insert(name)
             // The row was found by the key's text: its key matches.
             if path == "_id" { return }
-            guard let c = columns[name] else { differs = true; note("\(idText): no column for field \(path)"); return }
+            // (A field only ever null has no column: nothing to compare.)
+            guard let c = columns[name] else {
+                if !view.isNull { differs = true; note("\(idText): no column for field \(path)") }
+                return
+            }
             let value = view.decoded
             if !matches(value, row[c], types[c]) {
                 differs = true

@@ -92,6 +92,45 @@ final class KeyTextConversionTests: XCTestCase {
         try await assertTextConversionsMatchNewRows(url: try TestServers.requireRedshift().url, dialect: .redshift)
     }
 
+    /// Two workers applying one stream's snapshot pages (a shared snapshot) learn columns apart: a change starts
+    /// from the column as the target has it. Worker B made `price` DOUBLE (and stored 1.5); worker A, which still
+    /// knew it as INTEGER, "widened" it to BIGINT — every fraction was rounded. A column B added as BIGINT that A
+    /// adds as text becomes text.
+    func assertChangesStartFromTheTargetsColumns(url: String, dialect: SQLDialect) async throws {
+        let c = try await PostgresConnection.connect(url)
+        let schemaName = TestServers.uniqueName("twoworkers")
+        try await c.execute("CREATE SCHEMA \(schemaName)")
+        defer { Task { _ = try? await c.execute("DROP SCHEMA \(schemaName) CASCADE") } }
+        let sql = TargetSQL(dialect: dialect, table: TableName(schema: schemaName, name: "apps"))
+        let base = TableSchema(columns: [.init(name: "_id", path: "_id", type: .integer), .init(name: "price", path: "price", type: .integer)])
+        try await c.execute(sql.createTable(base))
+        let changer = SchemaChanger(sql: sql, logger: Logger(label: "test"))
+        var b = base
+        b.columns[1].type = .double
+        b.columns.append(.init(name: "code", path: "code", type: .bigint))
+        try await changer.apply([.widenColumn(b.columns[1], from: .integer), .addColumn(b.columns[2])], schema: b, previous: base, on: c)
+        try await c.execute("INSERT INTO \(schemaName).apps (_id, price, code) VALUES (1, 1.5, 7)")
+        var a = base
+        a.columns[1].type = .bigint
+        a.columns.append(.init(name: "code", path: "code", type: .varchar(16)))
+        try await changer.apply([.widenColumn(a.columns[1], from: .integer), .addColumn(a.columns[2])], schema: a, previous: base, on: c)
+        let types = try await c.query("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'apps'",
+                                      [schemaName]).rows.reduce(into: [String: String]()) { $0[$1[0]!] = $1[1] }
+        XCTAssertEqual(types["price"], "double precision", "\(dialect): kept as wide as the target had it")
+        XCTAssertEqual(types["code"], "character varying", "\(dialect)")
+        let row = try await c.query("SELECT CAST(price AS varchar), code FROM \(schemaName).apps").rows.first
+        XCTAssertEqual(row?[0], "1.5")
+        XCTAssertEqual(row?[1], "7")
+    }
+
+    func testPostgreSQLChangesStartFromTheTargetsColumns() async throws {
+        try await assertChangesStartFromTheTargetsColumns(url: try TestServers.requirePostgres(), dialect: .postgres)
+    }
+
+    func testRedshiftChangesStartFromTheTargetsColumns() async throws {
+        try await assertChangesStartFromTheTargetsColumns(url: try TestServers.requireRedshift().url, dialect: .redshift)
+    }
+
     /// A key widening runs again when its batch is retried (the load failed after the schema change, or a crash
     /// came before the commit): the rows already converted must not be converted twice.
     func assertKeyWideningRunsTwiceSafely(url: String, dialect: SQLDialect) async throws {

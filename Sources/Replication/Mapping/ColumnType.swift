@@ -142,6 +142,27 @@ public enum ColumnType: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// A column's type as `information_schema.columns` shows it (`data_type`, `character_maximum_length`,
+    /// `numeric_scale`) on PostgreSQL and Redshift; nil for a type mongoshift does not make.
+    public init?(catalogType dataType: String, length: Int?, scale: Int?) {
+        switch dataType {
+        case "boolean": self = .boolean
+        case "integer": self = .integer
+        case "bigint": self = .bigint
+        case "double precision": self = .double
+        case "numeric": self = .decimal(scale: scale ?? 0)
+        case "timestamp without time zone": self = .timestamp
+        case "character" where length == 24: self = .char24
+        case "character varying": self = .varchar(length ?? Self.maxVarchar)
+        case "text": self = .varchar(Self.maxVarchar)
+        case "jsonb", "super": self = .nested
+        // PostgreSQL's bytea has no length: the widest, which every binary fits.
+        case "bytea": self = .binary(Self.maxVarbyte)
+        case "binary varying", "varbyte": self = .binary(length ?? Self.defaultVarbyte)
+        default: return nil
+        }
+    }
+
     public func sql(_ dialect: SQLDialect) -> String {
         switch self {
         case .boolean: "boolean"

@@ -23,28 +23,61 @@ struct SchemaChanger {
             if let key = current.columns.firstIndex(where: { $0.path == "_id" }) {
                 current.columns[key].type = try await keyTypeFound(current.columns[key].type, on: c)
             }
-            try await rebuild(schema, from: current, on: c)
+            // The rebuilt table keeps every column the target has, as wide as it has it — also those another
+            // worker added or widened (this worker's schema would have dropped or narrowed them).
+            var wanted = schema
+            for (name, have) in try await catalogTypes(on: c) where name != "_id" && name != TargetSQL.generationColumn {
+                if let i = wanted.columns.firstIndex(where: { $0.name == name }) {
+                    wanted.columns[i].type = have.widened(with: wanted.columns[i].type)
+                    if let j = current.columns.firstIndex(where: { $0.name == name }) { current.columns[j].type = have }
+                } else {
+                    wanted.columns.append(.init(name: name, path: name, type: have))
+                    current.columns.append(.init(name: name, path: name, type: have))
+                }
+            }
+            try await rebuild(wanted, from: current, on: c)
             return
         }
-        var present: Set<String>?
+        // Each change starts from the column as the target has it, not as this worker last knew it: another worker
+        // (a shared snapshot's helper) may have added or widened it since — "widening" a DOUBLE back to BIGINT
+        // rounded every fraction it held.
+        let actual = try await catalogTypes(on: c)
         for change in changes {
             switch change {
             case .addColumn(let column):
-                if present == nil { present = try await catalogColumnNames(on: c) }
-                if !present!.contains(column.name) { try await c.execute(sql.addColumn(column)) }
-            case .widenColumn(let column, let old):
-                if sql.dialect == .postgres {
-                    let found = column.path == "_id" ? try await keyTypeFound(old, on: c) : old
-                    try await c.execute(sql.alterColumnType(column, from: found))
-                } else if old.canAlterInPlace(to: column.type, dialect: sql.dialect) {
-                    if try await catalogWidth(column.name, on: c) ?? 0 < column.type.textWidth {
-                        try await c.execute(sql.alterColumnType(column, from: old))
-                    }
+                if let have = actual[column.name] {
+                    try await widen(column, from: have, on: c)
                 } else {
-                    try await swap(column, from: old, on: c)
+                    try await c.execute(sql.addColumn(column))
                 }
+            case .widenColumn(let column, let old):
+                try await widen(column, from: actual[column.name] ?? old, on: c)
             }
         }
+    }
+
+    /// `column` (of the type this worker needs) from `have`, to the type holding both; nothing when `have` already does.
+    private func widen(_ column: TableSchema.Column, from have: ColumnType, on c: PostgresConnection) async throws {
+        var target = column
+        target.type = column.path == "_id" ? have.widenedKey(with: column.type) : have.widened(with: column.type)
+        if target.type == have { return }
+        if sql.dialect == .postgres || have.canAlterInPlace(to: target.type, dialect: sql.dialect) {
+            try await c.execute(sql.alterColumnType(target, from: have))
+        } else {
+            try await swap(target, from: have, on: c)
+        }
+    }
+
+    /// The target's columns and their types, as far as they are types mongoshift makes (others are left out: the
+    /// tracker's own type stands for them).
+    private func catalogTypes(on c: PostgresConnection) async throws -> [String: ColumnType] {
+        var out: [String: ColumnType] = [:]
+        for row in try await c.query(sql.catalogColumns(), sql.catalogParameters).rows {
+            guard let name = row[0], let dataType = row[1],
+                  let type = ColumnType(catalogType: dataType, length: row[2].flatMap { Int($0) }, scale: row[3].flatMap { Int($0) }) else { continue }
+            out[name] = type
+        }
+        return out
     }
 
     private func swap(_ column: TableSchema.Column, from old: ColumnType, on c: PostgresConnection) async throws {
@@ -109,9 +142,4 @@ struct SchemaChanger {
         return .varchar(row[2].flatMap { Int($0) } ?? ColumnType.maxVarchar)
     }
 
-    private func catalogWidth(_ column: String, on c: PostgresConnection) async throws -> Int? {
-        let rows = try await c.query(sql.catalogColumns(), sql.catalogParameters).rows
-        guard let row = rows.first(where: { $0[0] == column }), let width = row[2] else { return nil }
-        return Int(width)
-    }
 }

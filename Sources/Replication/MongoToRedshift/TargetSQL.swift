@@ -211,7 +211,8 @@ public struct TargetSQL: Sendable {
 
     /// The target's columns as the catalog has them (`$1` schema, `$2` table).
     public func catalogColumns() -> String {
-        "SELECT column_name, data_type, CAST(character_maximum_length AS varchar(12)) FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2"
+        "SELECT column_name, data_type, CAST(character_maximum_length AS varchar(12)), CAST(numeric_scale AS varchar(12)) "
+            + "FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2"
     }
 
     var catalogParameters: [String?] { [table.schema ?? "public", table.name] }

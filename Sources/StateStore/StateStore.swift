@@ -178,9 +178,11 @@ public final class StateStore: Sendable {
         try await transaction { try $0.streams.transition(name, .resume) }
     }
 
-    /// Stops the stream on a permanent error, with the reason.
-    public func failStream(_ name: String, reason: String) async throws {
+    /// Stops the stream on a permanent error, with the reason — under `lease` (`.fenced` when another worker took
+    /// the stream meanwhile: its stream is not this worker's to mark failed).
+    public func failStream(_ name: String, reason: String, lease: Lease? = nil) async throws {
         try await transaction { parts in
+            if let lease { try parts.leases.check(lease) }
             try parts.streams.recordError(name, reason)
             try parts.streams.transition(name, .fail)
         }

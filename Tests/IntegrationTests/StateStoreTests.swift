@@ -199,6 +199,13 @@ class StateStoreSuite: XCTestCase {
         XCTAssertTrue(newHolds)
         let holder = try await store.leases().first { $0.stream == stream }?.holder
         XCTAssertEqual(holder, store.workerID)
+        // A former holder meeting a permanent error does not mark the new holder's stream failed.
+        await XCTAssertThrowsStateError(.fenced) { try await store.failStream(self.stream, reason: "old worker's error", lease: first!) }
+        let phase = try await store.stream(stream)?.lifecycle
+        XCTAssertNotEqual(phase.map { if case .failed = $0 { true } else { false } }, true)
+        try await store.failStream(stream, reason: "the holder's error", lease: second!)
+        let failed = try await store.stream(stream)?.lastError
+        XCTAssertEqual(failed, "the holder's error")
     }
 }
 

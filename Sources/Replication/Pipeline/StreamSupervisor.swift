@@ -74,7 +74,7 @@ struct StreamSupervisor {
                 case .fail(let why): reason = why
                 case nil: reason = "\(error)"
                 }
-                await fail(reason)
+                try await fail(reason)
                 throw ReplicationError(.streamFailed, stream: context.name, reason)
             }
         }
@@ -93,9 +93,18 @@ struct StreamSupervisor {
         return false
     }
 
-    func fail(_ message: String) async {
+    /// Marks the stream failed under this worker's lease; throws `.fenced` when another worker holds it now (the
+    /// lease service competes again instead of ending the stream here).
+    func fail(_ message: String) async throws {
+        do {
+            try await context.state.failStream(context.name, reason: message, lease: context.lease)
+        } catch let error as StateStoreError where error.code == .fenced {
+            context.logger.warning("stream error after another worker took the stream: not marked failed", metadata: ["error": "\(message)"])
+            throw error
+        } catch {
+            context.logger.warning("the stream's failure could not be recorded", metadata: ["error": "\(error)"])
+        }
         context.metrics.errors.increment()
         context.logger.error("stream failed; other streams continue", metadata: ["error": "\(message)"])
-        try? await context.state.failStream(context.name, reason: message)
     }
 }

@@ -28,25 +28,33 @@ final class KeyTextConversionTests: XCTestCase {
         (.binary(64_000), [.binary(BSONBinary(subtype: 4, data: Array(0..<16))), .binary(BSONBinary(subtype: 0, data: [0xFF, 0x00, 0x7F]))]),
     ]
 
-    func assertConversionsAgree(url: String, dialect: SQLDialect) async throws {
+    /// Each case's values stored in a column of its type (as the applier sends them: binaries as `\x`-hex text
+    /// for bytea, through FROM_HEX for VARBYTE), read back through the SQL `expression` makes of the column.
+    func readBack(url: String, dialect: SQLDialect, cases: [(ColumnType, [BSON])],
+                  expression: (TargetSQL, String, ColumnType) -> String) async throws -> [(ColumnType, BSON, String?)] {
         let c = try await PostgresConnection.connect(url)
-        let table = TestServers.uniqueName("keyconv")
-        for (type, values) in Self.cases {
+        let table = TestServers.uniqueName("conv")
+        var out: [(ColumnType, BSON, String?)] = []
+        for (type, values) in cases {
             let sql = TargetSQL(dialect: dialect, table: TableName(schema: "public", name: table))
             try await c.execute("CREATE TABLE public.\(table) (n integer, v \(type.sql(dialect)))")
             for (n, value) in values.enumerated() {
-                // Binaries go in as the applier sends them: `\x`-hex text (bytea), FROM_HEX (VARBYTE).
                 var text = PlainText()
                 try ValueText.write(value, as: type, column: "v", byteaPrefix: dialect == .postgres, to: &text)
                 let parameter = if case .binary = type, dialect == .redshift { "FROM_HEX($1)" } else { "$1" }
                 try await c.query("INSERT INTO public.\(table) (n, v) VALUES (\(n), \(parameter))", [String(decoding: text.bytes, as: UTF8.self)])
             }
-            let rows = try await c.query("SELECT n, \(sql.keyConverted(SQL.identifier("v"), from: type)) FROM public.\(table) ORDER BY n").rows
+            let rows = try await c.query("SELECT n, \(expression(sql, SQL.identifier("v"), type)) FROM public.\(table) ORDER BY n").rows
             try await c.execute("DROP TABLE public.\(table)")
             XCTAssertEqual(rows.count, values.count)
-            for (row, value) in zip(rows, values) {
-                XCTAssertEqual(row[1], KeyText.text(value), "\(dialect) \(type): \(ExtendedJSON.relaxed(value))")
-            }
+            out += zip(rows, values).map { (type, $1, $0[1]) }
+        }
+        return out
+    }
+
+    func assertConversionsAgree(url: String, dialect: SQLDialect) async throws {
+        for (type, value, text) in try await readBack(url: url, dialect: dialect, cases: Self.cases, expression: { $0.keyConverted($1, from: $2) }) {
+            XCTAssertEqual(text, KeyText.text(value), "\(dialect) \(type): \(ExtendedJSON.relaxed(value))")
         }
     }
 
@@ -62,25 +70,12 @@ final class KeyTextConversionTests: XCTestCase {
     /// booleans `true`/`false` (a CAST on Redshift, which casts no BOOLEAN to text, failed the widening on every
     /// retry), binaries base64 (not hex), dates with their milliseconds (PostgreSQL's text dropped them).
     func assertTextConversionsMatchNewRows(url: String, dialect: SQLDialect) async throws {
-        let c = try await PostgresConnection.connect(url)
-        let table = TestServers.uniqueName("textconv")
         let cases = Self.cases.filter { type, _ in
             switch type { case .boolean, .binary, .timestamp, .integer, .bigint, .char24: true; default: false }
         }
-        for (type, values) in cases {
-            let sql = TargetSQL(dialect: dialect, table: TableName(schema: "public", name: table))
-            try await c.execute("CREATE TABLE public.\(table) (n integer, v \(type.sql(dialect)))")
-            for (n, value) in values.enumerated() {
-                var text = PlainText()
-                try ValueText.write(value, as: type, column: "v", byteaPrefix: dialect == .postgres, to: &text)
-                let parameter = if case .binary = type, dialect == .redshift { "FROM_HEX($1)" } else { "$1" }
-                try await c.query("INSERT INTO public.\(table) (n, v) VALUES (\(n), \(parameter))", [String(decoding: text.bytes, as: UTF8.self)])
-            }
-            let rows = try await c.query("SELECT n, \(sql.textConverted(SQL.identifier("v"), from: type, to: .varchar(65535))) FROM public.\(table) ORDER BY n").rows
-            try await c.execute("DROP TABLE public.\(table)")
-            for (row, value) in zip(rows, values) {
-                XCTAssertEqual(row[1], ValueText.scalarText(value), "\(dialect) \(type): \(ExtendedJSON.relaxed(value))")
-            }
+        for (type, value, text) in try await readBack(url: url, dialect: dialect, cases: cases,
+                                                      expression: { $0.textConverted($1, from: $2, to: .varchar(65535)) }) {
+            XCTAssertEqual(text, ValueText.scalarText(value), "\(dialect) \(type): \(ExtendedJSON.relaxed(value))")
         }
     }
 

@@ -56,13 +56,16 @@ final class ConfigLoaderTests: XCTestCase {
         }
     }
 
-    /// `redshift.time_zone`: PostgreSQL only (Redshift's timestamp watermarks hold UTC), a zone name only.
-    /// A bare table name is `public`'s, so statements and catalog lookups name one table whatever `search_path` is.
-    func testABareTableNameIsInPublic() throws {
-        let config = try loader.parse(valid.replacingOccurrences(of: "table: public.orders", with: "table: orders"))
-        XCTAssertEqual(config.streams.first { $0.name == "orders" }?.table, TableName(schema: "public", name: "orders"))
+    /// A bare target table name is `public`'s, so statements and catalog lookups name one table whatever
+    /// `search_path` is; a bare source table is read as named.
+    func testABareTargetTableNameIsInPublic() throws {
+        let config = try loader.parse(valid.replacingOccurrences(of: "table: public.orders", with: "table: orders")
+                                           .replacingOccurrences(of: "table: analytics.apps", with: "table: apps"))
+        XCTAssertEqual(config.streams.first { $0.name == "orders" }?.table, TableName(schema: nil, name: "orders"))
+        XCTAssertEqual(config.streams.first { $0.direction == .mongoToRedshift }?.table, TableName(schema: "public", name: "apps"))
     }
 
+    /// `redshift.time_zone`: PostgreSQL only (Redshift's timestamp watermarks hold UTC), a zone name only.
     func testTimeZoneIsForPostgresAndAName() throws {
         let postgres = valid.replacingOccurrences(of: "  dialect: redshift", with: "  dialect: postgres\n  time_zone: America/New_York")
         XCTAssertEqual(try loader.parse(postgres).redshift?.timeZone, "America/New_York")

@@ -71,6 +71,17 @@ final class SchemaTrackerTests: XCTestCase {
                                                                                          "internationalDeliveryInstructionsOverrideForTheCarrierB": "y"])]]))
     }
 
+    /// Redshift casts no BOOLEAN to a character type (42846): a boolean column widened to VARCHAR converts its rows
+    /// with CASE (the stand-in accepts the CAST, so only the SQL shows it).
+    func testABooleanBecomesTextWithoutACast() {
+        for dialect in [SQLDialect.redshift, .postgres] {
+            let sql = TargetSQL(dialect: dialect, table: TableName(schema: "public", name: "apps"))
+            let converted = sql.converted("flag", from: .boolean, to: .varchar(16))
+            XCTAssertEqual(converted, #"CASE WHEN "flag" THEN 'true' WHEN NOT "flag" THEN 'false' END"#, "\(dialect)")
+            XCTAssertFalse(sql.alterColumnType(.init(name: "flag", path: "flag", type: .varchar(16)), from: .boolean).contains("::text"))
+        }
+    }
+
     func testNameSanitising() {
         XCTAssertEqual(ColumnNaming.sanitize("Customer Name"), "customer_name")
         XCTAssertEqual(ColumnNaming.sanitize("1st"), "_1st")

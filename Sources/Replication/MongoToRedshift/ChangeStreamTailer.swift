@@ -202,8 +202,9 @@ struct ChangeStreamTailer {
         case .truncate:
             while try await context.state.spoolBacklog(context.name).segments > 0 {
                 try await pause(.milliseconds(100))
-                // (The applier stops at shutdown: the drop event is read again at the next start.)
-                if Task.isShuttingDownGracefully { throw CancellationError() }
+                // The applier stops at shutdown: nothing truncated, nothing recorded — the drop event is read again
+                // at the next start.
+                if Task.isShuttingDownGracefully { return }
             }
             try await truncateTarget()
             context.logger.error("\(what); target table truncated (on_drop: truncate)")

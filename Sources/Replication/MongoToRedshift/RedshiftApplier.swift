@@ -74,7 +74,12 @@ public actor RedshiftApplier: ChangeTarget {
             // process (workers in other processes may still race; that error is retried, PostgresError).
             let sql = self.sql
             try await Self.setupGate.serially {
-                if let schema = sql.createSchema() { try await c.execute(schema) }
+                // Only when missing: PostgreSQL checks CREATE on the database before `IF NOT EXISTS`, so a login
+                // allowed to create tables in the schema (`public`, say) but not schemas failed on every start.
+                if let schema = sql.createSchema(), let name = sql.table.schema,
+                   try await c.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [name]).rows.isEmpty {
+                    try await c.execute(schema)
+                }
                 try await c.execute(sql.createCheckpoints())
             }
             try await c.query(sql.seedCheckpoint(), [context.checkpointKey])

@@ -26,7 +26,7 @@ struct SchemaChanger {
             // The rebuilt table keeps every column the target has, as wide as it has it — also those another
             // worker added or widened (this worker's schema would have dropped or narrowed them).
             var wanted = schema
-            for (name, have) in try await catalogTypes(on: c) where name != "_id" && name != TargetSQL.generationColumn {
+            for (name, have) in try await catalog(on: c).types where name != "_id" && name != TargetSQL.generationColumn {
                 if let i = wanted.columns.firstIndex(where: { $0.name == name }) {
                     wanted.columns[i].type = have.widened(with: wanted.columns[i].type)
                     if let j = current.columns.firstIndex(where: { $0.name == name }) { current.columns[j].type = have }
@@ -41,13 +41,13 @@ struct SchemaChanger {
         // Each change starts from the column as the target has it, not as this worker last knew it: another worker
         // (a shared snapshot's helper) may have added or widened it since — "widening" a DOUBLE back to BIGINT
         // rounded every fraction it held.
-        let actual = try await catalogTypes(on: c)
+        let (actual, present) = try await catalog(on: c)
         for change in changes {
             switch change {
             case .addColumn(let column):
                 if let have = actual[column.name] {
                     try await widen(column, from: have, on: c)
-                } else {
+                } else if !present.contains(column.name) {
                     try await c.execute(sql.addColumn(column))
                 }
             case .widenColumn(let column, let old):
@@ -68,16 +68,19 @@ struct SchemaChanger {
         }
     }
 
-    /// The target's columns and their types, as far as they are types mongoshift makes (others are left out: the
-    /// tracker's own type stands for them).
-    private func catalogTypes(on c: PostgresConnection) async throws -> [String: ColumnType] {
-        var out: [String: ColumnType] = [:]
+    /// The target's columns: the types of those whose type mongoshift makes, and every name (a column of another
+    /// type — made by an operator — exists all the same: it is never added again).
+    private func catalog(on c: PostgresConnection) async throws -> (types: [String: ColumnType], names: Set<String>) {
+        var types: [String: ColumnType] = [:]
+        var names = Set<String>()
         for row in try await c.query(sql.catalogColumns(), sql.catalogParameters).rows {
-            guard let name = row[0], let dataType = row[1],
-                  let type = ColumnType(catalogType: dataType, length: row[2].flatMap { Int($0) }, scale: row[3].flatMap { Int($0) }) else { continue }
-            out[name] = type
+            guard let name = row[0] else { continue }
+            names.insert(name)
+            if let dataType = row[1], let type = ColumnType(catalogType: dataType, length: row[2].flatMap { Int($0) }, scale: row[3].flatMap { Int($0) }) {
+                types[name] = type
+            }
         }
-        return out
+        return (types, names)
     }
 
     private func swap(_ column: TableSchema.Column, from old: ColumnType, on c: PostgresConnection) async throws {

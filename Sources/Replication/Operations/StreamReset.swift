@@ -167,6 +167,10 @@ public enum StreamReset {
             let horizon = try await TransactionHorizon.probe(pg, dialect: redshift.dialect, table: stream.table,
                                                              maxOf: kind == .integer ? column : nil,
                                                              zone: StampZone(kind: kind, configured: redshift.timeZone))
+            if let writer = horizon.oldestWriter, writer.isPrepared {
+                throw Refusal(description: "stream \(stream.name): \(writer) writes \(stream.table) and its rows' stamps are unknown: "
+                                           + "COMMIT PREPARED or ROLLBACK PREPARED it, then reset")
+            }
             let seed = try await RedshiftSnapshotSource.tailSeed(horizon, table: table, dialect: redshift.dialect, safetyLag: stream.safetyLag, logger: logger) {
                 try await pg.query($0).rows.first?.first ?? nil
             }

@@ -178,10 +178,10 @@ public struct StreamContext: Sendable {
                 }
                 warned = true
             }
-            // Shutdown stops the applier too: nothing would make room. The extractor stops here (its segments so
-            // far are recorded; it resumes from them).
+            // Shutdown stops the applier too: nothing would make room. Returns then (throwing would cancel the
+            // applier's batch in the same task group); the extractor sees the shutdown and stops.
             try await pause(.milliseconds(250))
-            if Task.isShuttingDownGracefully { throw CancellationError() }
+            if Task.isShuttingDownGracefully { return }
         }
     }
 }

@@ -33,6 +33,12 @@ struct PollBound: Sendable {
 
     func decide(_ horizon: TransactionHorizon, position: Int64?) -> Decision {
         let clockBound = horizon.now - Int64(safetyLag.seconds * 1_000_000)
+        if let writer = horizon.oldestWriter, writer.isPrepared {
+            // Its rows' stamps are unknown: hold where the tail stands (a seed, with no position, starts from the
+            // beginning: everything is read again).
+            let held = kind == .integer ? 0 : position.map { Double(max(0, clockBound - $0)) / 1_000_000 } ?? 0
+            return Decision(value: position, heldBy: writer, holdSeconds: held)
+        }
         var timeBound = clockBound
         var heldBy: TransactionHorizon.OpenTransaction?
         if let writer = horizon.oldestWriter, writer.start <= clockBound {

@@ -33,8 +33,10 @@ struct TransactionHorizon: Sendable, Equatable {
         var xid: String?
         /// Transaction start, microseconds since the epoch (UTC).
         var start: Int64
+        /// A prepared (two-phase) transaction: no session, its start unknown.
+        var isPrepared: Bool { pid.hasPrefix(TransactionHorizon.preparedPrefix) }
         var description: String {
-            if pid.hasPrefix(TransactionHorizon.preparedPrefix) { return pid + (xid.map { " xid \($0)" } ?? "") + " (start unknown)" }
+            if isPrepared { return pid + (xid.map { " xid \($0)" } ?? "") + " (start unknown)" }
             return "pid \(pid)" + (xid.map { " xid \($0)" } ?? "") + " since \(ValueText.timestampMicrosText(start))"
         }
     }

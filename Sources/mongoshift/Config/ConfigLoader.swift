@@ -199,7 +199,7 @@ struct ConfigLoader {
         }
         var stream: StreamConfig
         if let table = from["table"], let coll = to["collection"] {
-            stream = StreamConfig(name: name, direction: .redshiftToMongo, table: Self.inSchema(TableName(parsing: try string(table, "from.table"))),
+            stream = StreamConfig(name: name, direction: .redshiftToMongo, table: TableName(parsing: try string(table, "from.table")),
                                   collection: try string(coll, "to.collection"), defaults: config.defaults)
         } else if let coll = from["collection"], let table = to["table"] {
             stream = StreamConfig(name: name, direction: .mongoToRedshift, table: Self.inSchema(TableName(parsing: try string(table, "to.table"))),
@@ -487,9 +487,9 @@ struct ConfigLoader {
         }
     }
 
-    /// A table named without a schema is `public`'s: every statement and catalog lookup then names the same
-    /// table, whatever the login's `search_path` (`CREATE TABLE apps` went to a `$user` schema while the catalog
-    /// was searched in `public`).
+    /// A target table named without a schema is `public`'s: every statement and catalog lookup then names the
+    /// same table, whatever the login's `search_path` (`CREATE TABLE apps` went to a `$user` schema while the
+    /// catalog was searched in `public`). Sources are read as named (through `search_path`).
     static func inSchema(_ table: TableName) -> TableName {
         table.schema == nil ? TableName(schema: "public", name: table.name) : table
     }

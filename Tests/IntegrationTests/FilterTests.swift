@@ -39,6 +39,24 @@ final class FilterTests: IntegrationTestCase {
         XCTAssertTrue(check.stdout.contains("orders: where: the source refuses the predicate"), check.stdout + check.stderr)
     }
 
+    /// The progress total of a filtered snapshot is the planner's estimate of the matching rows, not the table's count.
+    func testWhereSnapshotProgressTotalEstimatesTheMatchingRows() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 2000)
+        try await connection.execute("ANALYZE public.\(table)")
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
+                                              extra: "    where: \"id <= 100\"")
+        let result = try MongoshiftProcess.run(["snapshot", "--config", config, "--log-format", "json"])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        let totals = (result.stdout + result.stderr).split(separator: "\n")
+            .filter { $0.contains("\"snapshot progress\"") }
+            .compactMap { line -> Int? in
+                guard let range = line.range(of: "\"total\": \"") else { return nil }
+                return Int(line[range.upperBound...].prefix { $0.isNumber })
+            }
+        XCTAssertFalse(totals.isEmpty, result.stdout + result.stderr)
+        for total in totals { XCTAssertTrue((50...200).contains(total), "total \(total): the estimate of the 100 matching rows") }
+    }
+
     func testMatchFiltersSnapshotAndChangeStreamAndDeletesDocumentsThatLeaveIt() async throws {
         let schema = TestServers.uniqueName("flt")
         onTeardown { [connection] in _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE") }

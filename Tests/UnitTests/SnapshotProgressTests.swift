@@ -17,4 +17,11 @@ final class SnapshotProgressTests: XCTestCase {
         XCTAssertTrue(finished.isFinished && !finished.isPastEstimate)
         XCTAssertEqual(finished.secondsRemaining, 0)
     }
+
+    /// A filtered snapshot's total comes from the first plan line, in PostgreSQL's and Redshift's text forms.
+    func testPlannedRowsAreReadFromEitherSourcesPlanLine() {
+        XCTAssertEqual(RedshiftSnapshotSource.plannedRows(fromPlanLine: "Seq Scan on t  (cost=0.00..38.25 rows=753 width=4)"), 753)
+        XCTAssertEqual(RedshiftSnapshotSource.plannedRows(fromPlanLine: "XN Seq Scan on orders  (cost=0.00..0.05 rows=5 width=0)"), 5)
+        XCTAssertNil(RedshiftSnapshotSource.plannedRows(fromPlanLine: "Result"))
+    }
 }

@@ -88,7 +88,7 @@ final class VersionGuardTests: IntegrationTestCase {
         let current3 = try await notes(applier)
         XCTAssertEqual(current3, [.string("v100")], "key 1 stays deleted")
         // The reconciler's hard deletes are tombstoned at the deleted document's version.
-        let removed = try await applier.deleteKeys([.int32(2)])
+        let removed = try await applier.deleteKeys(try await applier.seenDocuments([.int32(2)]))
         XCTAssertEqual(removed, 1)
         let afterReconcile = try await applier.apply([change(2, 100, "replayed")], mode: .guarded)
         XCTAssertEqual(afterReconcile.stale, 1)
@@ -102,6 +102,22 @@ final class VersionGuardTests: IntegrationTestCase {
         // Tombstones go after their retention.
         let purged = try await applier.purgeTombstones(olderThan: .zero)
         XCTAssertEqual(purged, 2)
+    }
+
+    /// A reconcile delete used to remove the document by key alone: a row inserted again after the source confirmed
+    /// its key gone, and applied by the tail before the delete, lost its document for good (the tail was past it).
+    func testAReconcileDeleteSparesADocumentRewrittenAfterItsKeyWasFoundMissing() async throws {
+        let applier = MongoApplier(client: mongo, database: database, collection: "docs")
+        _ = try await applier.apply([change(1, 100, "gone"), change(2, 100, "back")], mode: .insertFirst)
+        let seen = try await applier.seenDocuments([.int32(1), .int32(2)])
+        XCTAssertEqual(seen.count, 2)
+        // Between the source's confirmation and the delete, row 2 is inserted again and the tail applies it.
+        let reinserted = try await applier.apply([change(2, 300, "reinserted")], mode: .guarded)
+        XCTAssertEqual(reinserted.applied, 1)
+        let removed = try await applier.deleteKeys(seen)
+        XCTAssertEqual(removed, 1)
+        let left = try await notes(applier)
+        XCTAssertEqual(left, [.string("reinserted")])
     }
 
     /// Item 6: rows whose watermark was NULL at snapshot used to get a date version; for integer watermarks every

@@ -189,18 +189,39 @@ public struct MongoApplier: Sendable {
         return outcome
     }
 
-    /// Deletes of keys gone from the source (hard-delete reconcile), each tombstoned at the version its document
-    /// had, so an older change replayed later cannot bring it back.
-    public func deleteKeys(_ keys: [BSON]) async throws -> Int {
+    /// A document the hard-delete reconcile found without a source row, with the version it had then (nil:
+    /// unversioned).
+    public struct SeenDocument: Sendable {
+        public var key: BSON
+        public var version: BSON?
+        public init(key: BSON, version: BSON?) {
+            self.key = key
+            self.version = version
+        }
+    }
+
+    /// The target's documents with these keys and their versions now: read before the source confirms the rows
+    /// gone, so a delete can spare a document rewritten since (`deleteKeys`).
+    public func seenDocuments(_ keys: [BSON]) async throws -> [SeenDocument] {
         try await gate.serially {
             let docs = try await client.findAll(database: database, collection: collection,
                                                 filter: ["_id": .document(["$in": .array(keys)])], projection: ["_mongoshift.v": 1])
-            try await tombstones.record(docs.compactMap { doc in
-                guard let id = doc["_id"] else { return nil }
-                return (id, doc.value(at: "_mongoshift.v") ?? .int64(RowVersion.unversioned))
-            })
+            return docs.compactMap { doc in doc["_id"].map { SeenDocument(key: $0, version: doc.value(at: "_mongoshift.v")) } }
+        }
+    }
+
+    /// Deletes of keys gone from the source (hard-delete reconcile), each only while its document still has the
+    /// version it had before the source was asked — a row inserted again meanwhile, and applied by the tail, keeps
+    /// its document — and tombstoned at that version, so an older change replayed later cannot bring it back.
+    public func deleteKeys(_ seen: [SeenDocument]) async throws -> Int {
+        guard !seen.isEmpty else { return 0 }
+        return try await gate.serially {
+            try await tombstones.record(seen.map { ($0.key, $0.version ?? .int64(RowVersion.unversioned)) })
             gate.noteTombstones()
-            let result = try await write(keys.map { .delete(filter: ["_id": $0]) })
+            let result = try await write(seen.map { document in
+                let version: BSON = document.version ?? .document(["$exists": false])
+                return .delete(filter: ["_id": document.key, "_mongoshift.v": version])
+            })
             return result.removed
         }
     }

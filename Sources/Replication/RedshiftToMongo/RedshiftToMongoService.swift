@@ -134,8 +134,10 @@ public struct RedshiftToMongoService: Service {
                                 context: StreamContext, applier: MongoApplier) async throws {
         switch decision {
         case .delete(let keys, let waiting):
-            let confirmed = keys.isEmpty ? [] : try await reconciler.stillMissing(keys)
-            let removed = confirmed.isEmpty ? 0 : try await applier.deleteKeys(confirmed)
+            // Versions first, then the source: a row inserted again after its confirmation keeps its document.
+            let seen = keys.isEmpty ? [] : try await applier.seenDocuments(keys)
+            let confirmed = seen.isEmpty ? [] : Set(try await reconciler.stillMissing(seen.map(\.key)))
+            let removed = try await applier.deleteKeys(seen.filter { confirmed.contains($0.key) })
             if removed > 0 { context.logger.info("reconcile deleted documents whose source rows are gone", metadata: ["count": "\(removed)"]) }
             context.logger.debug("reconcile done", metadata: ["ranges": "\(found.rangesChecked)", "mismatched": "\(found.rangesMismatched)",
                                                                "deleted": "\(removed)", "waiting_for_second_sighting": "\(waiting)"])

@@ -285,12 +285,12 @@ public final class MongoClient: @unchecked Sendable {
 
     // MARK: - reads
 
-    /// Streams matching documents to `onDocument` (on the client's thread), batch by batch; memory stays one
-    /// server batch deep. Returns the number of documents.
+    /// Streams matching documents to `onDocument` (on the client's thread), batch by batch, until it returns
+    /// false; memory stays one server batch deep. Returns the number of documents handed over.
     @discardableResult
     public func find(database: String, collection: String, filter: Document, sort: Document? = nil,
                      projection: Document? = nil, limit: Int? = nil, batchSize: Int? = nil,
-                     onDocument: @escaping @Sendable (Document) throws -> Void) async throws -> Int {
+                     onDocument: @escaping @Sendable (Document) throws -> Bool) async throws -> Int {
         var opts = Document()
         if let sort { opts.append("sort", .document(sort)) }
         if let projection { opts.append("projection", .document(projection)) }
@@ -304,8 +304,8 @@ public final class MongoClient: @unchecked Sendable {
             var count = 0
             var doc: OpaquePointer?
             while mongoc_cursor_next(cursor, &doc) {
-                try onDocument(Self.document(doc!))
                 count += 1
+                guard try onDocument(Self.document(doc!)) else { return count }
             }
             var error = bson_error_t()
             var replyPointer: OpaquePointer?
@@ -321,7 +321,7 @@ public final class MongoClient: @unchecked Sendable {
                         projection: Document? = nil, limit: Int? = nil) async throws -> [Document] {
         let box = DocumentBox()
         try await find(database: database, collection: collection, filter: filter, sort: sort, projection: projection,
-                       limit: limit) { box.append($0) }
+                       limit: limit) { box.append($0); return true }
         return box.documents
     }
 

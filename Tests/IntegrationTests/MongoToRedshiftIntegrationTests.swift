@@ -6,6 +6,7 @@ import PostgresClient
 import Replication
 import SQLiteStore
 import TestSupport
+import Spool
 import XCTest
 
 /// Mongo → Redshift end to end against the dev Mongo server and PostgreSQL (postgres dialect).
@@ -106,6 +107,23 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         XCTAssertNotNil(types["replaced_field"])
         XCTAssertNotNil(types["late_field"])
         stop(process)
+    }
+
+    /// Snapshot pages used to be `limit` documents whatever their size: the first page of wide documents held
+    /// thousands of them (far past `memory_budget`; a crash loop on real data). A page now ends at its byte size.
+    func testSnapshotPagesOfWideDocumentsEndAtThePageSize() async throws {
+        let wide = String(repeating: "x", count: 100_000)
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...60).map { (i: Int) -> WriteOperation in
+            .insert(["_id": .int32(Int32(i)), "blob": .string(wide)])
+        })
+        let config = try writeConfig()
+        let result = try MongoshiftProcess.run(["snapshot", "--spool-only", "--config", config])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        let dir = try SpoolDirectory(root: state + "/spool", stream: "apps")
+        let pages = try dir.sequencesOnDisk().map { try SpoolSegmentReader.read(path: dir.segmentPath($0)).changes.count }
+        XCTAssertEqual(pages.reduce(0, +), 60)
+        // 1 MiB pages: 11 documents of 100 KB (the one that crosses the size ends the page).
+        XCTAssertTrue(pages.allSatisfy { $0 <= 11 }, "documents per page: \(pages)")
     }
 
     /// A binary `_id` becomes a bytea key: deletes must name it in bytea's `\x` form too (they once sent bare hex,

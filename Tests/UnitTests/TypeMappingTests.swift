@@ -13,7 +13,7 @@ final class TypeMappingTests: XCTestCase {
     /// (17 digits), or PostgreSQL's shortest exact text — give the same doubles; a REAL at its shortest decimal.
     func testFloatTextReadsBackExactly() {
         let real = PostgresType.float4, double = PostgresType.float8
-        for value: Float in [0.1, 10.3255415, 1234567, 16777216, 3.4028235e+38, 1e-45, -2.5] {
+        for value: Float in [0.1, 10.3255415, 1234567, 16777216, 3.4028235e+38, Float.leastNonzeroMagnitude, -2.5] {
             let widened = String(Double(value))  // what the server prints for CAST(real AS DOUBLE PRECISION)
             XCTAssertEqual(TextValueDecoder.parseFloat(widened, type: real), Double("\(value)"), widened)
             XCTAssertEqual(TextValueDecoder.parseFloat("\(value)", type: real), Double("\(value)"), "PostgreSQL's shortest text")

@@ -136,24 +136,63 @@ struct MongoSnapshotSource: SnapshotSource {
                 try await pages.waitForSpace()
                 let range = bracket.filter(after: afterHere, upTo: upper)
                 let filter: Document = context.stream.match.map { ["$and": .array([.document(range), .document($0.document)])] } ?? range
+                // Rows learned from earlier pages, bytes checked as documents arrive: a page of documents far wider
+                // than the sizer has seen (the first page, or after a restart) still ends at the page size.
                 let limit = sizer.rows
-                let docs = try await policy.run {
-                    try await client.findAll(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit)
+                let page = MongoSnapshotPage(stream: context.name, columns: context.stream.columns, maxBytes: sizer.targetBytes)
+                try await policy.run {
+                    page.reset()
+                    try await client.find(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit) { doc in
+                        page.append(doc)
+                    }
                 }
-                if docs.isEmpty { break }
-                var writer = SpoolSegmentWriter(stream: context.name)
-                for doc in docs {
-                    writer.append(Change(operation: .upsert, key: doc["_id"] ?? .null, document: context.stream.columns.apply(doc)))
-                }
-                let lastKey = docs.last!["_id"] ?? .null
-                try await pages.spool(writer, partition: partition.index, first: previous, last: .documentID(lastKey))
+                guard let lastKey = page.lastKey else { break }
+                try await pages.spool(page.writer, partition: partition.index, first: previous, last: .documentID(lastKey))
                 previous = .documentID(lastKey)
                 afterHere = lastKey
                 after = lastKey
-                sizer.observe(rows: docs.count, bytes: writer.byteCount)
-                if docs.count < limit { break }
+                sizer.observe(rows: page.rows, bytes: page.writer.byteCount)
+                if page.rows < limit && !page.isFull { break }
             }
             if Task.isShuttingDownGracefully { return }
         }
+    }
+}
+
+/// One snapshot page being read: documents become spool records as the cursor yields them, and the page ends
+/// once it holds `maxBytes` (memory is the page, never `limit` documents of unknown size).
+///
+/// `@unchecked Sendable`: filled on the client's thread inside one `find`, read after it returns.
+final class MongoSnapshotPage: @unchecked Sendable {
+    private let stream: String
+    private let columns: FieldMapping
+    private let maxBytes: Int
+    private(set) var writer: SpoolSegmentWriter
+    private(set) var rows = 0
+    private(set) var lastKey: BSON?
+
+    init(stream: String, columns: FieldMapping, maxBytes: Int) {
+        self.stream = stream
+        self.columns = columns
+        self.maxBytes = maxBytes
+        writer = SpoolSegmentWriter(stream: stream)
+    }
+
+    var isFull: Bool { writer.byteCount >= maxBytes }
+
+    /// A retried read starts the page again.
+    func reset() {
+        writer = SpoolSegmentWriter(stream: stream)
+        rows = 0
+        lastKey = nil
+    }
+
+    /// Adds one document; false once the page is full.
+    func append(_ doc: Document) -> Bool {
+        let key = doc["_id"] ?? .null
+        writer.append(Change(operation: .upsert, key: key, document: columns.apply(doc)))
+        rows += 1
+        lastKey = key
+        return !isFull
     }
 }

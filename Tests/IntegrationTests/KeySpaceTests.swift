@@ -355,7 +355,8 @@ final class KeySpaceTests: IntegrationTestCase {
     /// to fail) and text ('on' was deleted for SQL but live for the encoder) — follow one rule on both sides.
     func testSoftDeleteColumnsOfEveryTypeFollowOneRule() async throws {
         try await connection.execute("""
-            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, flag smallint, state text, updated_at timestamp NOT NULL DEFAULT now());
+            CREATE TABLE public.\(table) (id bigint PRIMARY KEY, flag smallint, state text, deleted_at timestamptz, payload jsonb,
+                                          updated_at timestamp NOT NULL DEFAULT now());
             INSERT INTO public.\(table) (id, flag, state) SELECT g, 0, 'live' FROM generate_series(1, 100) g;
             """)
         func config(_ name: String, column: String) throws -> String {
@@ -378,7 +379,9 @@ final class KeySpaceTests: IntegrationTestCase {
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
             return path
         }
-        for (name, column, deleted) in [("by_flag", "flag", "flag = 1"), ("by_state", "state", "state = ' On '")] {
+        // A `deleted_at` timestamp: any date is deleted (it was silently never deleted, on either side).
+        for (name, column, deleted) in [("by_flag", "flag", "flag = 1"), ("by_state", "state", "state = ' On '"),
+                                        ("by_time", "deleted_at", "deleted_at = now()")] {
             let (process, base) = try startRun(try config(name, column: column))
             try await waitFor("\(name) snapshot") { phase(name) == "streaming" }
             try await connection.execute("UPDATE public.\(table) SET \(deleted), updated_at = now() WHERE id <= 10")
@@ -392,7 +395,11 @@ final class KeySpaceTests: IntegrationTestCase {
             XCTAssertEqual(phase(name), "streaming", "\(name): the reconciler never fails the stream")
             XCTAssertFalse(MongoshiftProcess.output(base).stderr.contains("reconcile failed"), MongoshiftProcess.output(base).stderr)
             stop(process)
-            try await connection.execute("UPDATE public.\(table) SET flag = 0, state = 'live', updated_at = now()")
+            try await connection.execute("UPDATE public.\(table) SET flag = 0, state = 'live', deleted_at = NULL, updated_at = now()")
         }
+        // A column that cannot say "deleted" is refused up front, naming it.
+        let refused = try MongoshiftProcess.run(["snapshot", "--config", try config("by_json", column: "payload")])
+        XCTAssertEqual(refused.status, 2, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("soft-delete column \"payload\" must be"), refused.stderr)
     }
 }

@@ -98,7 +98,7 @@ public struct RowEncoder: Sendable {
                 return .deadLetter(.init(key: id, reason: error.description), keyText: keyText, watermarkText: watermarkText)
             }
             if i == table.watermarkIndex { version = RowVersion.of(row.bytes(i), type: column.typeOID) ?? RowVersion.unversioned }
-            if i == table.deleteIndex { deleted = SoftDelete.isDeleted(value) }
+            if i == table.deleteIndex { deleted = SoftDelete.isDeleted(value, type: column.typeOID) }
             doc.append(table.fieldNames[i], value)
         }
         doc.append("_mongoshift", .document(["v": .int64(version)]))
@@ -128,7 +128,7 @@ public struct RowEncoder: Sendable {
         }
         if let d = table.deleteIndex, !row.isNull(d) {
             guard let value = try? TextValueDecoder.decode(row.bytes(d), type: table.columns[d].typeOID, column: table.columns[d].name) else { return .general }
-            deleted = deleted || SoftDelete.isDeleted(value)
+            deleted = deleted || SoftDelete.isDeleted(value, type: table.columns[d].typeOID)
         }
         var version = RowVersion.unversioned
         var versionParsed = false

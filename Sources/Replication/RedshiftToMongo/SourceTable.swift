@@ -138,6 +138,7 @@ public struct SourceTable: Sendable {
             }
         }
         let deleteIndex = try stream.deleteColumn.map { try index(of: $0, role: "soft-delete") }
+        if let d = deleteIndex, let reason = SoftDelete.refusal(columns[d]) { throw ReplicationError(.configuration, stream: stream.name, reason) }
         if let filter = stream.filter {
             do {
                 _ = try await connection.query("SELECT 1 FROM \(qualified) WHERE (\(filter)) LIMIT 0")

@@ -2,6 +2,7 @@ import BSON
 import Foundation
 import MongoClient
 import PostgresClient
+@testable import Replication
 import TestSupport
 import XCTest
 
@@ -148,6 +149,21 @@ final class WatermarkTests: IntegrationTestCase {
         let check = try MongoshiftProcess.run(["check", "--config", config])
         XCTAssertEqual(check.status, 1, check.stdout + check.stderr)
         XCTAssertTrue(check.stdout.contains("Mars/Olympus_Mons"), check.stdout)
+    }
+
+    /// The open-transaction bound looked the table up in `public` whatever the config said: a bare name that the
+    /// session's `search_path` resolves to another schema had no writers, ever — late commits went unguarded.
+    func testTheTransactionBoundFindsABareTableNameThroughTheSearchPath() async throws {
+        let schema = TestServers.uniqueName("hzn")
+        onTeardown { [connection] in _ = try? await connection?.execute("DROP SCHEMA IF EXISTS \(schema) CASCADE") }
+        try await connection.execute("CREATE SCHEMA \(schema); CREATE TABLE \(schema).\(table) (id bigint PRIMARY KEY, wm timestamptz NOT NULL DEFAULT now())")
+        let writer = try await PostgresConnection.connect(pg)
+        try await writer.execute("BEGIN; INSERT INTO \(schema).\(table) (id) VALUES (1)")
+        let probe = try await PostgresConnection.connect(pg)
+        try await probe.execute("SET search_path TO \(schema), public")
+        let horizon = try await TransactionHorizon.probe(probe, dialect: .postgres, table: TableName(schema: nil, name: table), maxOf: nil)
+        XCTAssertNotNil(horizon.oldestWriter, "the writer of \(schema).\(table), found through search_path")
+        try await writer.execute("ROLLBACK")
     }
 
     /// Only sessions that can write rows hold the tail: a reader that locked rows (`SELECT … FOR UPDATE`, or a

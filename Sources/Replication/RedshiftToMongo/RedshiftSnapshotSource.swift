@@ -31,9 +31,8 @@ struct RedshiftSnapshotSource: SnapshotSource {
     /// total depends on it, not worth a count of every row. (A table never analyzed is counted: the planner's
     /// guess for it can be far off.)
     private func plannedRows() async throws -> Int? {
-        let schema = context.stream.table.schema ?? "public", name = context.stream.table.name
         let kind = try? await reader.scalar("SELECT CAST(c.relkind AS text) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                            + "WHERE n.nspname = $1 AND c.relname = $2", [schema, name])
+                                            + "WHERE \(SourceCatalog.tableMatch(.postgres, schema: 1, name: 2))", SourceCatalog.parameters(context.stream.table))
         guard kind == "v", let plan = try? await reader.scalar("EXPLAIN (FORMAT JSON) SELECT 1 FROM \(table.qualifiedName)"),
               let range = plan.range(of: "\"Plan Rows\": ") else { return nil }
         return Int(plan[range.upperBound...].prefix { $0.isNumber })
@@ -56,11 +55,12 @@ struct RedshiftSnapshotSource: SnapshotSource {
     /// The catalog's row count (Redshift: `svv_table_info.tbl_rows`; PostgreSQL: `reltuples`) without scanning
     /// the table; nil when the catalog does not say (no statistics, or the view needs a grant this login lacks).
     func catalogRowEstimate() async throws -> Int? {
-        let schema = context.stream.table.schema ?? "public", name = context.stream.table.name
+        let table = context.stream.table
         let sql = reader.dialect == .redshift
             ? "SELECT CAST(tbl_rows AS bigint) FROM svv_table_info WHERE \"schema\" = $1 AND \"table\" = $2"
-            : "SELECT CAST(c.reltuples AS bigint) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"
-        guard let text = try? await reader.scalar(sql, [schema, name]), let n = Int(text), n >= 0 else { return nil }
+            : "SELECT CAST(c.reltuples AS bigint) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE \(SourceCatalog.tableMatch(.postgres, schema: 1, name: 2))"
+        let params: [String?] = reader.dialect == .redshift ? [(table.schema ?? "public").lowercased(), table.name.lowercased()] : SourceCatalog.parameters(table)
+        guard let text = try? await reader.scalar(sql, params), let n = Int(text), n >= 0 else { return nil }
         return n
     }
 
@@ -154,7 +154,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let sql = """
             SELECT CAST(count(*) AS varchar) FROM pg_index i
             JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+            WHERE \(SourceCatalog.tableMatch(.postgres, schema: 1, name: 2)) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
               AND i.indisvalid AND i.indisready AND i.indislive AND (NOT c.relhassubclass OR c.relkind = 'p')
               AND (SELECT bool_and(a.attname = ANY (CAST($3 AS text[]))) FROM unnest(i.indkey) k
                    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k)
@@ -163,7 +163,7 @@ struct RedshiftSnapshotSource: SnapshotSource {
             """
         let names = "{" + table.keyNames.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
             .joined(separator: ",") + "}"
-        let count = try await reader.scalar(sql, [context.stream.table.schema ?? "public", context.stream.table.name, names])
+        let count = try await reader.scalar(sql, SourceCatalog.parameters(context.stream.table) + [names])
         return (Int(count ?? "0") ?? 0) > 0
     }
 

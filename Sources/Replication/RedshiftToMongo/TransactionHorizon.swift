@@ -50,12 +50,12 @@ struct TransactionHorizon: Sendable, Equatable {
     /// VACUUM and ANALYZE (ShareUpdateExclusiveLock) and CREATE INDEX (ShareLock) stamp nothing.
     static let writeLockModes = "'RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'"
 
-    /// One query: the clock, the oldest writer of `table` (`$1` schema, `$2` name) and, given `maxOf`, the
+    /// One query: the clock, the oldest writer of `table` (`$1` schema or NULL, `$2` name: `SourceCatalog`) and, given `maxOf`, the
     /// column's largest value. `zone` (PostgreSQL): the zone the clock and transaction starts are read in (`$3`
     /// when named).
     static func sql(_ dialect: SQLDialect, maxOf column: String?, in table: String, zone: StampZone = .utc) -> String {
         let maxValue = column.map { "(SELECT CAST(max(\(SQL.identifier($0))) AS varchar) FROM \(table))" } ?? "CAST(NULL AS varchar)"
-        let tableOID = "(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)"
+        let tableOID = SourceCatalog.tableOID(dialect, schema: 1, name: 2)
         switch dialect {
         case .postgres:
             let zone = switch zone {
@@ -103,7 +103,7 @@ struct TransactionHorizon: Sendable, Equatable {
                       zone: StampZone = .utc) async throws -> TransactionHorizon {
         let zone = dialect == .postgres ? zone : .utc
         let sql = sql(dialect, maxOf: column, in: SQL.qualified(schema: table.schema, name: table.name), zone: zone)
-        var params: [String?] = [table.schema ?? "public", table.name]
+        var params = SourceCatalog.parameters(table)
         if case .named(let name) = zone { params.append(name) }
         let row = try await connection.query(sql, params).rows.first
         guard let row, let nowText = row[0], let now = WatermarkKind.time(withTimeZone: false).value(of: nowText) else {

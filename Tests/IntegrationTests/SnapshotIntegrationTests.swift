@@ -16,6 +16,21 @@ final class SnapshotIntegrationTests: IntegrationTestCase {
         }
     }
 
+    /// `snapshot` took the stream's lease and never renewed it: after one lease period the stream looked free
+    /// (`lag` showed no owner, `reset` and other workers could take it) while the copy went on.
+    func testASnapshotKeepsItsLeaseForAsLongAsItRuns() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 400)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
+                                              extra: "    max_writes_per_second: 60\nlease: 2s")
+        let (process, _) = try start(["snapshot", "--config", config])
+        try await Task.sleep(for: .seconds(4))
+        XCTAssertTrue(process.isRunning, "the paced snapshot outlasts two lease periods")
+        let lag = try MongoshiftProcess.run(["lag", "--config", config, "--json"])
+        XCTAssertTrue(lag.stdout.contains("\"owner\"") && !lag.stdout.contains("\"owner\" : null") && !lag.stdout.contains("\"owner\":null"), lag.stdout)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+    }
+
     func testSnapshotCopiesEveryRowWithExactTypes() async throws {
         try await Fixtures.createOrders(connection, table: table, rows: 20_000)
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)

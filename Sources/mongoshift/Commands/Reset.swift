@@ -77,18 +77,12 @@ extension Mongoshift {
                 } else {
                     // Lowering a large collection's versions can outlast a lease: it is renewed meanwhile, so no
                     // worker starts the stream while the guard is down.
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask { try await StreamReset.forgetVersions(stream: stream, config: config) }
-                        group.addTask {
-                            while true {
-                                try await Task.sleep(for: config.leaseDuration / 3)
-                                guard try await state.renewLease(lease, duration: config.leaseDuration) else {
-                                    throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker during the reset: not reset")
-                                }
-                            }
+                    do {
+                        try await LeaseHeartbeat.holding(lease, state: state, duration: config.leaseDuration) {
+                            try await StreamReset.forgetVersions(stream: stream, config: config)
                         }
-                        try await group.next()
-                        group.cancelAll()
+                    } catch is LeaseHeartbeat.Lost {
+                        throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker during the reset: not reset")
                     }
                     try await state.resetStream(stream.name, note: note, lease: lease)
                 }

@@ -44,21 +44,29 @@ extension Mongoshift {
                     let started = ContinuousClock.now
                     var outcome: SnapshotOutcome
                     do {
-                        while true {
-                            do {
-                                switch stream.direction {
-                                case .redshiftToMongo:
-                                    let service = RedshiftToMongoService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
-                                    outcome = try await service.snapshot(spoolOnly: spoolOnly)
-                                case .mongoToRedshift:
-                                    let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
-                                    outcome = try await service.snapshot(spoolOnly: spoolOnly)
+                        let copy: @Sendable () async throws -> SnapshotOutcome = { [context, spoolOnly] in
+                            while true {
+                                do {
+                                    switch stream.direction {
+                                    case .redshiftToMongo:
+                                        let service = RedshiftToMongoService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
+                                        return try await service.snapshot(spoolOnly: spoolOnly)
+                                    case .mongoToRedshift:
+                                        let service = MongoToRedshiftService(context: context, redshift: config.redshift!, mongo: config.mongo!, policy: policy)
+                                        return try await service.snapshot(spoolOnly: spoolOnly)
+                                    }
+                                } catch let error where Self.isRecoverable(error) {
+                                    // A damaged segment was discarded and its partition rewound: resume, re-reading that range.
+                                    logger.warning("resuming after spool recovery", metadata: ["stream": "\(stream.name)", "reason": "\(error)"])
                                 }
-                                break
-                            } catch let error where Self.isRecoverable(error) {
-                                // A damaged segment was discarded and its partition rewound: resume, re-reading that range.
-                                logger.warning("resuming after spool recovery", metadata: ["stream": "\(stream.name)", "reason": "\(error)"])
                             }
+                        }
+                        // The owner keeps its lease for as long as the copy takes (another worker would take the
+                        // stream over after one lease period, and fence the rest of this snapshot).
+                        if let lease = context.lease {
+                            outcome = try await LeaseHeartbeat.holding(lease, state: state, duration: config.leaseDuration, copy)
+                        } else {
+                            outcome = try await copy()
                         }
                     } catch {
                         // A failed snapshot does not keep the stream from the operator (`reset`) or the next worker.

@@ -27,10 +27,12 @@ public enum CrashPoint {
     public static let loadCommitted = "load.committed"
     /// UNLOAD snapshots: after a file's rows are spooled (the partition's position moved), before the file is deleted.
     public static let unloadFileSpooled = "unload.file-spooled"
+    /// UNLOAD snapshots: after a partition's last file is spooled, before the partition is marked done.
+    public static let unloadPartitionCopied = "unload.partition-copied"
 
     public static let all = [segmentSealed, segmentRecorded, targetWritten, checkpointWritten, spoolBeforeRename]
     /// The S3 paths' own points (reached only with `load: copy` / `extract: unload`).
-    public static let s3 = [loadUploaded, loadCopied, loadCommitted, unloadFileSpooled]
+    public static let s3 = [loadUploaded, loadCopied, loadCommitted, unloadFileSpooled, unloadPartitionCopied]
 
     private static let armed: (name: String, at: Int)? = parse(ProcessInfo.processInfo.environment["MONGOSHIFT_CRASH_AT"])
     private static let hits = Atomic<Int>(0)

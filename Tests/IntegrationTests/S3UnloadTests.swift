@@ -73,6 +73,22 @@ final class S3UnloadTests: S3StageTestCase {
         XCTAssertEqual(left, [], "no orphan file after the snapshot completed")
     }
 
+    /// A partition's files were deleted as soon as they were spooled, before the partition was marked done: a
+    /// crash (or shutdown) between the two found the manifest gone and unloaded the partition a second time.
+    func testACrashAfterAPartitionsLastFileDoesNotUnloadItAgain() async throws {
+        let cfg = try config(parallelism: 1)
+        let offset = log.offset
+        let crashed = try MongoshiftProcess.run(["snapshot", "--config", cfg], environment: ["MONGOSHIFT_CRASH_AT": "unload.partition-copied:1"], timeout: 120)
+        XCTAssertTrue(crashed.stderr.contains("crash point unload.partition-copied reached"), crashed.stderr.suffix(2000).description)
+        let finish = try MongoshiftProcess.run(["snapshot", "--config", cfg], timeout: 120)
+        XCTAssertEqual(finish.status, 0, finish.stderr)
+        let exact = try await converged()
+        XCTAssertTrue(exact, "the collection equals the table")
+        XCTAssertEqual(unloads(after: offset).count, 4, "each partition unloaded once")
+        let left = try await s3.list(bucket, prefix: prefix)
+        XCTAssertEqual(left, [], "the files are removed once the snapshot completed")
+    }
+
     /// A pass-through proxy in front of the S3 emulator that answers the next `n` GETs of an UNLOAD manifest (n
     /// read from `<directory>/fail-manifest`) with 503 SlowDown, as S3 does under load. Prints its port.
     static let flakyProxy = """

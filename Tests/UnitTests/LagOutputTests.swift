@@ -2,7 +2,7 @@ import BSON
 import Changes
 import Foundation
 @testable import mongoshift
-import Replication
+@testable import Replication
 import XCTest
 
 /// Issue 18 (first run): `lag` shows times people can read — cluster times and `last_error_at` as ISO-8601 UTC,
@@ -39,5 +39,23 @@ final class LagOutputTests: XCTestCase {
         let unknown = StreamLag(name: "apps", direction: "mongo_to_redshift", phase: "streaming")
         let over = Mongoshift.Lag.over([tailed, copied, copying, unknown], threshold: 60, untailed: ["archive", "big"]).map(\.name)
         XCTAssertEqual(over, ["big", "apps"])
+    }
+
+    /// An integer watermark's lag is in units (sequence numbers): it was reported as `lag_seconds` and judged
+    /// against `--max-lag` in seconds. Now `lag_units`, judged by `--max-lag-units` only.
+    func testIntegerWatermarkLagIsInUnitsAndJudgedAsSuch() throws {
+        var sequence = StreamLag(name: "events", direction: "redshift_to_mongo", phase: "streaming")
+        sequence.lagUnits = 1000
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(Mongoshift.Lag.json([sequence]).utf8)) as? [String: Any])
+        let stream = try XCTUnwrap((json["streams"] as? [[String: Any]])?.first)
+        XCTAssertEqual(stream["lag_units"] as? Int, 1000)
+        XCTAssertTrue(stream["lag_seconds"] is NSNull)
+        XCTAssertTrue(Mongoshift.Lag.table([sequence]).contains("1000 units"))
+        XCTAssertEqual(Mongoshift.Lag.over([sequence], threshold: 300, untailed: []).map(\.name), [], "seconds say nothing about a sequence")
+        XCTAssertEqual(Mongoshift.Lag.over([sequence], threshold: 300, maxUnits: 5000, untailed: []).map(\.name), [])
+        XCTAssertEqual(Mongoshift.Lag.over([sequence], threshold: nil, maxUnits: 500, untailed: []).map(\.name), ["events"])
+        XCTAssertEqual(WatermarkLag.lag(head: .init(text: "5000", isInteger: true), applied: "4000"), .units(1000))
+        XCTAssertEqual(WatermarkLag.lag(head: .init(text: nil, isInteger: true), applied: nil), .units(0), "an empty table is not behind")
+        XCTAssertEqual(WatermarkLag.lag(head: .init(text: "2026-12-04 10:00:05+00", isInteger: false), applied: "2026-12-04 10:00:00+00"), .seconds(5))
     }
 }

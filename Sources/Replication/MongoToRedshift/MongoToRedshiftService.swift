@@ -72,7 +72,7 @@ public struct MongoToRedshiftService: Service {
                 try await StreamSupervisor.monitorLag(context) {
                     let applied = try? await context.state.stream(context.name)?.appliedPosition?.changeStream?.clusterTime
                     guard let now = try? await ClusterClock.now(probe, database: mongo.database) else { return nil }
-                    return ClusterClock.lag(now: now, applied: applied ?? nil)
+                    return ClusterClock.lag(now: now, applied: applied ?? nil).map(LagMeasure.seconds)
                 }
             }
             group.addTask { [context, mongo, policy] in

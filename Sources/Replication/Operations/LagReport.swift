@@ -15,7 +15,11 @@ public struct StreamLag: Sendable {
     public var direction: String
     /// `new`, `snapshotting n/m partitions`, `streaming`, `failed`.
     public var phase: String
+    /// Seconds behind (time watermarks, Mongo cluster times); nil for integer watermarks, which say nothing about
+    /// time, and when it cannot be measured.
     public var lagSeconds: Double?
+    /// Integer watermarks: how many units the applied watermark is behind the source's newest.
+    public var lagUnits: Int64?
     public var appliedPosition: String?
     public var sourceHead: String?
     public var spoolSegments = 0
@@ -96,8 +100,15 @@ public enum LagReport {
             }
             do {
                 if source == nil { source = try await PostgresConnection.connect(redshift.url, connectTimeoutSeconds: 5) }
-                lag.sourceHead = try await WatermarkLag.sourceHead(source!, stream: stream)
-                if streaming { lag.lagSeconds = WatermarkLag.lag(head: lag.sourceHead, applied: appliedWatermark) }
+                let head = try await WatermarkLag.sourceHead(source!, table: stream.table, watermark: stream.watermark!)
+                lag.sourceHead = head.text
+                if streaming {
+                    switch WatermarkLag.lag(head: head, applied: appliedWatermark) {
+                    case .seconds(let seconds)?: lag.lagSeconds = seconds
+                    case .units(let units)?: lag.lagUnits = units
+                    case nil: break
+                    }
+                }
                 let horizon = try await TransactionHorizon.probe(source!, dialect: redshift.dialect, table: stream.table, maxOf: nil)
                 if let writer = horizon.oldestWriter, Double(horizon.now - writer.start) / 1_000_000 >= stream.safetyLag.seconds {
                     lag.heldBy = StreamLag.HeldBy(pid: writer.pid, xid: writer.xid, since: ValueText.timestampMicrosText(writer.start),

@@ -12,11 +12,22 @@ struct StreamSupervisor {
     let context: StreamContext
     let policy: RetryPolicy
 
-    /// Keeps `mongoshift_lag_seconds` current (the same skew-free measure as `mongoshift lag`) until shutdown.
+    /// Keeps `mongoshift_lag_seconds` (or `_lag_units`) current — the same skew-free measure as `mongoshift lag`
+    /// — and `mongoshift_lag_measured` saying whether it could be measured, until shutdown. A lag nobody can
+    /// measure must not read as a fresh one.
     static func monitorLag(_ context: StreamContext, every period: Duration = .seconds(10),
-                           measure: @Sendable () async -> Double?) async throws {
+                           measure: @Sendable () async -> LagMeasure?) async throws {
         while !Task.isShuttingDownGracefully {
-            if let lag = await measure() { context.metrics.lagSeconds.record(lag) }
+            switch await measure() {
+            case .seconds(let seconds)?:
+                context.metrics.lagSeconds.record(seconds)
+                context.metrics.lagMeasured.record(1)
+            case .units(let units)?:
+                context.metrics.lagUnits.record(Double(units))
+                context.metrics.lagMeasured.record(1)
+            case nil:
+                context.metrics.lagMeasured.record(0)
+            }
             try await pause(period)
         }
     }

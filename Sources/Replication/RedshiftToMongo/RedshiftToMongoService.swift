@@ -65,10 +65,11 @@ public struct RedshiftToMongoService: Service {
                 let probe = PostgresSource(url: redshift.url)
                 try await StreamSupervisor.monitorLag(context) {
                     let applied = try? await context.state.stream(context.name)?.appliedPosition?.watermark?.value
-                    let head = try? await probe.run(RetryPolicy(maxAttempts: 1), logger: context.logger) { c in
-                        try await WatermarkLag.sourceHead(c, stream: context.stream)
-                    }
-                    return WatermarkLag.lag(head: head ?? nil, applied: applied ?? nil)
+                    guard let watermark = table.watermarkName,
+                          let head = try? await probe.run(RetryPolicy(maxAttempts: 1), logger: context.logger, { c in
+                              try await WatermarkLag.sourceHead(c, table: context.stream.table, watermark: watermark)
+                          }) else { return nil }
+                    return WatermarkLag.lag(head: head, applied: applied ?? nil)
                 }
             }
             if table.watermarkIndex != nil {

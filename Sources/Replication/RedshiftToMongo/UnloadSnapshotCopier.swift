@@ -72,11 +72,14 @@ struct UnloadSnapshotCopier {
             if !finished { return }
             CrashPoint.hit(CrashPoint.unloadFileSpooled)
         }
-        try await s3 { [stage] in try await stage.client.deletePrefix(stage.bucket, prefix: prefix) }
+        // The files stay until the snapshot completes (`removeUnloadedFiles`): deleted here, a crash before the
+        // partition is marked done would find the manifest gone and unload the partition again.
+        CrashPoint.hit(CrashPoint.unloadPartitionCopied)
     }
 
     /// An S3 call under the stream's retry policy: throttling or a server error that outlasts the client's own
     /// attempts is waited out like a lost source connection, not a reason to fail the snapshot.
+    @discardableResult
     private func s3<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         try await reader.policy.run(body, report: RetryReport(logger: context.logger, what: "S3 stage"))
     }

@@ -12,7 +12,8 @@ extension Mongoshift {
             discussion: """
             Reads the state store without blocking a running `run`. Lag is computed from source-clock values only. \
             A table on a terminal, JSON otherwise (or with --json). With --max-lag, exits 1 when any stream is over \
-            the threshold, failed, or cannot be measured.
+            the threshold, failed, or cannot be measured; streams with an integer watermark lag in units \
+            (--max-lag-units).
             """)
 
         @OptionGroup var options: GlobalOptions
@@ -26,8 +27,13 @@ extension Mongoshift {
         @Option(help: "Exit 1 if any stream lags more than this (e.g. 5m).")
         var maxLag: String?
 
+        @Option(help: ArgumentHelp("Exit 1 if a stream with an integer watermark lags more than this many units (its lag is in sequence numbers, not time).",
+                                   valueName: "units"))
+        var maxLagUnits: Int64?
+
         func validate() throws {
             if let maxLag, ConfigLoader.parseDuration(maxLag) == nil { throw ValidationError("--max-lag: \"\(maxLag)\" is not a duration (500ms, 10s, 5m, 1h)") }
+            if let maxLagUnits, maxLagUnits < 0 { throw ValidationError("--max-lag-units: must be 0 or more") }
         }
 
         func run() async throws {
@@ -46,11 +52,12 @@ extension Mongoshift {
                 } else {
                     print(Self.table(report))
                 }
-                if let maxLag, let threshold = ConfigLoader.parseDuration(maxLag)?.seconds {
+                if maxLag != nil || maxLagUnits != nil {
                     let untailed = Set(streams.filter { $0.direction == .redshiftToMongo && $0.watermark == nil }.map(\.name))
-                    let over = Self.over(report, threshold: threshold, untailed: untailed)
+                    let over = Self.over(report, threshold: maxLag.flatMap { ConfigLoader.parseDuration($0)?.seconds }, maxUnits: maxLagUnits, untailed: untailed)
                     if !over.isEmpty {
-                        FileHandle.standardError.write(Data("mongoshift: lag over \(maxLag) (or unknown/failed) for: \(over.map(\.name).joined(separator: ", "))\n".utf8))
+                        let limits = [maxLag, maxLagUnits.map { "\($0) units" }].compactMap { $0 }.joined(separator: " / ")
+                        FileHandle.standardError.write(Data("mongoshift: lag over \(limits) (or unknown/failed) for: \(over.map(\.name).joined(separator: ", "))\n".utf8))
                         throw Exit.thresholdFailed
                     }
                 }
@@ -59,14 +66,17 @@ extension Mongoshift {
             }
         }
 
-        /// The streams `--max-lag` reports: failed, or behind by more than `threshold` (unknown counts as behind) —
-        /// except `untailed` streams (Redshift → Mongo without a watermark: a snapshot, no tail) once copied,
-        /// which have no lag to be behind by.
-        static func over(_ report: [StreamLag], threshold: Double, untailed: Set<String>) -> [StreamLag] {
+        /// The streams `--max-lag` / `--max-lag-units` report: failed, or behind by more than the threshold of
+        /// their kind — seconds, or units for integer watermarks (judged only when `maxUnits` is given) — with an
+        /// unknown lag counted as behind; except `untailed` streams (Redshift → Mongo without a watermark: a
+        /// snapshot, no tail) once copied, which have no lag to be behind by.
+        static func over(_ report: [StreamLag], threshold: Double?, maxUnits: Int64? = nil, untailed: Set<String>) -> [StreamLag] {
             report.filter { s in
                 if s.phase == "failed" { return true }
                 if untailed.contains(s.name) && s.phase == "streaming" { return false }
-                return (s.lagSeconds ?? .infinity) > threshold
+                if let units = s.lagUnits { return maxUnits.map { units > $0 } ?? false }
+                guard let seconds = s.lagSeconds else { return true }
+                return threshold.map { seconds > $0 } ?? false
             }
         }
 
@@ -74,7 +84,7 @@ extension Mongoshift {
             let streams: [[String: Any]] = report.map { s in
                 var d: [String: Any] = [
                     "name": s.name, "direction": s.direction, "phase": s.phase,
-                    "lag_seconds": s.lagSeconds ?? NSNull(), "applied_position": s.appliedPosition ?? NSNull(),
+                    "lag_seconds": s.lagSeconds ?? NSNull(), "lag_units": s.lagUnits ?? NSNull(), "applied_position": s.appliedPosition ?? NSNull(),
                     "source_head": s.sourceHead ?? NSNull(), "spool_segments": s.spoolSegments, "spool_rows": s.spoolRows,
                     "spool_bytes": s.spoolBytes, "deadletters": s.deadLetters, "rows_applied": s.rowsApplied,
                     "last_error": s.lastError.map(Redaction.redact) ?? NSNull(), "last_error_at": s.lastErrorAt.map(Self.isoTime) ?? NSNull(),
@@ -110,7 +120,7 @@ extension Mongoshift {
                           "SPOOL seg/rows/bytes", "DLQ", "LAST ERROR"]
             var rows = [header]
             for s in report {
-                rows.append([s.name, s.direction, s.phase, s.owner ?? "-", s.lagSeconds.map { String(format: "%.1fs", $0) } ?? "-",
+                rows.append([s.name, s.direction, s.phase, s.owner ?? "-", s.lagSeconds.map { String(format: "%.1fs", $0) } ?? s.lagUnits.map { "\($0) units" } ?? "-",
                              s.appliedPosition ?? "-", s.sourceHead ?? (s.probeError == nil ? "-" : "unreachable"), Self.tokenAge(s),
                              s.heldBy.map { "pid \($0.pid)\($0.xid.map { " xid \($0)" } ?? "") open \(Int($0.ageSeconds)) s" } ?? "-",
                              "\(s.spoolSegments)/\(s.spoolRows)/\(s.spoolBytes)", String(s.deadLetters),

@@ -41,10 +41,13 @@ public struct MongoError: Error, CustomStringConvertible, Sendable, TransientCla
     }
 
     /// Server codes that clear by themselves: host unreachable or not found, a cursor or interrupted operation
-    /// of a shutdown, a stepped-down or unknown primary, a write conflict, stale shard routing, exceeded time.
-    /// Also the codes of single items of a bulk write (a shard's primary stepping down fails only its items).
+    /// of a shutdown, a stepped-down or unknown primary, a write conflict, stale shard routing, exceeded time,
+    /// a read preference no member satisfies yet or a majority read concern not available yet (mongos while a
+    /// shard elects a primary: the drivers' retryable reads), a network interface over its time limit, a
+    /// client disconnect. Also the codes of single items of a bulk write (a shard's primary stepping down fails
+    /// only its items).
     public static func isTransient(serverCode: Int) -> Bool {
-        [6, 7, 43, 63, 89, 91, 112, 150, 189, 262, 9001, 10107, 11600, 11602, 13388, 13435, 13436].contains(serverCode)
+        [6, 7, 43, 63, 89, 91, 112, 133, 134, 150, 189, 202, 262, 279, 9001, 10107, 11600, 11602, 13388, 13435, 13436].contains(serverCode)
     }
 
     /// ChangeStreamHistoryLost, ChangeStreamFatalError, CappedPositionLost, InvalidResumeToken: the stored token

@@ -67,6 +67,21 @@ final class S3LoadTests: S3StageTestCase {
 
     func staged() async throws -> [String] { try await s3.list(bucket, prefix: prefix).map(\.key) }
 
+    /// Redshift Serverless has no STV tables: counting the slices for a batch's file count failed every batch
+    /// (a stream that never loaded). The count is only a tuning guess now.
+    func testWithoutSTVSlicesBatchesStillLoadByCopy() async throws {
+        try await connection.execute("ALTER VIEW _dev_redshift.stv_slices RENAME TO stv_slices_hidden")
+        onTeardown { [connection] in _ = try? await connection?.execute("ALTER VIEW _dev_redshift.stv_slices_hidden RENAME TO stv_slices") }
+        try await seed(1...300)
+        let offset = log.offset
+        let (process, _) = try startRun(try config())
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        let diffs = try await TableConvergence.wait(timeout: 60, mongo: mongo, database: database, collection: "apps", pg: connection, table: "\(table).apps")
+        XCTAssertEqual(diffs, [])
+        stop(process)
+        XCTAssertTrue(log.entries(after: offset).contains { $0.sql.hasPrefix("COPY ") && $0.ok }, "loaded by COPY")
+    }
+
     func testBatchesLoadByCopyFromS3AndLeaveNothingBehind() async throws {
         try await seed(1...1500)
         let offset = log.offset

@@ -20,4 +20,13 @@ final class MongoErrorClassificationTests: XCTestCase {
         XCTAssertEqual(MongoClient.classify(domain: 17, code: 11000).0, .server)
         XCTAssertEqual(MongoClient.classify(domain: 17, code: 11000).1, 11000)
     }
+
+    /// A read on mongos while a shard elects its primary fails with 133 (or 134 under majority reads): the drivers
+    /// retry those reads; mongoshift marked the stream failed.
+    func testShardElectionReadErrorsAreTransient() {
+        for code in [133, 134, 202, 279] {
+            XCTAssertTrue(MongoError(code: .server, serverCode: code, message: "x").isTransient, "\(code)")
+        }
+        XCTAssertFalse(MongoError(code: .server, serverCode: 2, message: "BadValue").isTransient)
+    }
 }

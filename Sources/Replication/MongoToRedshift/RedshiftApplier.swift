@@ -444,12 +444,22 @@ public actor RedshiftApplier: ChangeTarget {
             leftoversCollected = true
         }
         if slices == nil {
-            slices = try await source.run(policy, logger: context.logger, role: "target") { c in
-                Int(try await c.query("SELECT CAST(count(*) AS integer) FROM stv_slices").rows.first?.first??.description ?? "1") ?? 1
+            // Only tunes how many files a batch is split into: Redshift Serverless has no STV tables (and a login
+            // may lack the grant), so any failure but a lost connection falls back to a guess.
+            do {
+                slices = try await source.run(policy, logger: context.logger, role: "target") { c in
+                    Int(try await c.query("SELECT CAST(count(*) AS integer) FROM stv_slices").rows.first?.first??.description ?? "1") ?? 1
+                }
+            } catch let error as PostgresError where error.sqlState != nil {
+                context.logger.notice("cannot count the cluster's slices (stv_slices): staging \(Self.assumedSlices) files a batch", metadata: ["error": "\(error.message)"])
+                slices = Self.assumedSlices
             }
         }
         return try await copyLoader.upload(rows: rows, schema: schema, batch: "\(batch)-\(UInt32.random(in: 0...UInt32.max))", slices: slices ?? 1)
     }
+
+    /// Files a COPY batch is split into when the cluster's slices cannot be counted (Serverless).
+    static let assumedSlices = 4
 
     /// In the open transaction: takes the checkpoint lock (Redshift: before anything else), seeds the fence row
     /// `key` when missing, and reads it. `fenced`: a newer lease epoch in the row refuses the transaction (a worker

@@ -21,7 +21,7 @@ final class SnapshotIntegrationTests: IntegrationTestCase {
     func testASnapshotKeepsItsLeaseForAsLongAsItRuns() async throws {
         try await Fixtures.createOrders(connection, table: table, rows: 400)
         let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table,
-                                              extra: "    max_writes_per_second: 60\nlease: 2s")
+                                              extra: "    max_writes_per_second: 60\nlease: 3s")
         let (process, _) = try start(["snapshot", "--config", config])
         try await Task.sleep(for: .seconds(4))
         XCTAssertTrue(process.isRunning, "the paced snapshot outlasts two lease periods")

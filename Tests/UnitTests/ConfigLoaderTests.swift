@@ -84,6 +84,13 @@ final class ConfigLoaderTests: XCTestCase {
         assertError(valid.replacingOccurrences(of: "batch_bytes: 4MiB", with: "batch_bytes: lots"), line: 8, contains: "not a size")
     }
 
+    /// `lease: 0s` renewed in a tight loop and expired between renewals (every apply fenced); `poll_interval: 0s`
+    /// polled the source without pause. Both refused, naming the line.
+    func testLeaseAndPollIntervalTooShortAreRefused() {
+        assertError("lease: 0s\n" + valid, line: 1, contains: "lease: 0s is too short (at least 3s)")
+        assertError(valid.replacingOccurrences(of: "poll_interval: 500ms", with: "poll_interval: 0s"), line: 8, contains: "too short (at least 10ms)")
+    }
+
     func testMissingRequiredKey() {
         assertError(valid.replacingOccurrences(of: "  database: app\n", with: ""), line: 6, contains: "missing required key \"database\"")
         assertError(valid.replacingOccurrences(of: "    to: { collection: orders }\n", with: ""), line: 10, contains: "missing required key \"to\"")

@@ -69,7 +69,7 @@ struct ConfigLoader {
             guard config.stateURL != nil else { throw located(dir, "`local_dir:` goes with a PostgreSQL `state:`; a directory `state:` holds everything") }
             config.stateDirectory = try string(dir, "local_dir")
         }
-        if let lease = top["lease"] { config.leaseDuration = try duration(lease, "lease") }
+        if let lease = top["lease"] { config.leaseDuration = try duration(lease, "lease", atLeast: Self.minimumLease) }
         if let node = top["redshift"] {
             let m = try mapping(node, "redshift", allowed: ["url", "dialect", "s3", "time_zone"])
             let url = try string(try require(m, "url", in: node, "redshift"), "redshift.url")
@@ -111,7 +111,7 @@ struct ConfigLoader {
             if let v = m["unload_min_rows"] { config.defaults.unloadMinRows = try integer(v, "defaults.unload_min_rows", min: 0, max: Int.max) }
             if let v = m["batch_bytes"] { config.defaults.batchBytes = try size(v, "defaults.batch_bytes") }
             if let v = m["memory_budget"] { config.defaults.memoryBudget = try size(v, "defaults.memory_budget") }
-            if let v = m["poll_interval"] { config.defaults.pollInterval = try duration(v, "defaults.poll_interval") }
+            if let v = m["poll_interval"] { config.defaults.pollInterval = try duration(v, "defaults.poll_interval", atLeast: Self.minimumPollInterval) }
             if let v = m["parallelism"] { config.defaults.parallelism = try integer(v, "defaults.parallelism", min: 1, max: 64) }
             if let v = m["spool_max_bytes"] { config.defaults.spoolMaxBytes = try size(v, "defaults.spool_max_bytes") }
         }
@@ -271,7 +271,7 @@ struct ConfigLoader {
             stream.onDrop = value
         }
         if let v = m["batch_bytes"] { stream.batchBytes = try size(v, "batch_bytes") }
-        if let v = m["poll_interval"] { stream.pollInterval = try duration(v, "poll_interval") }
+        if let v = m["poll_interval"] { stream.pollInterval = try duration(v, "poll_interval", atLeast: Self.minimumPollInterval) }
         if let v = m["parallelism"] { stream.parallelism = try integer(v, "parallelism", min: 1, max: 64) }
         if let v = m["memory_budget"] { stream.memoryBudget = try size(v, "memory_budget") }
         if let v = m["spool_max_bytes"] { stream.spoolMaxBytes = try size(v, "spool_max_bytes") }
@@ -511,12 +511,22 @@ struct ConfigLoader {
         return value
     }
 
-    private func duration(_ node: Node, _ what: String) throws -> Duration {
+    /// `atLeast`: a smaller value would break at run time (a lease renewed in a tight loop and expiring between
+    /// renewals, a source polled without pause), so it is refused here, naming the line.
+    private func duration(_ node: Node, _ what: String, atLeast minimum: Duration = .zero) throws -> Duration {
         let text = try string(node, what)
         guard let d = Self.parseDuration(text) else {
             throw located(node, "\(what): \"\(text)\" is not a duration (use 500ms, 10s, 5m, 1h)")
         }
+        if d < minimum { throw located(node, "\(what): \(text) is too short (at least \(Self.format(minimum)))") }
         return d
+    }
+
+    static let minimumLease = Duration.seconds(3)
+    static let minimumPollInterval = Duration.milliseconds(10)
+
+    private static func format(_ d: Duration) -> String {
+        d.seconds >= 1 ? "\(Int(d.seconds))s" : "\(Int(d.seconds * 1000))ms"
     }
 
     private func size(_ node: Node, _ what: String) throws -> Int {

@@ -16,6 +16,17 @@ final class ResetTests: IntegrationTestCase {
         return try XCTUnwrap((json?["streams"] as? [[String: Any]])?.first, result.stdout + result.stderr)
     }
 
+    /// A reset where no state exists (a relative `state:` read from another directory) said "never run → …", exit
+    /// 0, and created an empty store the daemon never reads. Refused, naming the path; nothing created.
+    func testResetWithoutStateIsRefusedAndCreatesNothing() async throws {
+        try await Fixtures.createOrders(connection, table: table, rows: 10)
+        let config = try Fixtures.writeConfig(directory: directory, pg: pg, mongo: mongoURL, database: database, table: table)
+        let reset = try MongoshiftProcess.run(["reset", "--config", config, "--stream", "orders", "--to", "now", "--yes"])
+        XCTAssertEqual(reset.status, 1, reset.stdout + reset.stderr)
+        XCTAssertTrue(reset.stderr.contains("no state database at \(directory)/state"), reset.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/state"), "nothing created")
+    }
+
     func testRedshiftStreamResetToAWatermarkReplaysFromThereOnly() async throws {
         try await Fixtures.createOrders(connection, table: table, rows: 200)
         try await connection.execute("UPDATE public.\(table) SET updated_at = TIMESTAMPTZ '2026-01-01 00:00:00+00' + id * INTERVAL '1 second', note = 'n' || id")

@@ -35,6 +35,16 @@ extension Mongoshift {
             do {
                 let (config, streams, logger) = try options.prepare()
                 let stream = streams[0], target = ResetTarget(parsing: to)!
+                // A reset positions a stream that has state: with none here (a relative `state:` read from another
+                // directory, a mistyped path), saying "never run → …" and creating an empty store would change
+                // nothing the daemon reads.
+                do {
+                    _ = try await StateStore.open(config, readOnly: true)
+                } catch let error as StateStoreError where error.code == .missing {
+                    let whereFrom = config.stateURL == nil && !config.stateDirectory.hasPrefix("/")
+                        ? " (`state: \(config.stateDirectory)` is read from the current directory, \(FileManager.default.currentDirectoryPath))" : ""
+                    throw StreamReset.Refusal(description: "\(error.message)\(whereFrom): nothing to reset")
+                }
                 let lock: WorkerLock
                 do {
                     lock = try await options.lockStateDirectory(config, command: "reset")

@@ -124,6 +124,29 @@ extension OperabilityTests {
 }
 
 extension OperabilityTests {
+    /// A key with a timestamp cannot be looked up from its Mongo form (milliseconds): `verify` skipped looking for
+    /// documents whose rows are gone and said "0 differences". They are counted now.
+    func testVerifyCountsDocumentsWithoutRowsWhenTheKeyCannotBeLookedUp() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (ts timestamptz NOT NULL, device int NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (ts, device));
+            INSERT INTO public.\(table) (ts, device) SELECT timestamptz '2026-01-01 00:00:00.123456+00' + g * interval '1 minute', g % 3 FROM generate_series(1, 50) g;
+            """)
+        let config = try writeStreamsConfig("""
+          - name: events
+            from: { table: public.\(table) }
+            to: { collection: events }
+            key: [ts, device]
+            watermark: updated_at
+        """)
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        let clean = try MongoshiftProcess.run(["verify", "--config", config])
+        XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)
+        try await connection.execute("DELETE FROM public.\(table) WHERE device = 0 AND ts < timestamptz '2026-01-01 00:12:00+00'")
+        let found = try MongoshiftProcess.run(["verify", "--config", config])
+        XCTAssertEqual(found.status, 1, found.stdout + found.stderr)
+        XCTAssertTrue(found.stdout.contains("extra: 3 documents without a live source row"), found.stdout)
+    }
+
     /// `verify --repair` beside `run`: a document newer than the row verify read (as if the tail applied a later
     /// change meanwhile) is left alone — the repair wrote the older row over it, and the tail had moved on; the
     /// same version with other content (drift) is repaired.

@@ -19,7 +19,10 @@ public struct Verifier: Sendable {
         public var missing: [BSON] = []
         public var extra: [BSON] = []
         public var repaired = 0
-        public var differences: Int { changed.count + missing.count + extra.count }
+        /// Documents beyond the source's live rows that could not be named: a key whose Mongo form is not exact
+        /// (timestamps at millisecond precision, floats) cannot be looked up at the source, only counted.
+        public var extraUnnamed = 0
+        public var differences: Int { changed.count + missing.count + extra.count + extraUnnamed }
     }
 
     let context: StreamContext
@@ -84,6 +87,7 @@ public struct Verifier: Sendable {
         let encoder = RowEncoder(table: table)
         var fixes: [Change] = []
         var after: [String]?
+        var liveRows = 0
         // Pass 1: every source page against Mongo.
         while true {
             let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: nil, upper: nil, limit: pageRows)
@@ -100,6 +104,7 @@ public struct Verifier: Sendable {
             var target: [BSON: Document] = [:]
             for doc in docs { if let id = doc["_id"] { target[id] = doc.removing(["_mongoshift"]) } }
             report.rowsChecked += page.rows
+            liveRows += live.count
             let sourceSummary = (live.count, live.reduce(UInt64(0)) { $0 &+ Self.hash($1.document!.removing(["_mongoshift"])) })
             let targetSummary = (target.count, target.values.reduce(UInt64(0)) { $0 &+ Self.hash($1) })
             if sourceSummary != targetSummary {
@@ -129,7 +134,12 @@ public struct Verifier: Sendable {
                 fixes.append(Change(operation: .delete, key: id))
             }
             return true
-        } }
+        } } else {
+            // Documents whose rows are gone cannot be named: counted. Pass 1 found every live row's document or
+            // reported it missing, and named the documents of deleted rows: any surplus has no row.
+            let documents = try await client.count(database: mongo.database, collection: context.stream.collection)
+            report.extraUnnamed = max(0, documents - (liveRows - report.missing.count) - report.extra.count)
+        }
         if repair && !fixes.isEmpty { report.repaired += try await apply(fixes, applier, lookup: lookup, pg: pg) }
         return report
     }

@@ -19,6 +19,10 @@ extension Mongoshift {
         @Option(help: "List at most this many differing keys per kind.")
         var show = 20
 
+        func validate() throws {
+            if show < 0 { throw ValidationError("--show: must be 0 or more") }
+        }
+
         func run() async throws {
             do {
                 let (config, streams, logger) = try options.prepare()
@@ -32,6 +36,10 @@ extension Mongoshift {
                           + (repair ? ", \(report.repaired) repaired" : ""))
                     for (kind, keys) in [("changed", report.changed), ("missing", report.missing), ("extra", report.extra)] where !keys.isEmpty {
                         print("  \(kind): " + keys.prefix(show).map { ExtendedJSON.relaxed($0) }.joined(separator: ", ") + (keys.count > show ? ", …" : ""))
+                    }
+                    if report.extraUnnamed > 0 {
+                        print("  extra: \(report.extraUnnamed) documents without a live source row (the key's Mongo form is not exact — "
+                              + "timestamps, floats — so they cannot be named or repaired; the hard-delete reconcile says the same)")
                     }
                     remaining += repair ? report.differences - report.repaired : report.differences
                 }

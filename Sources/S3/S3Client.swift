@@ -17,8 +17,18 @@ public struct S3Settings: Sendable {
 
     public init(region: String, endpoint: String? = nil, pathStyle: Bool? = nil) {
         self.region = region
-        self.endpoint = endpoint.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        self.endpoint = endpoint.map(Self.normalized)
         self.pathStyle = pathStyle ?? (endpoint != nil)
+    }
+
+    /// Without a trailing slash or the scheme's default port: libcurl leaves `:443`/`:80` out of the Host header
+    /// it sends, so a signature over a host with it would never match.
+    static func normalized(_ endpoint: String) -> String {
+        var e = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+        for (scheme, port) in [("https://", ":443"), ("http://", ":80")] where e.hasPrefix(scheme) && e.hasSuffix(port) {
+            e.removeLast(port.count)
+        }
+        return e
     }
 
     /// (scheme://authority, host header, canonical path) for a bucket/key. A bucket name with dots goes path-style

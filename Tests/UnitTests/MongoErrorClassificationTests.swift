@@ -1,5 +1,5 @@
 @testable import MongoClient
-import Replication
+@testable import Replication
 import XCTest
 
 /// libmongoc reports a refused login as a client error (`MONGOC_ERROR_CLIENT` = 1, `MONGOC_ERROR_CLIENT_AUTHENTICATE`
@@ -28,5 +28,15 @@ final class MongoErrorClassificationTests: XCTestCase {
             XCTAssertTrue(MongoError(code: .server, serverCode: code, message: "x").isTransient, "\(code)")
         }
         XCTAssertFalse(MongoError(code: .server, serverCode: 2, message: "BadValue").isTransient)
+    }
+}
+
+/// `check` called a sharded cluster "not a replica set" (mongos's `hello` names no set), though change streams
+/// run through mongos.
+final class ChangeStreamSupportTests: XCTestCase {
+    func testMongosAndReplicaSetsServeChangeStreamsAStandaloneDoesNot() {
+        XCTAssertTrue(ConfigCheck.servesChangeStreams(hello: ["isWritablePrimary": true, "setName": "rs0"]))
+        XCTAssertTrue(ConfigCheck.servesChangeStreams(hello: ["isWritablePrimary": true, "msg": "isdbgrid"]))
+        XCTAssertFalse(ConfigCheck.servesChangeStreams(hello: ["isWritablePrimary": true]))
     }
 }

@@ -122,4 +122,12 @@ final class S3AddressingTests: XCTestCase {
         XCTAssertEqual(S3Settings(region: "cn-north-1").address(bucket: "acme", key: nil).1, "acme.s3.cn-north-1.amazonaws.com.cn")
         XCTAssertEqual(S3Settings(region: "us-east-1", endpoint: "http://127.0.0.1:9000/").address(bucket: "b", key: "k").0, "http://127.0.0.1:9000")
     }
+
+    /// An endpoint written with its scheme's default port was signed with `host:443` while libcurl sends the Host
+    /// header without it: every request failed SignatureDoesNotMatch.
+    func testTheDefaultPortIsLeftOutOfTheSignedHost() {
+        XCTAssertEqual(S3Settings(region: "us-east-1", endpoint: "https://s3.example.com:443").address(bucket: "b", key: "k").1, "s3.example.com")
+        XCTAssertEqual(S3Settings(region: "us-east-1", endpoint: "http://minio.local:80/").address(bucket: "b", key: "k").1, "minio.local")
+        XCTAssertEqual(S3Settings(region: "us-east-1", endpoint: "https://s3.example.com:8443").address(bucket: "b", key: "k").1, "s3.example.com:8443")
+    }
 }

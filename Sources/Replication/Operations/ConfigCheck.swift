@@ -42,7 +42,7 @@ public struct ConfigCheck: Sendable {
                 let hello = try await client.command(["hello": 1], database: "admin")
                 mongo = client
                 if streams.contains(where: { $0.direction == .mongoToRedshift }) {
-                    if hello["setName"] == nil {
+                    if !Self.servesChangeStreams(hello: hello) {
                         problems.append(Problem(subject: "mongo", message: "not a replica set: change streams need one (Mongo → Redshift streams cannot run)"))
                     } else if let window = await ClusterClock.oplogWindow(client), window < minimumOplogWindow {
                         problems.append(Problem(subject: "mongo", message: "oplog window is \(Int(window.seconds)) s, shorter than \(Int(minimumOplogWindow.seconds)) s: an outage longer than that loses change-stream history"))
@@ -139,6 +139,12 @@ public struct ConfigCheck: Sendable {
             }
         }
         return problems
+    }
+
+    /// A replica set member names its set; mongos answers `msg: "isdbgrid"` (a sharded cluster, whose shards are
+    /// replica sets): both serve change streams. A standalone server does neither.
+    static func servesChangeStreams(hello: Document) -> Bool {
+        hello["setName"] != nil || hello["msg"] == .string("isdbgrid")
     }
 
     /// PostgreSQL: an index whose first column is it; Redshift: a sort key on it (`pg_table_def.sortkey`; that

@@ -12,12 +12,13 @@ public enum S3Probe {
         return streams.contains { $0.direction == .mongoToRedshift ? $0.loadMethod(endpoint) == .copy : $0.extract != .select }
     }
 
-    /// Put, get and delete a probe object.
+    /// Put, list, get and delete a probe object (listing: leftovers are found by it, at start and after UNLOADs).
     public static func bucketAccess(_ staging: S3Staging) async throws {
         let stage = S3Stage(staging: staging, stream: "_probe", transport: HTTPTransport(lanes: 1))
         let key = stage.prefix("probe") + UUID().uuidString
         let body = Array("{\"x\":\"ok\"}\n".utf8)
         try await stage.client.putObject(stage.bucket, key: key, bytes: body)
+        _ = try await stage.client.list(stage.bucket, prefix: stage.prefix("probe"))
         let back = try await stage.client.getObject(stage.bucket, key: key)
         try await stage.client.deleteObject(stage.bucket, key: key)
         guard back == body else {

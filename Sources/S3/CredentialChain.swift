@@ -69,8 +69,15 @@ public actor CredentialChain {
         if let tokenFile = environment["AWS_WEB_IDENTITY_TOKEN_FILE"], let role = environment["AWS_ROLE_ARN"] {
             return try await webIdentity(tokenFile: tokenFile, role: role)
         }
-        let profile = environment["AWS_PROFILE"] ?? environment["AWS_DEFAULT_PROFILE"] ?? "default"
-        if let found = try SharedProfiles(environment: environment).credentials(profile: profile) { return found }
+        let named = environment["AWS_PROFILE"] ?? environment["AWS_DEFAULT_PROFILE"]
+        let profile = named ?? "default"
+        let profiles = SharedProfiles(environment: environment)
+        if let found = try profiles.credentials(profile: profile) { return found }
+        // A profile asked for by name that is not there is an error (as in the AWS SDKs), not a cue to sign as
+        // whatever role the machine has.
+        if named != nil, !profiles.exists(profile) {
+            throw S3Error(.credentialsUnavailable, operation: "credentials", message: "AWS_PROFILE: no profile \(profile) in \(profiles.paths)")
+        }
         if environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] != nil || environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"] != nil {
             return try await container()
         }
@@ -203,16 +210,37 @@ struct SharedProfiles {
 
     var paths: String { "\(credentialsPath), \(configPath)" }
 
+    /// Settings of profiles that get their credentials elsewhere, which mongoshift does not follow: such a
+    /// profile is refused, never skipped (the chain would go on to sign as the machine's role).
+    static let unsupportedSettings = ["role_arn", "credential_process", "sso_session", "sso_start_url", "sso_account_id", "web_identity_token_file"]
+
     func credentials(profile: String) throws -> AWSCredentials? {
-        for (path, section) in [(credentialsPath, profile), (configPath, profile == "default" ? "default" : "profile \(profile)")] {
+        for (path, section) in sections(profile) {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
             let values = Self.section(section, in: text)
             if let key = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] {
                 return AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: values["aws_session_token"],
                                       source: "profile \(profile) (\(path))")
             }
+            if let setting = Self.unsupportedSettings.first(where: { values[$0] != nil }) {
+                throw S3Error(.credentialsUnavailable, operation: "credentials",
+                              message: "profile \(profile) (\(path)) gets its credentials by \(setting), which mongoshift does not follow: give the "
+                                + "profile keys, or use the environment, web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), the container or the instance role")
+            }
         }
         return nil
+    }
+
+    /// Whether either file has the profile's section.
+    func exists(_ profile: String) -> Bool {
+        sections(profile).contains { path, section in
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return false }
+            return text.split(whereSeparator: \.isNewline).contains { $0.trimmingCharacters(in: .whitespaces) == "[\(section)]" }
+        }
+    }
+
+    private func sections(_ profile: String) -> [(path: String, section: String)] {
+        [(credentialsPath, profile), (configPath, profile == "default" ? "default" : "profile \(profile)")]
     }
 
     /// The `key = value` lines of `[name]`.

@@ -96,6 +96,28 @@ final class S3SigningTests: XCTestCase {
         XCTAssertEqual(chosen.accessKeyID, "AKPROD", "a named profile skips the environment")
     }
 
+    /// A profile that assumes a role (or runs a credential process, or SSO) has no keys of its own: it was skipped
+    /// and the chain went on to the instance or task role — requests signed as another identity. A profile named
+    /// by AWS_PROFILE that does not exist was skipped the same way (the SDKs refuse it).
+    func testProfilesMongoshiftCannotUseAreRefusedNotSkipped() async throws {
+        let dir = NSTemporaryDirectory() + "aws-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "[profile etl]\nrole_arn = arn:aws:iam::1:role/etl\nsource_profile = base\n[profile base]\naws_access_key_id = AKBASE\naws_secret_access_key = s\n"
+            .write(toFile: dir + "/config", atomically: true, encoding: .utf8)
+        let files = ["AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials", "AWS_CONFIG_FILE": dir + "/config",
+                     "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/creds"]
+        for (profile, expected) in [("etl", "role_arn"), ("nosuch", "no profile nosuch")] {
+            do {
+                _ = try await chain(files.merging(["AWS_PROFILE": profile]) { a, _ in a }).credentials()
+                XCTFail("\(profile): expected a refusal")
+            } catch let e as S3Error {
+                XCTAssertEqual(e.code, .credentialsUnavailable, "\(profile)")
+                XCTAssertTrue(e.description.contains(expected), e.description)
+            }
+        }
+    }
+
     func testNoCredentialsAnywhereIsOneClearError() async throws {
         do {
             _ = try await chain(["HOME": "/nonexistent"]).credentials()

@@ -1,5 +1,6 @@
 import Foundation
 import S3
+import Replication
 import XCTest
 
 /// SigV4 against the worked examples of AWS's S3 documentation ("Signature Calculations for the Authorization
@@ -116,6 +117,28 @@ final class S3SigningTests: XCTestCase {
                 XCTAssertTrue(e.description.contains(expected), e.description)
             }
         }
+    }
+
+    /// UNLOAD signs no request of ours: a profile's session token rotated in its file was never read again (no
+    /// expiry to renew by), and the UNLOAD failed on ExpiredToken until mongoshift restarted.
+    func testCopyAndUnloadCarryTheProfilesCurrentToken() async throws {
+        let dir = NSTemporaryDirectory() + "aws-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func write(_ token: String) throws {
+            try "[etl]\naws_access_key_id = ASIA1\naws_secret_access_key = s\naws_session_token = \(token)\n"
+                .write(toFile: dir + "/credentials", atomically: true, encoding: .utf8)
+        }
+        try write("tokenA")
+        var staging = S3Staging(bucket: "b")
+        staging.profile = "etl"
+        let stage = S3Stage(staging: staging, stream: "s", transport: HTTPTransport(lanes: 1),
+                            environment: ["AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials", "AWS_CONFIG_FILE": dir + "/config"])
+        let first = try await stage.authorization()
+        XCTAssertTrue(first.contains("SESSION_TOKEN 'tokenA'"))
+        try write("tokenB")
+        let second = try await stage.authorization()
+        XCTAssertTrue(second.contains("SESSION_TOKEN 'tokenB'"), "the rotated token")
     }
 
     func testNoCredentialsAnywhereIsOneClearError() async throws {

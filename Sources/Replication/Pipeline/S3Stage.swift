@@ -9,11 +9,12 @@ public struct S3Stage: Sendable {
     public let client: S3Client
     let stream: String
 
-    public init(staging: S3Staging, stream: String, transport: HTTPTransport = HTTPTransport(lanes: 2)) {
+    public init(staging: S3Staging, stream: String, transport: HTTPTransport = HTTPTransport(lanes: 2),
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.staging = staging
         self.stream = stream
         let settings = S3Settings(region: staging.region, endpoint: staging.endpoint)
-        let chain = CredentialChain(staging.profile.map { .profile($0) } ?? .standard, region: staging.region, transport: transport)
+        let chain = CredentialChain(staging.profile.map { .profile($0) } ?? .standard, region: staging.region, environment: environment, transport: transport)
         client = S3Client(settings: settings, credentials: chain, transport: transport)
     }
 
@@ -39,7 +40,14 @@ public struct S3Stage: Sendable {
         } else {
             // Redshift fails a COPY or UNLOAD whose temporary credentials expire while it runs: ask for a
             // half hour of validity (renewed if less is left; `iam_role` has no such limit).
-            let creds = try await client.credentials.credentials(validFor: 1800)
+            var creds = try await client.credentials.credentials(validFor: 1800)
+            // Credentials without an expiry (the environment, a profile's keys — whose session token another tool
+            // may rotate in its file) are read again: COPY and UNLOAD sign no request of ours, so a stale token
+            // would only come back as the statement's failure (the stream stopped until restarted).
+            if creds.expiration == nil {
+                await client.credentials.invalidate()
+                creds = try await client.credentials.credentials(validFor: 1800)
+            }
             clause = "ACCESS_KEY_ID \(SQL.literal(creds.accessKeyID)) SECRET_ACCESS_KEY \(SQL.literal(creds.secretAccessKey))"
             if let token = creds.sessionToken { clause += " SESSION_TOKEN \(SQL.literal(token))" }
         }

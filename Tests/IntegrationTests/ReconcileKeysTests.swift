@@ -44,6 +44,35 @@ final class ReconcileKeysTests: IntegrationTestCase {
         try await run(table: table, key: "code", deleting: "v IN (3, 50, 199)", expect: 197)
     }
 
+    /// The walk starts when the collection holds more documents than the source has keys: the source was counted
+    /// by rows, NULL keys and duplicate keys (Redshift enforces none) included — rows without documents — so
+    /// rows deleted while those existed were never found.
+    func testNullAndDuplicateKeysDoNotHideDeletedRows() async throws {
+        try await connection.execute("""
+            CREATE TABLE public.\(table) (code varchar(20), v int, updated_at timestamp NOT NULL DEFAULT now());
+            INSERT INTO public.\(table) (code, v) SELECT 'c-' || lpad(g::text, 4, '0'), g FROM generate_series(1, 200) g;
+            INSERT INTO public.\(table) (code, v) VALUES (NULL, 1001), (NULL, 1002), (NULL, 1003), ('c-0100', 1004), ('c-0101', 1005), ('c-0102', 1006);
+            """)
+        let config = try writeStreamsConfig("""
+          - name: t
+            from: { table: public.\(table) }
+            to: { collection: t }
+            key: [code]
+            watermark: updated_at
+            safety_lag: 1s
+            reconcile_every: 1s
+        """)
+        XCTAssertEqual(try MongoshiftProcess.run(["snapshot", "--config", config]).status, 0)
+        let copied = try await mongo.count(database: database, collection: "t")
+        XCTAssertEqual(copied, 200)
+        try await connection.execute("DELETE FROM public.\(table) WHERE v IN (5, 6)")
+        let (process, _) = try startRun(config)
+        try await waitFor("the reconciler to delete the documents of the 2 deleted rows", timeout: 30) {
+            try await self.mongo.count(database: self.database, collection: "t") == 198
+        }
+        stop(process)
+    }
+
     func testCompositeKeys() async throws {
         try await connection.execute("""
             CREATE TABLE public.\(table) (region text NOT NULL, n int NOT NULL, v int, updated_at timestamp NOT NULL DEFAULT now(), PRIMARY KEY (region, n));

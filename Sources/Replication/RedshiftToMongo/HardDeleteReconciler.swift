@@ -84,8 +84,9 @@ struct HardDeleteReconciler {
             let mongoSide = try await mongoSummary(lower, upper)
             let (condition, params) = Self.range(k, lower, upper)
             let sourceSide: (Int, String) = try await reader.run { [table] c in
-                let r = try await c.query("SELECT count(*)::text, coalesce(sum(CAST(\(k) AS DECIMAL(38, 0))), 0)::text FROM \(table.qualifiedName) WHERE \(condition) AND \(live)",
-                                          params).rows.first
+                // Distinct keys: a repeated key (never enforced on Redshift) has one document.
+                let r = try await c.query("SELECT count(DISTINCT \(k))::text, coalesce(sum(DISTINCT CAST(\(k) AS DECIMAL(38, 0))), 0)::text FROM \(table.qualifiedName) "
+                                          + "WHERE \(condition) AND \(live)", params).rows.first
                 return (Int(r?[0] ?? "0") ?? 0, r?[1] ?? "0")
             }
             if mongoSide.0 != sourceSide.0 || mongoSide.1 != sourceSide.1 {
@@ -108,8 +109,11 @@ struct HardDeleteReconciler {
             result.inexactKeys = true
             return
         }
+        // Keys, not rows: a NULL key or a repeated one (Redshift enforces no key) has no document of its own.
+        let keys = table.keyNames.map(SQL.identifier)
         let sourceCount = try await reader.run { [table] c in
-            Int(try await c.query("SELECT CAST(count(*) AS varchar) FROM \(table.qualifiedName) WHERE \(live)").rows.first?.first??.description ?? "0") ?? 0
+            Int(try await c.query("SELECT CAST(count(*) AS varchar) FROM (SELECT DISTINCT \(keys.joined(separator: ", ")) FROM \(table.qualifiedName) "
+                                  + "WHERE \(live) AND \(KeysetQuery.keysNotNull(keys))) d").rows.first?.first??.description ?? "0") ?? 0
         }
         // The target holds every applied live row: no more documents than rows, no document whose row is gone.
         guard result.targetCount > sourceCount else { return }

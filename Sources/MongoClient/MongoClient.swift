@@ -83,8 +83,10 @@ public final class MongoClient: @unchecked Sendable {
 
     /// `init(url:)` on a thread of its own: creating a client resolves a `mongodb+srv://` URL's DNS records
     /// synchronously, which must not hold a thread of the cooperative pool.
-    public static func connect(url: String, appName: String = "mongoshift") async throws -> MongoClient {
-        try await IOThread.detached(name: "mongo-connect") { try MongoClient(url: url, appName: appName) }
+    /// `primaryReads`: every read goes to the primary, whatever the URL's `readPreference` (a snapshot's reads
+    /// must see everything up to the change stream position it starts from, which another member may not have).
+    public static func connect(url: String, appName: String = "mongoshift", primaryReads: Bool = false) async throws -> MongoClient {
+        try await IOThread.detached(name: "mongo-connect") { try MongoClient(url: url, appName: appName, primaryReads: primaryReads) }
     }
 
     /// `connect` when there is a URL.
@@ -95,7 +97,7 @@ public final class MongoClient: @unchecked Sendable {
 
     /// Parses the URL and creates the client (libmongoc connects lazily, on the first operation).
     /// `serverSelectionTimeoutMS` defaults to 5 s here so an unreachable server is reported promptly.
-    public init(url: String, appName: String = "mongoshift") throws {
+    public init(url: String, appName: String = "mongoshift", primaryReads: Bool = false) throws {
         _ = mongocReady
         redactedURL = Redaction.redact(url)
         var error = bson_error_t()
@@ -114,6 +116,11 @@ public final class MongoClient: @unchecked Sendable {
         }
         mongoc_client_set_error_api(client, Int32(MONGOC_ERROR_API_VERSION_2))
         mongoc_client_set_appname(client, appName)
+        if primaryReads {
+            let primary = mongoc_read_prefs_new(MONGOC_READ_PRIMARY)
+            mongoc_client_set_read_prefs(client, primary)
+            mongoc_read_prefs_destroy(primary)
+        }
         self.client = client
         self.io = IOThread(name: "libmongoc")
     }

@@ -126,6 +126,20 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         XCTAssertTrue(pages.allSatisfy { $0 <= 11 }, "documents per page: \(pages)")
     }
 
+    /// The snapshot's seed (a change stream) and its pages went wherever the URL's read preference sent each:
+    /// with `secondary…`, members at different points, and writes between them in neither copy nor tail. They
+    /// read the primary now — seen here as a snapshot that works though the URL asks for a secondary the
+    /// single-member dev set does not have (only a real replica set can show the members disagreeing).
+    func testSnapshotReadsThePrimaryWhateverTheURLsReadPreference() async throws {
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", (1...50).map { (i: Int) -> WriteOperation in
+            .insert(["_id": .int32(Int32(i)), "name": .string("app \(i)")])
+        })
+        let config = try writeConfig(mongoURL: mongoURL + (mongoURL.contains("?") ? "&" : "?") + "readPreference=secondary")
+        let result = try MongoshiftProcess.run(["snapshot", "--spool-only", "--config", config])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("snapshot spooled"), result.stdout)
+    }
+
     /// A binary `_id` becomes a bytea key: deletes must name it in bytea's `\x` form too (they once sent bare hex,
     /// which bytea reads as text, so the row stayed).
     func testDeletesOfBinaryKeysRemoveTheirRows() async throws {

@@ -47,7 +47,11 @@ public struct MongoToRedshiftService: Service {
     }
 
     private func snapshot(target: ChangeTarget?, spoolOnly: Bool) async throws -> SnapshotOutcome {
-        let source = MongoSnapshotSource(context: context, client: try await MongoClient.connect(url: mongo.url), database: mongo.database, policy: policy)
+        // The seed's change stream and every page read on the primary: with `readPreference=secondary…` in the URL
+        // they could land on members at different points, and writes between the two would be in neither the
+        // copy nor the tail.
+        let client = try await MongoClient.connect(url: mongo.url, primaryReads: true)
+        let source = MongoSnapshotSource(context: context, client: client, database: mongo.database, policy: policy)
         return try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
     }
 

@@ -83,11 +83,16 @@ final class CheckCommandTests: XCTestCase {
         try await connection.execute("CREATE SCHEMA \(schema)")
         try await Fixtures.createOrders(connection, table: "orders_src", rows: 300)
         try await connection.execute("ALTER TABLE public.orders_src SET SCHEMA \(schema)")
+        // A table of the same name in another schema: its stream must not target the same collection (the emitted
+        // config was refused: one stream per target).
+        let twin = schema + "_twin"  // sorts after `schema`: its stream is the numbered one
+        try await connection.execute("CREATE SCHEMA \(twin); CREATE TABLE \(twin).orders_src (id bigint PRIMARY KEY, updated_at timestamptz)")
         let mongo = try MongoClient(url: mongoURL)
         _ = try await mongo.bulkWrite(database: database, collection: "events", (1...50).map { .insert(["_id": .int32(Int32($0)), "kind": "click"]) })
         let directory = try TestServers.temporaryDirectory("discover")
         let base = """
         state: \(directory)/state
+        lease: 20s
         redshift: { url: "\(pg)", dialect: postgres }
         mongo: { url: "\(mongoURL)", database: \(database) }
         streams: []
@@ -95,6 +100,7 @@ final class CheckCommandTests: XCTestCase {
         try base.write(toFile: directory + "/base.yaml", atomically: true, encoding: .utf8)
         let emitted = try MongoshiftProcess.run(["discover", "--config", directory + "/base.yaml", "--emit-config"])
         XCTAssertEqual(emitted.status, 0, emitted.stderr)
+        XCTAssertTrue(emitted.stdout.contains("lease: 20s"), "the config's own top-level settings are kept:\n\(emitted.stdout)")
         XCTAssertTrue(emitted.stdout.contains("from: { table: \(schema).orders_src }") && emitted.stdout.contains("watermark: updated_at")
                       && emitted.stdout.contains("deletes: { column: is_deleted }") && emitted.stdout.contains("from: { collection: events }"), emitted.stdout)
         try emitted.stdout.write(toFile: directory + "/emitted.yaml", atomically: true, encoding: .utf8)
@@ -105,7 +111,7 @@ final class CheckCommandTests: XCTestCase {
         let snapshot = try MongoshiftProcess.run(["snapshot", "--config", directory + "/emitted.yaml"] + streams)
         XCTAssertEqual(snapshot.status, 0, snapshot.stderr)
         XCTAssertTrue(snapshot.stdout.contains("stream orders_src: snapshot complete, 300 rows") && snapshot.stdout.contains("stream events_to_redshift: snapshot complete, 50 rows"), snapshot.stdout)
-        try await connection.execute("DROP SCHEMA \(schema) CASCADE; DROP SCHEMA IF EXISTS mongo CASCADE")
+        try await connection.execute("DROP SCHEMA \(schema) CASCADE; DROP SCHEMA \(twin) CASCADE; DROP SCHEMA IF EXISTS mongo CASCADE")
         try await mongo.command(["dropDatabase": 1], database: database)
         try? FileManager.default.removeItem(atPath: directory)
     }

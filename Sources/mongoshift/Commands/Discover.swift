@@ -40,29 +40,30 @@ extension Mongoshift {
             }
         }
 
-        /// The config file's own `state`/`redshift`/`mongo`/`defaults` sections, verbatim (so `${VAR}`s stay
-        /// references and no secret is printed), plus one stream per table with a key and one per collection.
+        /// The config file's own top-level sections but its streams, verbatim (so `${VAR}`s stay references and no
+        /// secret is printed), plus one stream per table with a key and one per collection, each to a target of its
+        /// own (tables of one name in two schemas, or collections one sanitized name, get numbered targets).
         func starterConfig(tables: [Discovery.Table], collections: [Discovery.Collection]) throws -> String {
             let text = try String(contentsOfFile: options.config, encoding: .utf8)
             var out = "# Starter configuration written by `mongoshift discover --emit-config`. Review keys and watermarks.\n"
             if let root = try Yams.compose(yaml: text), case .mapping(let mapping) = root {
-                for key in ["state", "redshift", "mongo", "defaults"] {
+                for key in ["state", "local_dir", "lease", "redshift", "mongo", "defaults"] {
                     if let node = mapping[Node(key)] {
                         out += try Yams.serialize(node: Node.mapping(Node.Mapping([(Node(key), node)])))
                     }
                 }
             }
             out += "streams:\n"
-            var names = Set<String>()
-            func unique(_ base: String) -> String {
+            var names = Set<String>(), collectionNames = Set<String>(), tableNames = Set<String>()
+            func unique(_ base: String, in taken: inout Set<String>) -> String {
                 var name = base, i = 2
-                while names.contains(name) { name = "\(base)_\(i)"; i += 1 }
-                names.insert(name)
+                while taken.contains(name) { name = "\(base)_\(i)"; i += 1 }
+                taken.insert(name)
                 return name
             }
             for t in tables where !t.key.isEmpty {
-                out += "  - name: \(unique(ColumnNaming.sanitize(t.name.name)))\n"
-                out += "    from: { table: \(t.name) }\n    to: { collection: \(t.name.name) }\n"
+                out += "  - name: \(unique(ColumnNaming.sanitize(t.name.name), in: &names))\n"
+                out += "    from: { table: \(t.name) }\n    to: { collection: \(unique(t.name.name, in: &collectionNames)) }\n"
                 out += "    key: [\(t.key.joined(separator: ", "))]\n"
                 if let w = t.watermarkCandidates.first { out += "    watermark: \(w)\n" }
                 if let d = t.hasSoftDeleteColumn, !t.watermarkCandidates.isEmpty { out += "    deletes: { column: \(d) }\n" }
@@ -71,8 +72,8 @@ extension Mongoshift {
                 out += "  # \(t.name): no key found; add `key:` to replicate it\n"
             }
             for c in collections {
-                out += "  - name: \(unique(ColumnNaming.sanitize(c.name) + "_to_redshift"))\n"
-                out += "    from: { collection: \(c.name) }\n    to: { table: mongo.\(ColumnNaming.sanitize(c.name)) }\n"
+                out += "  - name: \(unique(ColumnNaming.sanitize(c.name) + "_to_redshift", in: &names))\n"
+                out += "    from: { collection: \(c.name) }\n    to: { table: mongo.\(unique(ColumnNaming.sanitize(c.name), in: &tableNames)) }\n"
             }
             return out
         }

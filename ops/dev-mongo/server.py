@@ -459,8 +459,14 @@ def token_for(seq: int, fragment: int = 0) -> dict:
     return {"_data": "%016X" % seq if not fragment else "%016X%04X" % (seq, fragment)}
 
 
+# The position of a collection stream's `invalidate` after the `drop` of the same oplog entry: MongoDB gives it a
+# token of its own, after the drop's. Resuming after the drop delivers the invalidate again; only `startAfter` the
+# invalidate's token continues past it (`resumeAfter` it is refused, code 260).
+INVALIDATE = 0xFFFF
+
+
 def position_of(token) -> tuple[int, int]:
-    """(event sequence number, fragment number: 0 for a whole event) of a resume token."""
+    """(event sequence number, fragment number: 0 for a whole event, INVALIDATE for the invalidate after a drop)."""
     data = token.get("_data") if isinstance(token, dict) else None
     if not isinstance(data, str) or len(data) not in (16, 20):
         raise CommandError(286, "malformed resume token", "ChangeStreamHistoryLost")
@@ -1410,8 +1416,16 @@ class Server:
             rest = rest[:-1]
         token = opts.get("resumeAfter") or opts.get("startAfter")
         skip_fragments = 0
+        invalidate_next = None
         if token is not None:
             seq, fragment = position_of(token)
+            if fragment == INVALIDATE:
+                if opts.get("startAfter") is None:
+                    raise CommandError(260, "Attempting to resume a change stream using 'resumeAfter' is not allowed from an "
+                                            "invalidate notification.", "InvalidResumeToken")
+                fragment, seq_after_invalidate = 0, True
+            else:
+                seq_after_invalidate = False
             if seq > self.log.last_seq or seq < self.log.oldest_seq() - (0 if fragment else 1):
                 raise CommandError(286, "Resume of change stream was not possible, as the resume point may no "
                                         "longer be in the oplog.", "ChangeStreamHistoryLost")
@@ -1421,6 +1435,13 @@ class Server:
                                    "ChangeStreamFatalError")
             # Resuming from a fragment: the same event again, from the fragment after it.
             next_seq, skip_fragments, pos = (seq, fragment, (seq, fragment)) if fragment else (seq + 1, 0, (seq, 0))
+            if not seq_after_invalidate and scope == "collection":
+                # After a drop of this collection: its invalidate comes (again) first.
+                dropped = next((e for e in self.log.events if e.seq == seq), None)
+                if dropped is not None and dropped.doc["operationType"] == "drop" and dropped.db == db and dropped.coll == coll:
+                    invalidate_next = dropped
+            elif seq_after_invalidate:
+                pos = (seq, INVALIDATE)
         elif opts.get("startAtOperationTime") is not None:
             ts = opts["startAtOperationTime"]
             wanted = (ts.time, ts.inc)
@@ -1438,6 +1459,11 @@ class Server:
         ns = f"{db}.{target if isinstance(target, str) else '$cmd.aggregate'}"
         cursor = StreamCursor(cid, ns, db, coll, scope, next_seq, mode, decode_wire_value(rest), split, pos)
         cursor.skip_fragments = skip_fragments
+        if invalidate_next is not None:
+            doc = self.invalidate_event(invalidate_next)
+            raw = encode_wire_value(doc)
+            cursor.pending.append((raw, len(bson.encode(raw)), (invalidate_next.seq, INVALIDATE)))
+            cursor.closed = True
         batch_size = (body.get("cursor") or {}).get("batchSize")
         batch = self.drain(cursor, 0 if batch_size == 0 else batch_size or 101)
         self.cursors[cid] = cursor
@@ -1516,7 +1542,7 @@ class Server:
                         raise CommandError(280, "resume token names a fragment of an event this change stream does not "
                                                 "split: the resumed stream must render the event as the first did",
                                            "ChangeStreamFatalError")
-                    cursor.pending.append((raw, dsize, (event.seq, 0)))
+                    cursor.pending.append((raw, dsize, (event.seq, INVALIDATE if doc.get("operationType") == "invalidate" else 0)))
                 elif cursor.split:
                     fragments = self.split_event(raw, event.seq)
                     if cursor.skip_fragments > len(fragments):
@@ -1577,8 +1603,7 @@ class Server:
         if op == "drop":
             out = [base]
             if cursor.scope == "collection":
-                out.append({"_id": token_for(event.seq), "operationType": "invalidate",
-                            "clusterTime": WireTimestamp(*event.ts), "wallTime": event.wall})
+                out.append(self.invalidate_event(event))
                 cursor.closed = True
             return out
         base["documentKey"] = event.doc["documentKey"]
@@ -1589,6 +1614,11 @@ class Server:
             if cursor.full_document in ("updateLookup", "whenAvailable", "required"):
                 base["fullDocument"] = self.lookup(event)
         return [base]
+
+    @staticmethod
+    def invalidate_event(drop: Event) -> dict:
+        return {"_id": token_for(drop.seq, INVALIDATE), "operationType": "invalidate",
+                "clusterTime": WireTimestamp(*drop.ts), "wallTime": drop.wall}
 
     def lookup(self, event: Event):
         coll = self.dbs.get(event.db, {}).get(event.coll)

@@ -170,8 +170,13 @@ struct ChangeStreamTailer {
         position.appendResumeOption(to: &options)
         let slim: [Document] = [["$project": .document(["fullDocument": 0, "updateDescription": 0, "fullDocumentBeforeChange": 0])]]
         let stream = try await client.watch(database: database, collection: context.stream.collection, pipeline: slim, options: options)
-        let batch = try await stream.nextBatch(maxEvents: 1, maxWait: .seconds(5))
-        guard let event = batch.events.first, case .document(let token)? = event["_id"] else { throw error }
+        // A reply may come back empty before the event does (a getMore's wait ends first): read up to 5 s.
+        var event: Document?
+        let deadline = ContinuousClock.now + .seconds(5)
+        while event == nil && ContinuousClock.now < deadline {
+            event = try await stream.nextBatch(maxEvents: 1, maxWait: .seconds(1)).events.first
+        }
+        guard let event, case .document(let token)? = event["_id"] else { throw error }
         let key = event.value(at: "documentKey._id") ?? .null
         try await context.deadLetter([.init(key: key, reason: "change event over MongoDB's 16 MiB limit (\(event["operationType"]?.stringValue ?? "?")); "
                                                + "this server (before 7.0) cannot split it with $changeStreamSplitLargeEvent: \(error.message)")])
@@ -193,6 +198,13 @@ struct ChangeStreamTailer {
     /// `on_drop`: fail; or keep / truncate the target and continue after the event (`startAfter`). The position
     /// after the event travels as an empty segment, so only the apply side moves the applied position.
     private func handleDrop(_ op: String, token: Document, last: ChangeStreamPosition, cursor: inout ExtractCursor) async throws {
+        let after = ChangeStreamPosition(resumeToken: token, clusterTime: last.clusterTime, afterInvalidate: true)
+        // Right after a drop handled already (the position is past it, `startAfter`): the `invalidate` (or
+        // `dropDatabase`) that ends the same stream is that drop's, not a second one.
+        if cursor.position?.changeStream?.afterInvalidate == true {
+            try await record(SpoolSegmentWriter(stream: context.name), to: after, cursor: &cursor)
+            return
+        }
         let what = "source collection \(context.stream.collection): \(op) event"
         switch context.stream.onDrop {
         case .fail:
@@ -210,7 +222,6 @@ struct ChangeStreamTailer {
             context.logger.error("\(what); target table truncated (on_drop: truncate)")
         }
         try await context.state.recordError(context.name, "\(what) (on_drop: \(context.stream.onDrop.rawValue))")
-        let after = ChangeStreamPosition(resumeToken: token, clusterTime: last.clusterTime, afterInvalidate: true)
         try await record(SpoolSegmentWriter(stream: context.name), to: after, cursor: &cursor)
     }
 }

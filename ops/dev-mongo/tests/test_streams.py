@@ -100,6 +100,24 @@ def test_drop_then_invalidate(db):
     assert kinds == ["drop", "invalidate"]
 
 
+def test_invalidate_has_its_own_token_and_only_start_after_passes_it(db):
+    db.c.insert_one({"_id": 1})
+    with db.c.watch(max_await_time_ms=100) as stream:
+        db.c.drop()
+        drop, invalidate = next_events(stream, 2)
+    assert invalidate["_id"] != drop["_id"] and invalidate["_id"]["_data"] > drop["_id"]["_data"]
+    # Resuming after the drop delivers its invalidate again.
+    with db.c.watch(max_await_time_ms=100, start_after=drop["_id"]) as again:
+        assert [e["operationType"] for e in next_events(again, 1)] == ["invalidate"]
+    with pytest.raises(OperationFailure) as err:
+        with db.c.watch(max_await_time_ms=100, resume_after=invalidate["_id"]) as refused:
+            next(refused)
+    assert err.value.code == 260
+    with db.c.watch(max_await_time_ms=100, start_after=invalidate["_id"]) as after:
+        db.c.insert_one({"_id": 2})
+        assert [e["operationType"] for e in next_events(after, 1)] == ["insert"]
+
+
 def test_history_lost_and_data_file_survive_restart(spawn, tmp_path):
     server = spawn("--history", "5", "--data", str(tmp_path / "mongo.data"))
     c = server.client()

@@ -55,6 +55,20 @@ public actor CredentialChain {
     /// Forgets the cached credentials (after the service refused them as expired).
     public func invalidate() { cached = nil }
 
+    /// Credentials read afresh from their source when they carry no expiry (the environment, a profile whose
+    /// session token another tool may rotate in its file); the ones in hand when that read fails for a moment.
+    public func current(validFor: Double) async throws -> AWSCredentials {
+        let held = try await credentials(validFor: validFor)
+        guard held.expiration == nil else { return held }
+        do {
+            let fresh = try await resolve()
+            cached = fresh
+            return fresh
+        } catch {
+            return held
+        }
+    }
+
     private func resolve() async throws -> AWSCredentials {
         if case .profile(let name) = choice {
             guard let found = try SharedProfiles(environment: environment).credentials(profile: name) else {
@@ -74,8 +88,8 @@ public actor CredentialChain {
         let profiles = SharedProfiles(environment: environment)
         if let found = try profiles.credentials(profile: profile) { return found }
         // A profile asked for by name that is not there is an error (as in the AWS SDKs), not a cue to sign as
-        // whatever role the machine has.
-        if named != nil, !profiles.exists(profile) {
+        // whatever role the machine has — except `default`, which images set without any files.
+        if named != nil, profile != "default", !profiles.exists(profile) {
             throw S3Error(.credentialsUnavailable, operation: "credentials", message: "AWS_PROFILE: no profile \(profile) in \(profiles.paths)")
         }
         if environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] != nil || environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"] != nil {

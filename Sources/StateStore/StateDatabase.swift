@@ -145,7 +145,7 @@ final class PostgresStateDatabase: StateDatabase, @unchecked Sendable {
         lockKey = nil
     }
 
-    init(url: String, schema: String) throws(StateStoreError) {
+    init(url: String, schema: String, createSchema: Bool = true) throws(StateStoreError) {
         self.url = url
         self.schema = schema
         session = try Self.run { try PostgresConnection.connectBlocking(url, applicationName: "mongoshift-state") }
@@ -154,7 +154,7 @@ final class PostgresStateDatabase: StateDatabase, @unchecked Sendable {
         // `migrated()` once the store's tables are current).
         _ = try run { try session.queryBlocking("SELECT pg_advisory_lock(hashtext($1))", [schema]) }
         lockKey = schema
-        _ = try run { try session.queryBlocking("CREATE SCHEMA IF NOT EXISTS \(quoted)") }
+        if createSchema { _ = try run { try session.queryBlocking("CREATE SCHEMA IF NOT EXISTS \(quoted)") } }
         _ = try run { try session.queryBlocking("SET search_path TO \(quoted)") }
     }
 

@@ -57,13 +57,16 @@ public final class StateStore: Sendable {
 
     /// The PostgreSQL store (`state: postgresql://…`): tables in schema `mongoshift_state`, shared by every worker;
     /// `localDirectory` keeps this worker's identity, spool and dead letters.
+    /// `readOnly` (`lag`, and `reset`'s check that a store exists) creates nothing: no local directory, no schema.
     public init(url: String, localDirectory: String, readOnly: Bool = false) throws {
-        try FileManager.default.createDirectory(atPath: localDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if !readOnly {
+            try FileManager.default.createDirectory(atPath: localDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
         path = Redaction.redact(url)
         io = IOThread(name: "state")
         isShared = true
-        workerID = try Self.loadWorkerID(directory: localDirectory, create: true)
-        let database = try io.runBlocking { try PostgresStateDatabase(url: url, schema: "mongoshift_state") }
+        workerID = try Self.loadWorkerID(directory: localDirectory, create: !readOnly)
+        let database = try io.runBlocking { try PostgresStateDatabase(url: url, schema: "mongoshift_state", createSchema: !readOnly) }
         db = database
         instanceID = try io.runBlocking {
             defer { try? database.migrated() }

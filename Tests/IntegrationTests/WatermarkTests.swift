@@ -47,6 +47,9 @@ final class WatermarkTests: IntegrationTestCase {
         url.user = role
         url.password = "zone-pw-1"
         let config = try writeStreamsConfig(stream("zoned", table: table), target: url.string!, name: "zone.yaml")
+        // `check` says whose zone the stamps are read in (the login's own setting may not be the writers').
+        let check = try MongoshiftProcess.run(["check", "--config", config, "--min-oplog-window", "0s"])
+        XCTAssertTrue(check.stdout.contains("this login's or database's own TimeZone=America/New_York"), check.stdout)
         let (process, _) = try startRun(config)
         try await waitFor("snapshot") { phase("zoned") == "streaming" }
         try await connection.execute("INSERT INTO public.\(table) (id, note) VALUES (100, 'after the snapshot')")

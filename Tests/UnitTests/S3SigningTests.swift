@@ -108,6 +108,12 @@ final class S3SigningTests: XCTestCase {
             .write(toFile: dir + "/config", atomically: true, encoding: .utf8)
         let files = ["AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials", "AWS_CONFIG_FILE": dir + "/config",
                      "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/creds"]
+        // `AWS_PROFILE=default` without any files goes on down the chain (here: the container endpoint, unreachable).
+        do {
+            _ = try await chain(files.merging(["AWS_PROFILE": "default"]) { a, _ in a }).credentials()
+        } catch let e as S3Error {
+            XCTAssertFalse(e.description.contains("no profile default"), e.description)
+        }
         for (profile, expected) in [("etl", "role_arn"), ("nosuch", "no profile nosuch")] {
             do {
                 _ = try await chain(files.merging(["AWS_PROFILE": profile]) { a, _ in a }).credentials()

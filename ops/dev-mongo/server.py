@@ -588,6 +588,7 @@ class StreamCursor:
         self.skip_fragments = 0  # resumed from a fragment token: fragments of the first event already seen
         self.pos = pos  # (seq, fragment) of the last event returned or passed over: the postBatchResumeToken
         self.closed = False
+        self.close_when_drained = False  # resumed after a drop: its invalidate is pending, then the stream ends
 
 
 # ---- fail points ---------------------------------------------------------------------------------------------------
@@ -1461,9 +1462,12 @@ class Server:
         cursor.skip_fragments = skip_fragments
         if invalidate_next is not None:
             doc = self.invalidate_event(invalidate_next)
-            raw = encode_wire_value(doc)
-            cursor.pending.append((raw, len(bson.encode(raw)), (invalidate_next.seq, INVALIDATE)))
-            cursor.closed = True
+            if cursor.pipeline:
+                doc = next(iter(apply_pipeline([doc], cursor.pipeline)), None)
+            if doc is not None:
+                raw = encode_wire_value(doc)
+                cursor.pending.append((raw, len(bson.encode(raw)), (invalidate_next.seq, INVALIDATE)))
+            cursor.close_when_drained = True
         batch_size = (body.get("cursor") or {}).get("batchSize")
         batch = self.drain(cursor, 0 if batch_size == 0 else batch_size or 101)
         self.cursors[cid] = cursor
@@ -1520,6 +1524,8 @@ class Server:
                 size += dsize
                 cursor.pos = pos
                 continue
+            if cursor.close_when_drained:
+                cursor.closed = True
             if len(out) >= limit or cursor.closed:
                 break
             if events is None:

@@ -112,6 +112,18 @@ public struct ConfigCheck: Sendable {
            let nulls = try? await pg.query("SELECT count(*) FROM \(qualified) WHERE \(SQL.identifier(w)) IS NULL").rows.first?.first, let n = Int(nulls ?? "0"), n > 0 {
             problem("\(n) rows have a NULL watermark (\(w)): they are copied by the snapshot but never tailed")
         }
+        // A `timestamp` watermark without `time_zone` reads stamps in the session's default zone: one set for this
+        // login or database (ALTER ROLE/DATABASE … SET TimeZone) need not be the zone the writers stamp in.
+        if table.watermarkKind == .time(withTimeZone: false), config.redshift?.timeZone == nil, config.redshift?.dialect != .redshift,
+           let own = try? await pg.query("""
+               SELECT s FROM pg_db_role_setting r, unnest(r.setconfig) s
+               WHERE lower(s) LIKE 'timezone=%' AND NOT (r.setrole = 0 AND r.setdatabase = 0)
+                 AND r.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = current_user))
+                 AND r.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+               """).rows.first?.first ?? nil {
+            problem("watermark \"\(table.watermarkName ?? "")\" is a timestamp without time zone, read in this login's or database's own \(own): "
+                    + "if the writers stamp in another zone, set redshift.time_zone to theirs")
+        }
         if table.watermarkKind == .time(withTimeZone: false), let zone = config.redshift?.timeZone {
             do {
                 _ = try await pg.query("SELECT CAST(now() AT TIME ZONE CAST($1 AS text) AS varchar)", [zone])
@@ -133,7 +145,7 @@ public struct ConfigCheck: Sendable {
         if config.redshift?.dialect == .redshift, config.redshift?.s3 != nil, stream.extract == .auto {
             do {
                 _ = try await pg.query("SELECT CAST(tbl_rows AS bigint) FROM svv_table_info WHERE \"schema\" = $1 AND \"table\" = $2",
-                                       [stream.table.schema ?? "public", stream.table.name])
+                                       [await SourceCatalog.schema(of: stream.table, on: pg, dialect: .redshift), stream.table.name.lowercased()])
             } catch {
                 problem("cannot read svv_table_info, so `extract: auto` cannot size the table and snapshots it by SELECT: GRANT SELECT ON svv_table_info TO the login, or set `extract: unload`")
             }
@@ -151,7 +163,7 @@ public struct ConfigCheck: Sendable {
     /// view lists only schemas on the search_path, so the table's schema is put there for the query). Throws when
     /// the catalog cannot be read: that is reported, not taken as "fine".
     func isIndexedOrSorted(_ pg: PostgresConnection, table: TableName, column: String) async throws -> Bool {
-        let schema = table.schema ?? "public"
+        let schema = await SourceCatalog.schema(of: table, on: pg, dialect: config.redshift?.dialect ?? .postgres)
         switch config.redshift?.dialect ?? .postgres {
         case .postgres:
             let n = try await pg.query("""

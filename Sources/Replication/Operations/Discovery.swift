@@ -49,7 +49,7 @@ public struct Discovery: Sendable {
         var out: [Table] = []
         for name in order where !targets.contains(TableName(schema: name.schema ?? "public", name: name.name)) {
             let cols = columns[name] ?? []
-            var key = (try? await SourceTable.declaredPrimaryKey(pg, table: name)) ?? []
+            var key = (try? await SourceTable.declaredPrimaryKey(pg, table: name, dialect: redshift.dialect)) ?? []
             if key.isEmpty, let id = cols.first(where: { $0.0.lowercased() == "id" }) { key = [id.0] }
             var estimate: Int?
             var note: String?

@@ -144,7 +144,8 @@ public enum Planner {
         case .redshift: "SELECT CAST(size AS bigint) * 1048576 FROM svv_table_info WHERE \"schema\" = $1 AND \"table\" = $2"
         case .postgres: "SELECT pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2"
         }
-        return try await pg.query(sql, [table.schema ?? "public", table.name]).rows.first?.first?.flatMap { Int($0) }
+        guard let resolved = try await SourceCatalog.resolve(table, on: pg, dialect: dialect) else { return nil }
+        return try await pg.query(sql, [resolved.schema, resolved.name]).rows.first?.first?.flatMap { Int($0) }
     }
 
     // MARK: Mongo → Redshift

@@ -88,6 +88,14 @@ public struct Verifier: Sendable {
         var fixes: [Change] = []
         var after: [String]?
         var liveRows = 0
+        // The newest version before pass 1 reads anything: documents written after it (by `run`, meanwhile) are
+        // left out of the count below — they would be taken for documents without rows.
+        let headVersion: Int64? = try await {
+            guard let w = table.watermarkIndex, !SourceKeyLookup.isExact(table) else { return nil }
+            let sql = "SELECT max(\(SQL.identifier(table.columns[w].name)))::text FROM \(table.qualifiedName)"
+            guard let text = try await pg.query(sql).rows.first?.first ?? nil else { return nil }
+            return Array(text.utf8).withUnsafeBufferPointer { RowVersion.of($0, type: table.columns[w].typeOID) }
+        }()
         // Pass 1: every source page against Mongo.
         while true {
             let (sql, params) = KeysetQuery.snapshotPage(table: table, after: after, lower: nil, upper: nil, limit: pageRows)
@@ -104,7 +112,7 @@ public struct Verifier: Sendable {
             var target: [BSON: Document] = [:]
             for doc in docs { if let id = doc["_id"] { target[id] = doc.removing(["_mongoshift"]) } }
             report.rowsChecked += page.rows
-            liveRows += live.count
+            liveRows += Set(live.map(\.key)).count
             let sourceSummary = (live.count, live.reduce(UInt64(0)) { $0 &+ Self.hash($1.document!.removing(["_mongoshift"])) })
             let targetSummary = (target.count, target.values.reduce(UInt64(0)) { $0 &+ Self.hash($1) })
             if sourceSummary != targetSummary {
@@ -136,8 +144,13 @@ public struct Verifier: Sendable {
             return true
         } } else {
             // Documents whose rows are gone cannot be named: counted. Pass 1 found every live row's document or
-            // reported it missing, and named the documents of deleted rows: any surplus has no row.
-            let documents = try await client.count(database: mongo.database, collection: context.stream.collection)
+            // reported it missing, and named the documents of deleted rows: any surplus has no row. A lower bound
+            // while `run` applies changes (documents rewritten since are not counted).
+            let filter: Document = headVersion.map { head in
+                ["$or": .array([.document(["_mongoshift.v": .document(["$lte": .int64(head)])]),
+                                .document(["_mongoshift.v": .document(["$exists": false])])])]
+            } ?? [:]
+            let documents = try await client.count(database: mongo.database, collection: context.stream.collection, filter: filter)
             report.extraUnnamed = max(0, documents - (liveRows - report.missing.count) - report.extra.count)
         }
         if repair && !fixes.isEmpty { report.repaired += try await apply(fixes, applier, lookup: lookup, pg: pg) }

@@ -40,14 +40,9 @@ public struct S3Stage: Sendable {
         } else {
             // Redshift fails a COPY or UNLOAD whose temporary credentials expire while it runs: ask for a
             // half hour of validity (renewed if less is left; `iam_role` has no such limit).
-            var creds = try await client.credentials.credentials(validFor: 1800)
-            // Credentials without an expiry (the environment, a profile's keys — whose session token another tool
-            // may rotate in its file) are read again: COPY and UNLOAD sign no request of ours, so a stale token
-            // would only come back as the statement's failure (the stream stopped until restarted).
-            if creds.expiration == nil {
-                await client.credentials.invalidate()
-                creds = try await client.credentials.credentials(validFor: 1800)
-            }
+            // Credentials without an expiry are read again (`current`): COPY and UNLOAD sign no request of ours, so a
+            // token rotated in a profile's file would only come back as the statement's failure.
+            let creds = try await client.credentials.current(validFor: 1800)
             clause = "ACCESS_KEY_ID \(SQL.literal(creds.accessKeyID)) SECRET_ACCESS_KEY \(SQL.literal(creds.secretAccessKey))"
             if let token = creds.sessionToken { clause += " SESSION_TOKEN \(SQL.literal(token))" }
         }

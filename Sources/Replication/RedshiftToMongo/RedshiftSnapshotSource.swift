@@ -31,8 +31,9 @@ struct RedshiftSnapshotSource: SnapshotSource {
     /// total depends on it, not worth a count of every row. (A table never analyzed is counted: the planner's
     /// guess for it can be far off.)
     private func plannedRows() async throws -> Int? {
-        let kind = try? await reader.scalar("SELECT CAST(c.relkind AS text) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                            + "WHERE \(SourceCatalog.tableMatch(.postgres, schema: 1, name: 2))", SourceCatalog.parameters(context.stream.table))
+        let name = context.stream.table
+        let oid = try? await reader.run { c in try await SourceCatalog.resolve(name, on: c, dialect: .postgres)?.oid }
+        let kind = try? await reader.scalar("SELECT CAST(relkind AS text) FROM pg_class WHERE oid = CAST($1 AS oid)", [oid ?? nil])
         guard kind == "v", let plan = try? await reader.scalar("EXPLAIN (FORMAT JSON) SELECT 1 FROM \(table.qualifiedName)"),
               let range = plan.range(of: "\"Plan Rows\": ") else { return nil }
         return Int(plan[range.upperBound...].prefix { $0.isNumber })
@@ -55,11 +56,12 @@ struct RedshiftSnapshotSource: SnapshotSource {
     /// The catalog's row count (Redshift: `svv_table_info.tbl_rows`; PostgreSQL: `reltuples`) without scanning
     /// the table; nil when the catalog does not say (no statistics, or the view needs a grant this login lacks).
     func catalogRowEstimate() async throws -> Int? {
-        let table = context.stream.table
-        let sql = reader.dialect == .redshift
+        let table = context.stream.table, dialect = reader.dialect
+        guard let found = (try? await reader.run({ c in try await SourceCatalog.resolve(table, on: c, dialect: dialect) })) ?? nil else { return nil }
+        let sql = dialect == .redshift
             ? "SELECT CAST(tbl_rows AS bigint) FROM svv_table_info WHERE \"schema\" = $1 AND \"table\" = $2"
-            : "SELECT CAST(c.reltuples AS bigint) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE \(SourceCatalog.tableMatch(.postgres, schema: 1, name: 2))"
-        let params: [String?] = reader.dialect == .redshift ? [(table.schema ?? "public").lowercased(), table.name.lowercased()] : SourceCatalog.parameters(table)
+            : "SELECT CAST(reltuples AS bigint) FROM pg_class WHERE oid = CAST($1 AS oid)"
+        let params: [String?] = dialect == .redshift ? [found.schema, found.name] : [found.oid]
         guard let text = try? await reader.scalar(sql, params), let n = Int(text), n >= 0 else { return nil }
         return n
     }
@@ -154,16 +156,18 @@ struct RedshiftSnapshotSource: SnapshotSource {
         let sql = """
             SELECT CAST(count(*) AS varchar) FROM pg_index i
             JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE \(SourceCatalog.tableMatch(.postgres, schema: 1, name: 2)) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+            WHERE c.oid = CAST($1 AS oid) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
               AND i.indisvalid AND i.indisready AND i.indislive AND (NOT c.relhassubclass OR c.relkind = 'p')
-              AND (SELECT bool_and(a.attname = ANY (CAST($3 AS text[]))) FROM unnest(i.indkey) k
+              AND (SELECT bool_and(a.attname = ANY (CAST($2 AS text[]))) FROM unnest(i.indkey) k
                    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k)
-              AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = ANY (CAST($3 AS text[]))
+              AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = ANY (CAST($2 AS text[]))
                               AND NOT a.attnotnull)
             """
         let names = "{" + table.keyNames.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
             .joined(separator: ",") + "}"
-        let count = try await reader.scalar(sql, SourceCatalog.parameters(context.stream.table) + [names])
+        let table = context.stream.table
+        guard let oid = try await reader.run({ c in try await SourceCatalog.resolve(table, on: c, dialect: .postgres)?.oid }) else { return false }
+        let count = try await reader.scalar(sql, [oid, names])
         return (Int(count ?? "0") ?? 0) > 0
     }
 

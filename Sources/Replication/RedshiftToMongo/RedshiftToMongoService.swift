@@ -61,15 +61,18 @@ public struct RedshiftToMongoService: Service {
         context.logger.info("streaming", metadata: ["from": "\(from?.description ?? "-")"])
 
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { [context, redshift] in
-                let probe = PostgresSource(url: redshift.url)
-                try await StreamSupervisor.monitorLag(context) {
-                    let applied = try? await context.state.stream(context.name)?.appliedPosition?.watermark?.value
-                    guard let watermark = table.watermarkName,
-                          let head = try? await probe.run(RetryPolicy(maxAttempts: 1), logger: context.logger, { c in
-                              try await WatermarkLag.sourceHead(c, table: context.stream.table, watermark: watermark)
-                          }) else { return nil }
-                    return WatermarkLag.lag(head: head, applied: applied ?? nil)
+            // A stream without a watermark (a snapshot, no tail) has no lag to measure.
+            if let watermark = table.watermarkName {
+                group.addTask { [context, redshift] in
+                    let probe = PostgresSource(url: redshift.url)
+                    let isInteger = table.watermarkKind == .integer
+                    try await StreamSupervisor.monitorLag(context) {
+                        let applied = try? await context.state.stream(context.name)?.appliedPosition?.watermark?.value
+                        guard let head = try? await probe.run(RetryPolicy(maxAttempts: 1), logger: context.logger, { c in
+                            try await WatermarkLag.sourceHead(c, table: context.stream.table, column: watermark, isInteger: isInteger)
+                        }) else { return nil }
+                        return WatermarkLag.lag(head: head, applied: applied ?? nil)
+                    }
                 }
             }
             if table.watermarkIndex != nil {

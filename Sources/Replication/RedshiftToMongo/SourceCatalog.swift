@@ -4,27 +4,34 @@ import PostgresClient
 /// session's `search_path` (`pg_table_is_visible`, as an unqualified SELECT resolves it), and on Redshift the
 /// lower-case name it folds quoted identifiers to (unless case-sensitive identifiers are on: then the exact
 /// name, preferred when both exist). A lookup that missed the table silently disabled what it guards — the
-/// open-transaction bound above all.
+/// open-transaction bound above all. The lookups are catalog-only queries of their own: Redshift runs
+/// session-dependent catalog functions on its leader node only, never in a query that also reads a table.
 enum SourceCatalog {
-    /// A condition over `pg_class c` joined to `pg_namespace n`: `$schema` the schema (NULL: none given), `$name`
-    /// the table's name.
-    static func tableMatch(_ dialect: SQLDialect, schema: Int, name: Int) -> String {
-        // Typed once: `lower()` would deduce text where the comparison deduces name.
-        let s = "CAST($\(schema) AS varchar)", t = "CAST($\(name) AS varchar)"
-        switch dialect {
-        case .postgres:
-            return "c.relname = \(t) AND (n.nspname = \(s) OR (\(s) IS NULL AND pg_table_is_visible(c.oid)))"
-        case .redshift:
-            return "c.relname IN (\(t), lower(\(t))) AND (n.nspname IN (\(s), lower(\(s))) OR (\(s) IS NULL AND pg_table_is_visible(c.oid)))"
-        }
+    /// The table's schema and name as the catalog has them, and its OID; nil when the catalog has no such table.
+    struct Resolved: Sendable, Equatable {
+        var schema: String
+        var name: String
+        var oid: String
     }
 
-    /// The table's OID as a scalar subquery (parameters `$schema`, `$name`), the exact name first.
-    static func tableOID(_ dialect: SQLDialect, schema: Int, name: Int) -> String {
-        "(SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE \(tableMatch(dialect, schema: schema, name: name)) "
-            + "ORDER BY CASE WHEN c.relname = CAST($\(name) AS varchar) THEN 0 ELSE 1 END LIMIT 1)"
+    static func resolve(_ table: TableName, on connection: PostgresConnection, dialect: SQLDialect) async throws -> Resolved? {
+        let name = "CAST($2 AS varchar)", schema = "CAST($1 AS varchar)"
+        let names = dialect == .redshift ? "c.relname IN (\(name), lower(\(name)))" : "c.relname = \(name)"
+        let schemas = dialect == .redshift ? "n.nspname IN (\(schema), lower(\(schema)))" : "n.nspname = \(schema)"
+        let sql = """
+            SELECT CAST(n.nspname AS varchar), CAST(c.relname AS varchar), CAST(c.oid AS varchar)
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE \(names) AND (\(schemas) OR (\(schema) IS NULL AND pg_table_is_visible(c.oid)))
+            ORDER BY CASE WHEN c.relname = \(name) THEN 0 ELSE 1 END LIMIT 1
+            """
+        guard let row = try await connection.query(sql, [table.schema, table.name]).rows.first,
+              let s = row[0], let n = row[1], let oid = row[2] else { return nil }
+        return Resolved(schema: s, name: n, oid: oid)
     }
 
-    /// The two parameters, in that order.
-    static func parameters(_ table: TableName) -> [String?] { [table.schema, table.name] }
+    /// The schema to name in catalog views that want one (`information_schema`, `svv_table_info`): the resolved
+    /// one, else the configured one (or `public`).
+    static func schema(of table: TableName, on connection: PostgresConnection, dialect: SQLDialect) async -> String {
+        (try? await resolve(table, on: connection, dialect: dialect))?.schema ?? table.schema ?? "public"
+    }
 }

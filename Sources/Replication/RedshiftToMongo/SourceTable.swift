@@ -76,7 +76,7 @@ public struct SourceTable: Sendable {
         var columns = probe.columns
         var keyNames = stream.key
         if keyNames.isEmpty {
-            keyNames = try await declaredPrimaryKey(connection, table: stream.table)
+            keyNames = try await declaredPrimaryKey(connection, table: stream.table, dialect: dialect)
             if keyNames.isEmpty {
                 throw ReplicationError(.configuration, stream: stream.name,
                                        "no key: set `key:` (Redshift does not enforce primary keys) or declare one on \(stream.table)")
@@ -153,14 +153,17 @@ public struct SourceTable: Sendable {
         return table
     }
 
-    static func declaredPrimaryKey(_ connection: PostgresConnection, table: TableName) async throws -> [String] {
+    /// The table's declared primary key, looked up under the schema its name resolves to (a bare name through
+    /// `search_path`: `public`'s table of the same name would lend its key).
+    static func declaredPrimaryKey(_ connection: PostgresConnection, table: TableName, dialect: SQLDialect) async throws -> [String] {
+        guard let resolved = try await SourceCatalog.resolve(table, on: connection, dialect: dialect) else { return [] }
         let rows = try await connection.query("""
             SELECT kcu.column_name FROM information_schema.table_constraints tc
             JOIN information_schema.key_column_usage kcu
               ON kcu.constraint_name = tc.constraint_name AND kcu.table_schema = tc.table_schema AND kcu.table_name = tc.table_name
             WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = $1 AND tc.table_name = $2
             ORDER BY kcu.ordinal_position
-            """, [table.schema ?? "public", table.name])
+            """, [resolved.schema, resolved.name])
         return rows.rows.compactMap { $0[0] }
     }
 }

@@ -50,18 +50,18 @@ struct TransactionHorizon: Sendable, Equatable {
     /// VACUUM and ANALYZE (ShareUpdateExclusiveLock) and CREATE INDEX (ShareLock) stamp nothing.
     static let writeLockModes = "'RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'"
 
-    /// One query: the clock, the oldest writer of `table` (`$1` schema or NULL, `$2` name: `SourceCatalog`) and, given `maxOf`, the
-    /// column's largest value. `zone` (PostgreSQL): the zone the clock and transaction starts are read in (`$3`
-    /// when named).
+    /// One query: the clock, the oldest writer of the table (`$1` its OID, `SourceCatalog.resolve`) and, given
+    /// `maxOf`, the column's largest value. `zone` (PostgreSQL): the zone the clock and transaction starts are read
+    /// in (`$2` when named).
     static func sql(_ dialect: SQLDialect, maxOf column: String?, in table: String, zone: StampZone = .utc) -> String {
         let maxValue = column.map { "(SELECT CAST(max(\(SQL.identifier($0))) AS varchar) FROM \(table))" } ?? "CAST(NULL AS varchar)"
-        let tableOID = SourceCatalog.tableOID(dialect, schema: 1, name: 2)
+        let tableOID = dialect == .postgres ? "CAST($1 AS oid)" : "CAST($1 AS integer)"
         switch dialect {
         case .postgres:
             let zone = switch zone {
             case .utc: "'UTC'"
             case .serverDefault: "(SELECT reset_val FROM pg_settings WHERE name = 'TimeZone')"
-            case .named: "CAST($3 AS text)"
+            case .named: "CAST($2 AS text)"
             }
             return """
                 SELECT CAST(CAST(now() AT TIME ZONE \(zone) AS timestamp(6)) AS varchar), CAST(w.pid AS varchar), CAST(w.xid AS varchar),
@@ -103,7 +103,8 @@ struct TransactionHorizon: Sendable, Equatable {
                       zone: StampZone = .utc) async throws -> TransactionHorizon {
         let zone = dialect == .postgres ? zone : .utc
         let sql = sql(dialect, maxOf: column, in: SQL.qualified(schema: table.schema, name: table.name), zone: zone)
-        var params = SourceCatalog.parameters(table)
+        // Resolved apart (a catalog-only query): a table the catalog does not have has no writers to hold for.
+        var params: [String?] = [try await SourceCatalog.resolve(table, on: connection, dialect: dialect)?.oid]
         if case .named(let name) = zone { params.append(name) }
         let row = try await connection.query(sql, params).rows.first
         guard let row, let nowText = row[0], let now = WatermarkKind.time(withTimeZone: false).value(of: nowText) else {

@@ -12,7 +12,8 @@ import Zstd
 /// one at a time — downloaded to local disk, decompressed as a stream, each line decoded by the table's catalog
 /// types into the spool, page by page. The partition's position is `(file, rows)`, so a crash resumes at the row
 /// after the last durable page of the file it was reading, against the same manifest (an empty page records the
-/// UNLOAD itself before the first file is read); without the manifest the partition is unloaded again. Once a partition's files are all spooled they are deleted.
+/// UNLOAD itself before the first file is read); without the manifest the partition is unloaded again. The files
+/// are deleted once the whole snapshot completes (`RedshiftSnapshotSource.removeUnloadedFiles`).
 struct UnloadSnapshotCopier {
     let reader: SourceReader
     let stage: S3Stage

@@ -18,8 +18,13 @@ enum WatermarkLag {
         guard let column = columns.first(where: { $0.name == watermark }) ?? columns.first(where: { $0.name.lowercased() == watermark.lowercased() }) else {
             throw PostgresError(code: .unexpectedResult, message: "\(table) has no watermark column \"\(watermark)\"")
         }
-        let text = try await connection.query("SELECT max(\(SQL.identifier(column.name)))::text FROM \(qualified)").rows.first?.first ?? nil
-        return Head(text: text, isInteger: PostgresType.integers.contains(column.typeOID))
+        return try await sourceHead(connection, table: table, column: column.name, isInteger: PostgresType.integers.contains(column.typeOID))
+    }
+
+    /// The same for a column already described (the daemon's `SourceTable`).
+    static func sourceHead(_ connection: PostgresConnection, table: TableName, column: String, isInteger: Bool) async throws -> Head {
+        let sql = "SELECT max(\(SQL.identifier(column)))::text FROM \(SQL.qualified(schema: table.schema, name: table.name))"
+        return Head(text: try await connection.query(sql).rows.first?.first ?? nil, isInteger: isInteger)
     }
 
     /// How far the applied watermark is behind the head; nil when it cannot be told (nothing applied yet, or

@@ -53,6 +53,10 @@ extension Mongoshift {
                     print(Self.table(report))
                 }
                 if maxLag != nil || maxLagUnits != nil {
+                    let unjudged = report.filter { $0.lagUnits != nil }.map(\.name)
+                    if maxLagUnits == nil && !unjudged.isEmpty {
+                        FileHandle.standardError.write(Data("mongoshift: \(unjudged.joined(separator: ", ")) lag in units (integer watermarks), not judged by --max-lag: add --max-lag-units\n".utf8))
+                    }
                     let untailed = Set(streams.filter { $0.direction == .redshiftToMongo && $0.watermark == nil }.map(\.name))
                     let over = Self.over(report, threshold: maxLag.flatMap { ConfigLoader.parseDuration($0)?.seconds }, maxUnits: maxLagUnits, untailed: untailed)
                     if !over.isEmpty {

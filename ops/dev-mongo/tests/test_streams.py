@@ -106,9 +106,11 @@ def test_invalidate_has_its_own_token_and_only_start_after_passes_it(db):
         db.c.drop()
         drop, invalidate = next_events(stream, 2)
     assert invalidate["_id"] != drop["_id"] and invalidate["_id"]["_data"] > drop["_id"]["_data"]
-    # Resuming after the drop delivers its invalidate again.
+    # Resuming after the drop delivers its invalidate again (also when the first batch is empty).
     with db.c.watch(max_await_time_ms=100, start_after=drop["_id"]) as again:
         assert [e["operationType"] for e in next_events(again, 1)] == ["invalidate"]
+    with db.c.watch(max_await_time_ms=100, start_after=drop["_id"], batch_size=0) as empty_first:
+        assert [e["operationType"] for e in next_events(empty_first, 1)] == ["invalidate"]
     with pytest.raises(OperationFailure) as err:
         with db.c.watch(max_await_time_ms=100, resume_after=invalidate["_id"]) as refused:
             next(refused)

@@ -283,6 +283,56 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// A snapshot taking longer than the oplog holds ended in a tail that could not start from the snapshot's own
+    /// start, a re-snapshot, and the same again, forever. Now the copy stops once its start has left the oplog,
+    /// re-snapshots once, and the second such snapshot in a row fails the stream with the reason.
+    func testSnapshotsOutlivingTheOplogStopAfterTheSecond() async throws {
+        let url = try await startSmallHistoryMongo(history: 300)
+        let small = try MongoClient(url: url)
+        _ = try await seed(small, count: 1000)
+        // Writes elsewhere throughout: every copy sees more events than the history holds.
+        let busy = try MongoClient(url: url)
+        let writer = Task { [busy, database] in
+            while !Task.isCancelled {
+                _ = try? await busy.bulkWrite(database: database, collection: "elsewhere", (0..<100).map { _ in .insert(["_id": .objectId(ObjectId.generate())]) })
+            }
+        }
+        defer { writer.cancel() }
+        // Its only stream failed, `run` exits 4 (it looped before, and had to be killed).
+        let result = try MongoshiftProcess.run(["run", "--config", try writeConfig(mongoURL: url), "--metrics-addr", "off"], timeout: 120)
+        writer.cancel()
+        let log = result.stderr
+        XCTAssertEqual(result.status, 4, log)
+        XCTAssertEqual(phase("apps"), "failed")
+        XCTAssertEqual(log.split(separator: "\n").filter { $0.contains("snapshot planned") }.count, 2, "one re-snapshot, then no more:\n\(log)")
+        XCTAssertTrue(log.contains("the snapshot outlived the oplog") && log.contains("oplogMinRetentionHours"), log)
+        XCTAssertTrue(log.contains("the second snapshot in a row to outlive the oplog"), log)
+    }
+
+    /// The copy does not run to its end once its start has left the oplog: the owner checks every lease period.
+    func testACopyWhoseStartLeavesTheOplogStopsBeforeItsEnd() async throws {
+        let url = try await startSmallHistoryMongo(history: 300)
+        let small = try MongoClient(url: url)
+        _ = try await seed(small, count: 20_000)
+        let busy = try MongoClient(url: url)
+        let writer = Task { [busy, database] in
+            while !Task.isCancelled {
+                _ = try? await busy.bulkWrite(database: database, collection: "elsewhere", (0..<100).map { _ in .insert(["_id": .objectId(ObjectId.generate())]) })
+            }
+        }
+        defer { writer.cancel() }
+        let config = try writeConfig(mongoURL: url, batch: "64KiB")
+        try ("lease: 3s\n" + String(contentsOfFile: config, encoding: .utf8)).write(toFile: config, atomically: true, encoding: .utf8)
+        let started = Date()
+        let result = try MongoshiftProcess.run(["run", "--config", config, "--metrics-addr", "off"], timeout: 180)
+        writer.cancel()
+        let log = result.stderr
+        XCTAssertEqual(result.status, 4, log)
+        let stopped = log.split(separator: "\n").filter { $0.contains("snapshot stopped: its start is no longer in the oplog") }
+        XCTAssertGreaterThanOrEqual(stopped.count, 1, "stopped by the watch, in \(Date().timeIntervalSince(started)) s:\n\(log)")
+        XCTAssertFalse(log.contains("snapshot complete"), log)
+    }
+
     func testHistoryLostResnapshotsOnlyThatStream() async throws {
         // A second dev server whose "oplog" holds only 1,000 events.
         let url = try await startSmallHistoryMongo(history: 1000)

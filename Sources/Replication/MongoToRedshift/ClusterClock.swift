@@ -12,14 +12,16 @@ enum ClusterClock {
 
     /// First to last entry of local.oplog.rs; nil when the server does not let us read it.
     static func oplogWindow(_ client: MongoClient) async -> Duration? {
-        func edge(_ order: Int32) async -> UInt32? {
-            let docs = try? await client.findAll(database: "local", collection: "oplog.rs", sort: ["$natural": .int32(order)],
-                                                 projection: ["ts": 1], limit: 1)
-            if case .timestamp(let t)? = docs?.first?["ts"] { return t.seconds }
-            return nil
-        }
-        guard let first = await edge(1), let last = await edge(-1) else { return nil }
-        return .seconds(Int64(last) - Int64(first))
+        guard let oldest = await oplogEdge(client, newest: false), let newest = await oplogEdge(client, newest: true) else { return nil }
+        return .seconds(Int64(newest.seconds) - Int64(oldest.seconds))
+    }
+
+    /// The `ts` of local.oplog.rs's oldest (or newest) entry; nil when the server does not let us read it.
+    static func oplogEdge(_ client: MongoClient, newest: Bool) async -> BSONTimestamp? {
+        let docs = try? await client.findAll(database: "local", collection: "oplog.rs", sort: ["$natural": .int32(newest ? -1 : 1)],
+                                             projection: ["ts": 1], limit: 1)
+        if case .timestamp(let t)? = docs?.first?["ts"] { return t }
+        return nil
     }
 
     /// Mongo → Redshift lag: the server's cluster time now minus the applied event's cluster time (both the

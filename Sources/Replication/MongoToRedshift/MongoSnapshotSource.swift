@@ -40,6 +40,10 @@ struct MongoSnapshotSource: SnapshotSource {
         return SnapshotPlan(start: seed, tailSeed: seed, bounds: bounds.map { (lower: $0.0, upper: $0.1) })
     }
 
+    func confirmTailStart(_ start: StreamPosition) async throws {
+        try await TailStartWatch(context: context, client: client, database: database).confirm(start)
+    }
+
     /// JavaScript code (with or without scope) and DBPointers are valid `_id`s that no `TypeBracket` walks:
     /// counted and reported (log and one dead letter), as rows without a key are on the Redshift side.
     private func reportUnpageableIDs() async throws {
@@ -133,6 +137,8 @@ struct MongoSnapshotSource: SnapshotSource {
             let upper = bracket == last ? partition.upper?.documentID : nil
             var afterHere = after.flatMap { TypeBracket(of: $0) == bracket ? $0 : nil }
             while !Task.isShuttingDownGracefully {
+                // Between pages, where a crash would stop too: the tail-start watch cancels a copy it knows futile.
+                try Task.checkCancellation()
                 try await pages.waitForSpace()
                 let range = bracket.filter(after: afterHere, upTo: upper)
                 let filter: Document = context.stream.match.map { ["$and": .array([.document(range), .document($0.document)])] } ?? range

@@ -22,10 +22,23 @@ public struct MongoToRedshiftService: Service {
     }
 
     public func run() async throws {
+        // Snapshots in a row whose own start left the oplog before the tail could follow them: a second one
+        // fails the stream, as a third copy would end the same way (docs/ARCHITECTURE.md, "A snapshot longer
+        // than the oplog").
+        var outlivedInARow = 0
         try await StreamSupervisor(context: context, policy: policy).run(recover: { error in
             guard Self.isHistoryLost(error) else { return nil }
             guard context.stream.onHistoryLost == .resnapshot else {
                 return .fail("change stream history lost and on_history_lost is fail: \(error)")
+            }
+            if try await snapshotOutlivedHistory() {
+                outlivedInARow += 1
+                if outlivedInARow >= 2 {
+                    return .fail("\(error) (the second snapshot in a row to outlive the oplog: not copied again; restart once the oplog "
+                                 + "holds longer than a snapshot takes)")
+                }
+            } else {
+                outlivedInARow = 0
             }
             context.logger.error("change stream history lost: the resume token is no longer in the oplog; re-snapshotting this stream",
                                  metadata: ["reason": "\(error)"])
@@ -52,7 +65,30 @@ public struct MongoToRedshiftService: Service {
         // copy nor the tail.
         let client = try await MongoClient.connect(url: mongo.url, primaryReads: true)
         let source = MongoSnapshotSource(context: context, client: client, database: mongo.database, policy: policy)
-        return try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
+        let driver = SnapshotDriver(context: context, source: source, target: target, policy: policy)
+        guard context.role == .owner else { return try await driver.run(spoolOnly: spoolOnly) }
+        // The owner stops the copy as soon as the tail could no longer follow it (checked every lease period).
+        let watch = TailStartWatch(context: context, client: try await MongoClient.connect(url: mongo.url), database: mongo.database)
+        return try await withThrowingTaskGroup(of: SnapshotOutcome?.self) { group in
+            group.addTask { try await driver.run(spoolOnly: spoolOnly) }
+            group.addTask { [context] in
+                try await watch.watch(every: context.config.leaseDuration)
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let finished = try await group.next() {
+                if let outcome = finished { return outcome }
+            }
+            throw CancellationError()
+        }
+    }
+
+    /// History was lost before the tail applied anything past the snapshot's start: during the copy, or at the
+    /// tail's first open.
+    private func snapshotOutlivedHistory() async throws -> Bool {
+        guard let stream = try await context.state.stream(context.name) else { return false }
+        if stream.phase == .snapshotting { return true }
+        return stream.lifecycle.snapshotComplete && stream.snapshotStart != nil && stream.appliedPosition == stream.snapshotStart
     }
 
     static func isHistoryLost(_ error: Error) -> Bool {

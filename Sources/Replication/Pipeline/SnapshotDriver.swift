@@ -15,6 +15,13 @@ protocol SnapshotSource: Sendable {
     /// Copies `partition` from where it stands (after `lastKey`, else after `lower`) up to `upper`, page by page
     /// into `pages`, until the range is exhausted or graceful shutdown begins.
     func copy(_ partition: PartitionState, copier: Int, into pages: SnapshotPages) async throws
+    /// Once every page is copied, before the snapshot counts as done: throws (history lost) when the tail can no
+    /// longer start from the position captured at planning.
+    func confirmTailStart(_ start: StreamPosition) async throws
+}
+
+extension SnapshotSource {
+    func confirmTailStart(_ start: StreamPosition) async throws {}
 }
 
 /// What planning decided: the captured source position, where the tail starts, and the key ranges.
@@ -122,6 +129,9 @@ struct SnapshotDriver<Source: SnapshotSource> {
         if Task.isShuttingDownGracefully {
             context.logger.info("snapshot interrupted by shutdown; it resumes on the next run")
             return .interrupted
+        }
+        if context.role == .owner, let start = try await context.state.stream(name)?.snapshotStart {
+            try await source.confirmTailStart(start)
         }
         if spoolOnly { return .spooled(segments: try await context.state.spoolBacklog(name).segments) }
         if context.role == .helper { return .interrupted }

@@ -290,19 +290,11 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         let url = try await startSmallHistoryMongo(history: 300)
         let small = try MongoClient(url: url)
         _ = try await seed(small, count: 1000)
-        // Writes elsewhere throughout: every copy sees more events than the history holds.
-        let busy = try MongoClient(url: url)
-        let writer = Task { [busy, database] in
-            while !Task.isCancelled {
-                _ = try? await busy.bulkWrite(database: database, collection: "elsewhere", (0..<100).map { _ in .insert(["_id": .objectId(ObjectId.generate())]) })
-            }
-        }
+        let writer = try busyWriter(url)
         defer { writer.cancel() }
-        // Its only stream failed, `run` exits 4 (it looped before, and had to be killed).
-        let result = try MongoshiftProcess.run(["run", "--config", try writeConfig(mongoURL: url), "--metrics-addr", "off"], timeout: 120)
+        let (status, log) = try await runUntilExit(try writeConfig(mongoURL: url))
         writer.cancel()
-        let log = result.stderr
-        XCTAssertEqual(result.status, 4, log)
+        XCTAssertEqual(status, 4, "its only stream failed: `run` exits 4 (it used to copy forever)\n\(log)")
         XCTAssertEqual(phase("apps"), "failed")
         XCTAssertEqual(log.split(separator: "\n").filter { $0.contains("snapshot planned") }.count, 2, "one re-snapshot, then no more:\n\(log)")
         XCTAssertTrue(log.contains("the snapshot outlived the oplog") && log.contains("oplogMinRetentionHours"), log)
@@ -310,27 +302,44 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
     }
 
     /// The copy does not run to its end once its start has left the oplog: the owner checks every lease period.
+    /// Each of the copy's reads is held 300 ms (the `failCommand` fail point, for mongoshift's connections only), so
+    /// a copy takes longer than the 3 s lease whatever the machine.
     func testACopyWhoseStartLeavesTheOplogStopsBeforeItsEnd() async throws {
         let url = try await startSmallHistoryMongo(history: 300)
-        let small = try MongoClient(url: url)
-        _ = try await seed(small, count: 20_000)
-        let busy = try MongoClient(url: url)
-        let writer = Task { [busy, database] in
+        let small = try MongoClient(url: url, appName: "test")
+        _ = try await seed(small, count: 5000)
+        _ = try await small.command(["configureFailPoint": "failCommand", "mode": "alwaysOn", "data": .document([
+            "failCommands": .array(["find", "getMore"]), "blockConnection": true, "blockTimeMS": 300, "appName": "mongoshift"])],
+            database: "admin")
+        let writer = try busyWriter(url)
+        defer { writer.cancel() }
+        let config = try writeConfig(mongoURL: url, batch: "64KiB")
+        try ("lease: 3s\n" + String(contentsOfFile: config, encoding: .utf8)).write(toFile: config, atomically: true, encoding: .utf8)
+        let (status, log) = try await runUntilExit(config)
+        writer.cancel()
+        XCTAssertEqual(status, 4, log)
+        let stopped = log.split(separator: "\n").filter { $0.contains("snapshot stopped: its start is no longer in the oplog") }
+        XCTAssertEqual(stopped.count, 2, "both copies stopped by the watch:\n\(log)")
+        XCTAssertFalse(log.contains("snapshot complete"), log)
+    }
+
+    /// Writes elsewhere until cancelled: every copy sees more events than a 300-event history holds.
+    private func busyWriter(_ url: String) throws -> Task<Void, Never> {
+        let busy = try MongoClient(url: url, appName: "test-writer")
+        return Task { [busy, database] in
             while !Task.isCancelled {
                 _ = try? await busy.bulkWrite(database: database, collection: "elsewhere", (0..<100).map { _ in .insert(["_id": .objectId(ObjectId.generate())]) })
             }
         }
-        defer { writer.cancel() }
-        let config = try writeConfig(mongoURL: url, batch: "64KiB")
-        try ("lease: 3s\n" + String(contentsOfFile: config, encoding: .utf8)).write(toFile: config, atomically: true, encoding: .utf8)
-        let started = Date()
-        let result = try MongoshiftProcess.run(["run", "--config", config, "--metrics-addr", "off"], timeout: 180)
-        writer.cancel()
-        let log = result.stderr
-        XCTAssertEqual(result.status, 4, log)
-        let stopped = log.split(separator: "\n").filter { $0.contains("snapshot stopped: its start is no longer in the oplog") }
-        XCTAssertGreaterThanOrEqual(stopped.count, 1, "stopped by the watch, in \(Date().timeIntervalSince(started)) s:\n\(log)")
-        XCTAssertFalse(log.contains("snapshot complete"), log)
+    }
+
+    /// `run` until it exits by itself (polled without holding a thread): its status and log.
+    private func runUntilExit(_ config: String, timeout: Duration = .seconds(120)) async throws -> (Int32, String) {
+        let (process, base) = try startRun(config)
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
+        if process.isRunning { stop(process) }
+        return (process.isRunning ? -1 : process.terminationStatus, MongoshiftProcess.output(base).stderr)
     }
 
     func testHistoryLostResnapshotsOnlyThatStream() async throws {

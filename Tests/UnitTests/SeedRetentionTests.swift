@@ -7,7 +7,10 @@ final class SeedRetentionTests: XCTestCase {
     private func ts(_ seconds: UInt32, _ increment: UInt32 = 1) -> BSONTimestamp { BSONTimestamp(seconds: seconds, increment: increment) }
 
     func testAnOplogStartingAfterTheSeedMeansLost() {
-        XCTAssertEqual(SeedRetention.judge(seed: ts(1000, 5), oldest: ts(1000, 6), copyLeft: nil), .lost, "same second, later entry")
+        XCTAssertEqual(SeedRetention.judge(seed: ts(1000, 5), oldest: ts(1000, 7), copyLeft: nil), .lost, "same second, later entry")
+        XCTAssertEqual(SeedRetention.judge(seed: ts(1000, 5), oldest: ts(1000, 6), copyLeft: nil), .holds, "the token may be one tick newer")
+        XCTAssertEqual(SeedRetention.judge(seed: ts(1000, .max), oldest: ts(1001, 0), copyLeft: nil), .holds)
+        XCTAssertEqual(SeedRetention.judge(seed: ts(1000, .max), oldest: ts(1001, 1), copyLeft: nil), .lost)
         XCTAssertEqual(SeedRetention.judge(seed: ts(1000, 5), oldest: ts(2000), copyLeft: .seconds(1)), .lost)
         XCTAssertEqual(SeedRetention.judge(seed: ts(1000, 5), oldest: ts(1000, 5), copyLeft: nil), .holds, "the seed is the oldest entry: still there")
         XCTAssertEqual(SeedRetention.judge(seed: ts(1000), oldest: nil, copyLeft: .seconds(99_999)), .unknown, "an unreadable oplog proves nothing")

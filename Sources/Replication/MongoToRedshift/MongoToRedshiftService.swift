@@ -31,18 +31,16 @@ public struct MongoToRedshiftService: Service {
             guard context.stream.onHistoryLost == .resnapshot else {
                 return .fail("change stream history lost and on_history_lost is fail: \(error)")
             }
-            if try await snapshotOutlivedHistory() {
-                outlivedInARow += 1
-                if outlivedInARow >= 2 {
-                    return .fail("\(error) (the second snapshot in a row to outlive the oplog: not copied again; restart once the oplog "
-                                 + "holds longer than a snapshot takes)")
-                }
-            } else {
-                outlivedInARow = 0
+            let outlived = try await snapshotOutlivedHistory()
+            if outlived && outlivedInARow >= 1 {
+                return .fail("\(error) (the second snapshot in a row to outlive the oplog: not copied again; restart once the oplog "
+                             + "holds longer than a snapshot takes)")
             }
             context.logger.error("change stream history lost: the resume token is no longer in the oplog; re-snapshotting this stream",
                                  metadata: ["reason": "\(error)"])
             try await context.state.resetStream(context.name, lease: context.lease)
+            // Counted once the reset is done: a recovery retried after a passing failure meets the same loss again.
+            outlivedInARow = outlived ? outlivedInARow + 1 : 0
             try? await context.state.recordError(context.name, "history lost, re-snapshot started: \(error)")
             await context.spool.removeAll()
             return .restart
@@ -68,7 +66,8 @@ public struct MongoToRedshiftService: Service {
         let driver = SnapshotDriver(context: context, source: source, target: target, policy: policy)
         guard context.role == .owner else { return try await driver.run(spoolOnly: spoolOnly) }
         // The owner stops the copy as soon as the tail could no longer follow it (checked every lease period).
-        let watch = TailStartWatch(context: context, client: try await MongoClient.connect(url: mongo.url), database: mongo.database)
+        // On the primary, as the copy: another member's oplog may hold a different span.
+        let watch = TailStartWatch(context: context, client: try await MongoClient.connect(url: mongo.url, primaryReads: true), database: mongo.database)
         return try await withThrowingTaskGroup(of: SnapshotOutcome?.self) { group in
             group.addTask { try await driver.run(spoolOnly: spoolOnly) }
             group.addTask { [context] in

@@ -15,16 +15,19 @@ enum SeedRetention {
         case lost
     }
 
-    /// The copy must end with this share of the seed's remaining time to spare: the tail still has to read
-    /// everything written during the copy before the seed matters no more.
+    /// The copy must end within this share of the seed's remaining time (a fifth to spare): the tail still has to
+    /// read everything written during the copy.
     static let margin = 0.8
 
-    /// `seed`: the cluster time captured right after the seed's token (never older than the token, so an oplog
-    /// starting after it proves the token gone). `oldest`/`newest`: the oplog's first and last entries.
-    /// `copyLeft`: the copy's remaining time at its pace so far, when known.
+    /// `seed`: the cluster time read right after the seed's token was taken. A stream opened with no start point
+    /// starts one tick after the member's last applied entry, which that read reports: the token may be one tick
+    /// newer than `seed`, so only an oldest entry past `seed` + 1 tick proves it gone. `oldest`: the oplog's first
+    /// entry. `copyLeft`: the copy's remaining time at its pace so far, when known.
     static func judge(seed: BSONTimestamp, oldest: BSONTimestamp?, copyLeft: Duration?) -> Verdict {
         guard let oldest else { return .unknown }
-        if oldest > seed { return .lost }
+        let nextTick = seed.increment == .max ? BSONTimestamp(seconds: seed.seconds &+ 1, increment: 0)
+                                              : BSONTimestamp(seconds: seed.seconds, increment: seed.increment + 1)
+        if oldest > nextTick { return .lost }
         guard let copyLeft else { return .holds }
         // The oplog keeps about the same span of time: the seed leaves it once the oldest entry's age has
         // grown by the seed's lead over it.

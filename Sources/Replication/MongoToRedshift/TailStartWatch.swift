@@ -5,7 +5,7 @@ import MongoClient
 import ServiceLifecycle
 
 /// Keeps an eye, while a Mongo snapshot copies, on the oplog entry its tail will start from (docs/ARCHITECTURE.md,
-/// "A snapshot longer than the oplog"): warns once when the copy's pace will outlast it, and stops the copy as
+/// "A snapshot longer than the oplog"): warns once (in the log) when the copy's pace will outlast it, and stops the copy as
 /// soon as it is gone — hours of copying would end in a tail that cannot start.
 struct TailStartWatch: Sendable {
     let context: StreamContext
@@ -18,7 +18,8 @@ struct TailStartWatch: Sendable {
         ReplicationError(.historyLost, stream: stream,
                          "the snapshot outlived the oplog: the change stream position it started at (\(start.readable)) is no longer in the oplog, "
                          + "so the tail cannot follow the copy; make the oplog hold longer than a snapshot takes (a larger oplog or "
-                         + "oplogMinRetentionHours), or copy faster (more partitions)")
+                         + "oplogMinRetentionHours), or copy faster (more partitions); `run` copies once more, "
+                         + "`mongoshift reset --stream \(stream) --to snapshot` starts a `snapshot` over")
     }
 
     /// Throws `outlived` when the oplog no longer holds `start`; says nothing when the oplog cannot be read.
@@ -33,12 +34,17 @@ struct TailStartWatch: Sendable {
         var total: Int?
         var pace = CopyPace()
         var warned = false
+        // A resumed copy is checked at once; a new one as soon as it is planned (the watch may begin before).
+        var first = true
         while !Task.isShuttingDownGracefully {
-            try await Task.sleep(for: period)
-            // The start is captured when the snapshot is planned, which this watch may begin before.
+            if !first { try await Task.sleep(for: period) }
+            first = false
             guard let stream = try await context.state.stream(context.name), stream.phase == .snapshotting,
                   let seed = stream.snapshotStart?.changeStream?.clusterTime else { continue }
-            if total == nil { total = try? await client.count(database: database, collection: context.stream.collection) }
+            if total == nil {
+                total = try? await client.count(database: database, collection: context.stream.collection,
+                                                filter: context.stream.match?.document ?? Document())
+            }
             let done = (try? await context.state.partitions(context.name))?.reduce(0) { $0 + $1.rows } ?? 0
             let copyLeft = pace.remaining(rowsDone: done, rowsTotal: total ?? 0, now: .now)
             switch SeedRetention.judge(seed: seed, oldest: await ClusterClock.oplogEdge(client, newest: false), copyLeft: copyLeft) {
@@ -51,7 +57,6 @@ struct TailStartWatch: Sendable {
                 let message = "at its pace the snapshot needs about \(Int(copyLeft.seconds)) s more, but its start leaves the oplog in about "
                     + "\(Int(seedLeft.seconds)) s: the tail will not be able to follow it; make the oplog hold longer (oplogMinRetentionHours)"
                 context.logger.warning("snapshot may outlive the oplog", metadata: ["reason": "\(message)"])
-                try? await context.state.recordError(context.name, message)
             case .atRisk, .holds, .unknown:
                 break
             }

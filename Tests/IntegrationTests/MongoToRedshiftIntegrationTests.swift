@@ -283,6 +283,32 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// A collection built apart and renamed onto the watched name (renameCollection with dropTarget; an
+    /// aggregation's `$out` does the same) brings no change event to the watched name's stream: the table kept the
+    /// old documents and never got the new ones. Its new UUID shows it; the stream copies it again.
+    func testACollectionReplacedByARenameIsCopiedAgain() async throws {
+        _ = try await seed(mongo, count: 50)
+        let config = try writeConfig()
+        try ("lease: 3s\n" + String(contentsOfFile: config, encoding: .utf8)).write(toFile: config, atomically: true, encoding: .utf8)
+        let (process, base) = try startRun(config)
+        try await waitFor("snapshot") { phase("apps") == "streaming" }
+        try await assertConverged()
+        _ = try await mongo.bulkWrite(database: database, collection: "apps_rebuilt", (0..<30).map {
+            .insert(["_id": .objectId(ObjectId.generate()), "name": .string("rebuilt \($0)")])
+        })
+        _ = try await mongo.command(["renameCollection": .string("\(database).apps_rebuilt"), "to": .string("\(database).apps"), "dropTarget": true],
+                                    database: "admin")
+        try await assertConverged()
+        let rows = try await connection.query("SELECT count(*) FROM \(appsTable)").rows[0][0]
+        XCTAssertEqual(rows, "30", "the replaced collection's documents are gone from the table")
+        let log = MongoshiftProcess.output(base).stderr
+        XCTAssertTrue(log.contains("replaced under its name") && log.contains("re-snapshotting"), log)
+        // Writes after the re-snapshot keep flowing.
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [.insert(["_id": .objectId(ObjectId.generate()), "name": "after"])])
+        try await assertConverged()
+        stop(process)
+    }
+
     /// A snapshot taking longer than the oplog holds ended in a tail that could not start from the snapshot's own
     /// start, a re-snapshot, and the same again, forever. Now the copy stops once its start has left the oplog,
     /// re-snapshots once, and the second such snapshot in a row fails the stream with the reason.

@@ -513,7 +513,8 @@ class Collection:
     and kept up to date lazily: writes only queue their keys, the next range query merges them (O(n) with timsort),
     so keyset pagination over `_id` costs O(log n + page) per page instead of a scan and a sort."""
 
-    def __init__(self):
+    def __init__(self, collection_uuid: uuid.UUID | None = None):
+        self.uuid = collection_uuid or uuid.uuid4()  # the collection's identity: a new one when it is made again
         self.docs: dict = {}  # id_key -> document (mongoeco values); insertion-ordered
         self.indexes: list[dict] = [{"v": 2, "key": {"_id": 1}, "name": "_id_"}]
         self.sizes: dict = {}  # id_key -> upper bound of the document's BSON size (absent: unknown)
@@ -722,7 +723,7 @@ class Server:
             f.write(bson.encode({"t": "meta", "last_seq": self.log.last_seq, "last_ts": WireTimestamp(*self.log.last_ts)}))
             for db, colls in self.dbs.items():
                 for name, coll in colls.items():
-                    f.write(bson.encode({"t": "coll", "db": db, "c": name}))
+                    f.write(bson.encode({"t": "coll", "db": db, "c": name, "uuid": bson.Binary(coll.uuid.bytes, 4)}))
                     for doc in coll.docs.values():
                         f.write(bson.encode({"t": "doc", "db": db, "c": name, "d": encode_wire_value(doc)}))
             for e in self.log.events:
@@ -740,7 +741,8 @@ class Server:
                     doc = decode_wire_value(r["d"])
                     self.dbs[r["db"]].setdefault(r["c"], Collection()).docs[id_key(doc["_id"])] = doc
                 elif kind == "coll":
-                    self.dbs[r["db"]].setdefault(r["c"], Collection())
+                    saved = r.get("uuid")
+                    self.dbs[r["db"]].setdefault(r["c"], Collection(uuid.UUID(bytes=bytes(saved)) if saved else None))
                 elif kind == "event":
                     self.log.events.append(Event(r["seq"], (r["ts"].time, r["ts"].inc), r["wall"], r["db"], r["c"], decode_wire_value(r["d"])))
                 elif kind == "meta":
@@ -1044,8 +1046,9 @@ class Server:
 
     def cmd_listcollections(self, body, conn):
         db = body.get("$db", "test")
-        infos = [{"name": n, "type": "collection", "options": {}, "info": {"readOnly": False}}
-                 for n in self.dbs[db]]
+        infos = [{"name": n, "type": "collection", "options": {},
+                  "info": {"readOnly": False, "uuid": bson.Binary(c.uuid.bytes, 4)}}
+                 for n, c in self.dbs[db].items()]
         if body.get("filter"):
             spec = decode_wire_value(body["filter"])
             infos = [i for i in infos if QueryEngine.match(i, spec)]
@@ -1091,6 +1094,29 @@ class Server:
         del self.dbs[db][name]
         self.publish(db, name, {"operationType": "drop"})
         return {"ns": f"{db}.{name}", "nIndexesWas": len(coll.indexes)}
+
+    def cmd_renamecollection(self, body, conn):
+        # Within one database (MongoDB also renames across databases, by copying: not emulated, refused here).
+        if body.get("$db") != "admin":
+            raise CommandError(13, "renameCollection may only be run against the admin database.", "Unauthorized")
+        source, target = body.get("renameCollection"), body.get("to")
+        if not all(isinstance(n, str) and "." in n and not n.startswith(".") and not n.endswith(".") for n in (source, target)):
+            raise CommandError(73, f"Invalid namespace specified '{source}'", "InvalidNamespace")
+        (sdb, sname), (tdb, tname) = source.split(".", 1), target.split(".", 1)
+        if sdb != tdb:
+            raise CommandError(20, "dev-mongo renames collections within one database only", "IllegalOperation")
+        if source == target:
+            raise CommandError(20, "Can't rename a collection to itself", "IllegalOperation")
+        colls = self.dbs[sdb]
+        if sname not in colls:
+            raise CommandError(26, f"Source collection {source} does not exist", "NamespaceNotFound")
+        if tname in colls and not body.get("dropTarget"):
+            raise CommandError(48, "target namespace exists", "NamespaceExists")
+        # The collection keeps its uuid under the new name. A replaced target's watchers are told nothing (MongoDB
+        # publishes only the source's rename: SERVER-53478), so none is published for it here either.
+        colls[tname] = colls.pop(sname)
+        self.publish(sdb, sname, {"operationType": "rename", "to": {"db": tdb, "coll": tname}})
+        return {}
 
     def cmd_dropdatabase(self, body, conn):
         db = body.get("$db", "test")
@@ -1439,7 +1465,7 @@ class Server:
             if not seq_after_invalidate and scope == "collection":
                 # After a drop of this collection: its invalidate comes (again) first.
                 dropped = next((e for e in self.log.events if e.seq == seq), None)
-                if dropped is not None and dropped.doc["operationType"] == "drop" and dropped.db == db and dropped.coll == coll:
+                if dropped is not None and dropped.doc["operationType"] in ("drop", "rename") and dropped.db == db and dropped.coll == coll:
                     invalidate_next = dropped
             elif seq_after_invalidate:
                 pos = (seq, INVALIDATE)
@@ -1606,7 +1632,9 @@ class Server:
                 "clusterTime": WireTimestamp(*event.ts), "wallTime": event.wall,
                 "ns": {"db": event.db, "coll": event.coll}}
         op = base["operationType"]
-        if op == "drop":
+        if op == "rename":
+            base["to"] = dict(event.doc["to"])
+        if op in ("drop", "rename"):
             out = [base]
             if cursor.scope == "collection":
                 out.append(self.invalidate_event(event))

@@ -73,6 +73,12 @@ struct ChangeStreamTailer {
         var last = position
         // The fragments of a split event read so far (across batches): the position stays before the event.
         var fragments: Document?
+        // A collection replaced under the stream's name shows only in its UUID (docs/ARCHITECTURE.md, "A collection
+        // replaced under its name"). Seen different, it is judged once the stream has read up to the cluster time
+        // read after the UUID: a drop of the old collection, if there was one, has been read and handled by then.
+        let identity = SourceCollectionIdentity(context: context, client: client, database: database)
+        var nextIdentityCheck = ContinuousClock.now
+        var replacedBy: (since: BSONTimestamp, recorded: String, now: String)?
         while !Task.isShuttingDownGracefully {
             try await context.waitForSpoolSpace()
             let batch = try await stream.nextBatch(maxEvents: oneAtATime ? 1 : 100_000, maxBytes: context.stream.pageBytes, maxWait: interval)
@@ -128,6 +134,15 @@ struct ChangeStreamTailer {
             if let (op, token) = dropEvent {
                 try await handleDrop(op, token: token, last: last, cursor: &cursor)
                 return true
+            }
+            if let replaced = replacedBy, batch.events.isEmpty || last.clusterTime.map({ $0 >= replaced.since }) == true {
+                throw identity.replaced(replaced.recorded, replaced.now)
+            }
+            if replacedBy == nil && ContinuousClock.now >= nextIdentityCheck {
+                nextIdentityCheck = .now + context.config.leaseDuration
+                if let (recorded, now) = try await identity.replacement(), let since = try await ClusterClock.now(client, database: database) {
+                    replacedBy = (since, recorded, now)
+                }
             }
             // A one-at-a-time stretch that met no oversized event ends: back to full batches.
             if oneAtATime && (eventsRead >= 1_000 || batch.events.isEmpty) && fragments == nil { return true }
@@ -222,6 +237,8 @@ struct ChangeStreamTailer {
             context.logger.error("\(what); target table truncated (on_drop: truncate)")
         }
         try await context.state.recordError(context.name, "\(what) (on_drop: \(context.stream.onDrop.rawValue))")
+        // A collection made again under the name is the stream's from here on: its UUID is adopted when seen.
+        try await context.state.setNote(.sourceCollection, stream: context.name, nil)
         try await record(SpoolSegmentWriter(stream: context.name), to: after, cursor: &cursor)
     }
 }

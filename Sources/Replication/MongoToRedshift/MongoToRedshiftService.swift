@@ -27,6 +27,9 @@ public struct MongoToRedshiftService: Service {
         // than the oplog").
         var outlivedInARow = 0
         try await StreamSupervisor(context: context, policy: policy).run(recover: { error in
+            if let replaced = error as? ReplicationError, replaced.code == .sourceReplaced {
+                return try await resnapshotReplaced(replaced)
+            }
             guard Self.isHistoryLost(error) else { return nil }
             guard context.stream.onHistoryLost == .resnapshot else {
                 return .fail("change stream history lost and on_history_lost is fail: \(error)")
@@ -80,6 +83,17 @@ public struct MongoToRedshiftService: Service {
             }
             throw CancellationError()
         }
+    }
+
+    /// A collection replaced under the stream's name: copied again (the rows of the one it replaced go with the
+    /// new snapshot's sweep), or with `on_drop: fail`, the stream stops.
+    private func resnapshotReplaced(_ error: ReplicationError) async throws -> StreamSupervisor.Recovery {
+        guard context.stream.onDrop != .fail else { return .fail("\(error.message) (on_drop: fail)") }
+        context.logger.error("source collection replaced; re-snapshotting this stream", metadata: ["reason": "\(error.message)"])
+        try await context.state.resetStream(context.name, lease: context.lease)
+        try? await context.state.recordError(context.name, "re-snapshot started: \(error.message)")
+        await context.spool.removeAll()
+        return .restart
     }
 
     /// History was lost before the tail applied anything past the snapshot's start: during the copy, or at the

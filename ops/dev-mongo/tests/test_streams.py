@@ -158,3 +158,36 @@ def test_an_older_server_refuses_the_split_stage(spawn):
     with backported.t.c.watch(SPLIT, max_await_time_ms=50) as stream:
         assert stream.try_next() is None
 
+
+
+def collection_uuid(db, name):
+    return next(db.list_collections(filter={"name": name}))["info"]["uuid"]
+
+
+def test_rename_onto_a_watched_collection_reaches_only_the_sources_stream(db):
+    db.c.insert_one({"_id": 1})
+    db.src.insert_one({"_id": 2})
+    before, moved = collection_uuid(db, "c"), collection_uuid(db, "src")
+    assert before != moved
+    admin = db.client.admin
+    with pytest.raises(OperationFailure) as err:
+        admin.command("renameCollection", f"{db.name}.src", to=f"{db.name}.c")
+    assert err.value.code == 48  # the target exists and dropTarget is not set
+    with pytest.raises(OperationFailure) as err:
+        db.command("renameCollection", f"{db.name}.src", to=f"{db.name}.c", dropTarget=True)
+    assert err.value.code == 13  # only against admin
+    with pytest.raises(OperationFailure) as err:
+        admin.command("renameCollection", f"{db.name}.missing", to=f"{db.name}.c", dropTarget=True)
+    assert err.value.code == 26
+    with db.c.watch(max_await_time_ms=100) as target, db.src.watch(max_await_time_ms=100) as source:
+        admin.command("renameCollection", f"{db.name}.src", to=f"{db.name}.c", dropTarget=True)
+        rename, invalidate = next_events(source, 2)
+        # MongoDB tells the replaced collection's watchers nothing (SERVER-53478): no drop, no invalidate.
+        assert next_events(target, 1, timeout=1) == []
+        db.c.insert_one({"_id": 3})
+        later = next_events(target, 1)
+    assert rename["operationType"] == "rename" and rename["ns"]["coll"] == "src"
+    assert rename["to"] == {"db": db.name, "coll": "c"} and invalidate["operationType"] == "invalidate"
+    assert [e["operationType"] for e in later] == ["insert"]
+    assert sorted(d["_id"] for d in db.c.find()) == [2, 3]
+    assert collection_uuid(db, "c") == moved and "src" not in db.list_collection_names()

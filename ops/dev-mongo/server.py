@@ -1040,6 +1040,13 @@ class Server:
         return {"set": self.args.replset, "myState": 1,
                 "members": [{"_id": 0, "name": self.host, "stateStr": "PRIMARY", "health": 1.0}]}
 
+    def cmd_connectionstatus(self, body, conn):
+        # No users here (every login is refused): nobody is authenticated, as on a mongod without authorization.
+        info = {"authenticatedUsers": [], "authenticatedUserRoles": []}
+        if body.get("showPrivileges"):
+            info["authenticatedUserPrivileges"] = []
+        return {"authInfo": info}
+
     def cmd_listdatabases(self, body, conn):
         return {"databases": [{"name": n, "sizeOnDisk": 0, "empty": not c} for n, c in self.dbs.items()],
                 "totalSize": 0}

@@ -10,10 +10,16 @@ struct SourceCollectionIdentity: Sendable {
     let client: MongoClient
     let database: String
 
-    /// The collection's UUID (hex) now; nil while there is no such collection (or the server gives none).
+    /// The collection's UUID (hex) now; nil while there is no such collection, when the server gives none, or
+    /// when the login may not list collections (`check` reports that: replacements then go unnoticed).
     func current() async throws -> String? {
-        let reply = try await client.command(["listCollections": 1, "filter": .document(["name": .string(context.stream.collection)])],
+        let reply: Document
+        do {
+            reply = try await client.command(["listCollections": 1, "filter": .document(["name": .string(context.stream.collection)])],
                                              database: database)
+        } catch let error as MongoError where error.serverCode == 13 {
+            return nil
+        }
         guard case .array(let batch)? = reply.value(at: "cursor.firstBatch"), case .document(let entry)? = batch.first,
               case .binary(let uuid)? = entry.value(at: "info.uuid") else { return nil }
         return uuid.data.map { String($0, radix: 16).leftPadded(to: 2) }.joined()

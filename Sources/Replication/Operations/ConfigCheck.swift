@@ -31,6 +31,7 @@ public struct ConfigCheck: Sendable {
         var problems: [Problem] = []
         var pg: PostgresConnection?
         var mongo: MongoClient?
+        var privileges: MongoPrivileges?
         if let redshift = config.redshift {
             do { pg = try await PostgresConnection.connect(redshift.url, connectTimeoutSeconds: 5) } catch {
                 problems.append(Problem(subject: "redshift", message: "cannot connect: \(error)"))
@@ -41,6 +42,9 @@ public struct ConfigCheck: Sendable {
                 let client = try await MongoClient.connect(url: endpoint.url)
                 let hello = try await client.command(["hello": 1], database: "admin")
                 mongo = client
+                // Only with a user logged in: without authorization everything is allowed.
+                let status = try? await client.command(["connectionStatus": 1, "showPrivileges": true], database: "admin")
+                privileges = status.flatMap(MongoPrivileges.init(connectionStatus:))
                 if streams.contains(where: { $0.direction == .mongoToRedshift }) {
                     if !Self.servesChangeStreams(hello: hello) {
                         problems.append(Problem(subject: "mongo", message: "not a replica set: change streams need one (Mongo → Redshift streams cannot run)"))
@@ -61,6 +65,10 @@ public struct ConfigCheck: Sendable {
             }
         }
         for stream in streams {
+            if let privileges, let database = config.mongo?.database {
+                problems += privileges.problems(for: stream, database: database, tombstones: Tombstones.collectionName)
+                    .map { Problem(subject: stream.name, message: $0) }
+            }
             switch stream.direction {
             case .redshiftToMongo:
                 if let pg { problems += await checkSourceTable(stream, pg) }

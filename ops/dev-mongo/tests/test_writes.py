@@ -23,6 +23,13 @@ def test_hello_and_build_info_advertise_mongodb_7_limits(client):
     assert info["version"].startswith("7.0.") and info["versionArray"][:2] == [7, 0]
 
 
+def test_connection_status_shows_nobody_logged_in(client):
+    # As a mongod without authorization: no user, so no privileges to judge.
+    status = client.admin.command("connectionStatus", showPrivileges=True)
+    assert status["authInfo"] == {"authenticatedUsers": [], "authenticatedUserRoles": [], "authenticatedUserPrivileges": []}
+    assert "authenticatedUserPrivileges" not in client.admin.command("connectionStatus")["authInfo"]
+
+
 def test_write_command_over_max_write_batch_size_is_refused(db):
     for name, field, op in (("insert", "documents", {}), ("update", "updates", {"q": {}, "u": {"$set": {"a": 1}}}),
                             ("delete", "deletes", {"q": {}, "limit": 0})):

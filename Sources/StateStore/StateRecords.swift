@@ -117,9 +117,6 @@ public enum StreamNote: String, Sendable, CaseIterable {
     case reconcileRefused = "reconcile_refused"
     /// The columns a Redshift → Mongo stream's positions are values of (`watermark …; key …`).
     case positionColumns = "position_columns"
-    /// The identity (UUID) of the collection a Mongo → Redshift stream's positions belong to: a collection replaced
-    /// under the same name (a rename onto it, `$out`) has another.
-    case sourceCollection = "source_collection"
 
     func key(_ stream: String) -> String { rawValue + ":" + stream }
 }

@@ -207,7 +207,6 @@ public final class StateStore: Sendable {
         try parts.segments.deleteAll(name)
         try parts.streams.clearPositions(name)
         try writeNote(parts.db, .positionColumns, name, nil)
-        try writeNote(parts.db, .sourceCollection, name, nil)
     }
 
     /// Operator reset to a position (`reset --to now|time:|token:|watermark:`): the stream tails from `position`,

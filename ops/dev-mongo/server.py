@@ -1119,8 +1119,8 @@ class Server:
             raise CommandError(26, f"Source collection {source} does not exist", "NamespaceNotFound")
         if tname in colls and not body.get("dropTarget"):
             raise CommandError(48, "target namespace exists", "NamespaceExists")
-        # The collection keeps its uuid under the new name. A replaced target's watchers are told nothing (MongoDB
-        # publishes only the source's rename: SERVER-53478), so none is published for it here either.
+        # The collection keeps its uuid under the new name. One event: collection streams on the source and on the
+        # target each get it, then their invalidate (no separate drop of a replaced target).
         colls[tname] = colls.pop(sname)
         self.publish(sdb, sname, {"operationType": "rename", "to": {"db": tdb, "coll": tname}})
         return {}
@@ -1472,7 +1472,7 @@ class Server:
             if not seq_after_invalidate and scope == "collection":
                 # After a drop of this collection: its invalidate comes (again) first.
                 dropped = next((e for e in self.log.events if e.seq == seq), None)
-                if dropped is not None and dropped.doc["operationType"] in ("drop", "rename") and dropped.db == db and dropped.coll == coll:
+                if dropped is not None and self.ends_collection_stream(dropped, db, coll):
                     invalidate_next = dropped
             elif seq_after_invalidate:
                 pos = (seq, INVALIDATE)
@@ -1630,10 +1630,23 @@ class Server:
             out.append(fragment)
         return out
 
+    @staticmethod
+    def ends_collection_stream(event: Event, db: str, coll: str) -> bool:
+        """A drop of the collection, or a rename from or onto its name: MongoDB's collection streams on either side
+        of a rename get the `rename`, then an `invalidate`."""
+        op = event.doc["operationType"]
+        if op == "rename" and event.doc["to"] == {"db": db, "coll": coll}:
+            return True
+        return op in ("drop", "rename") and event.db == db and event.coll == coll
+
     def render(self, cursor: StreamCursor, event: Event) -> list[dict]:
-        if cursor.scope != "cluster" and event.db != cursor.db:
-            return []
-        if cursor.scope == "collection" and event.coll != cursor.coll:
+        if cursor.scope == "collection":
+            if event.doc["operationType"] == "rename":
+                if not self.ends_collection_stream(event, cursor.db, cursor.coll):
+                    return []
+            elif event.db != cursor.db or event.coll != cursor.coll:
+                return []
+        elif cursor.scope != "cluster" and event.db != cursor.db:
             return []
         base = {"_id": token_for(event.seq), "operationType": event.doc["operationType"],
                 "clusterTime": WireTimestamp(*event.ts), "wallTime": event.wall,

@@ -73,12 +73,6 @@ struct ChangeStreamTailer {
         var last = position
         // The fragments of a split event read so far (across batches): the position stays before the event.
         var fragments: Document?
-        // A collection replaced under the stream's name shows only in its UUID (docs/ARCHITECTURE.md, "A collection
-        // replaced under its name"). Seen different, it is judged once the stream has read up to the cluster time
-        // read after the UUID: a drop of the old collection, if there was one, has been read and handled by then.
-        let identity = SourceCollectionIdentity(context: context, client: client, database: database)
-        var nextIdentityCheck = ContinuousClock.now
-        var replacedBy: (since: BSONTimestamp, recorded: String, now: String)?
         while !Task.isShuttingDownGracefully {
             try await context.waitForSpoolSpace()
             let batch = try await stream.nextBatch(maxEvents: oneAtATime ? 1 : 100_000, maxBytes: context.stream.pageBytes, maxWait: interval)
@@ -87,6 +81,9 @@ struct ChangeStreamTailer {
             try Task.checkCancellation()
             var writer = SpoolSegmentWriter(stream: context.name)
             var dropEvent: (String, Document)?
+            // A rename *onto* the watched name (`renameCollection` with `dropTarget`, `$out`) brings another
+            // collection's documents, none of which passed through this stream.
+            var renamedOnto: String?
             var lastEventToken: Document?
             for fragment in batch.events {
                 guard let event = Self.reassemble(fragment, into: &fragments) else { continue }
@@ -94,6 +91,10 @@ struct ChangeStreamTailer {
                 if case .timestamp(let t)? = event["clusterTime"] { last.clusterTime = t }
                 if op == "drop" || op == "rename" || op == "dropDatabase" || op == "invalidate" {
                     if let id = event["_id"]?.documentValue { dropEvent = (op, id) }
+                    if op == "rename", event.value(at: "to.db")?.stringValue == database,
+                       event.value(at: "to.coll")?.stringValue == context.stream.collection {
+                        renamedOnto = [event.value(at: "ns.db")?.stringValue, event.value(at: "ns.coll")?.stringValue].compactMap { $0 }.joined(separator: ".")
+                    }
                     break
                 }
                 lastEventToken = event["_id"]?.documentValue
@@ -131,18 +132,14 @@ struct ChangeStreamTailer {
                 if let now = try? await ClusterClock.now(client, database: database) { advanced.clusterTime = now }
                 idle.post(.changeStream(advanced), generation: cursor.generation)
             }
+            if let from = renamedOnto {
+                throw ReplicationError(.sourceReplaced, stream: context.name,
+                                       "collection \(from) was renamed onto source collection \(database).\(context.stream.collection) "
+                                       + "(renameCollection with dropTarget, or an aggregation's $out): its documents never passed through the change stream")
+            }
             if let (op, token) = dropEvent {
                 try await handleDrop(op, token: token, last: last, cursor: &cursor)
                 return true
-            }
-            if let replaced = replacedBy, batch.events.isEmpty || last.clusterTime.map({ $0 >= replaced.since }) == true {
-                throw identity.replaced(replaced.recorded, replaced.now)
-            }
-            if replacedBy == nil && ContinuousClock.now >= nextIdentityCheck {
-                nextIdentityCheck = .now + context.config.leaseDuration
-                if let (recorded, now) = try await identity.replacement(), let since = try await ClusterClock.now(client, database: database) {
-                    replacedBy = (since, recorded, now)
-                }
             }
             // A one-at-a-time stretch that met no oversized event ends: back to full batches.
             if oneAtATime && (eventsRead >= 1_000 || batch.events.isEmpty) && fragments == nil { return true }
@@ -237,8 +234,6 @@ struct ChangeStreamTailer {
             context.logger.error("\(what); target table truncated (on_drop: truncate)")
         }
         try await context.state.recordError(context.name, "\(what) (on_drop: \(context.stream.onDrop.rawValue))")
-        // A collection made again under the name is the stream's from here on: its UUID is adopted when seen.
-        try await context.state.setNote(.sourceCollection, stream: context.name, nil)
         try await record(SpoolSegmentWriter(stream: context.name), to: after, cursor: &cursor)
     }
 }

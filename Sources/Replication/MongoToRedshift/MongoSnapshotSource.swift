@@ -34,8 +34,6 @@ struct MongoSnapshotSource: SnapshotSource {
         }
         let clusterTime = try await ClusterClock.now(client, database: database)
         let seed = StreamPosition.changeStream(ChangeStreamPosition(resumeToken: token, clusterTime: clusterTime))
-        // The collection the positions belong to: one replaced under its name later brings no change event.
-        try await SourceCollectionIdentity(context: context, client: client, database: database).recordForSnapshot()
         // 2. Partitions over _id; `_id`s no bracket pages are reported, never skipped silently.
         let bounds = try await partitionBounds()
         try await reportUnpageableIDs()
@@ -44,7 +42,6 @@ struct MongoSnapshotSource: SnapshotSource {
 
     func confirmTailStart(_ start: StreamPosition) async throws {
         try await TailStartWatch(context: context, client: client, database: database).confirm(start)
-        try await SourceCollectionIdentity(context: context, client: client, database: database).verify()
     }
 
     /// JavaScript code (with or without scope) and DBPointers are valid `_id`s that no `TypeBracket` walks:

@@ -58,7 +58,6 @@ struct MongoPrivileges: Sendable, Equatable {
         switch stream.direction {
         case .mongoToRedshift:
             need(["find", "changeStream"], stream.collection, "the snapshot and the change stream need them")
-            need(["listCollections"], nil, "a collection replaced under its name ($out, a rename onto it) would go unnoticed")
         case .redshiftToMongo:
             need(["find", "insert", "update", "remove"], stream.collection, "applying rows needs them")
             need(["find", "insert", "update", "remove"], tombstones, "deletes keep version tombstones there")

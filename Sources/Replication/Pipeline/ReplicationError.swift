@@ -10,8 +10,8 @@ public struct ReplicationError: Error, CustomStringConvertible, Sendable {
         public static let historyLost = Code(raw: "history lost")
         /// The source collection was dropped / renamed / invalidated.
         public static let sourceDropped = Code(raw: "source dropped")
-        /// The source collection was replaced under its name without a change event for it (a rename onto it,
-        /// `$out`): a re-snapshot follows, as `on_drop` allows.
+        /// Another collection was renamed onto the source's name (`renameCollection`, an aggregation's `$out`):
+        /// its documents never passed through the change stream, so a re-snapshot follows, as `on_drop` allows.
         public static let sourceReplaced = Code(raw: "source replaced")
         /// A spool segment was corrupt and discarded, its range rewound: the stream restarts from the state store.
         public static let spool = Code(raw: "spool")

@@ -73,33 +73,72 @@ struct HardDeleteReconciler {
             return result
         }
         let rows = max(1, bounds?[2].flatMap { Int($0) } ?? 1)
-        // Ranges (lower, upper] over the whole key space, the first one unbounded below (128-bit cuts: keys may
-        // span Int64.min…Int64.max).
-        let cuts = KeySpace.cuts(from: Int128(lo), to: Int128(hi), parts: max(1, rows / rangeRows)).map { Int64($0) }
-        var lower: Int64? = nil
-        for upper in cuts + [hi] {
-            result.rangesChecked += 1
-            // Mongo first, then the source (see above). The keys are summed as decimals: Redshift's SUM of a
-            // BIGINT is a BIGINT, and keys near 2^63 overflow it.
-            let mongoSide = try await mongoSummary(lower, upper)
-            let (condition, params) = Self.range(k, lower, upper)
-            let sourceSide: (Int, String) = try await reader.run { [table] c in
-                // Distinct keys: a repeated key (never enforced on Redshift) has one document.
-                let r = try await c.query("SELECT count(DISTINCT \(k))::text, coalesce(sum(DISTINCT CAST(\(k) AS DECIMAL(38, 0))), 0)::text FROM \(table.qualifiedName) "
-                                          + "WHERE \(condition) AND \(live)", params).rows.first
-                return (Int(r?[0] ?? "0") ?? 0, r?[1] ?? "0")
-            }
-            if mongoSide.0 != sourceSide.0 || mongoSide.1 != sourceSide.1 {
-                result.rangesMismatched += 1
-                result.missing += try await drill(lower, upper, k: k, live: live)
-                if result.missing.count > cap {
-                    result.complete = false
-                    break
+        let parts = max(1, rows / rangeRows)
+        // Ranges of one width, so the source counts a run of them in one query (`ReconcileBuckets`); a key space
+        // wider than 64 bits goes range by range, cut in 128-bit arithmetic.
+        let buckets = ReconcileBuckets(lo: lo, hi: hi, parts: parts)
+        let cuts = buckets == nil ? KeySpace.cuts(from: Int128(lo), to: Int128(hi), parts: parts).map { Int64($0) } : []
+        let total = buckets?.count ?? cuts.count + 1
+        func edges(_ i: Int) -> (lower: Int64?, upper: Int64) {
+            if let buckets { return buckets.bounds(i) }
+            return (i == 1 ? nil : cuts[i - 2], i <= cuts.count ? cuts[i - 1] : hi)
+        }
+        var first = 1
+        runs: while first <= total {
+            let last = min(total, first + Self.rangesPerQuery - 1)
+            // Mongo first, then the source (see above).
+            var mongoSides: [(Int, String)] = []
+            for i in first...last { mongoSides.append(try await mongoSummary(edges(i).lower, edges(i).upper)) }
+            let sourceSides = try await sourceSummaries(first...last, edges: edges, buckets: buckets, k: k, live: live)
+            for i in first...last {
+                result.rangesChecked += 1
+                let mongoSide = mongoSides[i - first], sourceSide = sourceSides[i] ?? (0, "0")
+                if mongoSide.0 != sourceSide.0 || mongoSide.1 != sourceSide.1 {
+                    result.rangesMismatched += 1
+                    result.missing += try await drill(edges(i).lower, edges(i).upper, k: k, live: live)
+                    if result.missing.count > cap {
+                        result.complete = false
+                        break runs
+                    }
                 }
             }
-            lower = upper
+            first = last + 1
         }
         return result
+    }
+
+    /// Ranges whose source side one query counts (ranges of one width) — the result holds a row per range.
+    static let rangesPerQuery = 1_000
+
+    /// Count of distinct keys and their sum per range, on the source. Distinct keys: a repeated key (never
+    /// enforced on Redshift) has one document. Summed as decimals: Redshift's SUM of a BIGINT is a BIGINT, and
+    /// keys near 2^63 overflow it.
+    private func sourceSummaries(_ run: ClosedRange<Int>, edges: (Int) -> (lower: Int64?, upper: Int64), buckets: ReconcileBuckets?,
+                                 k: String, live: String) async throws -> [Int: (Int, String)] {
+        let summary = "count(DISTINCT \(k))::text, coalesce(sum(DISTINCT CAST(\(k) AS DECIMAL(38, 0))), 0)::text"
+        guard let buckets else {
+            var out: [Int: (Int, String)] = [:]
+            for i in run {
+                let (condition, params) = Self.range(k, edges(i).lower, edges(i).upper)
+                let r = try await reader.run { [table] c in
+                    try await c.query("SELECT \(summary) FROM \(table.qualifiedName) WHERE \(condition) AND \(live)", params).rows.first
+                }
+                out[i] = (Int(r?[0] ?? "0") ?? 0, r?[1] ?? "0")
+            }
+            return out
+        }
+        let (condition, params) = Self.range(k, edges(run.lowerBound).lower, edges(run.upperBound).upper)
+        let bucket = ReconcileBuckets.sql(k, lo: params.count + 1, width: params.count + 2)
+        let rows = try await reader.run { [table] c in
+            try await c.query("SELECT (\(bucket))::text, \(summary) FROM \(table.qualifiedName) WHERE \(condition) AND \(live) GROUP BY 1",
+                              params + [String(buckets.lo), String(buckets.width)]).rows
+        }
+        var out: [Int: (Int, String)] = [:]
+        for row in rows {
+            guard let i = row[0].flatMap({ Int($0) }) else { continue }
+            out[i] = (Int(row[1] ?? "0") ?? 0, row[2] ?? "0")
+        }
+        return out
     }
 
     /// Keys that are not a single integer: when the target holds more documents than the source has live rows,

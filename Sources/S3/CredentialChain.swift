@@ -156,16 +156,27 @@ public actor CredentialChain {
         } catch {
             return nil  // not on EC2 (or the metadata service is unreachable): the chain ends here
         }
+        try Self.throwIfPassing(tokenResponse, source: "instance metadata (IMDSv2)")
         guard tokenResponse.status == 200 else { return nil }
         let token = String(decoding: tokenResponse.body, as: UTF8.self)
         let auth = [("x-aws-ec2-metadata-token", token)]
         let source = "instance metadata (IMDSv2)"
         let roles = try await Self.fetch(HTTPRequest(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/", headers: auth, timeout: 2),
                                          transport, "credentials", source)
+        // No role attached answers 404: the chain ends. A 5xx or a throttle passes: tried again, not "no role".
+        try Self.throwIfPassing(roles, source: source)
         guard roles.status == 200, let role = String(decoding: roles.body, as: UTF8.self).split(separator: "\n").first.map(String.init) else { return nil }
         let response = try await Self.fetch(HTTPRequest(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/" + role,
                                                         headers: auth, timeout: 2), transport, "credentials", source)
         return try Self.parseCredentialDocument(response, source: "instance profile \(role) (IMDSv2)")
+    }
+
+    /// Throws the transient error of an endpoint's throttle or 5xx answer; returns for any other.
+    static func throwIfPassing(_ response: HTTPResponse, source: String) throws {
+        let code = failureCode(status: response.status, awsCode: nil)
+        guard code == .throttled || code == .server else { return }
+        throw S3Error(code, operation: "credentials", credentialSource: source, status: response.status,
+                      message: "the credentials endpoint answered \(response.status)")
     }
 
     /// A credentials endpoint's answer; not reaching it is `unreachable` (transient: the request is tried again).
@@ -177,10 +188,11 @@ public actor CredentialChain {
         }
     }
 
-    /// Throttling and server errors of a credentials endpoint are transient; anything else is a refusal.
+    /// Throttling and server errors of a credentials endpoint are transient (and STS's IDPCommunicationError:
+    /// the identity provider did not answer it in time); anything else is a refusal.
     static func failureCode(status: Int, awsCode: String?) -> S3Error.Code {
         if status == 429 || awsCode == "Throttling" || awsCode == "ThrottlingException" { return .throttled }
-        if status >= 500 { return .server }
+        if status >= 500 || awsCode == "IDPCommunicationError" { return .server }
         return .credentialsUnavailable
     }
 

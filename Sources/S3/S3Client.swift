@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ShiftCore
 
 /// Where and how to reach S3: the signing region, an endpoint (a local emulator, an S3-compatible store, a VPC
@@ -69,6 +70,9 @@ public final class S3Client: Sendable {
     public let credentials: CredentialChain
     let transport: HTTPTransport
     let signer: SigV4Signer
+    /// Seconds S3's clock is ahead of this machine's, learnt from a RequestTimeTooSkewed refusal (S3 refuses a
+    /// request signed more than 15 minutes off); requests are signed with the corrected time, as the AWS SDKs do.
+    private let clockOffset = Mutex<TimeInterval>(0)
 
     public init(settings: S3Settings, credentials: CredentialChain, transport: HTTPTransport) {
         self.settings = settings
@@ -210,6 +214,7 @@ public final class S3Client: Sendable {
         let url = base + path + (canonicalQuery.isEmpty ? "" : "?" + canonicalQuery)
         var attempt = 0
         var refreshed = false
+        var reclocked = false
         while true {
             attempt += 1
             let creds: AWSCredentials
@@ -221,7 +226,7 @@ public final class S3Client: Sendable {
                 continue
             }
             let signed = signer.sign(method: method, host: host, path: path, query: canonicalQuery, headers: headers, payloadHash: payloadHash,
-                                     credentials: creds, date: Date())
+                                     credentials: creds, date: Date().addingTimeInterval(clockOffset.withLock { $0 }))
             let request = HTTPRequest(method: method, url: url, headers: headers + signed, body: body, sink: sink)
             let failure: S3Error
             do {
@@ -230,6 +235,13 @@ public final class S3Client: Sendable {
                 var body = response.body
                 if case .file(let path) = sink { body = (try? Array(Data(contentsOf: URL(fileURLWithPath: path)).prefix(64 << 10))) ?? [] }
                 failure = S3Error.from(status: response.status, body: body, operation: operation, bucket: bucket, key: key, credentials: creds.source)
+                if failure.awsCode == "RequestTimeTooSkewed", !reclocked,
+                   let server = XMLText.first("ServerTime", in: String(decoding: body, as: UTF8.self)).flatMap(CredentialChain.parseISO8601) {
+                    let offset = server.timeIntervalSinceNow
+                    clockOffset.withLock { $0 = offset }
+                    reclocked = true
+                    continue
+                }
             } catch let e as HTTPTransportError {
                 failure = S3Error(.unreachable, operation: operation, bucket: bucket, key: key, credentialSource: creds.source, message: e.description)
             }

@@ -23,6 +23,9 @@ final class CredentialRenewalTests: XCTestCase {
             if step == "503":
                 body = b"<ErrorResponse><Error><Code>ServiceUnavailable</Code><Message>try again</Message></Error></ErrorResponse>"
                 self.send_response(503)
+            elif step == "idp":
+                body = b"<ErrorResponse><Error><Code>IDPCommunicationError</Code><Message>the identity provider did not answer</Message></Error></ErrorResponse>"
+                self.send_response(400)
             else:
                 exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=int(step.split(":")[1]))).strftime("%Y-%m-%dT%H:%M:%SZ")
                 body = (f"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>"
@@ -89,6 +92,18 @@ final class CredentialRenewalTests: XCTestCase {
         try await client.putObject(bucket, key: key, bytes: Array("x".utf8))
         try await client.deleteObject(bucket, key: key)
         XCTAssertEqual(requests, 2, "STS asked again after its 503")
+    }
+
+    /// STS answers 400 IDPCommunicationError when the identity provider did not answer it in time; the AWS SDKs
+    /// retry it. It used to be taken as a refusal: no credentials, the stream failed.
+    func testAnIdentityProviderThatDidNotAnswerIsRetried() async throws {
+        let (endpoint, bucket) = try TestServers.requireS3()
+        let credentials = try chain(plan: "idp,200:3600")
+        let client = S3Client(settings: S3Settings(region: "us-east-1", endpoint: endpoint), credentials: credentials, transport: HTTPTransport(lanes: 1))
+        let key = TestServers.uniqueName("sts") + "/object"
+        try await client.putObject(bucket, key: key, bytes: Array("x".utf8))
+        try await client.deleteObject(bucket, key: key)
+        XCTAssertEqual(requests, 2, "STS asked again after IDPCommunicationError")
     }
 
     func testCredentialsStillValidOutliveAFailedRenewal() async throws {

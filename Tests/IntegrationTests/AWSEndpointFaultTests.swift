@@ -1,0 +1,110 @@
+import Foundation
+import S3
+import TestSupport
+import XCTest
+
+/// Faults of the AWS endpoints themselves, against scripted ones: the instance metadata service failing for a
+/// moment, and S3 refusing a request signed by a clock more than 15 minutes off.
+final class AWSEndpointFaultTests: XCTestCase {
+    /// One file, two roles: an instance metadata service (IMDSv2: token, role list, role credentials) whose role
+    /// list answers 503 first, and an S3 endpoint whose clock is an hour ahead — it refuses a request whose
+    /// X-Amz-Date is more than 15 minutes from its own time (403 RequestTimeTooSkewed, as S3) and accepts others.
+    static let stub = """
+    import sys, http.server, datetime, json
+    mode, key, secret = sys.argv[1], sys.argv[2], sys.argv[3]
+    seen = {"roles": 0}
+    AHEAD = datetime.timedelta(hours=1)
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def reply(self, status, body, kind="text/plain"):
+            self.send_response(status)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def do_PUT(self):
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            if self.path == "/latest/api/token":
+                return self.reply(200, b"imds-token")
+            now = datetime.datetime.now(datetime.timezone.utc) + AHEAD
+            signed = datetime.datetime.strptime(self.headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+            if abs((now - signed).total_seconds()) > 900:
+                body = ("<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message>"
+                        f"<RequestTime>{signed.strftime('%Y%m%dT%H%M%SZ')}</RequestTime><ServerTime>{now.strftime('%Y-%m-%dT%H:%M:%SZ')}</ServerTime>"
+                        "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>").encode()
+                return self.reply(403, body, "application/xml")
+            self.reply(200, b"")
+        def do_GET(self):
+            if self.headers.get("x-aws-ec2-metadata-token") != "imds-token":
+                return self.reply(401, b"")
+            if self.path == "/latest/meta-data/iam/security-credentials/":
+                seen["roles"] += 1
+                return self.reply(503, b"") if seen["roles"] == 1 else self.reply(200, b"etl-role")
+            if self.path == "/latest/meta-data/iam/security-credentials/etl-role":
+                exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                return self.reply(200, json.dumps({"Code": "Success", "AccessKeyId": key, "SecretAccessKey": secret,
+                                                   "Token": "tok", "Expiration": exp}).encode())
+            self.reply(404, b"")
+    server = http.server.HTTPServer(("127.0.0.1", 0), H)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+    """
+
+    var directory = ""
+    var process: Process?
+
+    override func setUp() async throws {
+        directory = try TestServers.temporaryDirectory("aws-endpoints")
+    }
+
+    override func tearDown() async throws {
+        if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process?.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Starts the stub; its base URL.
+    func startStub() throws -> String {
+        let script = directory + "/stub.py"
+        try Self.stub.write(toFile: script, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [script, "serve", "AKSTUB", "stub-secret"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        process = p
+        var line = Data()
+        while !line.contains(0x0A) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        return "http://127.0.0.1:" + String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A 503 from the metadata service's role list used to read as "no instance role": no credentials at all,
+    /// and the stream failed for good. It is retried, as any endpoint's 5xx.
+    func testAnInstanceMetadataServiceFailingForAMomentIsRetried() async throws {
+        let base = try startStub()
+        let chain = CredentialChain(region: "us-east-1", environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": base, "HOME": "/nonexistent"],
+                                    transport: HTTPTransport(lanes: 1))
+        let client = S3Client(settings: S3Settings(region: "us-east-1", endpoint: base), credentials: chain, transport: HTTPTransport(lanes: 1))
+        try await client.putObject("bucket", key: "object", bytes: Array("x".utf8))
+        let source = try await client.credentialSource()
+        XCTAssertTrue(source.contains("etl-role"), source)
+    }
+
+    /// S3 refuses a request signed more than 15 minutes from its own clock. The AWS SDKs then sign with the
+    /// server's time (from the refusal); mongoshift failed every request until someone fixed the machine's clock.
+    func testAClockFarFromS3sIsCorrectedFromItsRefusal() async throws {
+        let base = try startStub()
+        let chain = CredentialChain(region: "us-east-1", environment: ["AWS_ACCESS_KEY_ID": "AKSTUB", "AWS_SECRET_ACCESS_KEY": "stub-secret",
+                                                                       "AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent"],
+                                    transport: HTTPTransport(lanes: 1))
+        let client = S3Client(settings: S3Settings(region: "us-east-1", endpoint: base), credentials: chain, transport: HTTPTransport(lanes: 1))
+        try await client.putObject("bucket", key: "first", bytes: Array("x".utf8))
+        try await client.putObject("bucket", key: "second", bytes: Array("y".utf8))
+    }
+}

@@ -51,37 +51,22 @@ final class AWSEndpointFaultTests: XCTestCase {
     """
 
     var directory = ""
-    var process: Process?
+    var endpoint: ScriptedEndpoint?
 
     override func setUp() async throws {
         directory = try TestServers.temporaryDirectory("aws-endpoints")
     }
 
     override func tearDown() async throws {
-        if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process?.waitUntilExit()
+        endpoint?.stop()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// Starts the stub; its base URL.
     func startStub() throws -> String {
-        let script = directory + "/stub.py"
-        try Self.stub.write(toFile: script, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [script, "serve", "AKSTUB", "stub-secret"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
-        var line = Data()
-        while !line.contains(0x0A) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        return "http://127.0.0.1:" + String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let stub = try ScriptedEndpoint(script: Self.stub, at: directory + "/stub.py", arguments: ["serve", "AKSTUB", "stub-secret"])
+        endpoint = stub
+        return stub.url
     }
 
     /// A 503 from the metadata service's role list used to read as "no instance role": no credentials at all,

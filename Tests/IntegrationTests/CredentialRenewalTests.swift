@@ -41,7 +41,7 @@ final class CredentialRenewalTests: XCTestCase {
     """
 
     var directory = ""
-    var process: Process?
+    var sts: ScriptedEndpoint?
 
     override func setUp() async throws {
         directory = try TestServers.temporaryDirectory("sts")
@@ -49,35 +49,20 @@ final class CredentialRenewalTests: XCTestCase {
 
     override func tearDown() async throws {
         // SIGKILL: a test runner's blocked SIGTERM is inherited by its children.
-        if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process?.waitUntilExit()
+        sts?.stop()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// Starts the stub; the chain it feeds (web identity, nothing else to fall back on).
     func chain(plan: String) throws -> CredentialChain {
-        let script = directory + "/sts.py"
-        try Self.stub.write(toFile: script, atomically: true, encoding: .utf8)
         try "a.jwt.token".write(toFile: directory + "/token", atomically: true, encoding: .utf8)
         let env = ProcessInfo.processInfo.environment
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [script, plan, env["AWS_ACCESS_KEY_ID"] ?? "devredshift", env["AWS_SECRET_ACCESS_KEY"] ?? "devredshift-secret", directory + "/count"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
-        var line = Data()
-        while !line.contains(0x0A) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        let port = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let endpoint = try ScriptedEndpoint(script: Self.stub, at: directory + "/sts.py", arguments: [
+            plan, env["AWS_ACCESS_KEY_ID"] ?? "devredshift", env["AWS_SECRET_ACCESS_KEY"] ?? "devredshift-secret", directory + "/count"])
+        sts = endpoint
         return CredentialChain(region: "us-east-1", environment: [
             "AWS_WEB_IDENTITY_TOKEN_FILE": directory + "/token", "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/etl",
-            "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:\(port)", "AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent",
+            "AWS_ENDPOINT_URL_STS": endpoint.url, "AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent",
         ], transport: HTTPTransport(lanes: 1))
     }
 

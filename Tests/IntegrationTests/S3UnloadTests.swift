@@ -130,24 +130,9 @@ final class S3UnloadTests: S3StageTestCase {
 
     /// Starts `flakyProxy` in front of the emulator; its endpoint URL.
     func startFlakyProxy() throws -> String {
-        let script = directory + "/flaky-s3.py"
-        try Self.flakyProxy.write(toFile: script, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [script, endpoint, directory + "/fail-manifest"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        // SIGKILL: a test runner's blocked SIGTERM is inherited by its children.
-        onTeardown { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
-        var line = Data()
-        while !line.contains(0x0A) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        return "http://127.0.0.1:" + String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let proxy = try ScriptedEndpoint(script: Self.flakyProxy, at: directory + "/flaky-s3.py", arguments: [endpoint, directory + "/fail-manifest"])
+        onTeardown { proxy.stop() }
+        return proxy.url
     }
 
     /// A resume whose manifest read fails for a while (S3 throttling past the client's own retries) waits and

@@ -32,6 +32,7 @@ final class ReconcileBucketsTests: XCTestCase {
 
     func testTheSourceComputesTheSameBucket() {
         XCTAssertEqual(ReconcileBuckets.sql("\"id\"", lo: 3, width: 4),
-                       "CASE WHEN \"id\" <= CAST($3 AS BIGINT) THEN 1 ELSE (\"id\" - CAST($3 AS BIGINT) - 1) / CAST($4 AS BIGINT) + 1 END")
+                       "CASE WHEN CAST(\"id\" AS BIGINT) <= CAST($3 AS BIGINT) THEN 1 "
+                       + "ELSE (CAST(\"id\" AS BIGINT) - CAST($3 AS BIGINT) - 1) / CAST($4 AS BIGINT) + 1 END")
     }
 }

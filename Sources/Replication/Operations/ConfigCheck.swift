@@ -197,9 +197,11 @@ public struct ConfigCheck: Sendable {
 
     func checkCollection(_ stream: StreamConfig, _ mongo: MongoClient, _ database: String) async -> [Problem] {
         do {
-            let reply = try await mongo.command(["listCollections": 1, "filter": .document(["name": .string(stream.collection)])], database: database)
+            // Only the collections this login holds privileges on: no `listCollections` action needed.
+            let reply = try await mongo.command(["listCollections": 1, "filter": .document(["name": .string(stream.collection)]),
+                                                 "nameOnly": true, "authorizedCollections": true], database: database)
             if case .array(let batch)? = reply.value(at: "cursor.firstBatch"), batch.isEmpty {
-                return [Problem(subject: stream.name, message: "collection \(database).\(stream.collection) not found")]
+                return [Problem(subject: stream.name, message: "collection \(database).\(stream.collection) not found (or not visible to this login)")]
             }
         } catch {
             return [Problem(subject: stream.name, message: "cannot list collections of \(database): \(error)")]

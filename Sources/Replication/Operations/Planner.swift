@@ -56,7 +56,8 @@ public enum Planner {
                                     database: String, snapshotDone: Bool, applied: WatermarkPosition?, s3: Bool) async throws {
         let table = try await SourceTable.describe(pg, stream: stream, dialect: dialect)
         let existing = try await mongo.count(database: database, collection: stream.collection)
-        let collections = try await mongo.command(["listCollections": 1, "filter": .document(["name": .string(stream.collection)]), "nameOnly": true], database: database)
+        let collections = try await mongo.command(["listCollections": 1, "filter": .document(["name": .string(stream.collection)]), "nameOnly": true, "authorizedCollections": true],
+                                                 database: database)
         let exists = (collections.value(at: "cursor.firstBatch")).map { if case .array(let a) = $0 { return !a.isEmpty }; return false } ?? false
         plan.lines.append(exists ? "target: collection \(database).\(stream.collection) exists, \(existing) documents"
                                  : "target: collection \(database).\(stream.collection) will be created by the first write (documents keyed by _id; no other index)")

@@ -36,8 +36,10 @@ struct ReconcileBuckets: Equatable, Sendable {
         key <= lo ? 1 : Int((key - lo - 1) / width) + 1
     }
 
-    /// The range of key column `k` in SQL, with lo and width bound as parameters `$lo` and `$width`.
+    /// The range of key column `k` in SQL, with lo and width bound as parameters `$lo` and `$width` (the key cast
+    /// too: PostgreSQL's `oid` has no arithmetic with BIGINT).
     static func sql(_ k: String, lo: Int, width: Int) -> String {
-        "CASE WHEN \(k) <= CAST($\(lo) AS BIGINT) THEN 1 ELSE (\(k) - CAST($\(lo) AS BIGINT) - 1) / CAST($\(width) AS BIGINT) + 1 END"
+        let key = "CAST(\(k) AS BIGINT)"
+        return "CASE WHEN \(key) <= CAST($\(lo) AS BIGINT) THEN 1 ELSE (\(key) - CAST($\(lo) AS BIGINT) - 1) / CAST($\(width) AS BIGINT) + 1 END"
     }
 }

@@ -127,12 +127,19 @@ class StateStoreSuite: XCTestCase {
         var remaining = try await store.snapshotRemaining(stream)
         XCTAssertEqual(remaining.partitions, 4)
         XCTAssertEqual(remaining.segments, 4)
+        // A page's generation is read with the page still recorded: once a reset forgets it, there is none.
+        let pages = try await store.pendingSegments(stream)
+        let generation = try await store.snapshotGeneration(stream)
+        let first = try await store.snapshotGeneration(ifRecorded: pages[0])
+        XCTAssertEqual(first, generation)
         for p in 0..<4 { try await store.markPartitionDone(stream, index: p) }
         for seg in try await store.pendingSegments(stream) { try await store.markApplied(seg, applied: 10, staleSkipped: 0, lease: lease) }
         remaining = try await store.snapshotRemaining(stream)
         XCTAssertEqual(remaining.partitions, 0)
         XCTAssertEqual(remaining.segments, 0)
         try await store.completeSnapshot(stream, lease: lease)
+        let applied = try await store.snapshotGeneration(ifRecorded: pages[0])
+        XCTAssertNil(applied, "an applied page is no longer recorded")
         let s = try await store.stream(stream)!
         XCTAssertEqual(s.lifecycle, .streaming)
         XCTAssertEqual(s.appliedPosition, watermark("seed"), "the tail starts from the seed")

@@ -111,16 +111,34 @@ final class TargetBatchTests: XCTestCase {
         let applier = fixture.applier
         _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1]),
                                      Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 2])],
-                                    segment: ApplierFixture.snapshotSegment(1, partition: 0))
+                                    segment: try await fixture.snapshotPage(partition: 0))
         _ = try await applier.apply([Change(operation: .upsert, key: 3, document: ["_id": 3, "a": 30])], segment: ApplierFixture.segment(2))
         let met = try await applier.apply([Change(operation: .upsert, key: 3, document: ["_id": 3, "a": 3]),
                                            Change(operation: .upsert, key: 4, document: ["_id": 4, "a": 4])],
-                                          segment: ApplierFixture.snapshotSegment(3, partition: 1))
+                                          segment: try await fixture.snapshotPage(partition: 1))
         XCTAssertEqual(met.applied, 2)
         _ = try await applier.apply([Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 20])],
-                                    segment: ApplierFixture.snapshotSegment(4, partition: 0))
+                                    segment: try await fixture.snapshotPage(partition: 0))
         let rows = try await connection.query("SELECT _id, a FROM \(schema).apps ORDER BY _id").rows
         XCTAssertEqual(rows, [["1", "1"], ["2", "20"], ["3", "3"], ["4", "4"]])
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
+    /// A helper applying a page after the owner reset the stream (its snapshot outlived the oplog, the collection
+    /// was replaced) wrote rows older than the new snapshot's start, stamped with the new generation: the new
+    /// snapshot's sweep kept them, and a document deleted in between stayed in the table for good.
+    func testASnapshotPageOfAForgottenPlanIsNotApplied() async throws {
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("snapforgot")
+        defer { fixture.remove() }
+        let applier = fixture.applier
+        _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1])],
+                                    segment: try await fixture.snapshotPage(partition: 0))
+        let late = try await fixture.snapshotPage(partition: 1)
+        try await fixture.state.resetStream("apps", lease: nil)
+        let outcome = try await applier.apply([Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 2])], segment: late)
+        XCTAssertEqual(outcome.applied, 0)
+        let rows = try await connection.query("SELECT _id FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows, [["1"]], "the forgotten page's row is not written")
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
     }
 
@@ -131,11 +149,11 @@ final class TargetBatchTests: XCTestCase {
         defer { fixture.remove() }
         let applier = fixture.applier
         _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1])],
-                                    segment: ApplierFixture.snapshotSegment(1, partition: 0))
+                                    segment: try await fixture.snapshotPage(partition: 0))
         try await connection.execute("ALTER TABLE \(schema).apps DROP CONSTRAINT apps_pkey")
         _ = try await applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10]),
                                      Change(operation: .upsert, key: 2, document: ["_id": 2, "a": 2])],
-                                    segment: ApplierFixture.snapshotSegment(2, partition: 1))
+                                    segment: try await fixture.snapshotPage(partition: 1))
         let rows = try await connection.query("SELECT _id, a FROM \(schema).apps ORDER BY _id").rows
         XCTAssertEqual(rows, [["1", "10"], ["2", "2"]], "one row per key")
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")

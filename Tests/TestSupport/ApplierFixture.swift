@@ -10,6 +10,9 @@ import StateStore
 public struct ApplierFixture {
     public let applier: RedshiftApplier
     public let directory: String
+    public let state: StateStore
+    /// Each partition's last page key, so the next page continues where it stands.
+    private let pageKeys = PageKeys()
 
     /// The test PostgreSQL server, a fresh schema named after `prefix`, and a connection of the test's own to
     /// look at the table.
@@ -28,8 +31,12 @@ public struct ApplierFixture {
                                   collection: "apps", defaults: config.defaults)
         stream.flatten = 1
         config.streams = [stream]
-        let state = try StateStore(directory: directory)
+        state = try StateStore(directory: directory)
         _ = try await state.ensureStream("apps", direction: "mongo_to_redshift")
+        // A snapshot planned and every partition claimed by this worker, for `snapshotPage`.
+        try await state.beginSnapshot("apps", snapshotStart: .snapshotKey(.columns(["start"])), tailSeed: nil,
+                                      partitions: (0..<8).map { PartitionState(index: $0, lower: nil, upper: nil) }, lease: nil)
+        while try await state.claimPartition("apps", duration: .seconds(3600)) != nil {}
         let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
         applier = try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: url, dialect: .postgres),
                                             policy: RetryPolicy(maxAttempts: maxAttempts))
@@ -41,11 +48,29 @@ public struct ApplierFixture {
                       lastPosition: .changeStream(ChangeStreamPosition(resumeToken: ["_data": .string("x\(seq)")])))
     }
 
-    /// A snapshot page of partition `partition`.
-    public static func snapshotSegment(_ seq: Int64, partition: Int, records: Int = 1) -> SegmentRecord {
-        SegmentRecord(stream: "apps", seq: seq, kind: .snapshot, partition: partition, records: records, bytes: 0, firstPosition: nil,
-                      lastPosition: nil)
+    /// A snapshot page of partition `partition`, recorded as a copier records it: the applier applies only pages
+    /// still recorded (a reset forgets the others).
+    public func snapshotPage(partition: Int, records: Int = 1) async throws -> SegmentRecord {
+        let seq = try await state.allocateSequence("apps")
+        let first = pageKeys.take(partition, next: .columns(["p\(partition)-\(seq)"]))
+        let page = SegmentRecord(stream: "apps", seq: seq, kind: .snapshot, partition: partition, records: records, bytes: 0,
+                                 firstPosition: first.previous.map(StreamPosition.snapshotKey), lastPosition: .snapshotKey(first.next))
+        try await state.recordSnapshotPage(page)
+        return page
     }
 
     public func remove() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+/// `@unchecked Sendable`: guarded by its lock.
+private final class PageKeys: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: [Int: SnapshotKey] = [:]
+
+    func take(_ partition: Int, next: SnapshotKey) -> (previous: SnapshotKey?, next: SnapshotKey) {
+        lock.withLock {
+            defer { last[partition] = next }
+            return (last[partition], next)
+        }
+    }
 }

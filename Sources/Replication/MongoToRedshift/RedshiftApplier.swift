@@ -261,7 +261,18 @@ public actor RedshiftApplier: ChangeTarget {
         let name = context.checkpointKey
         let changer = SchemaChanger(sql: sqlText, logger: context.logger)
         let exists = tableExists
-        let generation = try await context.state.snapshotGeneration(context.name)
+        let generation: Int64
+        if let segment, segment.kind == .snapshot {
+            guard let recorded = try await context.state.snapshotGeneration(ifRecorded: segment) else {
+                // A page of a plan a reset forgot (a helper applying it late): its rows may be older than the new
+                // snapshot's start, and nothing after it would correct them.
+                context.logger.notice("snapshot page of a forgotten plan not applied", metadata: ["segment": "\(segment.seq)"])
+                return outcome
+            }
+            generation = recorded
+        } else {
+            generation = try await context.state.snapshotGeneration(context.name)
+        }
         let staged = try await stageForCopy(rows, schema: schema, batch: segment.map { "\($0.seq)" } ?? "repair")
         let applied: Bool
         do {

@@ -156,7 +156,8 @@ public actor CredentialChain {
         } catch {
             return nil  // not on EC2 (or the metadata service is unreachable): the chain ends here
         }
-        try Self.throwIfPassing(tokenResponse, source: "instance metadata (IMDSv2)")
+        // Any answer but 200 to the token request ends the chain (IMDS disabled, or a proxy answering for an
+        // address that is not there off EC2); only once the service has answered is its 5xx a passing failure.
         guard tokenResponse.status == 200 else { return nil }
         let token = String(decoding: tokenResponse.body, as: UTF8.self)
         let auth = [("x-aws-ec2-metadata-token", token)]

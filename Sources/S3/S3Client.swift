@@ -235,8 +235,7 @@ public final class S3Client: Sendable {
                 var body = response.body
                 if case .file(let path) = sink { body = (try? Array(Data(contentsOf: URL(fileURLWithPath: path)).prefix(64 << 10))) ?? [] }
                 failure = S3Error.from(status: response.status, body: body, operation: operation, bucket: bucket, key: key, credentials: creds.source)
-                if failure.awsCode == "RequestTimeTooSkewed", !reclocked,
-                   let server = XMLText.first("ServerTime", in: String(decoding: body, as: UTF8.self)).flatMap(CredentialChain.parseISO8601) {
+                if failure.awsCode == "RequestTimeTooSkewed", !reclocked, let server = Self.serverTime(response, body: body) {
                     let offset = server.timeIntervalSinceNow
                     clockOffset.withLock { $0 = offset }
                     reclocked = true
@@ -255,6 +254,17 @@ public final class S3Client: Sendable {
             guard failure.isTransient, attempt < settings.attempts else { throw failure }
             try await Task.sleep(for: .milliseconds(Int(Self.backoff(attempt: attempt) * 1000)))
         }
+    }
+
+    /// S3's clock in a refusal: its `<ServerTime>`, else the response's `Date` header.
+    static func serverTime(_ response: HTTPResponse, body: [UInt8]) -> Date? {
+        if let time = XMLText.first("ServerTime", in: String(decoding: body, as: UTF8.self)).flatMap(CredentialChain.parseISO8601) { return time }
+        guard let header = response.headers["date"] else { return nil }
+        let format = DateFormatter()
+        format.locale = Locale(identifier: "en_US_POSIX")
+        format.timeZone = TimeZone(identifier: "GMT")
+        format.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return format.date(from: header)
     }
 
     /// Seconds before attempt `attempt + 1`: exponential from 0.2 s, at most 8 s, with jitter.

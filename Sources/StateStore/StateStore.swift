@@ -168,8 +168,7 @@ public final class StateStore: Sendable {
 
     /// The stream's snapshot generation as long as `segment` (a snapshot page) is still recorded; nil once a reset
     /// forgot it. One statement, so a reset cannot fall between the two reads: a page applied late by a helper —
-    /// after the plan it was copied under was forgotten — is not applied, and one forgotten while it is applied
-    /// carries the old generation, which the new snapshot's sweep removes.
+    /// after the plan it was copied under was forgotten — is not applied.
     public func snapshotGeneration(ifRecorded segment: SegmentRecord) async throws -> Int64? {
         try await run { parts in
             try parts.db.query("SELECT s.snapshot_generation FROM streams s JOIN segments g ON g.stream = s.name WHERE s.name = ? AND g.seq = ?",

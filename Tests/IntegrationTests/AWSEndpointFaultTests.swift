@@ -7,12 +7,13 @@ import XCTest
 /// moment, and S3 refusing a request signed by a clock more than 15 minutes off.
 final class AWSEndpointFaultTests: XCTestCase {
     /// One file, two roles: an instance metadata service (IMDSv2: token, role list, role credentials) whose role
-    /// list answers 503 first, and an S3 endpoint whose clock is an hour ahead — it refuses a request whose
-    /// X-Amz-Date is more than 15 minutes from its own time (403 RequestTimeTooSkewed, as S3) and accepts others.
+    /// list answers 503 first, and an S3 endpoint that accepts every PUT — except to bucket `skewed`, whose clock
+    /// is an hour ahead: a request whose X-Amz-Date is more than 15 minutes from it is refused (403
+    /// RequestTimeTooSkewed, as S3), and the refusals are counted in the file `refusals`.
     static let stub = """
     import sys, http.server, datetime, json
-    mode, key, secret = sys.argv[1], sys.argv[2], sys.argv[3]
-    seen = {"roles": 0}
+    refusals, key, secret = sys.argv[1], sys.argv[2], sys.argv[3]
+    seen = {"roles": 0, "refused": 0}
     AHEAD = datetime.timedelta(hours=1)
     class H(http.server.BaseHTTPRequestHandler):
         def log_message(self, *a): pass
@@ -26,12 +27,16 @@ final class AWSEndpointFaultTests: XCTestCase {
             self.rfile.read(int(self.headers.get("content-length", "0")))
             if self.path == "/latest/api/token":
                 return self.reply(200, b"imds-token")
+            if not self.path.startswith("/skewed/"):
+                return self.reply(200, b"")
             now = datetime.datetime.now(datetime.timezone.utc) + AHEAD
             signed = datetime.datetime.strptime(self.headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
             if abs((now - signed).total_seconds()) > 900:
                 body = ("<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message>"
                         f"<RequestTime>{signed.strftime('%Y%m%dT%H%M%SZ')}</RequestTime><ServerTime>{now.strftime('%Y-%m-%dT%H:%M:%SZ')}</ServerTime>"
                         "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>").encode()
+                seen["refused"] += 1
+                open(refusals, "w").write(str(seen["refused"]))
                 return self.reply(403, body, "application/xml")
             self.reply(200, b"")
         def do_GET(self):
@@ -64,7 +69,7 @@ final class AWSEndpointFaultTests: XCTestCase {
 
     /// Starts the stub; its base URL.
     func startStub() throws -> String {
-        let stub = try ScriptedEndpoint(script: Self.stub, at: directory + "/stub.py", arguments: ["serve", "AKSTUB", "stub-secret"])
+        let stub = try ScriptedEndpoint(script: Self.stub, at: directory + "/stub.py", arguments: [directory + "/refusals", "AKSTUB", "stub-secret"])
         endpoint = stub
         return stub.url
     }
@@ -89,7 +94,9 @@ final class AWSEndpointFaultTests: XCTestCase {
                                                                        "AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent"],
                                     transport: HTTPTransport(lanes: 1))
         let client = S3Client(settings: S3Settings(region: "us-east-1", endpoint: base), credentials: chain, transport: HTTPTransport(lanes: 1))
-        try await client.putObject("bucket", key: "first", bytes: Array("x".utf8))
-        try await client.putObject("bucket", key: "second", bytes: Array("y".utf8))
+        try await client.putObject("skewed", key: "first", bytes: Array("x".utf8))
+        try await client.putObject("skewed", key: "second", bytes: Array("y".utf8))
+        let refusals = try String(contentsOfFile: directory + "/refusals", encoding: .utf8)
+        XCTAssertEqual(refusals, "1", "the offset learnt from the first refusal is kept for the next request")
     }
 }

@@ -24,6 +24,10 @@ public final class ScriptedEndpoint: @unchecked Sendable {
             line.append(chunk)
         }
         port = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard Int(port) != nil else {
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "\(path) printed no port (it failed to start)"])
+        }
     }
 
     public var url: String { "http://127.0.0.1:" + port }

@@ -170,10 +170,9 @@ public actor RedshiftApplier: ChangeTarget {
     /// A batch ready for its transaction: the schema learned from its documents (adopted only once the batch is
     /// in the target, so a failed schema change is sent again on retry) and its rows as text.
     struct Batch: Sendable {
-        /// The schema tracker after the batch's documents, and the schema before them.
+        /// The schema tracker after the batch's documents (its changes are measured at commit, against what the
+        /// target holds then).
         var tracker: SchemaTracker
-        var previous: TableSchema
-        var schemaChanges: [SchemaChange]
         /// PostgreSQL: the rows as COPY text; Redshift: as parameters or COPY files.
         var copyText: [UInt8]
         var rows: StagedRows
@@ -192,7 +191,6 @@ public actor RedshiftApplier: ChangeTarget {
         // One row per key text (`KeyText`): numerically equal `_id`s of different types are one document.
         let latest = changes.latestPerKey(by: KeyText.identity)
         var tracker = base
-        let previous = tracker.schema
         var restarts = 0
         var writer: BatchRowWriter
         var deadLetters: [DeadLetterFile.Entry] = []
@@ -236,7 +234,7 @@ public actor RedshiftApplier: ChangeTarget {
             }
             break
         }
-        return Batch(tracker: tracker, previous: previous, schemaChanges: tracker.changes(since: previous), copyText: writer.copyText.bytes,
+        return Batch(tracker: tracker, copyText: writer.copyText.bytes,
                      rows: writer.rows, loadedRows: writer.rowCount, deletes: deletes, deadLetters: deadLetters)
     }
 
@@ -253,8 +251,10 @@ public actor RedshiftApplier: ChangeTarget {
             if let segment { try await fenceOnly(segment) }
             return outcome
         }
-        let schemaChanges = batch.schemaChanges
-        let previous = batch.previous
+        // Measured from the schema the target holds (adopted at each commit), not from the batch prepared before
+        // this one, which may not have been committed (a snapshot page a reset forgot is skipped).
+        let previous = tracker.schema
+        let schemaChanges = batch.tracker.changes(since: previous)
         let rows = batch.rows
         let copyBytes = batch.copyText
         let sqlText = sql
@@ -267,7 +267,7 @@ public actor RedshiftApplier: ChangeTarget {
                 // A page of a plan a reset forgot (a helper applying it late): its rows may be older than the new
                 // snapshot's start, and nothing after it would correct them.
                 context.logger.notice("snapshot page of a forgotten plan not applied", metadata: ["segment": "\(segment.seq)"])
-                return outcome
+                return ApplyOutcome()
             }
             generation = recorded
         } else {

@@ -92,7 +92,7 @@ public struct Discovery: Sendable {
     public func collections() async throws -> [Collection] {
         guard let endpoint = config.mongo else { return [] }
         let client = try await MongoClient.connect(url: endpoint.url)
-        let reply = try await client.command(["listCollections": 1, "nameOnly": true], database: endpoint.database)
+        let reply = try await client.command(["listCollections": 1, "nameOnly": true, "authorizedCollections": true], database: endpoint.database)
         guard case .array(let batch)? = reply.value(at: "cursor.firstBatch") else { return [] }
         var out: [Collection] = []
         // Collections this configuration writes (Redshift → Mongo targets, tombstones) are not sources to propose.

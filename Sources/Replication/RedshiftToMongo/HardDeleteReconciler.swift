@@ -115,7 +115,8 @@ struct HardDeleteReconciler {
     /// keys near 2^63 overflow it.
     private func sourceSummaries(_ run: ClosedRange<Int>, edges: (Int) -> (lower: Int64?, upper: Int64), buckets: ReconcileBuckets?,
                                  k: String, live: String) async throws -> [Int: (Int, String)] {
-        let summary = "count(DISTINCT \(k))::text, coalesce(sum(DISTINCT CAST(\(k) AS DECIMAL(38, 0))), 0)::text"
+        // Through BIGINT: PostgreSQL's oid has no cast to DECIMAL.
+        let summary = "count(DISTINCT \(k))::text, coalesce(sum(DISTINCT CAST(CAST(\(k) AS BIGINT) AS DECIMAL(38, 0))), 0)::text"
         guard let buckets else {
             var out: [Int: (Int, String)] = [:]
             for i in run {

@@ -39,13 +39,10 @@ public struct MongoToRedshiftService: Service {
                 return .fail("\(error) (the second snapshot in a row to outlive the oplog: not copied again; restart once the oplog "
                              + "holds longer than a snapshot takes)")
             }
-            context.logger.error("change stream history lost: the resume token is no longer in the oplog; re-snapshotting this stream",
-                                 metadata: ["reason": "\(error)"])
-            try await context.state.resetStream(context.name, lease: context.lease)
+            try await resnapshot("change stream history lost: the resume token is no longer in the oplog", reason: "\(error)",
+                                 note: "history lost, re-snapshot started: \(error)")
             // Counted once the reset is done: a recovery retried after a passing failure meets the same loss again.
             outlivedInARow = outlived ? outlivedInARow + 1 : 0
-            try? await context.state.recordError(context.name, "history lost, re-snapshot started: \(error)")
-            await context.spool.removeAll()
             return .restart
         }) { try await runOnce() }
     }
@@ -89,11 +86,17 @@ public struct MongoToRedshiftService: Service {
     /// new snapshot's sweep), or with `on_drop: fail`, the stream stops.
     private func resnapshotReplaced(_ error: ReplicationError) async throws -> StreamSupervisor.Recovery {
         guard context.stream.onDrop != .fail else { return .fail("\(error.message) (on_drop: fail)") }
-        context.logger.error("source collection replaced; re-snapshotting this stream", metadata: ["reason": "\(error.message)"])
-        try await context.state.resetStream(context.name, lease: context.lease)
-        try? await context.state.recordError(context.name, "re-snapshot started: \(error.message)")
-        await context.spool.removeAll()
+        try await resnapshot("source collection replaced", reason: error.message, note: "re-snapshot started: \(error.message)")
         return .restart
+    }
+
+    /// Forgets the stream's positions, partitions and spool (logged as an error with `reason`, noted for `lag`):
+    /// the pipeline restarts with a new snapshot.
+    private func resnapshot(_ what: String, reason: String, note: String) async throws {
+        context.logger.error("\(what); re-snapshotting this stream", metadata: ["reason": "\(reason)"])
+        try await context.state.resetStream(context.name, lease: context.lease)
+        try? await context.state.recordError(context.name, note)
+        await context.spool.removeAll()
     }
 
     /// History was lost before the tail applied anything past the snapshot's start: during the copy, or at the

@@ -142,6 +142,61 @@ final class TargetBatchTests: XCTestCase {
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
     }
 
+    /// The target's generation fence: a page of a newer snapshot waits for the older snapshot's pages still in
+    /// their transaction (here the test's own, holding the fence as a page's transaction does) and overwrites what
+    /// they wrote. Before, a helper's page that passed its check just before the owner's reset could commit after
+    /// the new snapshot's page for the same key: the stale row kept the old generation and the sweep deleted it.
+    func testANewSnapshotsPageWaitsForTheOldSnapshotsPagesInFlight() async throws {
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("snapgenwait")
+        defer { fixture.remove() }
+        _ = try await fixture.applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1])],
+                                            segment: try await fixture.snapshotPage(partition: 0))
+        let generation = try await fixture.replan()
+        let page = try await fixture.snapshotPage(partition: 0)
+        try await connection.execute("BEGIN")
+        let fence = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream LIKE 'apps@%#gen' FOR SHARE").rows
+        XCTAssertEqual(fence, [["1"]], "the first snapshot's pages raised the fence to their generation")
+        let applier = fixture.applier
+        async let newer = applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10])], segment: page)
+        try await Task.sleep(for: .milliseconds(700))
+        let during = try await connection.query("SELECT a FROM \(schema).apps WHERE _id = 1").rows
+        // The older page's write, committed while the newer page waits.
+        try await connection.execute("UPDATE \(schema).apps SET a = 5, _mongoshift_gen = 1 WHERE _id = 1")
+        try await connection.execute("COMMIT")
+        _ = try await newer
+        XCTAssertEqual(during, [["1"]], "the newer generation's page waited for the older one in flight")
+        try await fixture.applier.sweep(olderThan: generation)
+        let rows = try await connection.query("SELECT _id, a, _mongoshift_gen FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows, [["1", "10", "\(generation)"]], "the newer snapshot's row is what stays")
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
+    /// A page recorded under a generation older than the one the target's fence holds, and still recorded (a state
+    /// store older than the target: restored from a backup): refused with a reason, the newer rows left as they are.
+    func testASnapshotPageOlderThanTheTargetsGenerationIsRefused() async throws {
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("snapgenold")
+        defer { fixture.remove() }
+        _ = try await fixture.applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1])],
+                                            segment: try await fixture.snapshotPage(partition: 0))
+        let late = try await fixture.snapshotPage(partition: 1)
+        // What a newer state of this instance wrote before this one was restored.
+        try await connection.execute("UPDATE \(schema).mongoshift_checkpoints SET seq = 2 WHERE stream LIKE 'apps@%#gen'")
+        do {
+            _ = try await fixture.applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 2])], segment: late)
+            XCTFail("a page older than the target's generation was applied")
+        } catch let error as ReplicationError {
+            XCTAssertEqual(error.code, .configuration)
+            XCTAssertTrue(error.message.contains("generation 2"), error.message)
+        }
+        let rows = try await connection.query("SELECT _id, a FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows, [["1", "1"]])
+        // The fence outlives the rows: a snapshot planned afresh numbers itself above it.
+        try await connection.execute("DELETE FROM \(schema).apps")
+        let highest = try await fixture.applier.highestGeneration()
+        XCTAssertEqual(highest, 2)
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
     /// A snapshot page copied straight into the target relies on the `_id` index to refuse a key already there:
     /// with the index dropped while running, the page is loaded by delete + insert instead — never a second row.
     func testSnapshotPagesAfterTheKeyIndexWasDroppedDoNotDuplicateKeys() async throws {

@@ -33,10 +33,7 @@ public struct ApplierFixture {
         config.streams = [stream]
         state = try StateStore(directory: directory)
         _ = try await state.ensureStream("apps", direction: "mongo_to_redshift")
-        // A snapshot planned and every partition claimed by this worker, for `snapshotPage`.
-        try await state.beginSnapshot("apps", snapshotStart: .snapshotKey(.columns(["start"])), tailSeed: nil,
-                                      partitions: (0..<8).map { PartitionState(index: $0, lower: nil, upper: nil) }, lease: nil)
-        while try await state.claimPartition("apps", duration: .seconds(3600)) != nil {}
+        try await Self.plan(state)
         let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
         applier = try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: url, dialect: .postgres),
                                             policy: RetryPolicy(maxAttempts: maxAttempts))
@@ -59,6 +56,23 @@ public struct ApplierFixture {
         return page
     }
 
+    /// A snapshot planned and every partition claimed by this worker, for `snapshotPage`. Returns its generation.
+    @discardableResult
+    private static func plan(_ state: StateStore) async throws -> Int64 {
+        let generation = try await state.beginSnapshot("apps", snapshotStart: .snapshotKey(.columns(["start"])), tailSeed: nil,
+                                                       partitions: (0..<8).map { PartitionState(index: $0, lower: nil, upper: nil) }, lease: nil)
+        while try await state.claimPartition("apps", duration: .seconds(3600)) != nil {}
+        return generation
+    }
+
+    /// The stream reset and snapshotted again, as an owner does when its history is lost: earlier pages are
+    /// forgotten, the next ones belong to the new generation (returned).
+    public func replan() async throws -> Int64 {
+        try await state.resetStream("apps", lease: nil)
+        pageKeys.clear()
+        return try await Self.plan(state)
+    }
+
     public func remove() { try? FileManager.default.removeItem(atPath: directory) }
 }
 
@@ -66,6 +80,8 @@ public struct ApplierFixture {
 private final class PageKeys: @unchecked Sendable {
     private let lock = NSLock()
     private var last: [Int: SnapshotKey] = [:]
+
+    func clear() { lock.withLock { last = [:] } }
 
     func take(_ partition: Int, next: SnapshotKey) -> (previous: SnapshotKey?, next: SnapshotKey) {
         lock.withLock {

@@ -35,6 +35,9 @@ public actor RedshiftApplier: ChangeTarget {
     /// PostgreSQL: a snapshot batch met a key already in the target (a re-snapshot, rows the tail wrote): later
     /// snapshot batches upsert instead of trying plain INSERTs first.
     private var snapshotKeysConflict = false
+    /// PostgreSQL: the generation this worker last raised the target's generation fence to (outside a transaction,
+    /// so the raise waits for the older pages in flight and no two pages upgrade the same lock).
+    private var raisedGeneration: Int64 = 0
 
     public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
         self.context = context
@@ -83,6 +86,7 @@ public actor RedshiftApplier: ChangeTarget {
                 try await c.execute(sql.createCheckpoints())
             }
             try await c.query(sql.seedCheckpoint(), [context.checkpointKey])
+            try await c.query(sql.seedCheckpoint(), [Self.generationFenceKey(context.checkpointKey)])
             prepared = true
         }
         if tableExists && !hasGenerationColumn {
@@ -110,12 +114,17 @@ public actor RedshiftApplier: ChangeTarget {
         }
     }
 
+    /// The highest generation the target knows of: its rows' and its generation fence's (which outlives rows
+    /// deleted or swept since).
     public func highestGeneration() async throws -> Int64 {
-        guard tableExists else { return 0 }
-        let statement = sql.highestGeneration()
+        let (rows, fence) = (sql.highestGeneration(), sql.generationFence())
+        let fenceKey = Self.generationFenceKey(context.checkpointKey)
+        let exists = tableExists
         return try await source.run(policy, logger: context.logger, role: "target") { [self] c in
             try await self.prepare(c)
-            return Int64(try await c.query(statement).rows.first?.first??.description ?? "0") ?? 0
+            func value(_ result: PostgresRows) -> Int64 { Int64(result.rows.first?.first??.description ?? "0") ?? 0 }
+            let fenced = value(try await c.query(fence, [fenceKey]))
+            return exists ? max(fenced, value(try await c.query(rows))) : fenced
         }
     }
 
@@ -311,6 +320,9 @@ public actor RedshiftApplier: ChangeTarget {
                     return try await load(.deleteAndInsert)
                 }
             }
+        } catch let superseded as GenerationSuperseded {
+            if let staged { await copyLoader?.remove(staged) }
+            return try await skip(segment, generation: generation, superseded: superseded)
         } catch {
             if let staged { await copyLoader?.remove(staged) }
             throw error
@@ -384,6 +396,12 @@ public actor RedshiftApplier: ChangeTarget {
 
     private func load(_ c: PostgresConnection, rows: StagedRows, copyText: [UInt8], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,
                       stream: String, generation: Int64, upsert: Upsert) async throws -> Bool {
+        let generationFence = Self.generationFenceKey(stream)
+        if segment?.kind == .snapshot, sql.dialect == .postgres, generation > raisedGeneration {
+            // Waits for the older generation's pages still in their transactions (they hold the fence shared).
+            try await c.query(sql.raiseGenerationFence(), [generationFence, String(generation)])
+            raisedGeneration = generation
+        }
         try await c.execute("BEGIN")
         do {
             if let segment {
@@ -394,6 +412,18 @@ public actor RedshiftApplier: ChangeTarget {
                     try await c.execute("ROLLBACK")
                     context.logger.info("batch already in the target (checkpoint fence); skipped", metadata: ["seq": "\(segment.seq)"])
                     return false
+                }
+                if segment.kind == .snapshot {
+                    // ... and by snapshot generation: a page of an older snapshot never lands after a newer one's.
+                    let held = Int64(try await c.query(sql.readGenerationFence(), [generationFence]).rows.first?.first??.description ?? "0") ?? 0
+                    if held > generation {
+                        try await c.execute("ROLLBACK")
+                        throw GenerationSuperseded(held: held)
+                    }
+                    if held < generation {
+                        // Redshift: under the table lock. PostgreSQL: only if the fence row was recreated meanwhile.
+                        try await c.query(sql.raiseGenerationFence(), [generationFence, String(generation)])
+                    }
                 }
             } else if let lock = sql.lockCheckpoints() {
                 try await c.execute(lock)
@@ -494,6 +524,26 @@ public actor RedshiftApplier: ChangeTarget {
 
     /// What a stream's snapshot partitions' checkpoint keys start with.
     static func partitionFencePrefix(_ stream: String) -> String { stream + "#p" }
+
+    /// The checkpoint row that holds the newest snapshot generation whose pages reached the target (its `seq`).
+    static func generationFenceKey(_ stream: String) -> String { String(stream.prefix(123)) + "#gen" }
+
+    /// A snapshot page's generation is older than the target's fence: a newer snapshot's pages were applied.
+    struct GenerationSuperseded: Error {
+        let held: Int64
+    }
+
+    /// After a page was refused by the generation fence: a page its plan forgot (a reset raced with this apply)
+    /// is skipped; one still recorded means this state store is older than the target.
+    private func skip(_ segment: SegmentRecord?, generation: Int64, superseded: GenerationSuperseded) async throws -> ApplyOutcome {
+        if let segment, try await context.state.snapshotGeneration(ifRecorded: segment) == generation {
+            throw ReplicationError(.configuration, stream: context.name,
+                                   "the target holds snapshot generation \(superseded.held), newer than this state's \(generation) (a state store older than the target, restored from a backup?): `mongoshift reset --stream \(context.name) --to snapshot` re-snapshots")
+        }
+        context.logger.notice("snapshot page of a forgotten plan not applied (a newer snapshot's pages are in the target)",
+                              metadata: ["segment": "\(segment?.seq ?? 0)", "generation": "\(generation)", "target_generation": "\(superseded.held)"])
+        return ApplyOutcome()
+    }
 
     var leaseEpoch: Int64 { context.lease?.epoch ?? 0 }
 

@@ -68,6 +68,23 @@ public struct TargetSQL: Sendable {
         "SELECT seq, epoch FROM \(checkpoints) WHERE stream = $1" + (dialect == .postgres ? " FOR UPDATE" : "")
     }
 
+    /// Inside a snapshot page's transaction, after `lockCheckpoints`: the generation fence row's value (`$1`, the
+    /// stream's `<key>#gen` row: the newest snapshot generation whose pages were applied). PostgreSQL holds it
+    /// shared until commit, so raising it (`raiseGenerationFence`) waits for the older pages still in flight.
+    public func readGenerationFence() -> String {
+        "SELECT seq FROM \(checkpoints) WHERE stream = $1" + (dialect == .postgres ? " FOR SHARE" : "")
+    }
+
+    /// Raises the generation fence `$1` to `$2` (never lowers it).
+    public func raiseGenerationFence() -> String {
+        "UPDATE \(checkpoints) SET seq = $2, updated_at = \(now) WHERE stream = $1 AND seq < $2"
+    }
+
+    /// The generation fence's value, outside any transaction.
+    public func generationFence() -> String {
+        "SELECT CAST(seq AS varchar(20)) FROM \(checkpoints) WHERE stream = $1"
+    }
+
     /// The highest sequence the target holds for one stream: its row (`$1`) and its snapshot partitions' rows
     /// (`$2`, the prefix `<key>#p`, of `$3` characters).
     public func highestCheckpoint() -> String {

@@ -24,6 +24,9 @@ public actor CredentialChain {
     let transport: HTTPTransport
     let region: String
     private var cached: AWSCredentials?
+    /// Seconds the AWS services' clock is ahead of this machine's, once a refusal told it (`adjustClock`):
+    /// temporary credentials' expiry is in the service's time.
+    private var clockOffset: TimeInterval = 0
 
     public init(_ choice: Choice = .standard, region: String, environment: [String: String] = ProcessInfo.processInfo.environment,
                 transport: HTTPTransport) {
@@ -36,7 +39,6 @@ public actor CredentialChain {
     /// Credentials valid for at least `validFor` seconds where the source can give that much (renewed otherwise).
     /// Signing needs five minutes; a COPY or UNLOAD that carries them needs them for the whole statement.
     public func credentials(validFor: Double = AWSCredentials.renewalMargin) async throws -> AWSCredentials {
-        let now = Date()
         if let cached, cached.isValid(for: validFor, at: now) { return cached }
         do {
             let found = try await resolve()
@@ -47,10 +49,16 @@ public actor CredentialChain {
             // SDKs do): a minute to sign a request, half the asked validity for a statement that carries them.
             // The next call tries again.
             let needed = validFor > AWSCredentials.renewalMargin ? validFor / 2 : 60
-            if let cached, cached.isValid(for: needed, at: Date()) { return cached }
+            if let cached, cached.isValid(for: needed, at: now) { return cached }
             throw error
         }
     }
+
+    /// The service's time now, as far as this chain knows it.
+    private var now: Date { Date().addingTimeInterval(clockOffset) }
+
+    /// Learns how far the AWS services' clock is from this machine's (S3's `RequestTimeTooSkewed`).
+    public func adjustClock(by offset: TimeInterval) { clockOffset = offset }
 
     /// Forgets the cached credentials (after the service refused them as expired).
     public func invalidate() { cached = nil }

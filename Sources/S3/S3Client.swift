@@ -238,6 +238,7 @@ public final class S3Client: Sendable {
                 if failure.awsCode == "RequestTimeTooSkewed", !reclocked, let server = Self.serverTime(response, body: body) {
                     let offset = server.timeIntervalSinceNow
                     clockOffset.withLock { $0 = offset }
+                    await credentials.adjustClock(by: offset)
                     reclocked = true
                     continue
                 }

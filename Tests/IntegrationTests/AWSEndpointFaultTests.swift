@@ -9,7 +9,8 @@ final class AWSEndpointFaultTests: XCTestCase {
     /// One file, two roles: an instance metadata service (IMDSv2: token, role list, role credentials) whose role
     /// list answers 503 first, and an S3 endpoint that accepts every PUT — except to bucket `skewed`, whose clock
     /// is an hour ahead: a request whose X-Amz-Date is more than 15 minutes from it is refused (403
-    /// RequestTimeTooSkewed, as S3), and the refusals are counted in the file `refusals`.
+    /// RequestTimeTooSkewed, as S3), and the refusals are counted in the file `refusals`. The role's credentials
+    /// expire 45 minutes after the service's clock (an hour ahead); their deliveries are counted in `refusals.creds`.
     static let stub = """
     import sys, http.server, datetime, json
     refusals, key, secret = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -46,7 +47,9 @@ final class AWSEndpointFaultTests: XCTestCase {
                 seen["roles"] += 1
                 return self.reply(503, b"") if seen["roles"] == 1 else self.reply(200, b"etl-role")
             if self.path == "/latest/meta-data/iam/security-credentials/etl-role":
-                exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                seen["creds"] = seen.get("creds", 0) + 1
+                open(refusals + ".creds", "w").write(str(seen["creds"]))
+                exp = (datetime.datetime.now(datetime.timezone.utc) + AHEAD + datetime.timedelta(minutes=45)).strftime("%Y-%m-%dT%H:%M:%SZ")
                 return self.reply(200, json.dumps({"Code": "Success", "AccessKeyId": key, "SecretAccessKey": secret,
                                                    "Token": "tok", "Expiration": exp}).encode())
             self.reply(404, b"")
@@ -98,5 +101,22 @@ final class AWSEndpointFaultTests: XCTestCase {
         try await client.putObject("skewed", key: "second", bytes: Array("y".utf8))
         let refusals = try String(contentsOfFile: directory + "/refusals", encoding: .utf8)
         XCTAssertEqual(refusals, "1", "the offset learnt from the first refusal is kept for the next request")
+    }
+
+    /// Temporary credentials carry their expiry in the service's time. With this machine's clock an hour behind,
+    /// credentials with 45 minutes left looked good for 1 h 45 min: a COPY or UNLOAD handed them for its hour
+    /// failed half-way. Once S3's refusal has told the offset, expiry is judged by the service's clock.
+    func testCredentialExpiryIsJudgedByTheServicesClockOnceKnown() async throws {
+        let base = try startStub()
+        let chain = CredentialChain(region: "us-east-1", environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": base, "HOME": "/nonexistent"],
+                                    transport: HTTPTransport(lanes: 1))
+        let client = S3Client(settings: S3Settings(region: "us-east-1", endpoint: base), credentials: chain, transport: HTTPTransport(lanes: 1))
+        try await client.putObject("skewed", key: "object", bytes: Array("x".utf8))
+        func deliveries() throws -> String { try String(contentsOfFile: directory + "/refusals.creds", encoding: .utf8) }
+        XCTAssertEqual(try deliveries(), "1")
+        _ = try await chain.credentials(validFor: 1800)
+        XCTAssertEqual(try deliveries(), "1", "45 minutes left by the service's clock: good for half an hour")
+        _ = try await chain.credentials(validFor: 3600)
+        XCTAssertEqual(try deliveries(), "2", "45 minutes left by the service's clock: renewed for an hour's statement")
     }
 }

@@ -198,7 +198,11 @@ final class S3FailureTests: IntegrationTestCase {
         strict.standardOutput = FileHandle.nullDevice
         strict.standardError = FileHandle.nullDevice
         try strict.run()
-        onTeardown { strict.terminate() }
+        // SIGKILL: the test runner's blocked SIGTERM is inherited by its children (SIGTERM left it running).
+        onTeardown {
+            kill(strict.processIdentifier, SIGKILL)
+            strict.waitUntilExit()
+        }
         try await waitFor("the strict S3 endpoint") { HTTPGet.body(port: port, path: "/") != nil }
         let denied = try MongoshiftProcess.run(["snapshot", "--config", try config(bucket: "locked", endpoint: "http://127.0.0.1:\(port)")])
         assertOneLine(denied, ["S3 PutObject s3://locked/probe-test/", "credentials refused", "InvalidAccessKeyId", "[credentials: environment (AWS_ACCESS_KEY_ID)]"], secret: secret)

@@ -142,10 +142,44 @@ final class TargetBatchTests: XCTestCase {
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
     }
 
-    /// The target's generation fence: a page of a newer snapshot waits for the older snapshot's pages still in
-    /// their transaction (here the test's own, holding the fence as a page's transaction does) and overwrites what
-    /// they wrote. Before, a helper's page that passed its check just before the owner's reset could commit after
-    /// the new snapshot's page for the same key: the stale row kept the old generation and the sweep deleted it.
+    /// The race the generation fence closes: a helper's page of the old snapshot passed its check (still recorded)
+    /// and was held up (here by the test holding its partition's checkpoint row) while the owner reset the stream and
+    /// applied the new snapshot's page for the same key. Before, the stale page then committed over it, under the
+    /// old generation, and the new snapshot's sweep deleted the row. Now it is refused and skipped, not an error.
+    func testAnOldSnapshotsPageHeldUpPastAResetIsSkipped() async throws {
+        let (fixture, connection, schema) = try await ApplierFixture.onTestServer("snapgenrace")
+        defer { fixture.remove() }
+        _ = try await fixture.applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 1])],
+                                            segment: try await fixture.snapshotPage(partition: 0))
+        let stale = try await fixture.snapshotPage(partition: 1)
+        let helper = try await fixture.anotherWorker()
+        let key = try await connection.query("SELECT stream FROM \(schema).mongoshift_checkpoints WHERE stream LIKE 'apps@%' AND stream NOT LIKE '%#%'").rows[0][0]!
+        try await connection.query("INSERT INTO \(schema).mongoshift_checkpoints (stream, seq) VALUES ($1, 0)", [key + "#p1"])
+        try await connection.execute("BEGIN")
+        async let late = helper.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 5])], segment: stale)
+        let generation: Int64
+        do {
+            _ = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream = $1 FOR UPDATE", [key + "#p1"])
+            try await Self.waitForALockWait(schema: schema)
+            generation = try await fixture.replan()
+            _ = try await fixture.applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10])],
+                                                segment: try await fixture.snapshotPage(partition: 0))
+            try await connection.execute("COMMIT")
+        } catch {
+            _ = try? await connection.execute("ROLLBACK")
+            _ = try? await late
+            throw error
+        }
+        let outcome = try await late
+        XCTAssertEqual(outcome.applied, 0, "the old snapshot's page is skipped")
+        try await fixture.applier.sweep(olderThan: generation)
+        let rows = try await connection.query("SELECT _id, a, _mongoshift_gen FROM \(schema).apps ORDER BY _id").rows
+        XCTAssertEqual(rows, [["1", "10", "\(generation)"]], "the new snapshot's row stays")
+        _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
+    /// The fence's lock: a new snapshot's first page waits for the old snapshot's pages still in their transactions
+    /// (here the test's own, holding the fence as a page's transaction does), and what they wrote is overwritten.
     func testANewSnapshotsPageWaitsForTheOldSnapshotsPagesInFlight() async throws {
         let (fixture, connection, schema) = try await ApplierFixture.onTestServer("snapgenwait")
         defer { fixture.remove() }
@@ -154,21 +188,53 @@ final class TargetBatchTests: XCTestCase {
         let generation = try await fixture.replan()
         let page = try await fixture.snapshotPage(partition: 0)
         try await connection.execute("BEGIN")
-        let fence = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream LIKE 'apps@%#gen' FOR SHARE").rows
-        XCTAssertEqual(fence, [["1"]], "the first snapshot's pages raised the fence to their generation")
         let applier = fixture.applier
         async let newer = applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10])], segment: page)
-        try await Task.sleep(for: .milliseconds(700))
-        let during = try await connection.query("SELECT a FROM \(schema).apps WHERE _id = 1").rows
-        // The older page's write, committed while the newer page waits.
-        try await connection.execute("UPDATE \(schema).apps SET a = 5, _mongoshift_gen = 1 WHERE _id = 1")
-        try await connection.execute("COMMIT")
+        do {
+            let fence = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream LIKE 'apps@%#gen' FOR SHARE").rows
+            XCTAssertEqual(fence, [["1"]], "the first snapshot's pages raised the fence to their generation")
+            try await Self.waitForALockWait(schema: schema)
+            let during = try await connection.query("SELECT a FROM \(schema).apps WHERE _id = 1").rows
+            XCTAssertEqual(during, [["1"]], "the newer generation's page waits for the older one in flight")
+            // The older page's write, committed while the newer page waits.
+            try await connection.execute("UPDATE \(schema).apps SET a = 5, _mongoshift_gen = 1 WHERE _id = 1")
+            try await connection.execute("COMMIT")
+        } catch {
+            _ = try? await connection.execute("ROLLBACK")
+            _ = try? await newer
+            throw error
+        }
         _ = try await newer
-        XCTAssertEqual(during, [["1"]], "the newer generation's page waited for the older one in flight")
         try await fixture.applier.sweep(olderThan: generation)
         let rows = try await connection.query("SELECT _id, a, _mongoshift_gen FROM \(schema).apps ORDER BY _id").rows
         XCTAssertEqual(rows, [["1", "10", "\(generation)"]], "the newer snapshot's row is what stays")
         _ = try? await connection.execute("DROP SCHEMA \(schema) CASCADE")
+    }
+
+    /// An applier's PostgreSQL sessions end a transaction left idle (a frozen worker), so the locks it holds — the
+    /// generation fence among them — do not stall the other workers; every new session is set so, reconnects too.
+    func testApplierSessionsEndTransactionsLeftIdle() async throws {
+        let source = PostgresSource(url: try TestServers.requirePostgres(), sessionSettings: [RedshiftApplier.idleTransactionTimeout])
+        let logger = Logger(label: "test")
+        for _ in 0..<2 {
+            let value = try await source.run(RetryPolicy(maxAttempts: 1), logger: logger) { c in
+                try await c.query("SHOW idle_in_transaction_session_timeout").rows.first?.first ?? nil
+            }
+            XCTAssertEqual(value, "1min")
+            await source.invalidate()
+        }
+    }
+
+    /// Until a session is waiting for a lock on the schema's checkpoint table (10 s at most).
+    static func waitForALockWait(schema: String) async throws {
+        let watcher = try await PostgresConnection.connect(try TestServers.requirePostgres())
+        for _ in 0..<200 {
+            let waiting = try await watcher.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                                                  ["%" + schema + "%mongoshift_checkpoints%"]).rows[0][0]
+            if waiting != "0" { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTFail("no session waited for the checkpoint table's lock")
     }
 
     /// A page recorded under a generation older than the one the target's fence holds, and still recorded (a state

@@ -2,7 +2,10 @@ import BSON
 import Changes
 import MongoClient
 import PostgresClient
-import Replication
+@testable import Replication
+import StateStore
+import Logging
+import Foundation
 import Spool
 import TestSupport
 import XCTest
@@ -42,6 +45,57 @@ final class VersionGuardTests: IntegrationTestCase {
         XCTAssertEqual(same.applied, 2)
         let current2 = try await notes(applier)
         XCTAssertEqual(current2, [.string("new"), .string("newest")])
+    }
+
+    /// Several workers write one collection (the owner, helpers copying partitions, a former owner): whether any
+    /// tombstones exist cannot be learnt once. A helper's applier that had seen none skipped the lookup, and its
+    /// late page brought back a document another worker's applier had deleted at a newer version.
+    func testAnotherWorkersTombstoneStopsALatePage() async throws {
+        let helper = MongoApplier(client: mongo, database: database, collection: "docs")
+        let owner = MongoApplier(client: mongo, database: database, collection: "docs")
+        _ = try await helper.apply([change(1, 10, "page")], mode: .insertFirst)
+        _ = try await owner.apply([Change(operation: .delete, key: .int32(2), version: .int64(20))], mode: .guarded)
+        let late = try await helper.apply([change(2, 10, "late page")], mode: .insertFirst)
+        XCTAssertEqual(late.stale, 1, "the newer delete wins")
+        let current = try await notes(helper)
+        XCTAssertEqual(current, [.string("page")])
+    }
+
+    /// A helper's snapshot page of a plan a reset forgot (or of a partition another worker took over and copied
+    /// again) was applied all the same: after `reset --to snapshot` lowered every version, its older row replaced
+    /// the document and the new snapshot's page then met it as newer. Pages apply only while still recorded.
+    func testASnapshotPageOfAForgottenPlanIsNotApplied() async throws {
+        let directory = try TestServers.temporaryDirectory("guard-forgotten")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = ReplicationConfig()
+        config.stateDirectory = directory
+        let stream = StreamConfig(name: "docs", direction: .redshiftToMongo, table: TableName(schema: "public", name: "docs"),
+                                  collection: "docs", defaults: config.defaults)
+        config.streams = [stream]
+        let state = try StateStore(directory: directory)
+        _ = try await state.ensureStream("docs", direction: "redshift_to_mongo")
+        try await state.beginSnapshot("docs", snapshotStart: .snapshotKey(.columns(["start"])), tailSeed: nil,
+                                      partitions: [PartitionState(index: 0, lower: nil, upper: nil)], lease: nil)
+        _ = try await state.claimPartition("docs", duration: .seconds(3600))
+        var last: StreamPosition?
+        func page() async throws -> SegmentRecord {
+            let seq = try await state.allocateSequence("docs")
+            let page = SegmentRecord(stream: "docs", seq: seq, kind: .snapshot, partition: 0, records: 1, bytes: 0,
+                                     firstPosition: last, lastPosition: .snapshotKey(.columns(["k\(seq)"])))
+            try await state.recordSnapshotPage(page)
+            last = page.lastPosition
+            return page
+        }
+        let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
+        let target = MongoTarget(applier: MongoApplier(client: mongo, database: database, collection: "docs"), context: context)
+        let applied = try await target.apply([change(1, 10, "page")], segment: try await page())
+        XCTAssertEqual(applied.applied, 1)
+        let late = try await page()
+        try await state.resetStream("docs", lease: nil)
+        let skipped = try await target.apply([change(2, 10, "late page")], segment: late)
+        XCTAssertEqual(skipped.applied, 0)
+        let current = try await notes(target.applier)
+        XCTAssertEqual(current, [.string("page")], "the forgotten page's row is not written")
     }
 
     /// A duplicate on another unique index of the target (the user's `{note: 1}`) is no version conflict: it used

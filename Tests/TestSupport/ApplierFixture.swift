@@ -11,6 +11,8 @@ public struct ApplierFixture {
     public let applier: RedshiftApplier
     public let directory: String
     public let state: StateStore
+    let context: StreamContext
+    let url: String
     /// Each partition's last page key, so the next page continues where it stands.
     private let pageKeys = PageKeys()
 
@@ -34,9 +36,15 @@ public struct ApplierFixture {
         state = try StateStore(directory: directory)
         _ = try await state.ensureStream("apps", direction: "mongo_to_redshift")
         try await Self.plan(state)
-        let context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
+        context = try StreamContext(config: config, stream: stream, state: state, logger: Logger(label: "test"), progress: nil)
+        self.url = url
         applier = try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: url, dialect: .postgres),
                                             policy: RetryPolicy(maxAttempts: maxAttempts))
+    }
+
+    /// A second applier on the same state and target: another worker's (a helper applying its pages).
+    public func anotherWorker() async throws -> RedshiftApplier {
+        try await RedshiftApplier(context: context, endpoint: RedshiftEndpoint(url: url, dialect: .postgres), policy: RetryPolicy(maxAttempts: 1))
     }
 
     /// A tail segment of the stream, positioned by a made-up resume token.

@@ -256,7 +256,7 @@ final class TargetSQLTests: XCTestCase {
         let sql = TargetSQL(dialect: dialect, table: TableName(schema: "analytics", name: "Apps \"x\""))
         var out = [sql.createTable(schema), sql.createCheckpoints(), sql.seedCheckpoint(), sql.advanceCheckpoint(), sql.deleteChanged(),
                    sql.insertUpserts(schema), sql.insertStage(schema, rows: 2), sql.readCheckpoint(), sql.addGenerationColumn(),
-                   sql.highestGeneration(), sql.sweep()]
+                   sql.highestGeneration(), sql.sweep(), sql.readGenerationFence(), sql.raiseGenerationFence(), sql.generationFence()]
         out += [sql.lockCheckpoints()].compactMap { $0 }
         out += sql.createStage(schema)
         out.append(sql.addColumn(.init(name: "n", path: "n", type: .integer)))
@@ -273,7 +273,7 @@ final class TargetSQLTests: XCTestCase {
 
     func testRedshiftDialectUsesOnlyRedshiftConstructs() {
         let all = statements(.redshift).joined(separator: "\n")
-        for forbidden in ["ON CONFLICT", "COPY", "FOR UPDATE", "jsonb", "bytea", "now()", "USING \"n\"", "::"] {
+        for forbidden in ["ON CONFLICT", "COPY", "FOR UPDATE", "FOR SHARE", "jsonb", "bytea", "now()", "USING \"n\"", "::"] {
             XCTAssertFalse(all.contains(forbidden), "redshift SQL contains \(forbidden):\n\(all)")
         }
         XCTAssertTrue(all.contains("super") && all.contains("varbyte") && all.contains("JSON_PARSE($2)") && all.contains("FROM_HEX($3)"))
@@ -288,6 +288,9 @@ final class TargetSQLTests: XCTestCase {
     func testPostgresDialect() {
         let all = statements(.postgres).joined(separator: "\n")
         XCTAssertTrue(all.contains("jsonb") && all.contains("bytea") && all.contains("FOR UPDATE"))
+        // Pages hold the generation fence shared: a new generation's raise waits for the older pages in flight.
+        XCTAssertTrue(TargetSQL(dialect: .postgres, table: TableName(schema: "a", name: "t")).readGenerationFence().hasSuffix(" FOR SHARE"))
+        XCTAssertTrue(all.contains("ON CONFLICT (stream) DO NOTHING"), "workers may seed a checkpoint row at once")
         XCTAssertTrue(all.contains("ALTER COLUMN \"n\" TYPE bigint USING \"n\"::bigint"))
         XCTAssertEqual(TargetSQL(dialect: .postgres, table: TableName(schema: "a", name: "t")).copyStage(schema),
                        #"COPY "mongoshift_stage_t" ("_id", "doc", "bin", "Select", "__op") FROM STDIN"#)

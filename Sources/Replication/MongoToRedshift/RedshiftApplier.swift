@@ -35,13 +35,15 @@ public actor RedshiftApplier: ChangeTarget {
     /// PostgreSQL: a snapshot batch met a key already in the target (a re-snapshot, rows the tail wrote): later
     /// snapshot batches upsert instead of trying plain INSERTs first.
     private var snapshotKeysConflict = false
-    /// PostgreSQL: the generation this worker last raised the target's generation fence to (outside a transaction,
-    /// so the raise waits for the older pages in flight and no two pages upgrade the same lock).
+    /// PostgreSQL: the generation this worker last raised the target's generation fence to, outside a transaction
+    /// (so the raise waits for the older pages in flight); 0 when the fence must be seeded and raised again.
     private var raisedGeneration: Int64 = 0
 
     public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
         self.context = context
-        self.source = PostgresSource(url: endpoint.url)
+        // PostgreSQL ends a transaction left idle (its worker frozen, paused, cut off) and frees its locks: a new
+        // snapshot generation's first page waits for the older pages' transactions (the generation fence).
+        self.source = PostgresSource(url: endpoint.url, sessionSettings: endpoint.dialect == .postgres ? [Self.idleTransactionTimeout] : [])
         self.sql = TargetSQL(dialect: endpoint.dialect, table: context.stream.table)
         self.policy = policy
         if let staging = endpoint.s3, context.stream.loadMethod(endpoint) == .copy {
@@ -122,9 +124,8 @@ public actor RedshiftApplier: ChangeTarget {
         let exists = tableExists
         return try await source.run(policy, logger: context.logger, role: "target") { [self] c in
             try await self.prepare(c)
-            func value(_ result: PostgresRows) -> Int64 { Int64(result.rows.first?.first??.description ?? "0") ?? 0 }
-            let fenced = value(try await c.query(fence, [fenceKey]))
-            return exists ? max(fenced, value(try await c.query(rows))) : fenced
+            let fenced = Self.integer(try await c.query(fence, [fenceKey])) ?? 0
+            return exists ? max(fenced, Self.integer(try await c.query(rows)) ?? 0) : fenced
         }
     }
 
@@ -397,81 +398,103 @@ public actor RedshiftApplier: ChangeTarget {
     private func load(_ c: PostgresConnection, rows: StagedRows, copyText: [UInt8], staged: CopyLoader.Staged?, schema: TableSchema, segment: SegmentRecord?,
                       stream: String, generation: Int64, upsert: Upsert) async throws -> Bool {
         let generationFence = Self.generationFenceKey(stream)
-        if segment?.kind == .snapshot, sql.dialect == .postgres, generation > raisedGeneration {
-            // Waits for the older generation's pages still in their transactions (they hold the fence shared).
-            try await c.query(sql.raiseGenerationFence(), [generationFence, String(generation)])
-            raisedGeneration = generation
-        }
-        try await c.execute("BEGIN")
-        do {
-            if let segment {
-                // Snapshot pages are fenced per partition (workers copy partitions side by side); the rest per stream,
-                // and by lease epoch: a worker whose lease was taken over cannot apply after the new owner did.
-                let current = try await lockCheckpoint(c, key: fenceKey(segment, stream), fenced: segment.kind != .snapshot)
-                if current >= segment.seq {
-                    try await c.execute("ROLLBACK")
-                    context.logger.info("batch already in the target (checkpoint fence); skipped", metadata: ["seq": "\(segment.seq)"])
-                    return false
-                }
-                if segment.kind == .snapshot {
-                    // ... and by snapshot generation: a page of an older snapshot never lands after a newer one's.
-                    let held = Int64(try await c.query(sql.readGenerationFence(), [generationFence]).rows.first?.first??.description ?? "0") ?? 0
-                    if held > generation {
+        var fenceRaises = 0
+        while true {
+            if segment?.kind == .snapshot, sql.dialect == .postgres, generation > raisedGeneration {
+                // Waits for the older generation's pages still in their transactions (they hold the fence shared).
+                try await c.query(sql.seedCheckpoint(), [generationFence])
+                try await c.query(sql.raiseGenerationFence(), [generationFence, String(generation)])
+                raisedGeneration = generation
+                fenceRaises += 1
+            }
+            // The generation the rows carry: a repair's rows are read from the source now, as new as any snapshot's.
+            var stamp = generation
+            try await c.execute("BEGIN")
+            do {
+                if let segment {
+                    // Snapshot pages are fenced per partition (workers copy partitions side by side); the rest per stream,
+                    // and by lease epoch: a worker whose lease was taken over cannot apply after the new owner did.
+                    let current = try await lockCheckpoint(c, key: fenceKey(segment, stream), fenced: segment.kind != .snapshot)
+                    if current >= segment.seq {
                         try await c.execute("ROLLBACK")
-                        throw GenerationSuperseded(held: held)
+                        context.logger.info("batch already in the target (checkpoint fence); skipped", metadata: ["seq": "\(segment.seq)"])
+                        return false
                     }
-                    if held < generation {
-                        // Redshift: under the table lock. PostgreSQL: only if the fence row was recreated meanwhile.
-                        try await c.query(sql.raiseGenerationFence(), [generationFence, String(generation)])
+                    if segment.kind == .snapshot {
+                        // ... and by snapshot generation: a page of an older snapshot never lands after a newer one's.
+                        let held = Self.integer(try await c.query(sql.readGenerationFence(), [generationFence]))
+                        if let held, held > generation {
+                            throw GenerationSuperseded(held: held)  // rolled back below
+                        }
+                        if (held ?? 0) < generation {
+                            if sql.dialect == .redshift {
+                                // Under the checkpoint table's lock: nothing else reads or raises it meanwhile.
+                                try await c.query(sql.seedCheckpoint(), [generationFence])
+                                try await c.query(sql.raiseGenerationFence(), [generationFence, String(generation)])
+                            } else {
+                                // The fence row was removed or lowered since this worker raised it (the checkpoint table
+                                // recreated): raised again outside a transaction, then the page again.
+                                try await c.execute("ROLLBACK")
+                                raisedGeneration = 0
+                                guard fenceRaises < 3 else {
+                                    throw ReplicationError(.internal, stream: context.name, "the target's generation fence \(generationFence) cannot be raised to \(generation)")
+                                }
+                                continue
+                            }
+                        }
                     }
-                }
-            } else if let lock = sql.lockCheckpoints() {
-                try await c.execute(lock)
-            }
-            if case .insertOnly = upsert {
-                // Straight into the target: no stage to fill and read back.
-                try await copy(c, text: copyText, into: sql.copyTarget(schema), lastColumn: Array(String(generation).utf8))
-            } else {
-                for statement in sql.createStage(schema) { try await c.execute(statement) }
-            }
-            switch sql.dialect {
-            case .postgres:
-                if case .insertOnly = upsert { break }
-                try await copy(c, text: copyText, into: sql.copyStage(schema))
-            case .redshift:
-                if let staged, let copyLoader {
-                    if staged.rows > 0 { try await c.execute(try await copyLoader.copyStatement(stageTable: sql.stage, schema: schema, staged: staged)) }
-                    if !staged.oversized.isEmpty { try await insert(c, rows: staged.oversized, schema: schema) }
-                    CrashPoint.hit(CrashPoint.loadCopied)
                 } else {
-                    try await insert(c, rows: rows, schema: schema)
+                    if let lock = sql.lockCheckpoints() { try await c.execute(lock) }
+                    // `verify --repair`: its rows stamped with the newest generation, so a snapshot under way keeps
+                    // them (PostgreSQL: a new generation's first page waits for this transaction).
+                    let held = Self.integer(try await c.query(sql.readGenerationFence(), [generationFence]))
+                    stamp = max(generation, held ?? 0)
                 }
-            }
-            switch upsert {
-            case .deleteAndInsert:
-                try await c.execute(sql.deleteChanged())
-                try await c.query(sql.insertUpserts(schema), [String(generation)])
-            case .onConflict(let deletes):
-                if deletes { try await c.execute(sql.deleteRemoved()) }
-                try await c.query(sql.upsertOnConflict(schema), [String(generation)])
-            case .insertOnly:
-                // COPY has no arbiter: the unique index the batch relied on must still be there (looked up once per
-                // run; the COPY's lock now keeps it from being dropped until commit).
-                let count = try await c.query(sql.keyIndexCount(), [sql.target]).rows.first?.first??.description ?? "0"
-                if (Int(count) ?? 0) == 0 {
-                    throw PostgresError(code: .server, sqlState: "42P10", message: "the target's unique index on _id is gone", query: sql.target)
+                if case .insertOnly = upsert {
+                    // Straight into the target: no stage to fill and read back.
+                    try await copy(c, text: copyText, into: sql.copyTarget(schema), lastColumn: Array(String(stamp).utf8))
+                } else {
+                    for statement in sql.createStage(schema) { try await c.execute(statement) }
                 }
+                switch sql.dialect {
+                case .postgres:
+                    if case .insertOnly = upsert { break }
+                    try await copy(c, text: copyText, into: sql.copyStage(schema))
+                case .redshift:
+                    if let staged, let copyLoader {
+                        if staged.rows > 0 { try await c.execute(try await copyLoader.copyStatement(stageTable: sql.stage, schema: schema, staged: staged)) }
+                        if !staged.oversized.isEmpty { try await insert(c, rows: staged.oversized, schema: schema) }
+                        CrashPoint.hit(CrashPoint.loadCopied)
+                    } else {
+                        try await insert(c, rows: rows, schema: schema)
+                    }
+                }
+                switch upsert {
+                case .deleteAndInsert:
+                    try await c.execute(sql.deleteChanged())
+                    try await c.query(sql.insertUpserts(schema), [String(stamp)])
+                case .onConflict(let deletes):
+                    if deletes { try await c.execute(sql.deleteRemoved()) }
+                    try await c.query(sql.upsertOnConflict(schema), [String(stamp)])
+                case .insertOnly:
+                    // COPY has no arbiter: the unique index the batch relied on must still be there (looked up once per
+                    // run; the COPY's lock now keeps it from being dropped until commit).
+                    let count = try await c.query(sql.keyIndexCount(), [sql.target]).rows.first?.first??.description ?? "0"
+                    if (Int(count) ?? 0) == 0 {
+                        throw PostgresError(code: .server, sqlState: "42P10", message: "the target's unique index on _id is gone", query: sql.target)
+                    }
+                }
+                if let segment {
+                    try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), segment.lastPosition?.extendedJSON ?? "",
+                                                                String(segment.kind == .snapshot ? 0 : leaseEpoch)])
+                }
+                try await c.execute("COMMIT")
+                if staged != nil { CrashPoint.hit(CrashPoint.loadCommitted) }
+                return true
+            } catch {
+                _ = try? await c.execute("ROLLBACK")
+                throw error
             }
-            if let segment {
-                try await c.query(sql.advanceCheckpoint(), [fenceKey(segment, stream), String(segment.seq), segment.lastPosition?.extendedJSON ?? "",
-                                                            String(segment.kind == .snapshot ? 0 : leaseEpoch)])
-            }
-            try await c.execute("COMMIT")
-            if staged != nil { CrashPoint.hit(CrashPoint.loadCommitted) }
-            return true
-        } catch {
-            _ = try? await c.execute("ROLLBACK")
-            throw error
         }
     }
 
@@ -522,11 +545,19 @@ public actor RedshiftApplier: ChangeTarget {
         segment.kind == .snapshot ? String((Self.partitionFencePrefix(stream) + "\(segment.partition)").prefix(127)) : stream
     }
 
+    /// The first value of a result as an integer; nil without a row, a NULL or a non-integer.
+    static func integer(_ result: PostgresRows) -> Int64? {
+        result.rows.first?.first.flatMap { $0 }.flatMap { Int64($0) }
+    }
+
+    /// Every transaction of an applier is driven without pause by its worker: idle for a minute, it is stuck.
+    public static let idleTransactionTimeout = "SET idle_in_transaction_session_timeout = '60s'"
+
     /// What a stream's snapshot partitions' checkpoint keys start with.
     static func partitionFencePrefix(_ stream: String) -> String { stream + "#p" }
 
     /// The checkpoint row that holds the newest snapshot generation whose pages reached the target (its `seq`).
-    static func generationFenceKey(_ stream: String) -> String { String(stream.prefix(123)) + "#gen" }
+    static func generationFenceKey(_ stream: String) -> String { stream + "#gen" }
 
     /// A snapshot page's generation is older than the target's fence: a newer snapshot's pages were applied.
     struct GenerationSuperseded: Error {

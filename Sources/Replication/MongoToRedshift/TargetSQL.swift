@@ -50,9 +50,12 @@ public struct TargetSQL: Sendable {
         "CREATE TABLE IF NOT EXISTS \(checkpoints) (stream varchar(127) NOT NULL PRIMARY KEY, seq bigint NOT NULL, position varchar(65535), updated_at timestamp, epoch bigint NOT NULL DEFAULT 0)"
     }
 
-    /// Creates the stream's checkpoint row if missing (no ON CONFLICT: Redshift has none).
+    /// Creates a checkpoint row if missing. Redshift has no ON CONFLICT (its writers hold the table's lock);
+    /// PostgreSQL's workers may seed the same row at once.
     public func seedCheckpoint() -> String {
-        "INSERT INTO \(checkpoints) (stream, seq, position, updated_at) SELECT CAST($1 AS varchar(127)), 0, NULL, \(now) WHERE NOT EXISTS (SELECT 1 FROM \(checkpoints) WHERE stream = CAST($1 AS varchar(127)))"
+        let row = "INSERT INTO \(checkpoints) (stream, seq, position, updated_at) SELECT CAST($1 AS varchar(127)), 0, NULL, \(now)"
+        return dialect == .postgres ? row + " ON CONFLICT (stream) DO NOTHING"
+            : row + " WHERE NOT EXISTS (SELECT 1 FROM \(checkpoints) WHERE stream = CAST($1 AS varchar(127)))"
     }
 
     /// Redshift: the first statement of a batch transaction. Redshift is serializable: a transaction's snapshot is

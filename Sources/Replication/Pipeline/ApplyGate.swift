@@ -3,7 +3,7 @@ import Synchronization
 /// Runs a target's writes one at a time (an async mutex, FIFO), and remembers what they learned about the target
 /// that later writes can rely on.
 final class ApplyGate: Sendable {
-    private let state = Mutex<(busy: Bool, waiters: [CheckedContinuation<Void, Never>], tombstones: Bool?)>((false, [], nil))
+    private let state = Mutex<(busy: Bool, waiters: [CheckedContinuation<Void, Never>], tombstones: Bool)>((false, [], false))
 
     /// Runs `body` after every earlier caller's body has finished.
     func serially<T: Sendable>(_ body: () async throws -> T) async throws -> T {
@@ -37,12 +37,12 @@ final class ApplyGate: Sendable {
         next?.resume()
     }
 
-    /// Whether tombstones may exist: asked of the target once (`check`), then known (this gate's writes are the
-    /// only ones that add them).
+    /// Whether tombstones may exist: once some were found (or written here), always; until then asked of the
+    /// target each time (`check`) — other workers' appliers and `verify --repair` write them too.
     func mayHaveTombstones(_ check: () async throws -> Bool) async throws -> Bool {
-        if let known = state.withLock({ $0.tombstones }) { return known }
+        if state.withLock({ $0.tombstones }) { return true }
         let found = try await check()
-        state.withLock { $0.tombstones = found }
+        if found { state.withLock { $0.tombstones = true } }
         return found
     }
 

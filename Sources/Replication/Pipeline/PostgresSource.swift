@@ -6,15 +6,19 @@ import PostgresClient
 public actor PostgresSource {
     /// The libpq URL (may hold a password: never log it unredacted).
     let url: String
+    /// Statements every new session runs first (`SET …`).
+    let sessionSettings: [String]
     private var connection: PostgresConnection?
 
-    public init(url: String) {
+    public init(url: String, sessionSettings: [String] = []) {
         self.url = url
+        self.sessionSettings = sessionSettings
     }
 
     public func get() async throws -> PostgresConnection {
         if let connection { return connection }
         let fresh = try await PostgresConnection.connect(url)
+        for setting in sessionSettings { _ = try await fresh.execute(setting) }
         connection = fresh
         return fresh
     }

@@ -30,7 +30,7 @@ public struct RedshiftToMongoService: Service {
     /// The snapshot alone (the `snapshot` command, and helpers copying partitions of a stream another worker owns).
     /// `spoolOnly`: stop once every page is durable in the spool.
     public func snapshot(spoolOnly: Bool) async throws -> SnapshotOutcome {
-        let target: ChangeTarget? = spoolOnly ? nil : MongoTarget(applier: try await applier())
+        let target: ChangeTarget? = spoolOnly ? nil : MongoTarget(applier: try await applier(), context: context)
         let stage = redshift.dialect == .redshift ? redshift.s3.map { S3Stage(staging: $0, stream: context.name) } : nil
         let source = RedshiftSnapshotSource(reader: try await SourceReader.open(context: context, redshift: redshift, policy: policy), stage: stage)
         let outcome = try await SnapshotDriver(context: context, source: source, target: target, policy: policy).run(spoolOnly: spoolOnly)
@@ -81,7 +81,7 @@ public struct RedshiftToMongoService: Service {
                 }
             }
             group.addTask { [context, policy] in
-                try await SegmentApplyLoop(context: context, target: MongoTarget(applier: applier)).runUntilShutdown(policy: policy)
+                try await SegmentApplyLoop(context: context, target: MongoTarget(applier: applier, context: context)).runUntilShutdown(policy: policy)
             }
             group.addTask { [context] in
                 // Tombstones outlive any late replay they guard against, then go.

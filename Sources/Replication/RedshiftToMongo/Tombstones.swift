@@ -17,8 +17,12 @@ struct Tombstones: Sendable {
 
     /// Whether any tombstone of this collection exists (a fresh target has none: no lookups needed).
     func any() async throws -> Bool {
-        !(try await client.findAll(database: database, collection: Self.collectionName, filter: ["_id.c": .string(collection)],
-                                   projection: ["_id": 1], limit: 1)).isEmpty
+        // A range of `_id` (documents compare field by field: this collection's, `k` from MinKey to MaxKey), so the
+        // `_id` index answers it however many tombstones other collections hold — it is asked before each batch.
+        let range: Document = ["$gte": .document(["c": .string(collection), "k": .minKey]),
+                               "$lte": .document(["c": .string(collection), "k": .maxKey])]
+        return !(try await client.findAll(database: database, collection: Self.collectionName, filter: ["_id": .document(range)],
+                                          projection: ["_id": 1], limit: 1)).isEmpty
     }
 
     /// The tombstone versions of those of `keys` that have one.

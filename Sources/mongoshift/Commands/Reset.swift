@@ -87,14 +87,20 @@ extension Mongoshift {
                 } else {
                     // Lowering a large collection's versions can outlast a lease: it is renewed meanwhile, so no
                     // worker starts the stream while the guard is down.
-                    do {
-                        try await LeaseHeartbeat.holding(lease, state: state, duration: config.leaseDuration) {
-                            try await StreamReset.forgetVersions(stream: stream, config: config)
+                    func forgetVersions(_ refusal: String) async throws {
+                        do {
+                            try await LeaseHeartbeat.holding(lease, state: state, duration: config.leaseDuration) {
+                                try await StreamReset.forgetVersions(stream: stream, config: config)
+                            }
+                        } catch is LeaseHeartbeat.Lost {
+                            throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker during the reset: \(refusal)")
                         }
-                    } catch is LeaseHeartbeat.Lost {
-                        throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker during the reset: not reset")
                     }
+                    try await forgetVersions("not reset")
                     try await state.resetStream(stream.name, note: note, lease: lease)
+                    // Helpers copying the old plan's partitions (they hold no lease) may have applied pages while
+                    // the versions were lowered; with the plan forgotten none can now, so once more.
+                    try await forgetVersions("reset, but documents a helper wrote meanwhile may keep their versions: run the reset again")
                 }
                 try? await state.releaseLease(lease)
                 logger.notice("stream reset", metadata: ["stream": "\(stream.name)", "to": "\(target)", "position": "\(position?.description ?? "snapshot")",

@@ -188,7 +188,7 @@ struct ConfigLoader {
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) else {
             throw located(m["name"]!, "stream name \"\(name)\" may only contain letters, digits, '_', '-' and '.'")
         }
-        // The target's checkpoint key is `<name>@<instance id>#p<partition>` in a varchar(127) (bytes on Redshift).
+        // The target's checkpoint keys are `<name>@<instance id>` plus `#p<partition>` or `#gen`, in a varchar(127) (bytes on Redshift).
         guard name.utf8.count <= 64 else {
             throw located(m["name"]!, "stream name \"\(name)\" is longer than 64 bytes")
         }

@@ -214,13 +214,13 @@ final class TargetBatchTests: XCTestCase {
     /// An applier's PostgreSQL sessions end a transaction left idle (a frozen worker), so the locks it holds — the
     /// generation fence among them — do not stall the other workers; every new session is set so, reconnects too.
     func testApplierSessionsEndTransactionsLeftIdle() async throws {
-        let source = PostgresSource(url: try TestServers.requirePostgres(), sessionSettings: [RedshiftApplier.idleTransactionTimeout])
+        let source = PostgresSource(url: try TestServers.requirePostgres(), sessionSettings: RedshiftApplier.postgresSessionSettings)
         let logger = Logger(label: "test")
         for _ in 0..<2 {
-            let value = try await source.run(RetryPolicy(maxAttempts: 1), logger: logger) { c in
-                try await c.query("SHOW idle_in_transaction_session_timeout").rows.first?.first ?? nil
+            let values = try await source.run(RetryPolicy(maxAttempts: 1), logger: logger) { c in
+                try await c.query("SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('tcp_keepalives_count')").rows
             }
-            XCTAssertEqual(value, "1min")
+            XCTAssertEqual(values, [["1min", "6"]])
             await source.invalidate()
         }
     }

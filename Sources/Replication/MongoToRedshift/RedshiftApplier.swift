@@ -41,9 +41,7 @@ public actor RedshiftApplier: ChangeTarget {
 
     public init(context: StreamContext, endpoint: RedshiftEndpoint, policy: RetryPolicy) async throws {
         self.context = context
-        // PostgreSQL ends a transaction left idle (its worker frozen, paused, cut off) and frees its locks: a new
-        // snapshot generation's first page waits for the older pages' transactions (the generation fence).
-        self.source = PostgresSource(url: endpoint.url, sessionSettings: endpoint.dialect == .postgres ? [Self.idleTransactionTimeout] : [])
+        self.source = PostgresSource(url: endpoint.url, sessionSettings: endpoint.dialect == .postgres ? Self.postgresSessionSettings : [])
         self.sql = TargetSQL(dialect: endpoint.dialect, table: context.stream.table)
         self.policy = policy
         if let staging = endpoint.s3, context.stream.loadMethod(endpoint) == .copy {
@@ -550,8 +548,13 @@ public actor RedshiftApplier: ChangeTarget {
         result.rows.first?.first.flatMap { $0 }.flatMap { Int64($0) }
     }
 
-    /// Every transaction of an applier is driven without pause by its worker: idle for a minute, it is stuck.
-    public static let idleTransactionTimeout = "SET idle_in_transaction_session_timeout = '60s'"
+    /// PostgreSQL ends a stuck transaction of an applier and frees its locks — a new snapshot generation's first page
+    /// waits for the older pages' transactions (the generation fence). Idle for a minute inside one (its worker
+    /// frozen, paused between statements): every transaction is driven without pause. A worker whose machine or
+    /// network went away: about two minutes of unanswered keepalives. (A process stopped in the middle of a COPY is
+    /// still answered by its kernel: docs/RELIABILITY.md, "Known limits".)
+    public static let postgresSessionSettings = ["SET idle_in_transaction_session_timeout = '60s'", "SET tcp_keepalives_idle = 60",
+                                                 "SET tcp_keepalives_interval = 10", "SET tcp_keepalives_count = 6"]
 
     /// What a stream's snapshot partitions' checkpoint keys start with.
     static func partitionFencePrefix(_ stream: String) -> String { stream + "#p" }

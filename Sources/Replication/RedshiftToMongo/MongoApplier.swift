@@ -110,8 +110,12 @@ public struct MongoApplier: Sendable {
         case rescan
     }
 
-    public func apply(_ changes: [Change], mode: Mode) async throws -> Outcome {
-        try await gate.serially { try await applyNow(changes, mode: mode) }
+    /// `admit`: asked once the collection's other writes are done, just before this batch's (false: nothing written).
+    public func apply(_ changes: [Change], mode: Mode, admit: () async throws -> Bool = { true }) async throws -> Outcome {
+        try await gate.serially {
+            guard try await admit() else { return Outcome() }
+            return try await applyNow(changes, mode: mode)
+        }
     }
 
     private func applyNow(_ changes: [Change], mode: Mode) async throws -> Outcome {
@@ -252,18 +256,18 @@ struct MongoTarget: ChangeTarget {
     let context: StreamContext
 
     func apply(_ changes: [Change], segment: SegmentRecord) async throws -> ApplyOutcome {
-        if segment.kind == .snapshot, try await context.state.snapshotGeneration(ifRecorded: segment) == nil {
-            // A page of a plan a reset forgot, or of a partition taken over from a stalled worker and copied again:
-            // its rows may be older than what the target holds now (a reset lowered every version).
-            context.logger.notice("snapshot page of a forgotten plan not applied", metadata: ["segment": "\(segment.seq)"])
-            return ApplyOutcome()
-        }
         let mode: MongoApplier.Mode = switch segment.kind {
         case .snapshot: .insertFirst
         case .tail: .guarded
         case .repair: .rescan
         }
-        let o = try await applier.apply(changes, mode: mode)
+        let o = try await applier.apply(changes, mode: mode) { [context] in
+            guard segment.kind == .snapshot, try await context.state.snapshotGeneration(ifRecorded: segment) == nil else { return true }
+            // A page of a plan a reset forgot, or of a partition taken over from a stalled worker and copied again:
+            // its rows may be older than what the target holds now (a reset lowered every version).
+            context.logger.notice("snapshot page of a forgotten plan not applied", metadata: ["segment": "\(segment.seq)"])
+            return false
+        }
         return ApplyOutcome(applied: o.applied, stale: o.stale, rescanned: o.rescanned, deadLetters: o.deadLetters)
     }
 }

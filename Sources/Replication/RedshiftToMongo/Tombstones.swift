@@ -17,12 +17,14 @@ struct Tombstones: Sendable {
 
     /// Whether any tombstone of this collection exists (a fresh target has none: no lookups needed).
     func any() async throws -> Bool {
-        // A range of `_id` (documents compare field by field: this collection's, `k` from MinKey to MaxKey), so the
-        // `_id` index answers it however many tombstones other collections hold — it is asked before each batch.
-        let range: Document = ["$gte": .document(["c": .string(collection), "k": .minKey]),
-                               "$lte": .document(["c": .string(collection), "k": .maxKey])]
-        return !(try await client.findAll(database: database, collection: Self.collectionName, filter: ["_id": .document(range)],
-                                          projection: ["_id": 1], limit: 1)).isEmpty
+        !(try await client.findAll(database: database, collection: Self.collectionName, filter: ["_id": ownIDs],
+                                   projection: ["_id": 1], limit: 1)).isEmpty
+    }
+
+    /// This collection's tombstones as a range of `_id` (documents compare field by field: `c` this collection's,
+    /// `k` from MinKey to MaxKey), so the `_id` index answers however many tombstones other collections hold.
+    private var ownIDs: BSON {
+        .document(["$gte": .document(["c": .string(collection), "k": .minKey]), "$lte": .document(["c": .string(collection), "k": .maxKey])])
     }
 
     /// The tombstone versions of those of `keys` that have one.
@@ -56,7 +58,7 @@ struct Tombstones: Sendable {
     func purge(recordedBefore cutoff: Date) async throws -> Int {
         let reply = try await client.command([
             "delete": .string(Self.collectionName),
-            "deletes": .array([.document(["q": .document(["_id.c": .string(collection),
+            "deletes": .array([.document(["q": .document(["_id": ownIDs,
                                                           "at": .document(["$lt": .datetime(Int64(cutoff.timeIntervalSince1970 * 1000))])]),
                                           "limit": 0])]),
         ], database: database)

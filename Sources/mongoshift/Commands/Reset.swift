@@ -82,25 +82,34 @@ extension Mongoshift {
                     throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker meanwhile: not reset")
                 }
                 let note = "\(ISODate.format(seconds: Int64(Date().timeIntervalSince1970))) by \(Self.operatorName()): --to \(target) (was \(was))"
-                if let position {
-                    try await state.repositionStream(stream.name, to: position, note: note, lease: lease)
-                } else {
-                    // Lowering a large collection's versions can outlast a lease: it is renewed meanwhile, so no
-                    // worker starts the stream while the guard is down.
-                    func forgetVersions(_ refusal: String) async throws {
-                        do {
+                do {
+                    if let position {
+                        try await state.repositionStream(stream.name, to: position, note: note, lease: lease)
+                    } else {
+                        // Lowering a large collection's versions can outlast a lease: it is renewed meanwhile, so no
+                        // worker starts the stream while the guard is down.
+                        func forgetVersions() async throws {
                             try await LeaseHeartbeat.holding(lease, state: state, duration: config.leaseDuration) {
                                 try await StreamReset.forgetVersions(stream: stream, config: config)
                             }
+                        }
+                        do {
+                            try await forgetVersions()
                         } catch is LeaseHeartbeat.Lost {
-                            throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker during the reset: \(refusal)")
+                            throw StreamReset.Refusal(description: "stream \(stream.name) was taken by a worker during the reset: not reset")
+                        }
+                        try await state.resetStream(stream.name, note: note, lease: lease)
+                        // Helpers copying the old plan's partitions (they hold no lease) may have applied pages while
+                        // the versions were lowered; with the plan forgotten, no page of it starts a write any more.
+                        do {
+                            try await forgetVersions()
+                        } catch {
+                            throw StreamReset.Refusal(description: "stream \(stream.name) was reset, but lowering its documents' versions once more failed (\(error)): documents a helper wrote meanwhile may keep theirs; run the reset again")
                         }
                     }
-                    try await forgetVersions("not reset")
-                    try await state.resetStream(stream.name, note: note, lease: lease)
-                    // Helpers copying the old plan's partitions (they hold no lease) may have applied pages while
-                    // the versions were lowered; with the plan forgotten none can now, so once more.
-                    try await forgetVersions("reset, but documents a helper wrote meanwhile may keep their versions: run the reset again")
+                } catch {
+                    try? await state.releaseLease(lease)
+                    throw error
                 }
                 try? await state.releaseLease(lease)
                 logger.notice("stream reset", metadata: ["stream": "\(stream.name)", "to": "\(target)", "position": "\(position?.description ?? "snapshot")",

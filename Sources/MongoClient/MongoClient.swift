@@ -292,13 +292,40 @@ public final class MongoClient: @unchecked Sendable {
 
     // MARK: - reads
 
+    /// What a read may return: MongoDB's read concern.
+    public struct ReadConcern: Sendable {
+        public enum Level: String, Sendable {
+            /// The node's newest data, including writes a failover may still roll back.
+            case local
+            /// Only what a majority of the replica set has acknowledged: never rolled back.
+            case majority
+        }
+        public var level: Level
+        /// The read waits until the node's data (at `level`) includes this cluster time — even on a node elected
+        /// since, whose majority-committed view may start behind the one a client saw before.
+        public var afterClusterTime: BSONTimestamp?
+
+        public init(_ level: Level, afterClusterTime: BSONTimestamp? = nil) {
+            self.level = level
+            self.afterClusterTime = afterClusterTime
+        }
+
+        var document: Document {
+            var out: Document = ["level": .string(level.rawValue)]
+            if let afterClusterTime { out.append("afterClusterTime", .timestamp(afterClusterTime)) }
+            return out
+        }
+    }
+
     /// Streams matching documents to `onDocument` (on the client's thread), batch by batch, until it returns
-    /// false; memory stays one server batch deep. Returns the number of documents handed over.
+    /// false; memory stays one server batch deep. Returns the number of documents handed over. `readConcern`
+    /// nil: the server's default (local on a replica set).
     @discardableResult
     public func find(database: String, collection: String, filter: Document, sort: Document? = nil,
-                     projection: Document? = nil, limit: Int? = nil, batchSize: Int? = nil,
+                     projection: Document? = nil, limit: Int? = nil, batchSize: Int? = nil, readConcern: ReadConcern? = nil,
                      onDocument: @escaping @Sendable (Document) throws -> Bool) async throws -> Int {
         var opts = Document()
+        if let readConcern { opts.append("readConcern", .document(readConcern.document)) }
         if let sort { opts.append("sort", .document(sort)) }
         if let projection { opts.append("projection", .document(projection)) }
         if let limit { opts.append("limit", .int64(Int64(limit))) }
@@ -325,10 +352,10 @@ public final class MongoClient: @unchecked Sendable {
 
     /// `find` collected into an array, for small results.
     public func findAll(database: String, collection: String, filter: Document = Document(), sort: Document? = nil,
-                        projection: Document? = nil, limit: Int? = nil) async throws -> [Document] {
+                        projection: Document? = nil, limit: Int? = nil, readConcern: ReadConcern? = nil) async throws -> [Document] {
         let box = DocumentBox()
         try await find(database: database, collection: collection, filter: filter, sort: sort, projection: projection,
-                       limit: limit) { box.append($0); return true }
+                       limit: limit, readConcern: readConcern) { box.append($0); return true }
         return box.documents
     }
 

@@ -307,6 +307,28 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         stop(process)
     }
 
+    /// A write no majority acknowledged (`w: 1`, then a failover) is rolled back by MongoDB and never reaches the
+    /// change stream, but a snapshot page read with the default read concern (local) copied it: the target kept a
+    /// document MongoDB no longer had, for good. Pages read majority-committed data now. (dev-mongo's
+    /// stopReplProducer holds the write as unreplicated; devMongoRollBack is the failover.)
+    func testASnapshotDoesNotCopyAWriteAFailoverRollsBack() async throws {
+        _ = try await seed(mongo, count: 50)
+        _ = try await mongo.command(["configureFailPoint": "stopReplProducer", "mode": "alwaysOn"], database: "admin")
+        let client: MongoClient = mongo
+        onTeardown {
+            _ = try? await client.command(["devMongoRollBack": 1], database: "admin")
+            _ = try? await client.command(["configureFailPoint": "stopReplProducer", "mode": "off"], database: "admin")
+        }
+        let ghost = ObjectId.generate()
+        _ = try await mongo.bulkWrite(database: database, collection: "apps", [.insert(["_id": .objectId(ghost), "name": "rolled back"])])
+        let result = try MongoshiftProcess.run(["snapshot", "--config", try writeConfig()])
+        _ = try await mongo.command(["devMongoRollBack": 1], database: "admin")
+        _ = try await mongo.command(["configureFailPoint": "stopReplProducer", "mode": "off"], database: "admin")
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = try await connection.query("SELECT count(*), count(*) FILTER (WHERE _id = $1) FROM \(appsTable)", [ghost.description]).rows
+        XCTAssertEqual(rows, [["50", "0"]], "the rolled-back document is not in the target")
+    }
+
     /// A snapshot taking longer than the oplog holds ended in a tail that could not start from the snapshot's own
     /// start, a re-snapshot, and the same again, forever. Now the copy stops once its start has left the oplog,
     /// re-snapshots once, and the second such snapshot in a row fails the stream with the reason.

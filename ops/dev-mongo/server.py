@@ -22,6 +22,10 @@ and adds what plain mongoeco lacks for a CDC replicator:
   as an extension, {skip, times}); data failCommands, errorCode, errorLabels, closeConnection, blockConnection +
   blockTimeMS, writeConcernError, appName, namespace, errorExtraInfo; the labels mongod adds by itself
   (RetryableWriteError, ResumableChangeStreamError, TransientTransactionError) unless errorLabels overrides them;
+* writes a majority has not acknowledged: the ``stopReplProducer`` fail point (mongod sets it on secondaries) holds
+  the inserts made while it is on — read with readConcern local, invisible to readConcern majority and to change
+  streams — until it is turned off (they commit) or ``devMongoRollBack`` (admin) discards them, as a failover
+  rolls back what no majority had; other writes are refused while it is on (not modelled);
 * change streams over the wire: ``aggregate`` with a leading ``$changeStream`` (collection, database and cluster
   level; resumeAfter / startAfter / startAtOperationTime; fullDocument modes), awaiting ``getMore`` honouring
   ``maxTimeMS``, ``postBatchResumeToken`` in every batch, error 286 (ChangeStreamHistoryLost) for a token outside
@@ -617,6 +621,9 @@ WRITE_CONCERN_COMMANDS = {"insert", "update", "delete", "findAndModify", "findan
                           "dropDatabase", "createIndexes", "dropIndexes", "collMod", "renameCollection",
                           "commitTransaction", "abortTransaction"}
 RETRYABLE_WRITE_COMMANDS = {"insert", "update", "delete", "findAndModify", "findandmodify"}
+# Writes whose held (unreplicated) form dev-mongo does not model: refused while stopReplProducer is on.
+UNMODELLED_WHILE_UNREPLICATED = {"update", "delete", "findandmodify", "drop", "dropdatabase", "renamecollection", "create",
+                                 "createindexes", "dropindexes", "collmod"}
 
 
 class DropConnection(Exception):
@@ -707,6 +714,8 @@ class Server:
         self.conn_ids = itertools.count(1)
         self.host = f"{args.host}:{args.port}"
         self.fail_point = FailPoint()
+        # stopReplProducer: inserts no majority has acknowledged (namespace, id key, event), in order; None when off.
+        self.unreplicated: list | None = None
         self.started = time.monotonic()
         # serverStatus: opcounters as mongod counts them (documents inserted, statements updated/deleted, ...) and
         # metrics.commands.<name>.{total, failed}: one per command received, so tests can count a driver's batches.
@@ -838,6 +847,8 @@ class Server:
                     raise err
             if handler is None:
                 raise CommandError(59, f"no such command: '{name}'", "CommandNotFound")
+            if self.unreplicated is not None and name.lower() in UNMODELLED_WHILE_UNREPLICATED:
+                raise CommandError(2, f"dev-mongo models only inserts while stopReplProducer is on, not {name}", "BadValue")
             result = handler(body, conn)
             if asyncio.iscoroutine(result):
                 result = await result
@@ -976,6 +987,11 @@ class Server:
         return out
 
     def publish(self, db, coll, doc):
+        if self.unreplicated is not None:
+            if doc.get("operationType") != "insert":
+                raise CommandError(2, "dev-mongo models only inserts while stopReplProducer is on", "BadValue")
+            self.unreplicated.append(((db, coll), id_key(doc["documentKey"]["_id"]), doc))
+            return None
         return self.log.publish(db, coll, doc)
 
     # ---- handshake and admin -----------------------------------------------------------------------------------
@@ -1025,14 +1041,52 @@ class Server:
                 "metrics": {"commands": {n: {"total": Int64(t), "failed": Int64(f)}
                                          for n, (t, f) in sorted(self.command_counts.items())}}}
 
-    def cmd_configurefailpoint(self, body, conn):
+    async def cmd_configurefailpoint(self, body, conn):
         if body.get("$db") != "admin":
             raise CommandError(13, "configureFailPoint may only be run against the admin database.", "Unauthorized")
         name = body.get("configureFailPoint")
+        if name == "stopReplProducer":
+            mode = body.get("mode")
+            if mode not in ("alwaysOn", "off"):
+                raise CommandError(2, "stopReplProducer: dev-mongo models modes alwaysOn and off only", "BadValue")
+            held, self.unreplicated = self.unreplicated, ([] if mode == "alwaysOn" else None)
+            if mode == "off" and held:
+                for (db, coll), _key, event in held:  # a majority catches up: they commit, in order
+                    self.log.publish(db, coll, event)
+                await self.log.notify()
+            return {"count": 0}
         if name != "failCommand":
-            raise CommandError(2, f"Cannot find failpoint named {name!r} (this server has failCommand only)", "BadValue")
+            raise CommandError(2, f"Cannot find failpoint named {name!r} (this server has failCommand and "
+                                  f"stopReplProducer only)", "BadValue")
         count = self.fail_point.configure(body.get("mode"), body.get("data") or {})
         return {"count": count}
+
+    def cmd_devmongorollback(self, body, conn):
+        """Dev-only: what a failover rolls back — the inserts held by stopReplProducer are gone, no event ever told."""
+        if body.get("$db") != "admin":
+            raise CommandError(13, "devMongoRollBack may only be run against the admin database.", "Unauthorized")
+        held = self.unreplicated or []
+        for (db, name), key, _event in held:
+            coll = self.dbs.get(db, {}).get(name)
+            if coll is not None and key in coll.docs:
+                coll.remove(key)
+        if self.unreplicated is not None:
+            self.unreplicated = []
+        return {"rolledBack": len(held)}
+
+    def hidden_from_majority(self, db: str, name: str, body: dict) -> set:
+        """The id keys a readConcern majority read of db.name must not see (stopReplProducer's held inserts)."""
+        concern = body.get("readConcern") or {}
+        level = concern.get("level", "local")
+        if level not in ("local", "majority", "available", "linearizable", "snapshot"):
+            raise CommandError(9, f"invalid read concern level {level!r}", "FailedToParse")
+        after = concern.get("afterClusterTime")
+        if after is not None and (after.time, after.inc) > (self.log.clock().time, self.log.clock().inc):
+            raise CommandError(72, "readConcern afterClusterTime value must not be greater than the current clusterTime",
+                               "InvalidOptions")
+        if level != "majority" or not self.unreplicated:
+            return set()
+        return {key for (d, n), key, _event in self.unreplicated if (d, n) == (db, name)}
 
     def cmd_replsetgetstatus(self, body, conn):
         if not self.args.replset:
@@ -1353,7 +1407,12 @@ class Server:
             return self.oplog_find(body)
         skip = int(body.get("skip", 0) or 0)
         limit = abs(int(body.get("limit", 0) or 0))
-        docs = self.select(coll, body.get("filter") or {}, body.get("sort"), skip, limit)
+        hidden = self.hidden_from_majority(db, name, body)
+        if hidden:
+            docs = [d for d in self.select(coll, body.get("filter") or {}, body.get("sort")) if id_key(d["_id"]) not in hidden]
+            docs = docs[skip:skip + limit] if limit else docs[skip:]
+        else:
+            docs = self.select(coll, body.get("filter") or {}, body.get("sort"), skip, limit)
         if body.get("projection"):
             proj = decode_wire_value(body["projection"])
             docs = [apply_projection(d, proj) for d in docs]

@@ -175,7 +175,9 @@ struct ChangeStreamTailer {
     }
 
     /// The server failed the stream on an event over 16 MiB and cannot split it: read that event without its
-    /// documents (key and token only), dead-letter its key with the reason, and move the position past it.
+    /// documents (key and token only) and move the position past it. The event is too large, not its document
+    /// (at most 16 MiB): that is read by its key — as it is now, what `updateLookup` gives too — and written, or
+    /// deleted when it is gone or outside `match:`. Only an event of another kind is dead-lettered.
     private func skipOversizedEvent(_ cursor: inout ExtractCursor, error: MongoError) async throws {
         guard let position = cursor.position?.changeStream else { throw error }
         var options: Document = ["maxAwaitTimeMS": 100]
@@ -190,14 +192,33 @@ struct ChangeStreamTailer {
         }
         guard let event, case .document(let token)? = event["_id"] else { throw error }
         let key = event.value(at: "documentKey._id") ?? .null
-        try await context.deadLetter([.init(key: key, reason: "change event over MongoDB's 16 MiB limit (\(event["operationType"]?.stringValue ?? "?")); "
-                                               + "this server (before 7.0) cannot split it with $changeStreamSplitLargeEvent: \(error.message)")])
-        context.logger.error("skipped a change event over 16 MiB (dead-lettered)", metadata: ["key": "\(ExtendedJSON.relaxed(key))"])
+        let op = event["operationType"]?.stringValue ?? "?"
         var after = position
         after.resumeToken = token
         after.afterInvalidate = false
         if case .timestamp(let t)? = event["clusterTime"] { after.clusterTime = t }
-        try await record(SpoolSegmentWriter(stream: context.name), to: after, cursor: &cursor)
+        var writer = SpoolSegmentWriter(stream: context.name)
+        let version: BSON? = after.clusterTime.map(BSON.timestamp)
+        let time: Int64? = { if case .datetime(let ms)? = event["wallTime"] { return ms }; return after.clusterTime.map { Int64($0.seconds) * 1000 } }()
+        switch op {
+        case "insert", "replace", "update":
+            let found = try await client.findAll(database: database, collection: context.stream.collection, filter: ["_id": key], limit: 1,
+                                                 readConcern: MongoClient.ReadConcern(.majority))
+            if let current = found.first, context.stream.match?.matches(current) ?? true {
+                writer.append(Change(operation: .upsert, key: key, document: context.stream.columns.apply(current), version: version, sourceTimeMillis: time))
+            } else {
+                writer.append(Change(operation: .delete, key: key, version: version, sourceTimeMillis: time))
+            }
+            context.logger.warning("a change event over 16 MiB: its document read by key instead (this server, before 7.0, cannot split events)",
+                                   metadata: ["key": "\(ExtendedJSON.relaxed(key))", "operation": "\(op)"])
+        case "delete":
+            writer.append(Change(operation: .delete, key: key, version: version, sourceTimeMillis: time))
+        default:
+            try await context.deadLetter([.init(key: key, reason: "change event over MongoDB's 16 MiB limit (\(op)); "
+                                                   + "this server (before 7.0) cannot split it with $changeStreamSplitLargeEvent: \(error.message)")])
+            context.logger.error("skipped a change event over 16 MiB (dead-lettered)", metadata: ["key": "\(ExtendedJSON.relaxed(key))"])
+        }
+        try await record(writer, to: after, cursor: &cursor)
     }
 
     private func record(_ writer: SpoolSegmentWriter, to last: ChangeStreamPosition, cursor: inout ExtractCursor) async throws {

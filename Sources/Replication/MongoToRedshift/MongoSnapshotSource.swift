@@ -133,6 +133,11 @@ struct MongoSnapshotSource: SnapshotSource {
         var previous: SnapshotKey? = partition.lastKey ?? partition.lower
         var after: BSON? = previous?.documentID
         var sizer = BatchSizer(context.stream)
+        // Majority: a write a failover rolls back never reaches the change stream, so a page must not copy it either
+        // (the target would keep it for good). After the tail's start: a node elected since may begin with an older
+        // majority view, and a write before the start, missed by the page, would be missed by the tail too.
+        let start = try await context.state.stream(context.name)?.snapshotStart?.changeStream?.clusterTime
+        let readConcern = MongoClient.ReadConcern(.majority, afterClusterTime: start)
         for bracket in TypeBracket.allCases where bracket >= max(first, after.flatMap(TypeBracket.init(of:)) ?? first) && bracket <= last {
             let upper = bracket == last ? partition.upper?.documentID : nil
             var afterHere = after.flatMap { TypeBracket(of: $0) == bracket ? $0 : nil }
@@ -148,7 +153,8 @@ struct MongoSnapshotSource: SnapshotSource {
                 let page = MongoSnapshotPage(stream: context.name, columns: context.stream.columns, maxBytes: sizer.targetBytes)
                 try await policy.run {
                     page.reset()
-                    try await client.find(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit) { doc in
+                    try await client.find(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit,
+                                          readConcern: readConcern) { doc in
                         page.append(doc)
                     }
                 }

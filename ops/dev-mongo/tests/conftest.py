@@ -39,6 +39,8 @@ def db(client):
 def fail_point_off(client):
     yield
     client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+    client.admin.command({"devMongoRollBack": 1})
+    client.admin.command({"configureFailPoint": "stopReplProducer", "mode": "off"})
 
 
 def free_port() -> int:

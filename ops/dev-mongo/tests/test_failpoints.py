@@ -170,3 +170,30 @@ def test_invalid_configurations_are_refused(client):
             client.admin.command({"configureFailPoint": "failCommand", "mode": mode, "data": data})
     with pytest.raises(OperationFailure):
         client.admin.command({"configureFailPoint": "noSuchFailPoint", "mode": "off"})
+
+
+def test_writes_no_majority_acknowledged_are_hidden_from_majority_reads_and_streams(client, db):
+    """stopReplProducer (set on secondaries, mongod's jstests/replsets/rollback_*.js): the primary's new writes are
+    read with readConcern local, not with majority, nor by change streams (they return majority-committed events);
+    a failover rolls them back (devMongoRollBack) and nothing ever reports them; turned off, they commit."""
+    from pymongo.read_concern import ReadConcern
+    db.c.insert_one({"_id": 1})
+    with db.c.watch() as stream:
+        client.admin.command({"configureFailPoint": "stopReplProducer", "mode": "alwaysOn"})
+        db.c.insert_one({"_id": 2})
+        majority = db.get_collection("c", read_concern=ReadConcern("majority"))
+        assert [d["_id"] for d in db.c.find().sort("_id", 1)] == [1, 2]
+        assert [d["_id"] for d in majority.find().sort("_id", 1).limit(1)] == [1]
+        assert [d["_id"] for d in majority.find({"_id": {"$gte": 1}}).sort("_id", 1).limit(2)] == [1]
+        assert stream.try_next() is None
+        with pytest.raises(OperationFailure):
+            db.c.update_one({"_id": 1}, {"$set": {"x": 1}})  # not modelled: refused, not half-done
+        assert client.admin.command({"devMongoRollBack": 1})["rolledBack"] == 1
+        assert [d["_id"] for d in db.c.find()] == [1]
+        db.c.insert_one({"_id": 3})
+        client.admin.command({"configureFailPoint": "stopReplProducer", "mode": "off"})
+        event = stream.next()
+        assert event["operationType"] == "insert" and event["documentKey"] == {"_id": 3}
+    assert [d["_id"] for d in db.get_collection("c", read_concern=ReadConcern("majority")).find().sort("_id", 1)] == [1, 3]
+    with pytest.raises(OperationFailure):
+        db.command({"find": "c", "readConcern": {"level": "sometimes"}})

@@ -309,12 +309,6 @@ public final class MongoClient: @unchecked Sendable {
             self.level = level
             self.afterClusterTime = afterClusterTime
         }
-
-        var document: Document {
-            var out: Document = ["level": .string(level.rawValue)]
-            if let afterClusterTime { out.append("afterClusterTime", .timestamp(afterClusterTime)) }
-            return out
-        }
     }
 
     /// Streams matching documents to `onDocument` (on the client's thread), batch by batch, until it returns
@@ -325,15 +319,25 @@ public final class MongoClient: @unchecked Sendable {
                      projection: Document? = nil, limit: Int? = nil, batchSize: Int? = nil, readConcern: ReadConcern? = nil,
                      onDocument: @escaping @Sendable (Document) throws -> Bool) async throws -> Int {
         var opts = Document()
-        if let readConcern { opts.append("readConcern", .document(readConcern.document)) }
+        if let readConcern { opts.append("readConcern", .document(["level": .string(readConcern.level.rawValue)])) }
         if let sort { opts.append("sort", .document(sort)) }
         if let projection { opts.append("projection", .document(projection)) }
         if let limit { opts.append("limit", .int64(Int64(limit))) }
         if let batchSize { opts.append("batchSize", .int32(Int32(batchSize))) }
+        let after = readConcern?.afterClusterTime
         return try await io.run { [opts] in
             let coll = mongoc_client_get_collection(self.client, database, collection)!
             defer { mongoc_collection_destroy(coll) }
-            let cursor = withBSON(filter) { f in withBSON(opts) { o in mongoc_collection_find_with_opts(coll, f, o, nil)! } }
+            // libmongoc keeps only a read concern's level from the options: `afterClusterTime` is sent by a causally
+            // consistent session whose operation time is advanced to it (it outlives the cursor).
+            let session = try after.map { try CausalSession(client: self.client, after: $0) }
+            defer { session?.end() }
+            let cursor = try withBSON(filter) { f in
+                try withBSON(opts) { o in
+                    guard let session else { return mongoc_collection_find_with_opts(coll, f, o, nil)! }
+                    return try session.withOptions(o) { mongoc_collection_find_with_opts(coll, f, $0, nil)! }
+                }
+            }
             defer { mongoc_cursor_destroy(cursor) }
             var count = 0
             var doc: OpaquePointer?
@@ -483,6 +487,32 @@ func withBSON<R>(_ document: Document, _ body: (OpaquePointer) throws -> R) reth
             return try body(b)
         }
     }
+}
+
+/// A causally consistent session whose reads wait for a cluster time (`afterClusterTime`): one owner, ended once.
+struct CausalSession {
+    let handle: OpaquePointer
+
+    init(client: OpaquePointer, after time: BSONTimestamp) throws {
+        let options = mongoc_session_opts_new()
+        defer { mongoc_session_opts_destroy(options) }
+        mongoc_session_opts_set_causal_consistency(options, true)
+        var error = bson_error_t()
+        guard let started = mongoc_client_start_session(client, options, &error) else { throw MongoClient.mongoError(error, reply: Document()) }
+        handle = started
+        mongoc_client_session_advance_operation_time(handle, time.seconds, time.increment)
+    }
+
+    /// `options` copied with this session's id appended, for the length of `body`.
+    func withOptions<R>(_ options: OpaquePointer, _ body: (OpaquePointer) throws -> R) throws -> R {
+        let copy = bson_copy(options)!
+        defer { bson_destroy(copy) }
+        var error = bson_error_t()
+        guard mongoc_client_session_append(handle, copy, &error) else { throw MongoClient.mongoError(error, reply: Document()) }
+        return try body(copy)
+    }
+
+    func end() { mongoc_client_session_destroy(handle) }
 }
 
 /// Calls a libmongoc function that fills a reply `bson_t`; throws its error when it returns false.

@@ -29,6 +29,24 @@ final class MongoClientIntegrationTests: XCTestCase {
     /// Issue "Nothing lost, nothing stuck" item 4: a bulk larger than one server batch, where one batch reports a
     /// duplicate key and another fails outright (a network error, a step-down): the failure must not hide behind
     /// the item error — the caller must learn that some writes never happened.
+    /// libmongoc keeps only a read concern's level from find's options: `afterClusterTime` reaches the server
+    /// through a causally consistent session. A time past the server's cluster time is refused (72), so a find
+    /// that succeeded with one would show the field had been dropped.
+    func testAfterClusterTimeReachesTheServer() async throws {
+        _ = try await client.bulkWrite(database: database, collection: "rc", [.insert(["_id": 1])])
+        let reply = try await client.command(["ping": 1], database: database)
+        guard case .timestamp(let now)? = reply["operationTime"] else { return XCTFail("no operationTime: \(reply)") }
+        let read = try await client.findAll(database: database, collection: "rc", readConcern: MongoClient.ReadConcern(.majority, afterClusterTime: now))
+        XCTAssertEqual(read.count, 1)
+        let ahead = BSONTimestamp(seconds: now.seconds + 1000, increment: 1)
+        do {
+            _ = try await client.findAll(database: database, collection: "rc", readConcern: MongoClient.ReadConcern(.majority, afterClusterTime: ahead))
+            XCTFail("a read after a cluster time the server has not reached was answered")
+        } catch let error as MongoError {
+            XCTAssertEqual(error.serverCode, 72, "\(error)")
+        }
+    }
+
     func testAFailedServerBatchIsNotHiddenByItemErrorsOfAnother() async throws {
         try await client.command(["insert": "split", "documents": .array([.document(["_id": .int32(0)])])], database: database)
         var ops: [WriteOperation] = (0...100_050).map { .insert(["_id": .int32(Int32($0))]) }  // _id 0 exists: E11000 in batch 1

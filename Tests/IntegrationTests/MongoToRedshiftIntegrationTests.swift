@@ -320,7 +320,10 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
             _ = try? await client.command(["configureFailPoint": "stopReplProducer", "mode": "off"], database: "admin")
         }
         let ghost = ObjectId.generate()
-        _ = try await mongo.bulkWrite(database: database, collection: "apps", [.insert(["_id": .objectId(ghost), "name": "rolled back"])])
+        // Acknowledged by the primary alone (`w: 1`): the default, majority, would wait for a secondary.
+        let insert = try await mongo.command(["insert": "apps", "documents": .array([.document(["_id": .objectId(ghost), "name": "rolled back"])]),
+                                              "writeConcern": .document(["w": 1])], database: database)
+        XCTAssertEqual(insert["n"]?.intValue, 1, "\(insert)")
         let result = try MongoshiftProcess.run(["snapshot", "--config", try writeConfig()])
         _ = try await mongo.command(["devMongoRollBack": 1], database: "admin")
         _ = try await mongo.command(["configureFailPoint": "stopReplProducer", "mode": "off"], database: "admin")

@@ -25,7 +25,8 @@ and adds what plain mongoeco lacks for a CDC replicator:
 * writes a majority has not acknowledged: the ``stopReplProducer`` fail point (mongod sets it on secondaries) holds
   the inserts made while it is on — read with readConcern local, invisible to readConcern majority and to change
   streams — until it is turned off (they commit) or ``devMongoRollBack`` (admin) discards them, as a failover
-  rolls back what no majority had; other writes are refused while it is on (not modelled);
+  rolls back what no majority had; an insert not written with ``w: 1`` (the default is majority) gets
+  writeConcernError 64 at once (mongod waits out wtimeout); other writes are refused while it is on (not modelled);
 * change streams over the wire: ``aggregate`` with a leading ``$changeStream`` (collection, database and cluster
   level; resumeAfter / startAfter / startAtOperationTime; fullDocument modes), awaiting ``getMore`` honouring
   ``maxTimeMS``, ``postBatchResumeToken`` in every batch, error 286 (ChangeStreamHistoryLost) for a token outside
@@ -1239,7 +1240,12 @@ class Server:
             n += 1
         self.opcounters["insert"] += n + len(errors)
         await self.log.notify()
-        return self.write_reply({"n": n}, errors)
+        reply = self.write_reply({"n": n}, errors)
+        w = (body.get("writeConcern") or {}).get("w", "majority")  # mongod 5.0+: the implicit default is majority
+        if self.unreplicated is not None and n and w not in (0, 1):
+            # No secondary acknowledges while stopReplProducer is on: mongod waits out wtimeout (forever without one).
+            reply["writeConcernError"] = {"code": 64, "codeName": "WriteConcernFailed", "errmsg": "waiting for replication timed out"}
+        return reply
 
     def check_unique(self, db, name, coll, key, doc) -> None:
         """Raises E11000 when `doc` would break a unique secondary index of `coll`."""

@@ -203,7 +203,7 @@ struct ChangeStreamTailer {
         switch op {
         case "insert", "replace", "update":
             let found = try await client.findAll(database: database, collection: context.stream.collection, filter: ["_id": key], limit: 1,
-                                                 readConcern: MongoClient.ReadConcern(.majority))
+                                                 readConcern: MongoClient.ReadConcern(.majority, afterClusterTime: after.clusterTime))
             if let current = found.first, context.stream.match?.matches(current) ?? true {
                 writer.append(Change(operation: .upsert, key: key, document: context.stream.columns.apply(current), version: version, sourceTimeMillis: time))
             } else {

@@ -125,6 +125,9 @@ struct MongoSnapshotSource: SnapshotSource {
         return out
     }
 
+    /// ReadConcernMajorityNotEnabled: a MongoDB before 5.0 started with `enableMajorityReadConcern: false`.
+    static let majorityReadsDisabled = 148
+
     /// Walks the partition's brackets in MongoDB's order (a partition planned before brackets existed spans all
     /// of them), page by page: `{_id: {$type: bracket, $gt: last, $lte: upper}}` sorted by `_id`.
     func copy(_ partition: PartitionState, copier: Int, into pages: SnapshotPages) async throws {
@@ -137,7 +140,7 @@ struct MongoSnapshotSource: SnapshotSource {
         // (the target would keep it for good). After the tail's start: a node elected since may begin with an older
         // majority view, and a write before the start, missed by the page, would be missed by the tail too.
         let start = try await context.state.stream(context.name)?.snapshotStart?.changeStream?.clusterTime
-        let readConcern = MongoClient.ReadConcern(.majority, afterClusterTime: start)
+        var readConcern = MongoClient.ReadConcern(.majority, afterClusterTime: start)
         for bracket in TypeBracket.allCases where bracket >= max(first, after.flatMap(TypeBracket.init(of:)) ?? first) && bracket <= last {
             let upper = bracket == last ? partition.upper?.documentID : nil
             var afterHere = after.flatMap { TypeBracket(of: $0) == bracket ? $0 : nil }
@@ -151,12 +154,20 @@ struct MongoSnapshotSource: SnapshotSource {
                 // than the sizer has seen (the first page, or after a restart) still ends at the page size.
                 let limit = sizer.rows
                 let page = MongoSnapshotPage(stream: context.name, columns: context.stream.columns, maxBytes: sizer.targetBytes)
-                try await policy.run {
-                    page.reset()
-                    try await client.find(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit,
-                                          readConcern: readConcern) { doc in
-                        page.append(doc)
+                let concern = readConcern
+                do {
+                    try await policy.run {
+                        page.reset()
+                        try await client.find(database: database, collection: collection, filter: filter, sort: ["_id": 1], limit: limit,
+                                              readConcern: concern) { doc in
+                            page.append(doc)
+                        }
                     }
+                } catch let error as MongoError where error.serverCode == Self.majorityReadsDisabled && readConcern.level == .majority {
+                    context.logger.warning("the server does not serve majority reads (enableMajorityReadConcern: false, MongoDB before 5.0): snapshot pages read its newest data, and a write a failover rolls back may be copied",
+                                           metadata: ["error": "\(error.message)"])
+                    readConcern = MongoClient.ReadConcern(.local)
+                    continue
                 }
                 guard let lastKey = page.lastKey else { break }
                 try await pages.spool(page.writer, partition: partition.index, first: previous, last: .documentID(lastKey))

@@ -177,10 +177,14 @@ def test_writes_no_majority_acknowledged_are_hidden_from_majority_reads_and_stre
     read with readConcern local, not with majority, nor by change streams (they return majority-committed events);
     a failover rolls them back (devMongoRollBack) and nothing ever reports them; turned off, they commit."""
     from pymongo.read_concern import ReadConcern
+    from pymongo.write_concern import WriteConcern
     db.c.insert_one({"_id": 1})
     with db.c.watch() as stream:
         client.admin.command({"configureFailPoint": "stopReplProducer", "mode": "alwaysOn"})
-        db.c.insert_one({"_id": 2})
+        with pytest.raises(WriteConcernError):
+            db.c.insert_one({"_id": 5})  # the default write concern is majority: no secondary acknowledges
+        assert client.admin.command({"devMongoRollBack": 1})["rolledBack"] == 1
+        db.c.with_options(write_concern=WriteConcern(w=1)).insert_one({"_id": 2})
         majority = db.get_collection("c", read_concern=ReadConcern("majority"))
         assert [d["_id"] for d in db.c.find().sort("_id", 1)] == [1, 2]
         assert [d["_id"] for d in majority.find().sort("_id", 1).limit(1)] == [1]
@@ -190,7 +194,7 @@ def test_writes_no_majority_acknowledged_are_hidden_from_majority_reads_and_stre
             db.c.update_one({"_id": 1}, {"$set": {"x": 1}})  # not modelled: refused, not half-done
         assert client.admin.command({"devMongoRollBack": 1})["rolledBack"] == 1
         assert [d["_id"] for d in db.c.find()] == [1]
-        db.c.insert_one({"_id": 3})
+        db.c.with_options(write_concern=WriteConcern(w=1)).insert_one({"_id": 3})
         client.admin.command({"configureFailPoint": "stopReplProducer", "mode": "off"})
         event = stream.next()
         assert event["operationType"] == "insert" and event["documentKey"] == {"_id": 3}

@@ -26,9 +26,6 @@ final class MongoClientIntegrationTests: XCTestCase {
         XCTAssertEqual(back.first?.bytes, doc.bytes, "byte-identical round trip")
     }
 
-    /// Issue "Nothing lost, nothing stuck" item 4: a bulk larger than one server batch, where one batch reports a
-    /// duplicate key and another fails outright (a network error, a step-down): the failure must not hide behind
-    /// the item error — the caller must learn that some writes never happened.
     /// libmongoc keeps only a read concern's level from find's options: `afterClusterTime` reaches the server
     /// through a causally consistent session. A time past the server's cluster time is refused (72), so a find
     /// that succeeded with one would show the field had been dropped.
@@ -47,6 +44,9 @@ final class MongoClientIntegrationTests: XCTestCase {
         }
     }
 
+    /// Issue "Nothing lost, nothing stuck" item 4: a bulk larger than one server batch, where one batch reports a
+    /// duplicate key and another fails outright (a network error, a step-down): the failure must not hide behind
+    /// the item error — the caller must learn that some writes never happened.
     func testAFailedServerBatchIsNotHiddenByItemErrorsOfAnother() async throws {
         try await client.command(["insert": "split", "documents": .array([.document(["_id": .int32(0)])])], database: database)
         var ops: [WriteOperation] = (0...100_050).map { .insert(["_id": .int32(Int32($0))]) }  // _id 0 exists: E11000 in batch 1

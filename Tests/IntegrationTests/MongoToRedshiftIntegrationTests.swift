@@ -332,6 +332,18 @@ final class MongoToRedshiftIntegrationTests: IntegrationTestCase {
         XCTAssertEqual(rows, [["50", "0"]], "the rolled-back document is not in the target")
     }
 
+    /// A MongoDB before 5.0 started with `enableMajorityReadConcern: false` refuses majority reads (148): the
+    /// snapshot reads its newest data instead, with a warning, rather than fail.
+    func testASnapshotReadsLocalDataWhereMajorityReadsAreDisabled() async throws {
+        let (url, _) = try await startPrivateMongo(arguments: ["--enableMajorityReadConcern", "false"])
+        _ = try await seed(try MongoClient(url: url), count: 30)
+        let result = try MongoshiftProcess.run(["snapshot", "--config", try writeConfig(mongoURL: url)])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("does not serve majority reads"), result.stderr)
+        let rows = try await connection.query("SELECT count(*) FROM \(appsTable)").rows
+        XCTAssertEqual(rows, [["30"]])
+    }
+
     /// A snapshot taking longer than the oplog holds ended in a tail that could not start from the snapshot's own
     /// start, a re-snapshot, and the same again, forever. Now the copy stops once its start has left the oplog,
     /// re-snapshots once, and the second such snapshot in a row fails the stream with the reason.

@@ -1081,6 +1081,9 @@ class Server:
         level = concern.get("level", "local")
         if level not in ("local", "majority", "available", "linearizable", "snapshot"):
             raise CommandError(9, f"invalid read concern level {level!r}", "FailedToParse")
+        if level == "majority" and self.args.enableMajorityReadConcern == "false":
+            raise CommandError(148, "Majority read concern requested, but server was not started with "
+                                    "--enableMajorityReadConcern.", "ReadConcernMajorityNotEnabled")
         after = concern.get("afterClusterTime")
         if after is not None and (after.time, after.inc) > (self.log.clock().time, self.log.clock().inc):
             raise CommandError(72, "readConcern afterClusterTime value must not be greater than the current clusterTime",
@@ -1786,6 +1789,8 @@ async def main() -> None:
     parser.add_argument("--replset", default="", help="answer hello as the primary of this one-member replica set")
     parser.add_argument("--history", type=int, default=1_000_000, help="change events retained (the 'oplog')")
     parser.add_argument("--data", default="", help="file to load at start and write at SIGTERM/SIGINT")
+    parser.add_argument("--enableMajorityReadConcern", default="true", choices=["true", "false"],
+                        help="false: readConcern majority is refused with 148, as mongod before 5.0 started so")
     parser.add_argument("--server-version", default=VERSION,
                         help="the MongoDB version to report (and behave as where versions differ: "
                              "$changeStreamSplitLargeEvent needs 7.0 or 6.0.9)")

@@ -38,8 +38,14 @@ struct ChangeStreamTailer {
                 oneAtATime = false
             } catch let error as MongoError where error.serverCode == 10334 && !splitting {
                 if oneAtATime {
-                    try await skipOversizedEvent(&cursor, error: error)
-                    oneAtATime = false
+                    do {
+                        try await skipOversizedEvent(&cursor, error: error)
+                        oneAtATime = false
+                    } catch let failure as MongoError where policy.retries(failure) && !failure.isHistoryLost {
+                        // Still one at a time: the next round fails on the same event and skips it again.
+                        context.logger.warning("reading past a change event over 16 MiB failed; trying again", metadata: ["error": "\(failure)"])
+                        try await pause(.seconds(1))
+                    }
                 } else {
                     context.logger.warning("a change event over 16 MiB failed the batch; reading one event at a time to find it", metadata: ["error": "\(error)"])
                     oneAtATime = true
@@ -202,8 +208,16 @@ struct ChangeStreamTailer {
         let time: Int64? = { if case .datetime(let ms)? = event["wallTime"] { return ms }; return after.clusterTime.map { Int64($0.seconds) * 1000 } }()
         switch op {
         case "insert", "replace", "update":
-            let found = try await client.findAll(database: database, collection: context.stream.collection, filter: ["_id": key], limit: 1,
-                                                 readConcern: MongoClient.ReadConcern(.majority, afterClusterTime: after.clusterTime))
+            func read(_ level: MongoClient.ReadConcern.Level) async throws -> [Document] {
+                try await client.findAll(database: database, collection: context.stream.collection, filter: ["_id": key], limit: 1,
+                                         readConcern: MongoClient.ReadConcern(level, afterClusterTime: after.clusterTime))
+            }
+            let found: [Document]
+            do {
+                found = try await read(.majority)
+            } catch let refused as MongoError where refused.serverCode == MongoSnapshotSource.majorityReadsDisabled {
+                found = try await read(.local)  // majority reads disabled (MongoDB before 5.0): the newest data
+            }
             if let current = found.first, context.stream.match?.matches(current) ?? true {
                 writer.append(Change(operation: .upsert, key: key, document: context.stream.columns.apply(current), version: version, sourceTimeMillis: time))
             } else {

@@ -1,4 +1,5 @@
 import BSON
+import Synchronization
 import Changes
 import MongoClient
 import Spool
@@ -15,6 +16,8 @@ struct MongoSnapshotSource: SnapshotSource {
     let client: MongoClient
     let database: String
     let policy: RetryPolicy
+    /// Set once the server refused majority reads (148): every partition's pages read local data from then on.
+    private let majorityRefused = MajorityRefusal()
 
     var copiers: Int { 1 }
     private var collection: String { context.stream.collection }
@@ -140,7 +143,7 @@ struct MongoSnapshotSource: SnapshotSource {
         // (the target would keep it for good). After the tail's start: a node elected since may begin with an older
         // majority view, and a write before the start, missed by the page, would be missed by the tail too.
         let start = try await context.state.stream(context.name)?.snapshotStart?.changeStream?.clusterTime
-        var readConcern = MongoClient.ReadConcern(.majority, afterClusterTime: start)
+        var readConcern = MongoClient.ReadConcern(majorityRefused.value ? .local : .majority, afterClusterTime: start)
         for bracket in TypeBracket.allCases where bracket >= max(first, after.flatMap(TypeBracket.init(of:)) ?? first) && bracket <= last {
             let upper = bracket == last ? partition.upper?.documentID : nil
             var afterHere = after.flatMap { TypeBracket(of: $0) == bracket ? $0 : nil }
@@ -166,7 +169,8 @@ struct MongoSnapshotSource: SnapshotSource {
                 } catch let error as MongoError where error.serverCode == Self.majorityReadsDisabled && readConcern.level == .majority {
                     context.logger.warning("the server does not serve majority reads (enableMajorityReadConcern: false, MongoDB before 5.0): snapshot pages read its newest data, and a write a failover rolls back may be copied",
                                            metadata: ["error": "\(error.message)"])
-                    readConcern = MongoClient.ReadConcern(.local)
+                    majorityRefused.value = true
+                    readConcern = MongoClient.ReadConcern(.local, afterClusterTime: start)
                     continue
                 }
                 guard let lastKey = page.lastKey else { break }
@@ -217,5 +221,14 @@ final class MongoSnapshotPage: @unchecked Sendable {
         rows += 1
         lastKey = key
         return !isFull
+    }
+}
+
+/// Whether the server refused majority reads, shared by a snapshot's copies (each warns no more once it is known).
+final class MajorityRefusal: Sendable {
+    private let refused = Mutex(false)
+    var value: Bool {
+        get { refused.withLock { $0 } }
+        set { refused.withLock { $0 = newValue } }
     }
 }

@@ -201,3 +201,20 @@ def test_writes_no_majority_acknowledged_are_hidden_from_majority_reads_and_stre
     assert [d["_id"] for d in db.get_collection("c", read_concern=ReadConcern("majority")).find().sort("_id", 1)] == [1, 3]
     with pytest.raises(OperationFailure):
         db.command({"find": "c", "readConcern": {"level": "sometimes"}})
+
+
+def test_majority_reads_refused_when_started_without_them():
+    """mongod before 5.0 started with --enableMajorityReadConcern false: readConcern majority fails with 148."""
+    from conftest import Spawned
+    from pymongo.read_concern import ReadConcern
+    server = Spawned("--enableMajorityReadConcern", "false")
+    try:
+        c = MongoClient(server.uri)
+        c.t.c.insert_one({"_id": 1})
+        assert [d["_id"] for d in c.t.c.find()] == [1]
+        with pytest.raises(OperationFailure) as refused:
+            list(c.t.get_collection("c", read_concern=ReadConcern("majority")).find())
+        assert refused.value.code == 148
+        c.close()
+    finally:
+        server.stop()

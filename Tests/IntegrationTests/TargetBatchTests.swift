@@ -155,11 +155,12 @@ final class TargetBatchTests: XCTestCase {
         let helper = try await fixture.anotherWorker()
         let key = try await connection.query("SELECT stream FROM \(schema).mongoshift_checkpoints WHERE stream LIKE 'apps@%' AND stream NOT LIKE '%#%'").rows[0][0]!
         try await connection.query("INSERT INTO \(schema).mongoshift_checkpoints (stream, seq) VALUES ($1, 0)", [key + "#p1"])
+        // The partition's row held before the helper starts, so it waits there whatever the timing.
         try await connection.execute("BEGIN")
+        _ = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream = $1 FOR UPDATE", [key + "#p1"])
         async let late = helper.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 5])], segment: stale)
         let generation: Int64
         do {
-            _ = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream = $1 FOR UPDATE", [key + "#p1"])
             try await Self.waitForALockWait(schema: schema)
             generation = try await fixture.replan()
             _ = try await fixture.applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10])],
@@ -187,12 +188,13 @@ final class TargetBatchTests: XCTestCase {
                                             segment: try await fixture.snapshotPage(partition: 0))
         let generation = try await fixture.replan()
         let page = try await fixture.snapshotPage(partition: 0)
+        // The fence held shared before the new page starts, as an older page's transaction holds it.
         try await connection.execute("BEGIN")
+        let fence = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream LIKE 'apps@%#gen' FOR SHARE").rows
+        XCTAssertEqual(fence, [["1"]], "the first snapshot's pages raised the fence to their generation")
         let applier = fixture.applier
         async let newer = applier.apply([Change(operation: .upsert, key: 1, document: ["_id": 1, "a": 10])], segment: page)
         do {
-            let fence = try await connection.query("SELECT seq FROM \(schema).mongoshift_checkpoints WHERE stream LIKE 'apps@%#gen' FOR SHARE").rows
-            XCTAssertEqual(fence, [["1"]], "the first snapshot's pages raised the fence to their generation")
             try await Self.waitForALockWait(schema: schema)
             let during = try await connection.query("SELECT a FROM \(schema).apps WHERE _id = 1").rows
             XCTAssertEqual(during, [["1"]], "the newer generation's page waits for the older one in flight")

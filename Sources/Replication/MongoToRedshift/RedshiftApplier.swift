@@ -400,8 +400,7 @@ public actor RedshiftApplier: ChangeTarget {
         while true {
             if segment?.kind == .snapshot, sql.dialect == .postgres, generation > raisedGeneration {
                 // Waits for the older generation's pages still in their transactions (they hold the fence shared).
-                try await c.query(sql.seedCheckpoint(), [generationFence])
-                try await c.query(sql.raiseGenerationFence(), [generationFence, String(generation)])
+                try await raiseGenerationFence(c, key: generationFence, to: generation)
                 raisedGeneration = generation
                 fenceRaises += 1
             }
@@ -420,25 +419,18 @@ public actor RedshiftApplier: ChangeTarget {
                     }
                     if segment.kind == .snapshot {
                         // ... and by snapshot generation: a page of an older snapshot never lands after a newer one's.
-                        let held = Self.integer(try await c.query(sql.readGenerationFence(), [generationFence]))
-                        if let held, held > generation {
+                        switch try await checkGenerationFence(c, key: generationFence, generation: generation) {
+                        case .admitted:
+                            break
+                        case .superseded(let held):
                             throw GenerationSuperseded(held: held)  // rolled back below
-                        }
-                        if (held ?? 0) < generation {
-                            if sql.dialect == .redshift {
-                                // Under the checkpoint table's lock: nothing else reads or raises it meanwhile.
-                                try await c.query(sql.seedCheckpoint(), [generationFence])
-                                try await c.query(sql.raiseGenerationFence(), [generationFence, String(generation)])
-                            } else {
-                                // The fence row was removed or lowered since this worker raised it (the checkpoint table
-                                // recreated): raised again outside a transaction, then the page again.
-                                try await c.execute("ROLLBACK")
-                                raisedGeneration = 0
-                                guard fenceRaises < 3 else {
-                                    throw ReplicationError(.internal, stream: context.name, "the target's generation fence \(generationFence) cannot be raised to \(generation)")
-                                }
-                                continue
+                        case .raiseAgain:
+                            try await c.execute("ROLLBACK")
+                            raisedGeneration = 0
+                            guard fenceRaises < 3 else {
+                                throw ReplicationError(.internal, stream: context.name, "the target's generation fence \(generationFence) cannot be raised to \(generation)")
                             }
+                            continue
                         }
                     }
                 } else {
@@ -561,6 +553,33 @@ public actor RedshiftApplier: ChangeTarget {
 
     /// The checkpoint row that holds the newest snapshot generation whose pages reached the target (its `seq`).
     static func generationFenceKey(_ stream: String) -> String { stream + "#gen" }
+
+    /// What a snapshot page's transaction found in the generation fence.
+    enum FenceCheck {
+        case admitted
+        /// A newer snapshot's pages were applied: this page must not be.
+        case superseded(Int64)
+        /// PostgreSQL: the fence row was removed or lowered since this worker raised it (the checkpoint table
+        /// recreated): to be raised again outside a transaction, then the page again.
+        case raiseAgain
+    }
+
+    /// In a snapshot page's transaction: reads the generation fence (PostgreSQL: holding it shared); on Redshift,
+    /// under the checkpoint table's lock, raises it when it is lower (nothing else reads or raises it meanwhile).
+    private func checkGenerationFence(_ c: PostgresConnection, key: String, generation: Int64) async throws -> FenceCheck {
+        let held = Self.integer(try await c.query(sql.readGenerationFence(), [key]))
+        if let held, held > generation { return .superseded(held) }
+        guard (held ?? 0) < generation else { return .admitted }
+        guard sql.dialect == .redshift else { return .raiseAgain }
+        try await raiseGenerationFence(c, key: key, to: generation)
+        return .admitted
+    }
+
+    /// Seeds the generation fence row when missing and raises it to `generation` (never lowers it).
+    private func raiseGenerationFence(_ c: PostgresConnection, key: String, to generation: Int64) async throws {
+        try await c.query(sql.seedCheckpoint(), [key])
+        try await c.query(sql.raiseGenerationFence(), [key, String(generation)])
+    }
 
     /// A snapshot page's generation is older than the target's fence: a newer snapshot's pages were applied.
     struct GenerationSuperseded: Error {
